@@ -1,0 +1,123 @@
+"""Carry out a Plan, step by step, recording each step in the lockfile before the next.
+
+apply never re-diffs: it does what the plan says. Finetunes are independent of each other and
+run concurrently in a bounded pool; one finetune's steps (create, then uploads) stay in order.
+A failed step stops that finetune only; the lock keeps everything that succeeded, so the next
+plan shows exactly the work that remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import ReconcilerError
+from .lockfile import LockWriter
+from .model import LockedFinetune
+from .plan import Change, Plan, StepKind
+from .providers.base import Provider
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    step: str  # e.g. "create", "upload adapter_config.json", "forget"
+    ok: bool
+    detail: str
+
+
+Report = Callable[[Outcome], None]
+
+
+@dataclass
+class Result:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def run(
+    plan: Plan,
+    providers: Mapping[str, Provider],
+    writer: LockWriter,
+    report: Report | None = None,
+    parallelism: int = 4,
+) -> Result:
+    result = Result()
+
+    def emit(outcome: Outcome) -> None:
+        result.outcomes.append(outcome)  # list.append is atomic under the GIL
+        if report is not None:
+            report(outcome)
+
+    changes = plan.actionable
+    if not changes:
+        return result
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(changes)))) as pool:
+        for future in [pool.submit(_one, c, providers, writer, plan, emit) for c in changes]:
+            future.result()
+    return result
+
+
+def _one(
+    change: Change,
+    providers: Mapping[str, Provider],
+    writer: LockWriter,
+    plan: Plan,
+    emit: Report,
+) -> None:
+    provider = providers.get(change.provider)
+    remote_id = change.remote_id
+    for step in change.steps:
+        label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
+        try:
+            if step.kind is StepKind.FORGET:
+                writer.forget(change.name)
+                emit(Outcome(change.name, label, True, "removed from the lockfile"))
+                continue
+            assert provider is not None and change.desired is not None
+            if step.kind is StepKind.CREATE:
+                remote = provider.create_finetune(change.desired)
+                remote_id = remote.id
+                writer.put(
+                    LockedFinetune(
+                        name=change.name,
+                        provider=change.provider,
+                        account=change.account,
+                        id=remote.id,
+                        model=remote.model,
+                        assets={},
+                    ),
+                    plan.endpoints.get(change.provider, provider.endpoint),
+                )
+                emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
+            elif step.kind is StepKind.UPLOAD:
+                assert step.asset is not None and remote_id is not None
+                sent = provider.upload_asset(change.account, remote_id, step.asset)
+                writer.add_asset(change.name, sent)
+                if step.digest is not None and sent != step.digest:
+                    emit(
+                        Outcome(
+                            change.name,
+                            label,
+                            False,
+                            f"{step.asset.path} changed after the plan: uploaded {sent.short}… "
+                            f"({sent.size} bytes) instead of the planned {step.digest.short}…; "
+                            "the lockfile records what was uploaded",
+                        )
+                    )
+                    return
+                emit(
+                    Outcome(
+                        change.name, label, True, f"uploaded ({sent.size} bytes, {sent.short}…)"
+                    )
+                )
+        except ReconcilerError as exc:
+            emit(Outcome(change.name, label, False, str(exc)))
+            return  # the next steps of this finetune depend on this one
+        except OSError as exc:
+            emit(Outcome(change.name, label, False, f"local file error: {exc}"))
+            return

@@ -1,0 +1,213 @@
+"""finetunes.yaml -> Desired: parse with line marks, interpolate ${ENV}, validate, resolve files.
+
+Every problem is collected and reported at once; nothing here talks to a network.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import ConfigError, Problem
+from .model import AssetFile, Desired, DesiredFinetune, SourceMark
+from .providers.registry import required_assets
+from .yamlsource import Path_, Source, parse
+
+# ${NAME} or ${NAME:-default}; $${ is a literal ${
+_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ACCOUNT_ENV = {"cloudflare": "CLOUDFLARE_ACCOUNT_ID"}
+
+
+def lockfile_path(config_path: Path) -> Path:
+    return config_path.with_suffix(".lock")
+
+
+def load(path: Path, env: Mapping[str, str]) -> Desired:
+    """Read and validate the config; raises ConfigError with every problem found."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [Problem(shown, None, None, "file not found (use -c to name the config)")]
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [Problem(shown, None, None, "is a directory, expected a YAML file")]
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            [Problem(shown, None, None, "cannot be read: permission denied")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [Problem(shown, None, None, f"is not UTF-8 text ({exc.reason})")]
+        ) from None
+
+    source, problems = parse(text, shown)
+    if source is None:
+        raise ConfigError(problems)
+    unresolved = _interpolate(source, env, problems)
+    problems.extend(schema.problems(source, skip=unresolved))
+    if problems:
+        raise ConfigError(problems)
+    desired = _build(source, path, env, problems)
+    if problems:
+        raise ConfigError(problems)
+    return desired
+
+
+def _interpolate(source: Source, env: Mapping[str, str], problems: list[Problem]) -> set[Path_]:
+    """Replace ${VAR} in every string value, in place. Returns the paths left unresolved."""
+    unresolved: set[Path_] = set()
+
+    def sub(value: str, path: Path_) -> str:
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            unresolved.add(path)
+            problems.append(
+                source.problem(
+                    path,
+                    f"{schema.display_path(path)}: environment variable {name} is not set "
+                    f"(referenced as ${{{name}}}); set it or write ${{{name}:-default}}",
+                )
+            )
+            return match.group(0)
+
+        return _REF.sub(one, value)
+
+    def walk(node: Any, path: Path_) -> Any:
+        if isinstance(node, str):
+            return sub(node, path)
+        if isinstance(node, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, dict):
+            return {k: walk(v, (*path, k)) for k, v in node.items()}
+        return node
+
+    source.data = walk(source.data, ())
+    return unresolved
+
+
+def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Problem]) -> Desired:
+    data = source.data
+    base = path.parent
+    providers = data.get("providers") or {}
+    seen: dict[str, int] = {}
+    finetunes: list[DesiredFinetune] = []
+    accounts: dict[str, set[str]] = {}
+    for i, item in enumerate(data.get("finetunes") or []):
+        where: Path_ = ("finetunes", i)
+        name = item["name"]
+        if name in seen:
+            first = source.mark(("finetunes", seen[name], "name"))
+            problems.append(
+                source.problem(
+                    (*where, "name"),
+                    f"duplicate finetune name '{name}' "
+                    f"(first declared at line {first[0] if first else '?'})",
+                )
+            )
+            continue
+        seen[name] = i
+        provider = item["provider"]
+        account = _account(
+            source, where, item, providers.get(provider) or {}, provider, env, problems
+        )
+        assets = _assets(source, where, item, base, provider, problems)
+        line, column = source.mark(where) or (0, 0)
+        finetunes.append(
+            DesiredFinetune(
+                name=name,
+                provider=provider,
+                account=account,
+                model=item["model"],
+                description=item.get("description") or None,
+                public=bool(item.get("public", False)),
+                assets=assets,
+                mark=SourceMark(source.file, line, column),
+            )
+        )
+        if account:
+            accounts.setdefault(provider, set()).add(account)
+    for provider, settings in providers.items():
+        if provider in ACCOUNT_ENV and (settings or {}).get("account_id"):
+            accounts.setdefault(provider, set()).add(settings["account_id"].lower())
+    return Desired(
+        config_path=path,
+        finetunes=tuple(finetunes),
+        accounts={p: tuple(sorted(a)) for p, a in sorted(accounts.items())},
+    )
+
+
+def _account(
+    source: Source,
+    where: Path_,
+    item: dict[str, Any],
+    settings: dict[str, Any],
+    provider: str,
+    env: Mapping[str, str],
+    problems: list[Problem],
+) -> str:
+    variable = ACCOUNT_ENV[provider]
+    account = item.get("account_id") or settings.get("account_id") or env.get(variable, "")
+    if not account:
+        problems.append(
+            source.problem(
+                where,
+                f"finetune '{item['name']}': no {provider} account id; "
+                f"set providers.{provider}.account_id "
+                f"in the config or {variable} in the environment",
+            )
+        )
+    elif not re.fullmatch(r"[0-9a-fA-F]{32}", account):
+        problems.append(source.problem(where, f"{variable} is not a 32-hex-character account id"))
+    return str(account).lower()
+
+
+def _assets(
+    source: Source,
+    where: Path_,
+    item: dict[str, Any],
+    base: Path,
+    provider: str,
+    problems: list[Problem],
+) -> tuple[AssetFile, ...]:
+    key: Path_ = (*where, "adapter")
+    folder = base / item["adapter"]
+    label = f"finetune '{item['name']}': adapter folder {item['adapter']}"
+    if not folder.exists():
+        problems.append(source.problem(key, f"{label} does not exist"))
+        return ()
+    if not folder.is_dir():
+        problems.append(source.problem(key, f"{label} is not a folder"))
+        return ()
+    assets: list[AssetFile] = []
+    for name in required_assets(provider):
+        file = folder / name
+        if not file.is_file():
+            problems.append(
+                source.problem(
+                    key,
+                    f"{label} has no {name}; "
+                    f"both {' and '.join(required_assets(provider))} are required",
+                )
+            )
+            continue
+        try:
+            with file.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(source.problem(key, f"{label}: {name} cannot be read ({exc.strerror})"))
+            continue
+        assets.append(AssetFile(name=name, path=file))
+    return tuple(assets)

@@ -1,0 +1,53 @@
+"""Field-level differences between two records: the one place deepdiff is used."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deepdiff import DeepDiff
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str  # dotted path, e.g. "description" or "settings.hyperparameters.train_epochs"
+    before: Any
+    after: Any
+
+
+def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    """What differs from `before` to `after`, sorted by field, with both values."""
+    if not before or not after:  # deepdiff reports a whole-record change at the root
+        keys = sorted(set(before) | set(after))
+        return tuple(FieldChange(k, before.get(k), after.get(k)) for k in keys)
+    diff = DeepDiff(dict(before), dict(after), ignore_order=True, verbose_level=2)
+    changes: dict[str, FieldChange] = {}
+    for kind in ("values_changed", "type_changes"):
+        for path, values in diff.get(kind, {}).items():
+            name = _dotted(path)
+            changes[name] = FieldChange(name, values.get("old_value"), values.get("new_value"))
+    for path, value in diff.get("dictionary_item_added", {}).items():
+        name = _dotted(path)
+        changes[name] = FieldChange(name, None, value)
+    for path, value in diff.get("dictionary_item_removed", {}).items():
+        name = _dotted(path)
+        changes[name] = FieldChange(name, value, None)
+    for kind in ("iterable_item_added", "iterable_item_removed"):
+        for path in diff.get(kind, {}):
+            name = _dotted(path.rsplit("[", 1)[0])
+            changes[name] = FieldChange(name, _get(before, name), _get(after, name))
+    return tuple(changes[k] for k in sorted(changes))
+
+
+def _dotted(path: str) -> str:
+    # deepdiff paths look like root['settings']['name'] or root['tags'][2]
+    parts = path.removeprefix("root").strip("[]").split("][")
+    return ".".join(p.strip("'\"") for p in parts if p)
+
+
+def _get(record: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value

@@ -1,0 +1,31 @@
+"""--sandbox: run a command against a sandbox started in-process, its state kept beside the config.
+
+The sandbox listens on an ephemeral port on 127.0.0.1 for as long as the command runs; its
+data lives in <config dir>/.reconciler/sandbox/, so successive commands see the same remote
+state. The environment is overlaid so that no real credential is used, or needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+LABEL = "sandbox"
+
+
+def data_dir(config_path: Path) -> Path:
+    return config_path.resolve().parent / ".reconciler" / "sandbox"
+
+
+@contextmanager
+def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    from .sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from .sandbox.server import SandboxServer
+
+    with SandboxServer(data_dir(config_path)) as server:
+        overlay = dict(env)
+        overlay["CLOUDFLARE_API_TOKEN"] = DEFAULT_TOKEN  # never send a real token to the sandbox
+        overlay["CLOUDFLARE_API_BASE_URL"] = server.cloudflare_base_url
+        overlay.setdefault("CLOUDFLARE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        yield overlay

@@ -1,0 +1,78 @@
+"""One exception root; each class knows the exit code the CLI maps it to.
+
+    ReconcilerError                 exit 1, the message is shown as is
+    ├── ConfigError                 the config is invalid: carries every Problem found
+    ├── LockfileError               finetunes.lock is corrupt, of an unknown version, or foreign
+    ├── PlanError                   the plan cannot be carried out as declared (blocked changes)
+    ├── CredentialsError            a token or account id is missing from the environment
+    ├── ProviderError               a remote call failed
+    │   ├── AuthError               the API rejected the token
+    │   └── EndpointError           the endpoint is unreachable or did not answer the API's shape
+    └── ApplyError                  some steps of an apply failed (the lock holds what succeeded)
+
+Messages never contain secrets: tokens are redacted where requests are built (providers/http.py)
+and no exception here is constructed from request headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcilerError(Exception):
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in a file: where it is and what was expected."""
+
+    file: str
+    line: int | None
+    column: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: error: {self.message}"
+
+
+class ConfigError(ReconcilerError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [str(p) for p in problems]
+        super().__init__("\n".join([*lines, f"{count} {noun} found; nothing was changed."]))
+
+
+class LockfileError(ReconcilerError):
+    pass
+
+
+class PlanError(ReconcilerError):
+    pass
+
+
+class CredentialsError(ReconcilerError):
+    pass
+
+
+class ProviderError(ReconcilerError):
+    pass
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class EndpointError(ProviderError):
+    pass
+
+
+class ApplyError(ReconcilerError):
+    pass

@@ -1,0 +1,148 @@
+"""finetunes.lock: what was created and uploaded. Sorted, versioned, written atomically.
+
+The lock is rewritten after every step of an apply, so an apply cut short leaves a lock from
+which the next plan sees exactly the work that remains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import LockfileError
+from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Recorded
+
+FORMAT_VERSION = 1
+
+
+def load(path: Path) -> Recorded:
+    """The recorded state; an absent lockfile is an empty record."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return EMPTY_RECORD
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LockfileError(
+            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the lockfile is corrupt "
+            "or truncated: restore it from version control"
+        ) from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise LockfileError(
+            f"{path}: format_version {version} was written by a newer reconciler "
+            f"(this one reads {FORMAT_VERSION}); upgrade reconciler"
+        )
+    errors = sorted(schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path)
+    if errors:
+        first = errors[0]
+        where = schema.display_path(tuple(first.absolute_path))
+        raise LockfileError(
+            f"{path}: not a reconciler lockfile of format_version {FORMAT_VERSION} "
+            f"({where}: {first.message}); restore it from version control"
+        )
+    return _from_json(data)
+
+
+def _from_json(data: dict[str, Any]) -> Recorded:
+    finetunes = {
+        name: LockedFinetune(
+            name=name,
+            provider=entry["provider"],
+            account=entry["account"],
+            id=entry["id"],
+            model=entry["model"],
+            assets={
+                file: AssetDigest(name=file, size=a["size"], sha256=a["sha256"])
+                for file, a in entry["assets"].items()
+            },
+        )
+        for name, entry in data["finetunes"].items()
+    }
+    return Recorded(finetunes=finetunes, endpoints=dict(data.get("endpoints", {})))
+
+
+def to_json(record: Recorded) -> str:
+    data = {
+        "format_version": FORMAT_VERSION,
+        "endpoints": dict(record.endpoints),
+        "finetunes": {
+            name: {
+                "provider": f.provider,
+                "account": f.account,
+                "id": f.id,
+                "model": f.model,
+                "assets": {a.name: {"size": a.size, "sha256": a.sha256} for a in f.assets.values()},
+            }
+            for name, f in record.finetunes.items()
+        },
+    }
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def save(path: Path, record: Recorded) -> None:
+    """Write atomically: a reader (or a crash) sees the old lock or the new one, never a mix."""
+    text = to_json(record)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+
+
+class LockWriter:
+    """The lock as an apply changes it: every record() is saved before it returns."""
+
+    def __init__(self, path: Path, start: Recorded) -> None:
+        self.path = path
+        self._finetunes = dict(start.finetunes)
+        self._endpoints = dict(start.endpoints)
+        self._mutex = threading.Lock()
+
+    @property
+    def current(self) -> Recorded:
+        with self._mutex:
+            return Recorded(finetunes=dict(self._finetunes), endpoints=dict(self._endpoints))
+
+    def put(self, entry: LockedFinetune, endpoint: str) -> None:
+        with self._mutex:
+            self._finetunes[entry.name] = entry
+            self._endpoints[entry.provider] = endpoint
+            self._save()
+
+    def add_asset(self, name: str, asset: AssetDigest) -> None:
+        with self._mutex:
+            entry = self._finetunes[name]
+            assets = {**entry.assets, asset.name: asset}
+            self._finetunes[name] = replace(entry, assets=assets)
+            self._save()
+
+    def forget(self, name: str) -> None:
+        with self._mutex:
+            self._finetunes.pop(name, None)
+            self._save()
+
+    def _save(self) -> None:
+        save(
+            self.path,
+            Recorded(finetunes=dict(sorted(self._finetunes.items())), endpoints=self._endpoints),
+        )

@@ -1,0 +1,39 @@
+"""Options shared by several commands, defined once (as pip-tools does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("finetunes.yaml"),
+    show_default=True,
+    envvar="RECONCILER_CONFIG",
+    help="The config file. Its lockfile sits beside it (finetunes.yaml -> finetunes.lock).",
+)
+
+sandbox_option = click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Run against a local sandbox started for this command, its state kept in "
+    ".reconciler/sandbox/ beside the config. No account or credentials needed.",
+)
+
+detailed_exitcode_option = click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 1 on error, 2 when there are changes.",
+)
+
+parallelism_option = click.option(
+    "--parallelism",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="How many finetunes to apply at once; one finetune's steps always run in order.",
+)

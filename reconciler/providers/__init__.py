@@ -1,0 +1,1 @@
+"""One seam per provider: base.py draws it, registry.py lists who stands behind it."""

@@ -1,0 +1,127 @@
+"""Cloudflare Workers AI finetunes: the API's shapes, nothing else.
+
+Cloudflare can create a finetune and upload its two assets, and list what an account has. It
+cannot update, delete or replace anything, and its list says nothing about assets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..assets import HashingReader
+from ..errors import CredentialsError, EndpointError
+from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from .base import Capabilities, Progress
+from .http import Api
+from .registry import Endpoint
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+URL_ENV = "CLOUDFLARE_API_BASE_URL"
+
+
+def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
+    token = env.get(TOKEN_ENV, "")
+    if not token:
+        raise CredentialsError(
+            f"{TOKEN_ENV} is not set: create an API token with the 'Workers AI Write' permission "
+            "and export it, or try reconciler with --sandbox"
+        )
+    base_url = env.get(URL_ENV) or DEFAULT_BASE_URL
+    return Endpoint(base_url=base_url, token=token, label=label or base_url)
+
+
+def _error_text(body: Any) -> str:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not errors:
+        return ""
+    return "; ".join(
+        f"{e.get('message', '?')} [code: {e.get('code', '?')}]"
+        for e in errors
+        if isinstance(e, dict)
+    )
+
+
+class CloudflareProvider:
+    name = "cloudflare"
+    capabilities = Capabilities(
+        can_update=False, can_delete=False, can_replace_assets=False, trains_async=False
+    )
+
+    def __init__(self, endpoint: Endpoint, transport: Any = None) -> None:
+        self.endpoint = endpoint.label
+        self._api = Api(
+            base_url=endpoint.base_url,
+            token=endpoint.token,
+            token_variable=TOKEN_ENV,
+            url_variable=URL_ENV,
+            parse_error=_error_text,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._api.close()
+
+    def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
+        body = self._api.call(
+            f"list finetunes of account {account}", "GET", f"/accounts/{account}/ai/finetunes"
+        )
+        result = _result(body, f"list finetunes of account {account}")
+        if not isinstance(result, list):
+            raise EndpointError(
+                f"list finetunes of account {account}: expected a list of finetunes"
+            )
+        return tuple(_remote(account, item) for item in result)
+
+    def create_finetune(self, desired: DesiredFinetune) -> RemoteFinetune:
+        payload: dict[str, Any] = {
+            "model": desired.model,
+            "name": desired.name,
+            "public": desired.public,
+        }
+        if desired.description is not None:
+            payload["description"] = desired.description
+        what = f"create finetune {desired.name}"
+        body = self._api.call(
+            what, "POST", f"/accounts/{desired.account}/ai/finetunes", json=payload
+        )
+        return _remote(desired.account, _result(body, what))
+
+    def upload_asset(
+        self, account: str, finetune_id: str, asset: AssetFile, progress: Progress | None = None
+    ) -> AssetDigest:
+        what = f"upload {asset.name} to finetune {finetune_id}"
+        with asset.path.open("rb") as f:
+            reader = HashingReader(f, asset.name, progress)
+            # file_name first, then file: the order the official SDK sends
+            self._api.call(
+                what,
+                "POST",
+                f"/accounts/{account}/ai/finetunes/{finetune_id}/finetune-assets",
+                data={"file_name": asset.name},
+                files={"file": (asset.name, reader, "application/octet-stream")},
+            )
+        return reader.result()
+
+
+def _result(body: Any, what: str) -> Any:
+    if not isinstance(body, dict) or "result" not in body:
+        raise EndpointError(f"{what}: the answer is not a Cloudflare API envelope")
+    return body["result"]
+
+
+def _remote(account: str, item: Any) -> RemoteFinetune:
+    if not isinstance(item, dict) or not {"id", "name", "model"} <= item.keys():
+        raise EndpointError(f"account {account}: a finetune in the answer lacks id, name or model")
+    return RemoteFinetune(
+        provider="cloudflare",
+        account=account,
+        id=str(item["id"]),
+        name=str(item["name"]),
+        model=str(item["model"]),
+        description=item.get("description") or None,
+        public=bool(item.get("public", False)),
+        created_at=item.get("created_at"),
+        modified_at=item.get("modified_at"),
+    )

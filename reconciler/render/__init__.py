@@ -1,0 +1,1 @@
+"""Views of a Plan, one module per format; each takes data and returns text."""

@@ -1,0 +1,159 @@
+"""The human view of a plan, in the style Terraform users read every day."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..apply import Outcome, Result
+from ..diff import FieldChange
+from ..model import AssetDigest
+from ..plan import Action, AssetChange, Change, Plan
+
+COLOURS = {
+    Action.CREATE: "green",
+    Action.UPLOAD: "yellow",
+    Action.BLOCKED: "red",
+    Action.FORGET: "magenta",
+    Action.UNMANAGED: "cyan",
+}
+
+HEADLINES = {
+    Action.CREATE: "will be created",
+    Action.UPLOAD: "will have assets uploaded",
+    Action.BLOCKED: "cannot be changed as declared",
+    Action.FORGET: "will be forgotten",
+}
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _digest(d: AssetDigest | None) -> str:
+    return "(none)" if d is None else f"{d.short}… ({human_size(d.size)})"
+
+
+def _value(v: object) -> str:
+    return "null" if v is None else json.dumps(v, ensure_ascii=False)
+
+
+def summary(plan: Plan) -> str:
+    parts = [
+        f"{plan.count(Action.CREATE)} to create",
+        f"{plan.count(Action.UPLOAD)} to upload",
+        f"{plan.count(Action.FORGET)} to forget",
+    ]
+    if plan.blocked:
+        parts.append(f"{len(plan.blocked)} blocked")
+    parts.append(f"{plan.count(Action.NOOP)} unchanged")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def render(plan: Plan, color: bool = False) -> str:
+    def paint(text: str, action: Action, bold: bool = False) -> str:
+        colour = COLOURS.get(action)
+        return click.style(text, fg=colour, bold=bold) if color and colour else text
+
+    out: list[str] = []
+    shown = [c for c in plan.changes if c.action in HEADLINES]
+    if shown:
+        out += ["reconciler will perform the following actions:", ""]
+    for c in shown:
+        out += _block(c, paint)
+    unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
+    if unmanaged:
+        out.append("Unmanaged finetunes (in the account, not in the config; left untouched):")
+        for c in unmanaged:
+            line = f'  ? finetune "{c.name}" ({c.provider} account {c.account}, id {c.remote_id})'
+            out.append(paint(line, Action.UNMANAGED))
+        out.append("")
+    if not plan.has_changes and not plan.blocked:
+        out.append(click.style("No changes.", bold=True) if color else "No changes.")
+        out.append("The finetunes match the configuration and the lockfile.")
+        out.append("")
+    out.append(paint(summary(plan), Action.BLOCKED if plan.blocked else Action.NOOP, bold=True))
+    if plan.blocked:
+        out += ["", paint(blocked_message(plan), Action.BLOCKED)]
+    return "\n".join(out) + "\n"
+
+
+def blocked_message(plan: Plan) -> str:
+    names = ", ".join(c.name for c in plan.blocked)
+    count = len(plan.blocked)
+    return (
+        f"Error: {count} finetune{'s' if count != 1 else ''} cannot be changed as declared "
+        f"({names}); see the reasons above. Nothing will be applied until the config is fixed."
+    )
+
+
+def _block(c: Change, paint: object) -> list[str]:
+    assert callable(paint)
+    sym = c.action.symbol
+    lines = [f"  # {c.name} {HEADLINES[c.action]}: {c.reason}"]
+    lines.append(paint(f'  {sym} finetune "{c.name}" {{', c.action))
+    rows: list[tuple[str, str, str]] = []  # (symbol, key, value)
+    if c.action is Action.CREATE:
+        rows.append(("+", "provider", _value(c.provider)))
+        rows.append(("+", "account", _value(c.account)))
+        rows += [("+", f.field, _value(f.after)) for f in c.fields]
+    else:
+        if c.remote_id:
+            rows.append((" ", "id", _value(c.remote_id)))
+        rows += [("~", f.field, _field_change(f)) for f in c.fields]
+    rows += [_asset_row(a) for a in c.assets]
+    width = max((len(k) for _, k, _ in rows), default=0)
+    for s, key, value in rows:
+        text = (
+            f"      {s} {key.ljust(width)} = {value}"
+            if s != " "
+            else f"        {key.ljust(width)} = {value}"
+        )
+        lines.append(paint(text, c.action) if s != " " else text)
+    lines.append(paint("    }", c.action))
+    lines += [paint(f"  Warning: {w}", Action.FORGET) for w in c.warnings]
+    lines.append("")
+    return lines
+
+
+def _field_change(f: FieldChange) -> str:
+    return f"{_value(f.before)} -> {_value(f.after)}"
+
+
+def _asset_row(a: AssetChange) -> tuple[str, str, str]:
+    key = f'asset "{a.name}"'
+    if a.before is None:
+        return ("+", key, _digest(a.after))
+    return ("~", key, f"{_digest(a.before)} -> {_digest(a.after)}")
+
+
+def render_outcome(o: Outcome, color: bool = False) -> str:
+    mark = "ok " if o.ok else "ERR"
+    text = f"  {mark} {o.name}: {o.step}: {o.detail}"
+    if color:
+        return click.style(text, fg="green" if o.ok else "red")
+    return text
+
+
+def render_result(result: Result, color: bool = False) -> str:
+    done = [o for o in result.outcomes if o.ok]
+    counts = {
+        "created": sum(1 for o in done if o.step == "create"),
+        "uploaded": sum(1 for o in done if o.step.startswith("upload")),
+        "forgotten": sum(1 for o in done if o.step == "forget"),
+    }
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items())
+    if not result.failed:
+        text = f"Apply complete: {tally}."
+        return click.style(text, fg="green", bold=True) if color else text
+    text = (
+        f"Apply failed: {len(result.failed)} step(s) failed ({tally} before that). The lockfile "
+        "records every step that succeeded: fix the cause and run apply again to finish."
+    )
+    return click.style(text, fg="red", bold=True) if color else text

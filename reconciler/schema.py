@@ -1,0 +1,113 @@
+"""The JSON Schemas shipped with the package, and schema errors turned into readable problems."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .errors import Problem
+from .yamlsource import Path_, Source
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """A schema by file name, e.g. 'finetunes.schema.json' (schemas/ is the one source of truth)."""
+    text = (resources.files("reconciler") / "schemas" / name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load(name))
+
+
+def display_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def problems(source: Source, skip: set[Path_] | None = None) -> list[Problem]:
+    """Every schema violation in the source, each placed at its line and column."""
+    skip = skip or set()
+    found: list[Problem] = []
+    for error in validator("finetunes.schema.json").iter_errors(source.data):
+        path = tuple(error.absolute_path)
+        if path in skip:
+            continue  # already reported (e.g. an unset ${ENV}); one message per cause
+        found.extend(_explain(source, path, error))
+    found.sort(key=lambda p: (p.line or 0, p.column or 0, p.message))
+    return found
+
+
+def _explain(source: Source, path: Path_, error: ValidationError) -> list[Problem]:
+    where = display_path(path)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    hint = schema.get("description")
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed]
+        return [
+            source.problem(
+                (*path, k),
+                f"{display_path((*path, k))}: unknown key '{k}'; expected one of: "
+                + ", ".join(allowed),
+                key=True,
+            )
+            for k in extras
+        ]
+    if kind == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        return [source.problem(path, f"{where}: missing required key '{missing}'")]
+    if kind == "enum":
+        options = ", ".join(repr(o) for o in schema.get("enum", []))
+        return [source.problem(path, f"{where}: {error.instance!r} is not one of: {options}")]
+    if kind == "const":
+        return [
+            source.problem(
+                path, f"{where}: expected {error.validator_value!r}, got {error.instance!r}"
+            )
+        ]
+    if kind == "type":
+        return [
+            source.problem(
+                path,
+                f"{where}: expected {_a(error.validator_value)}, got {_json_type(error.instance)}",
+            )
+        ]
+    if kind == "pattern":
+        text = f"{where}: {error.instance!r} does not match {error.validator_value}"
+        return [source.problem(path, text + (f" ({hint})" if hint else ""))]
+    if kind == "not":
+        text = f"{where}: {error.instance!r} is not allowed"
+        return [source.problem(path, text + (f": {hint}" if hint else ""))]
+    return [source.problem(path, f"{where}: {error.message}")]
+
+
+def _a(kind: object) -> str:
+    names = kind if isinstance(kind, list) else [kind]
+    return " or ".join(("an " if str(n)[0] in "aeiou" else "a ") + str(n) for n in names)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
