@@ -28,7 +28,7 @@ def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpo
             f"{TOKEN_ENV} is not set: create an API token with the 'Workers AI Write' permission "
             "and export it, or try reconciler with --sandbox"
         )
-    base_url = env.get(URL_ENV) or DEFAULT_BASE_URL
+    base_url = (env.get(URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
     return Endpoint(base_url=base_url, token=token, label=label or base_url)
 
 

@@ -1,0 +1,77 @@
+"""finetunes.lock: round trip, normalised output, atomic writes, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler import lockfile
+from reconciler.errors import LockfileError
+from reconciler.model import AssetDigest, LockedFinetune, Recorded
+
+SHA = "sha256:" + "ab" * 32
+
+
+def record() -> Recorded:
+    assets = {"adapter_config.json": AssetDigest("adapter_config.json", 12, SHA)}
+    return Recorded(
+        finetunes={
+            "zeta": LockedFinetune("zeta", "cloudflare", "a" * 32, "id-z", "@cf/m", assets),
+            "alpha": LockedFinetune("alpha", "cloudflare", "a" * 32, "id-a", "@cf/m", {}),
+        },
+        endpoints={"cloudflare": "sandbox"},
+    )
+
+
+def test_round_trip_and_sorted_output(tmp_path: Path) -> None:
+    path = tmp_path / "finetunes.lock"
+    lockfile.save(path, record())
+    assert lockfile.load(path) == record()
+    text = path.read_text()
+    assert text.index('"alpha"') < text.index('"zeta"')
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["finetunes.lock"]  # no temp file left
+
+
+def test_absent_lockfile_is_empty(tmp_path: Path) -> None:
+    assert lockfile.load(tmp_path / "finetunes.lock").finetunes == {}
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "finetunes.lock"
+    lockfile.save(path, record())
+    before = path.read_bytes()
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)  # a full disk cannot be had otherwise
+    with pytest.raises(OSError):
+        lockfile.save(path, Recorded(finetunes={}, endpoints={}))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["finetunes.lock"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"format_version": 1, "finetunes": {', "not valid JSON"),
+        ("", "not valid JSON"),
+        (
+            '{"format_version": 7, "finetunes": {}}',
+            "format_version 7 was written by a newer reconciler",
+        ),
+        ('{"format_version": 1, "finetunes": {"x": {"provider": "cloudflare"}}}', "finetunes.x"),
+        ('["not", "a", "lock"]', "not a reconciler lockfile"),
+    ],
+)
+def test_corrupt_or_foreign_lockfile_is_refused(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "finetunes.lock"
+    path.write_text(content)
+    with pytest.raises(LockfileError, match=expected):
+        lockfile.load(path)
