@@ -90,6 +90,8 @@ def _one(
                         id=remote.id,
                         model=remote.model,
                         assets={},
+                        description=remote.description,
+                        public=remote.public,
                     ),
                     plan.endpoints.get(change.provider, provider.endpoint),
                 )

@@ -13,8 +13,16 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import ConfigError, ReconcilerError
-from .options import config_option, detailed_exitcode_option, parallelism_option, sandbox_option
+from .errors import ConfigError, PlanError, ReconcilerError
+from .options import (
+    config_option,
+    detailed_exitcode_option,
+    format_option,
+    lock_timeout_option,
+    parallelism_option,
+    sandbox_option,
+    target_option,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,18 +63,24 @@ def handle_errors(fn: F) -> F:
 
 
 @contextmanager
-def environment(config_path: Path, sandbox: bool) -> Iterator[Mapping[str, str]]:
-    if not sandbox:
-        yield dict(os.environ)
-        return
-    from .embedded import sandbox_env
+def session(config_path: Path, sandbox: bool) -> Iterator[tuple[Mapping[str, str], dict[str, Any]]]:
+    """The environment and the open providers for one command (against the sandbox if asked)."""
+    from .workflow import open_providers
 
-    click.echo(
-        f"Using the local sandbox (state in {_rel(config_path.parent)}/.reconciler/sandbox).",
-        err=True,
-    )
-    with sandbox_env(config_path, os.environ) as env:
-        yield env
+    if not sandbox:
+        env: Mapping[str, str] = dict(os.environ)
+        with open_providers(config_path, env, None) as providers:
+            yield env, providers
+        return
+    from .embedded import LABEL, sandbox_env
+
+    where = _rel(config_path.parent)
+    click.echo(f"Using the local sandbox (state in {where}/.reconciler/sandbox).", err=True)
+    with (
+        sandbox_env(config_path, os.environ) as env,
+        open_providers(config_path, env, LABEL) as providers,
+    ):
+        yield env, providers
 
 
 def _rel(path: Path) -> str:
@@ -74,6 +88,13 @@ def _rel(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd())) or "."
     except ValueError:
         return str(path)
+
+
+def _echo_plan(plan: Any, fmt: str) -> None:
+    from .render import render
+
+    color = _color() and fmt == "text"
+    click.echo(render(plan, fmt, color), nl=False, color=color)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,57 +122,111 @@ def validate(config_path: Path) -> None:
 @config_option
 @detailed_exitcode_option
 @sandbox_option
+@format_option
+@target_option
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save the plan, with fingerprints of its inputs, for `reconciler apply PLANFILE`.",
+)
+@click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Report only what changed remotely since the lockfile was written (as `drift`).",
+)
 @handle_errors
-def plan(config_path: Path, detailed_exitcode: bool, sandbox: bool) -> None:
+def plan(
+    config_path: Path,
+    detailed_exitcode: bool,
+    sandbox: bool,
+    fmt: str,
+    targets: tuple[str, ...],
+    out: Path | None,
+    refresh_only: bool,
+) -> None:
     """Show what apply would do: compare the config, the lockfile and the accounts."""
-    from .render import text
-    from .workflow import make_plan, open_providers, providers_for
+    if refresh_only:
+        _drift(config_path, sandbox, fmt)
+        return
+    from . import planfile
+    from .workflow import make_plan
 
-    with (
-        environment(config_path, sandbox) as env,
-        open_providers(
-            providers_for(config_path, env), env, "sandbox" if sandbox else None
-        ) as providers,
-    ):
-        planned = make_plan(config_path, env, providers)
-    color = _color()
-    click.echo(text.render(planned.plan, color=color), nl=False, color=color)
+    with session(config_path, sandbox) as (env, providers):
+        planned = make_plan(config_path, env, providers, targets)
+    _echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)
+    if out is not None:
+        planfile.save(out, planned.plan, planned.fingerprints, config_path)
+        click.echo(
+            f"Saved the plan to {out}; apply exactly it with: reconciler apply {out}", err=True
+        )
     if detailed_exitcode and planned.plan.has_changes:
         sys.exit(EXIT_CHANGES)
 
 
 @main.command()
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @config_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
 @sandbox_option
 @parallelism_option
+@target_option
+@lock_timeout_option
+@click.pass_context
 @handle_errors
-def apply(config_path: Path, auto_approve: bool, sandbox: bool, parallelism: int) -> None:
+def apply(
+    ctx: click.Context,
+    planfile: Path | None,
+    config_path: Path,
+    auto_approve: bool,
+    sandbox: bool,
+    parallelism: int,
+    targets: tuple[str, ...],
+    lock_timeout: float,
+) -> None:
     """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
 
-    Asks for confirmation on a terminal; without one, refuses unless --auto-approve is given.
+    Without PLANFILE it plans first and asks for confirmation on a terminal (without one, it
+    refuses unless --auto-approve is given). With PLANFILE (from `plan -o`) it applies exactly
+    that plan with no prompt, and refuses if anything the plan was made from has changed.
     """
+    from . import planfile as planfile_mod
+    from .config import lockfile_path
     from .render import text
+    from .runlock import exclusive
     from .workflow import apply as run_apply
-    from .workflow import make_plan, open_providers, providers_for
+    from .workflow import make_plan, use_saved
 
+    saved = None
+    if planfile is not None:
+        if targets:
+            raise PlanError("--target cannot narrow a saved plan: target when making the plan")
+        saved = planfile_mod.load(planfile)
+        if ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT:
+            config_path = saved.config_path
     color = _color()
     with (
-        environment(config_path, sandbox) as env,
-        open_providers(
-            providers_for(config_path, env), env, "sandbox" if sandbox else None
-        ) as providers,
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (
+            env,
+            providers,
+        ),
     ):
-        planned = make_plan(config_path, env, providers)
-        click.echo(text.render(planned.plan, color=color), nl=False, color=color)
+        planned = make_plan(config_path, env, providers, targets)
+        if saved is not None and planfile is not None:
+            planned = use_saved(planfile, saved, planned)
+            click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
+        else:
+            click.echo(text.render(planned.plan, color=color), nl=False, color=color)
         if planned.plan.blocked:
             sys.exit(EXIT_ERROR)
         if not planned.plan.has_changes:
             click.echo("Nothing to apply.")
             return
-        if not auto_approve:
+        if saved is None and not auto_approve:
             _confirm()
         click.echo("")
         result = run_apply(
@@ -176,6 +251,105 @@ def _confirm() -> None:
     answer = click.prompt("  Enter a value", default="", show_default=False)
     if answer.strip() != "yes":
         _fail("Apply cancelled; nothing was changed.")
+
+
+@main.command()
+@click.argument("planfile", type=click.Path(path_type=Path, dir_okay=False))
+@format_option
+@handle_errors
+def show(planfile: Path, fmt: str) -> None:
+    """Render a saved plan (from `plan -o`) in any format, without calling any API."""
+    from . import planfile as planfile_mod
+
+    saved = planfile_mod.load(planfile)
+    _echo_plan(saved.plan(saved.config_path), fmt)
+
+
+@main.command()
+@config_option
+@sandbox_option
+@format_option
+@handle_errors
+def drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    """Report what changed remotely since the lockfile was written; exit 2 if anything did.
+
+    Finetunes gone from their account, replaced, with changed fields, and unmanaged ones
+    present. Local edits to the config are not drift: `plan` shows those.
+    """
+    _drift(config_path, sandbox, fmt)
+
+
+def _drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    from .render import drift as render_drift
+    from .workflow import detect_drift
+
+    with session(config_path, sandbox) as (env, providers):
+        items = detect_drift(config_path, env, providers)
+    click.echo(render_drift.render(items, fmt), nl=False)
+    if items:
+        sys.exit(EXIT_CHANGES)
+
+
+@main.command(name="import")
+@click.argument("name")
+@config_option
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Record the local asset files as verified: you assert they are what was uploaded.",
+)
+@sandbox_option
+@lock_timeout_option
+@handle_errors
+def import_(
+    name: str, config_path: Path, confirm: bool, sandbox: bool, lock_timeout: float
+) -> None:
+    """Adopt a finetune that already exists in the account into the lockfile.
+
+    The finetune must be declared in the config. Cloudflare cannot tell what was uploaded to
+    it, so its assets are recorded from the local files as unverified (plans then warn) until
+    you run `reconciler import NAME --confirm`.
+    """
+    from .config import lockfile_path
+    from .runlock import exclusive
+    from .workflow import import_finetune
+
+    with (
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (
+            env,
+            providers,
+        ),
+    ):
+        entry = import_finetune(config_path, env, providers, name, confirm)
+    state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"
+    click.echo(
+        f"Imported {name} (id {entry.id}) into the lockfile; assets {state}.".replace("NAME", name)
+    )
+
+
+@main.command()
+@click.argument("name")
+@config_option
+@lock_timeout_option
+@handle_errors
+def forget(name: str, config_path: Path, lock_timeout: float) -> None:
+    """Stop managing a finetune: drop it from the lockfile. The remote finetune is untouched."""
+    from .config import lockfile_path
+    from .runlock import exclusive
+    from .workflow import forget_finetune
+
+    with exclusive(lockfile_path(config_path), lock_timeout):
+        entry, declared = forget_finetune(config_path, dict(os.environ), name)
+    click.echo(
+        f"Forgot {name} (id {entry.id}); it stays in {entry.provider} account {entry.account}."
+    )
+    if declared:
+        click.echo(
+            f"Warning: {config_path} still declares {name}; remove it there too, or the next "
+            "plan will find it in the account but not in the lockfile.",
+            err=True,
+        )
 
 
 @main.command()

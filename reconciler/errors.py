@@ -3,7 +3,10 @@
     ReconcilerError                 exit 1, the message is shown as is
     ├── ConfigError                 the config is invalid: carries every Problem found
     ├── LockfileError               finetunes.lock is corrupt, of an unknown version, or foreign
-    ├── PlanError                   the plan cannot be carried out as declared (blocked changes)
+    ├── PlanError                   the plan cannot be made or carried out as declared
+    │   ├── PlanFileError           a saved plan file is missing, foreign or damaged
+    │   └── StalePlanError          a saved plan's inputs changed since it was made
+    ├── LockHeldError               another apply holds the apply lock
     ├── CredentialsError            a token or account id is missing from the environment
     ├── ProviderError               a remote call failed
     │   ├── AuthError               the API rejected the token
@@ -55,6 +58,18 @@ class LockfileError(ReconcilerError):
 
 
 class PlanError(ReconcilerError):
+    pass
+
+
+class PlanFileError(PlanError):
+    pass
+
+
+class StalePlanError(PlanError):
+    pass
+
+
+class LockHeldError(ReconcilerError):
     pass
 
 

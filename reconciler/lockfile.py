@@ -65,6 +65,11 @@ def _from_json(data: dict[str, Any]) -> Recorded:
                 file: AssetDigest(name=file, size=a["size"], sha256=a["sha256"])
                 for file, a in entry["assets"].items()
             },
+            description=entry.get("description"),
+            public=entry.get("public"),
+            unverified=frozenset(
+                file for file, a in entry["assets"].items() if a.get("verified") is False
+            ),
         )
         for name, entry in data["finetunes"].items()
     }
@@ -87,6 +92,25 @@ def to_json(record: Recorded) -> str:
         },
     }
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "provider": f.provider,
+        "account": f.account,
+        "id": f.id,
+        "model": f.model,
+        "assets": {
+            a.name: {"size": a.size, "sha256": a.sha256}
+            | ({"verified": False} if a.name in f.unverified else {})
+            for a in f.assets.values()
+        },
+    }
+    if f.description is not None:
+        entry["description"] = f.description
+    if f.public is not None:
+        entry["public"] = f.public
+    return entry
 
 
 def save(path: Path, record: Recorded) -> None:

@@ -95,6 +95,11 @@ class LockedFinetune:
     id: str
     model: str
     assets: Mapping[str, AssetDigest]
+    # the remote fields as last seen; None in locks written before they were recorded
+    description: str | None = None
+    public: bool | None = None
+    # assets recorded by `import` from the local files, not seen uploaded: unconfirmed
+    unverified: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

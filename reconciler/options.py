@@ -37,3 +37,30 @@ parallelism_option = click.option(
     show_default=True,
     help="How many finetunes to apply at once; one finetune's steps always run in order.",
 )
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for machines (schemas/plan.schema.json), markdown for a "
+    "pull-request comment.",
+)
+
+target_option = click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME",
+    help="Only this finetune (repeatable); NAME or provider.NAME.",
+)
+
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another apply to release the lockfile before giving up.",
+)

@@ -160,6 +160,26 @@ def build(
     return Plan(changes=tuple(changes), endpoints=dict(endpoints))
 
 
+def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
+    """Only the changes of the named finetunes (by name or provider.name address)."""
+    if not targets:
+        return plan
+    known = {c.name for c in plan.changes} | {f"{c.provider}.{c.name}" for c in plan.changes}
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise PlanError(
+            f"--target {', '.join(unknown)}: no such finetune in the config, the lockfile or the "
+            "account"
+        )
+    wanted = set(targets)
+    return Plan(
+        changes=tuple(
+            c for c in plan.changes if c.name in wanted or f"{c.provider}.{c.name}" in wanted
+        ),
+        endpoints=plan.endpoints,
+    )
+
+
 def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str, str]) -> None:
     for provider in sorted({d.provider for d in desired.finetunes} | set(recorded.endpoints)):
         was, now = recorded.endpoints.get(provider), endpoints.get(provider)
@@ -248,7 +268,16 @@ def _plan_one(
             assets=tuple(AssetChange(a.name, None, local[a.name]) for a in missing),
             steps=tuple(Step(StepKind.UPLOAD, a, local[a.name]) for a in missing),
         )
-    return change(Action.NOOP, "up to date", remote_id=remote.id)
+    unverified = sorted(locked.unverified)
+    notes = (
+        (
+            f"{', '.join(unverified)} of {d.name} came from `reconciler import` and are assumed "
+            f"to match what was uploaded; once checked, run `reconciler import {d.name} --confirm`",
+        )
+        if unverified
+        else ()
+    )
+    return change(Action.NOOP, "up to date", remote_id=remote.id, warnings=notes)
 
 
 def _find(

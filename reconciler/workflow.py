@@ -8,23 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import assets, config, lockfile
+from . import assets, config, drift, lockfile, planfile
 from . import plan as plan_mod
-from .model import Desired, Observed, Recorded
+from .errors import PlanError, ReconcilerError
+from .model import Desired, Digests, LockedFinetune, Observed, Recorded
 from .providers import registry
 from .providers.base import Provider
 
 
 @dataclass(frozen=True)
 class Planned:
+    config_path: Path
     desired: Desired
     recorded: Recorded
+    observed: Observed
+    digests: Digests
     lock_path: Path
     plan: plan_mod.Plan
+    fingerprints: planfile.Fingerprints
 
 
 def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
@@ -34,8 +39,11 @@ def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
 
 @contextmanager
 def open_providers(
-    names: set[str], env: Mapping[str, str], label: str | None
+    config_path: Path, env: Mapping[str, str], label: str | None
 ) -> Iterator[dict[str, Provider]]:
+    """The providers the config uses. Validates the config first, so bad input fails before
+    any credential is looked at or any call is made."""
+    names = set(config.load(config_path, env).accounts)
     opened: dict[str, Provider] = {}
     try:
         for name in sorted(names):
@@ -46,39 +54,49 @@ def open_providers(
             provider.close()
 
 
-def read_observed(desired: Desired, providers: Mapping[str, Provider]) -> Observed:
+def read_observed(
+    accounts: Mapping[str, tuple[str, ...]], providers: Mapping[str, Provider]
+) -> Observed:
     """One list read per (provider, account): never a call per finetune."""
     return Observed(
         finetunes={
             (name, account): providers[name].list_finetunes(account)
-            for name, accounts in desired.accounts.items()
-            for account in accounts
+            for name, account_ids in accounts.items()
+            for account in account_ids
         }
     )
 
 
 def make_plan(
-    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+    config_path: Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    targets: tuple[str, ...] = (),
 ) -> Planned:
     desired = config.load(config_path, env)
     lock_path = config.lockfile_path(config_path)
     recorded = lockfile.load(lock_path)
-    observed = read_observed(desired, providers)
+    observed = read_observed(desired.accounts, providers)
     digests = assets.digest_all(a for d in desired.finetunes for a in d.assets)
+    endpoints = {n: p.endpoint for n, p in providers.items()}
     plan = plan_mod.build(
         desired,
         observed,
         recorded,
         digests,
         capabilities={n: p.capabilities for n, p in providers.items()},
-        endpoints={n: p.endpoint for n, p in providers.items()},
+        endpoints=endpoints,
     )
-    return Planned(desired=desired, recorded=recorded, lock_path=lock_path, plan=plan)
-
-
-def providers_for(config_path: Path, env: Mapping[str, str]) -> set[str]:
-    """Which providers a config needs, after validating it (so bad input fails before auth)."""
-    return set(config.load(config_path, env).accounts)
+    return Planned(
+        config_path=config_path,
+        desired=desired,
+        recorded=recorded,
+        observed=observed,
+        digests=digests,
+        lock_path=lock_path,
+        plan=plan_mod.select(plan, targets),
+        fingerprints=planfile.fingerprint(desired, recorded, digests, observed, endpoints),
+    )
 
 
 def apply(
@@ -89,3 +107,92 @@ def apply(
 ) -> apply_mod.Result:
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
     return apply_mod.run(planned.plan, providers, writer, report, parallelism)
+
+
+def use_saved(path: Path, saved: planfile.Saved, now: Planned) -> Planned:
+    """The saved plan in place of the fresh one, if nothing it was made from has moved."""
+    planfile.check_fresh(path, saved.fingerprints, now.fingerprints)
+    return replace(now, plan=saved.plan(now.config_path))
+
+
+def detect_drift(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+) -> tuple[drift.Drift, ...]:
+    desired = config.load(config_path, env)
+    recorded = lockfile.load(config.lockfile_path(config_path))
+    accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
+    for f in recorded.finetunes.values():
+        if f.provider in providers:
+            accounts.setdefault(f.provider, set()).add(f.account)
+    observed = read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
+    return drift.detect(recorded, observed, desired.accounts)
+
+
+def import_finetune(
+    config_path: Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    name: str,
+    confirm: bool,
+) -> LockedFinetune:
+    """Adopt a finetune that exists remotely into the lockfile.
+
+    Cloudflare cannot say what was uploaded, so the local files' digests are recorded as
+    unverified, unless the user confirms (`--confirm`) that they are what was uploaded.
+    """
+    desired = config.load(config_path, env)
+    declared = next((d for d in desired.finetunes if d.name == name), None)
+    if declared is None:
+        raise PlanError(f"{name} is not declared in {config_path}: add it to the config first")
+    lock_path = config.lockfile_path(config_path)
+    recorded = lockfile.load(lock_path)
+    provider = providers[declared.provider]
+    was = recorded.endpoints.get(declared.provider)
+    if was and was != provider.endpoint:
+        raise PlanError(
+            f"the lockfile's {declared.provider} records were made against {was}, not "
+            f"{provider.endpoint}"
+        )
+    existing = recorded.finetunes.get(name)
+    if existing is not None and not (confirm and existing.unverified):
+        raise PlanError(f"{name} is already in the lockfile (id {existing.id})")
+    remote = next((r for r in provider.list_finetunes(declared.account) if r.name == name), None)
+    if remote is None:
+        raise PlanError(
+            f"no finetune named {name} in {declared.provider} account {declared.account}: "
+            "nothing to import (plan and apply create it)"
+        )
+    digests = assets.digest_all(declared.assets)
+    entry = LockedFinetune(
+        name=name,
+        provider=declared.provider,
+        account=declared.account,
+        id=remote.id,
+        model=remote.model,
+        assets={a.name: digests[a.path] for a in declared.assets},
+        description=remote.description,
+        public=remote.public,
+        unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
+    )
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.put(entry, provider.endpoint)
+    return entry
+
+
+def forget_finetune(
+    config_path: Path, env: Mapping[str, str], name: str
+) -> tuple[LockedFinetune, bool]:
+    """Drop a finetune from the lockfile; the remote one is untouched. Returns it, and whether
+    the config still declares it (the next plan would then report it as blocked)."""
+    lock_path = config.lockfile_path(config_path)
+    recorded = lockfile.load(lock_path)
+    entry = recorded.finetunes.get(name)
+    if entry is None:
+        raise PlanError(f"{name} is not in {lock_path}: nothing to forget")
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.forget(name)
+    try:
+        declared = any(d.name == name for d in config.load(config_path, env).finetunes)
+    except ReconcilerError:
+        declared = False  # forgetting needs no valid config; the warning is a courtesy
+    return entry, declared

@@ -1,0 +1,116 @@
+"""Plans to plain data and back, losslessly: what a saved plan file holds.
+
+Paths are stored relative to the config's folder, so a plan made in one checkout (a pull
+request's CI job) applies in another (the merge job) wherever it is cloned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .diff import FieldChange
+from .model import AssetDigest, AssetFile, DesiredFinetune
+from .plan import Action, AssetChange, Change, Plan, Step, StepKind
+
+
+def digest_to_data(d: AssetDigest | None) -> dict[str, Any] | None:
+    return None if d is None else {"name": d.name, "size": d.size, "sha256": d.sha256}
+
+
+def digest_from_data(data: dict[str, Any] | None) -> AssetDigest | None:
+    return None if data is None else AssetDigest(data["name"], data["size"], data["sha256"])
+
+
+def relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def plan_to_data(plan: Plan, base: Path) -> dict[str, Any]:
+    return {
+        "endpoints": dict(plan.endpoints),
+        "changes": [_change_to_data(c, base) for c in plan.changes],
+    }
+
+
+def plan_from_data(data: dict[str, Any], base: Path) -> Plan:
+    return Plan(
+        changes=tuple(_change_from_data(c, base) for c in data["changes"]),
+        endpoints=dict(data["endpoints"]),
+    )
+
+
+def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
+    d = c.desired
+    return {
+        "name": c.name,
+        "provider": c.provider,
+        "account": c.account,
+        "action": c.action.value,
+        "reason": c.reason,
+        "remote_id": c.remote_id,
+        "desired": None
+        if d is None
+        else {
+            "model": d.model,
+            "description": d.description,
+            "public": d.public,
+            "assets": [{"name": a.name, "path": relative(a.path, base)} for a in d.assets],
+        },
+        "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in c.fields],
+        "assets": [
+            {"name": a.name, "before": digest_to_data(a.before), "after": digest_to_data(a.after)}
+            for a in c.assets
+        ],
+        "steps": [
+            {
+                "kind": s.kind.value,
+                "asset": None if s.asset is None else s.asset.name,
+                "path": None if s.asset is None else relative(s.asset.path, base),
+                "digest": digest_to_data(s.digest),
+            }
+            for s in c.steps
+        ],
+        "warnings": list(c.warnings),
+    }
+
+
+def _change_from_data(data: dict[str, Any], base: Path) -> Change:
+    d = data["desired"]
+    desired = None
+    if d is not None:
+        desired = DesiredFinetune(
+            name=data["name"],
+            provider=data["provider"],
+            account=data["account"],
+            model=d["model"],
+            description=d["description"],
+            public=d["public"],
+            assets=tuple(AssetFile(a["name"], base / a["path"]) for a in d["assets"]),
+        )
+    return Change(
+        name=data["name"],
+        provider=data["provider"],
+        account=data["account"],
+        action=Action(data["action"]),
+        reason=data["reason"],
+        remote_id=data["remote_id"],
+        desired=desired,
+        fields=tuple(FieldChange(f["field"], f["before"], f["after"]) for f in data["fields"]),
+        assets=tuple(
+            AssetChange(a["name"], digest_from_data(a["before"]), digest_from_data(a["after"]))
+            for a in data["assets"]
+        ),
+        steps=tuple(
+            Step(
+                StepKind(s["kind"]),
+                None if s["asset"] is None else AssetFile(s["asset"], base / s["path"]),
+                digest_from_data(s["digest"]),
+            )
+            for s in data["steps"]
+        ),
+        warnings=tuple(data["warnings"]),
+    )

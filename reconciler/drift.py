@@ -1,0 +1,102 @@
+"""Drift: what changed remotely since the lockfile was written. Pure, like plan.build.
+
+It answers a scheduled job's question, "did someone change our accounts behind our back?",
+and nothing else: local edits to the config are the plan's business, not drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from .diff import FieldChange, field_changes
+from .model import LockedFinetune, Observed, Recorded, RemoteFinetune
+
+
+class DriftKind(str, Enum):
+    GONE = "gone"  # recorded, no longer in the account
+    REPLACED = "replaced"  # recorded id gone, another finetune has the name
+    CHANGED = "changed"  # same id, fields differ from what was recorded
+    UNMANAGED = "unmanaged"  # in a managed account, not recorded
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: DriftKind
+    name: str
+    provider: str
+    account: str
+    remote_id: str | None
+    detail: str
+    fields: tuple[FieldChange, ...] = ()
+
+
+def detect(
+    recorded: Recorded, observed: Observed, accounts: Mapping[str, tuple[str, ...]]
+) -> tuple[Drift, ...]:
+    found: list[Drift] = []
+    for name, locked in sorted(recorded.finetunes.items()):
+        remotes = observed.finetunes.get((locked.provider, locked.account))
+        if remotes is None:
+            continue  # that account was not read: nothing can be said
+        by_id = {r.id: r for r in remotes}
+        remote = by_id.get(locked.id)
+        if remote is None:
+            stranger = next((r for r in remotes if r.name == name), None)
+            if stranger is not None:
+                found.append(
+                    _drift(
+                        DriftKind.REPLACED,
+                        locked,
+                        stranger.id,
+                        f"id {locked.id} is gone; "
+                        f"a finetune of the same name now has id {stranger.id}",
+                    )
+                )
+            else:
+                found.append(_drift(DriftKind.GONE, locked, locked.id, "no longer in the account"))
+            continue
+        fields = field_changes(_recorded_fields(locked), _remote_fields(locked, remote))
+        if fields:
+            changed = ", ".join(f.field for f in fields)
+            found.append(_drift(DriftKind.CHANGED, locked, remote.id, f"{changed} changed", fields))
+    known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()}
+    for provider, account_ids in sorted(accounts.items()):
+        for account in account_ids:
+            for r in sorted(observed.finetunes.get((provider, account), ()), key=lambda r: r.name):
+                if (provider, account, r.id) not in known:
+                    found.append(
+                        Drift(
+                            DriftKind.UNMANAGED,
+                            r.name,
+                            provider,
+                            account,
+                            r.id,
+                            "in the account but not in the lockfile",
+                        )
+                    )
+    return tuple(found)
+
+
+def _drift(
+    kind: DriftKind,
+    locked: LockedFinetune,
+    remote_id: str | None,
+    detail: str,
+    fields: tuple[FieldChange, ...] = (),
+) -> Drift:
+    return Drift(kind, locked.name, locked.provider, locked.account, remote_id, detail, fields)
+
+
+def _recorded_fields(locked: LockedFinetune) -> dict[str, object]:
+    fields: dict[str, object] = {"model": locked.model}
+    if locked.description is not None or locked.public is not None:
+        fields["description"] = locked.description
+    if locked.public is not None:
+        fields["public"] = locked.public
+    return fields
+
+
+def _remote_fields(locked: LockedFinetune, remote: RemoteFinetune) -> dict[str, object]:
+    return {k: v for k, v in remote.fields.items() if k in _recorded_fields(locked)}

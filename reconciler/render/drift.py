@@ -1,0 +1,55 @@
+"""Views of a drift report: text for people, JSON for machines, Markdown for an issue."""
+
+from __future__ import annotations
+
+import json
+
+from ..drift import Drift, DriftKind
+
+SYMBOLS = {
+    DriftKind.GONE: "-",
+    DriftKind.REPLACED: "!",
+    DriftKind.CHANGED: "~",
+    DriftKind.UNMANAGED: "?",
+}
+
+
+def _line(d: Drift) -> str:
+    text = f"{SYMBOLS[d.kind]} {d.provider}.{d.name} ({d.kind.value}): {d.detail}"
+    for f in d.fields:
+        text += f"\n    {f.field}: {json.dumps(f.before)} -> {json.dumps(f.after)}"
+    return text
+
+
+def summary(items: tuple[Drift, ...]) -> str:
+    if not items:
+        return "No drift: the accounts match the lockfile."
+    counts = {k: sum(1 for d in items if d.kind is k) for k in DriftKind}
+    return "Drift: " + ", ".join(f"{n} {k.value}" for k, n in counts.items()) + "."
+
+
+def render(items: tuple[Drift, ...], fmt: str) -> str:
+    if fmt == "json":
+        data = {
+            "format_version": 1,
+            "has_drift": bool(items),
+            "drift": [
+                {
+                    "address": f"{d.provider}.{d.name}",
+                    "kind": d.kind.value,
+                    "account": d.account,
+                    "remote_id": d.remote_id,
+                    "detail": d.detail,
+                    "fields": [
+                        {"field": f.field, "before": f.before, "after": f.after} for f in d.fields
+                    ],
+                }
+                for d in items
+            ],
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if fmt == "markdown":
+        lines = [f"### reconciler: {summary(items)}", ""]
+        lines += [f"- `{d.provider}.{d.name}` **{d.kind.value}**: {d.detail}" for d in items]
+        return "\n".join(lines) + "\n"
+    return "\n".join([*(_line(d) for d in items), summary(items)]) + "\n"
