@@ -80,16 +80,7 @@ def to_json(record: Recorded) -> str:
     data = {
         "format_version": FORMAT_VERSION,
         "endpoints": dict(record.endpoints),
-        "finetunes": {
-            name: {
-                "provider": f.provider,
-                "account": f.account,
-                "id": f.id,
-                "model": f.model,
-                "assets": {a.name: {"size": a.size, "sha256": a.sha256} for a in f.assets.values()},
-            }
-            for name, f in record.finetunes.items()
-        },
+        "finetunes": {name: _entry_to_json(f) for name, f in record.finetunes.items()},
     }
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from test_plan import ACCOUNT, FILES, desired, locked, plan_of, remote
 
 from reconciler.model import AssetFile, DesiredFinetune
@@ -38,8 +37,13 @@ def test_markdown_golden() -> None:
     rendered = markdown.render(plan)
     check_golden("plan_markdown.md", rendered)
     lines = rendered.splitlines()
-    assert lines[0] == "### reconciler: Plan: 1 to create, 0 to upload, 0 to forget, 1 blocked, 1 unchanged."
-    assert "**Public:** `cloudflare.shared` will be visible to every Cloudflare account." in rendered
+    assert (
+        lines[0]
+        == "### reconciler: Plan: 1 to create, 0 to upload, 0 to forget, 1 blocked, 1 unchanged."
+    )
+    assert (
+        "**Public:** `cloudflare.shared` will be visible to every Cloudflare account." in rendered
+    )
     assert "**Blocked:** `cloudflare.shared`" in rendered
     assert rendered.count("```") == 2 and "<details>" in rendered and "</details>" in rendered
 

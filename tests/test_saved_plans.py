@@ -61,7 +61,13 @@ def test_stale_saved_plan_is_refused_saying_what_changed(
     elif move == "config":
         project.write_text(project.read_text().replace("Answers from", "Answers drawn from"))
     elif move == "lockfile":
-        entry = {"provider": "cloudflare", "account": ACCOUNT, "id": "x", "model": "m", "assets": {}}
+        entry = {
+            "provider": "cloudflare",
+            "account": ACCOUNT,
+            "id": "x",
+            "model": "m",
+            "assets": {},
+        }
         lock_text = json.dumps({"format_version": 1, "finetunes": {"old-bot": entry}})
         project.with_suffix(".lock").write_text(lock_text)
     else:  # someone else created a finetune in the account meanwhile
@@ -83,7 +89,9 @@ def test_stale_saved_plan_is_refused_saying_what_changed(
     assert (lock.read_bytes() if lock.exists() else None) == lock_before
 
 
-def test_plan_file_from_elsewhere_is_refused(cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path) -> None:
+def test_plan_file_from_elsewhere_is_refused(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
     bogus = tmp_path / "bogus.plan"
     bogus.write_text('{"hello": "world"}')
     result = cli("apply", bogus, "-c", project)
@@ -105,12 +113,19 @@ def test_show_renders_a_saved_plan_in_every_format(
     data = json.loads(as_json.stdout)
     PLAN_SCHEMA.validate(data)
     assert data["summary"]["create"] == 2
-    assert [c["address"] for c in data["changes"]] == ["cloudflare.support-bot-v3", "cloudflare.faq-bot-v1"]
-    assert cli("show", planfile, "--format", "markdown").stdout.startswith("### reconciler: Plan: 2 to create")
+    assert [c["address"] for c in data["changes"]] == [
+        "cloudflare.support-bot-v3",
+        "cloudflare.faq-bot-v1",
+    ]
+    assert cli("show", planfile, "--format", "markdown").stdout.startswith(
+        "### reconciler: Plan: 2 to create"
+    )
     assert len(cf_env.request_log) == calls  # show never calls the API
 
 
-def test_plan_json_matches_the_published_schema_in_every_state(cli: Cli, cf_env: SandboxServer, project: Path) -> None:
+def test_plan_json_matches_the_published_schema_in_every_state(
+    cli: Cli, cf_env: SandboxServer, project: Path
+) -> None:
     first = json.loads(cli("plan", "-c", project, "--format", "json").stdout)
     PLAN_SCHEMA.validate(first)
     create = first["changes"][0]
@@ -127,7 +142,14 @@ def test_plan_json_matches_the_published_schema_in_every_state(cli: Cli, cf_env:
     data = json.loads(blocked.stdout)
     PLAN_SCHEMA.validate(data)
     assert data["applicable"] is False
-    assert data["summary"] == {"create": 0, "upload": 0, "forget": 0, "blocked": 1, "unchanged": 1, "unmanaged": 0}
+    assert data["summary"] == {
+        "create": 0,
+        "upload": 0,
+        "forget": 0,
+        "blocked": 1,
+        "unchanged": 1,
+        "unmanaged": 0,
+    }
     (change,) = [c for c in data["changes"] if c["actions"] == ["blocked"]]
     assert change["fields"] == [{"field": "public", "before": False, "after": True}]
 
@@ -138,7 +160,9 @@ def test_target_limits_plan_and_apply(cli: Cli, cf_env: SandboxServer, project: 
     assert "support-bot-v3" not in planned.stdout
     applied = cli("apply", "-c", project, "--auto-approve", "--target", "cloudflare.support-bot-v3")
     assert applied.exit_code == 0
-    assert list(json.loads(project.with_suffix(".lock").read_text())["finetunes"]) == ["support-bot-v3"]
+    assert list(json.loads(project.with_suffix(".lock").read_text())["finetunes"]) == [
+        "support-bot-v3"
+    ]
     rest = cli("plan", "-c", project)
     assert "Plan: 1 to create, 0 to upload, 0 to forget, 1 unchanged." in rest.stdout
     unknown = cli("plan", "-c", project, "--target", "nope")

@@ -27,9 +27,7 @@ def warnings(plan: Plan) -> list[str]:
     public = [
         c
         for c in plan.changes
-        if (c.action is Action.CREATE
-        and c.desired is not None
-        and c.desired.public)
+        if (c.action is Action.CREATE and c.desired is not None and c.desired.public)
         or any(f.field == "public" and f.after is True for f in c.fields)
     ]
     if public:

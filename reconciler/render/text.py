@@ -67,6 +67,9 @@ def render(plan: Plan, color: bool = False) -> str:
         out += ["reconciler will perform the following actions:", ""]
     for c in shown:
         out += _block(c, paint)
+    notes = [w for c in plan.changes if c.action is Action.NOOP for w in c.warnings]
+    if notes:
+        out += [paint(f"Warning: {w}", Action.FORGET) for w in notes] + [""]
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
         out.append("Unmanaged finetunes (in the account, not in the config; left untouched):")
