@@ -1,0 +1,11 @@
+"""A local emulator of the Cloudflare Workers AI finetune API, served over real HTTP.
+
+Import `reconciler.sandbox.server` for `SandboxServer` and `serve`; this package module stays
+light (no werkzeug) so that reading the defaults costs nothing.
+"""
+
+from __future__ import annotations
+
+from reconciler.sandbox.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_TOKEN"]

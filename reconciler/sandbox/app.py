@@ -1,0 +1,196 @@
+"""The sandbox's WSGI application: routing, authentication and the response envelope.
+
+Every answer, success or failure, is Cloudflare's JSON envelope; an unexpected exception
+becomes a 500 envelope and its traceback goes to the server log, never to the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from reconciler.sandbox.cloudflare import (
+    AUTH_ERROR,
+    BAD_AUTH_EMAIL,
+    BAD_AUTHORIZATION,
+    BAD_IDENTIFIER,
+    INTERNAL_ERROR,
+    INVALID_API_TOKEN,
+    INVALID_HEADERS,
+    METHOD_NOT_ALLOWED,
+    MISSING_AUTH,
+    NO_ROUTE,
+    ROUTES,
+    UNKNOWN_AUTH_KEY,
+    ApiError,
+    Call,
+    CloudflareApi,
+    Reply,
+    fail,
+)
+from reconciler.sandbox.defaults import ACCOUNT_ID_RE, CLOUDFLARE_PREFIX, TOKEN_RE
+from reconciler.sandbox.store import SandboxLimits, SandboxStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+log = logging.getLogger("reconciler.sandbox")
+
+_STATUS_TEXT = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
+
+
+def token_id(token: str) -> str:
+    """A stable public id for a token (what /user/tokens/verify reports), not reversible."""
+    return hashlib.sha256(b"reconciler-sandbox-token-id:" + token.encode()).hexdigest()[:32]
+
+
+def validate_tokens(tokens: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tokens, str):
+        raise TypeError("tokens must be a sequence of strings, not one string")
+    if not tokens:
+        raise ValueError("the sandbox needs at least one accepted token")
+    for token in tokens:
+        if not TOKEN_RE.fullmatch(token):
+            # Said without the token itself: it is a credential.
+            raise ValueError("sandbox tokens may only use letters, digits, '-' and '_'")
+    return tuple(tokens)
+
+
+class SandboxApp:
+    def __init__(
+        self,
+        store: SandboxStore,
+        tokens: Sequence[str],
+        limits: SandboxLimits,
+        request_log: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.api = CloudflareApi(store, limits)
+        self.limits = limits
+        self._tokens = [(t.encode(), token_id(t)) for t in validate_tokens(tokens)]
+        self.request_log: list[tuple[str, str]] = [] if request_log is None else request_log
+        self._log_lock = threading.Lock()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", ""))
+        with self._log_lock:
+            self.request_log.append((method, path))
+        try:
+            reply = self._dispatch(environ, method, path)
+            status = reply.status
+            body: dict[str, Any] = {
+                "success": True,
+                "errors": [],
+                "messages": reply.messages,
+            }
+            if reply.with_result:
+                body["result"] = reply.result
+        except ApiError as exc:
+            status = exc.status
+            body = {"success": False, "errors": exc.errors, "messages": [], "result": None}
+        except Exception:
+            log.exception("sandbox: unexpected error on %s %s", method, path)
+            status = 500
+            body = {
+                "success": False,
+                "errors": [{"code": INTERNAL_ERROR, "message": "Internal server error"}],
+                "messages": [],
+                "result": None,
+            }
+        payload = json.dumps(body).encode()
+        start_response(
+            f"{status} {_STATUS_TEXT.get(status, 'Error')}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+    def _dispatch(self, environ: WSGIEnvironment, method: str, path: str) -> Reply:
+        # Routing comes before authentication, as on the real API: an unknown URI is 7000
+        # whatever the credentials.
+        if not path.startswith(CLOUDFLARE_PREFIX + "/"):
+            raise fail(400, NO_ROUTE, "No route for that URI")
+        subpath = path[len(CLOUDFLARE_PREFIX) :]
+        for route in ROUTES:
+            match = route.pattern.fullmatch(subpath)
+            if match:
+                break
+        else:
+            raise fail(400, NO_ROUTE, "No route for that URI")
+        handler = route.methods.get(method)
+        if handler is None:
+            raise fail(405, METHOD_NOT_ALLOWED, f"Method {method} not available for that URI.")
+        params = {k: v for k, v in match.groupdict().items() if v is not None}
+        account_id = params.get("account_id")
+        if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
+            raise ApiError(
+                400,
+                [
+                    {
+                        "code": BAD_IDENTIFIER,
+                        "message": f"Could not route to {subpath}, perhaps your object"
+                        " identifier is invalid?",
+                    },
+                    {"code": NO_ROUTE, "message": "No route for that URI"},
+                ],
+            )
+        caller = self._authenticate(environ, verifying=route.verifies_token)
+        if account_id is not None and not self.limits.allows(account_id):
+            # A valid token without rights on the account: 403 with 10000 on the real API.
+            raise fail(403, AUTH_ERROR, "Authentication error")
+        return handler(self.api, Call(environ, params, caller))
+
+    def _known(self, candidate: str) -> str | None:
+        """The id of the matching token; every token is compared, in constant time."""
+        given = candidate.encode()
+        found = None
+        for token, ident in self._tokens:
+            if hmac.compare_digest(given, token):
+                found = ident
+        return found
+
+    def _authenticate(self, environ: WSGIEnvironment, *, verifying: bool) -> str:
+        header = environ.get("HTTP_AUTHORIZATION")
+        key = environ.get("HTTP_X_AUTH_KEY")
+        if header is not None:
+            parts = str(header).split(" ")
+            if len(parts) != 2 or parts[0].lower() != "bearer" or not TOKEN_RE.fullmatch(parts[1]):
+                raise fail(
+                    400,
+                    INVALID_HEADERS,
+                    "Invalid request headers",
+                    chain=((BAD_AUTHORIZATION, "Invalid format for Authorization header"),),
+                )
+            caller = self._known(parts[1])
+            if caller is not None:
+                return caller
+            if verifying:
+                raise fail(401, INVALID_API_TOKEN, "Invalid API Token")
+            raise fail(401, AUTH_ERROR, "Authentication error")
+        if key is not None:
+            # Legacy scheme: X-Auth-Email + X-Auth-Key; the sandbox takes its tokens as keys.
+            if "@" not in str(environ.get("HTTP_X_AUTH_EMAIL", "")):
+                raise fail(
+                    400,
+                    INVALID_HEADERS,
+                    "Invalid request headers",
+                    chain=((BAD_AUTH_EMAIL, "Invalid format for X-Auth-Email header"),),
+                )
+            caller = self._known(str(key))
+            if caller is None:
+                raise fail(403, UNKNOWN_AUTH_KEY, "Unknown X-Auth-Key or X-Auth-Email")
+            return caller
+        raise fail(400, MISSING_AUTH, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")

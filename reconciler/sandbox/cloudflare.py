@@ -1,0 +1,383 @@
+"""Cloudflare Workers AI finetune routes: what each call accepts, refuses and answers.
+
+Error codes come from what the real API is seen to send (see /work/shared/api-notes.md and the
+public responses quoted in comments). Where no public source shows the real code, the sandbox
+uses 3010 (Workers AI's "invalid input") with a message that names the problem; those places
+say "sandbox choice" so nobody mistakes them for observed behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from reconciler.sandbox.store import (
+    PUBLIC_ORDER_COLUMNS,
+    AssetExists,
+    DuplicateName,
+    FinetuneLimitReached,
+    SandboxLimits,
+    SandboxStore,
+    published,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+# Observed codes (api-notes.md and public captures of real responses).
+AUTH_ERROR = 10000  # "Authentication error": unknown token (401) or account not granted (403)
+INVALID_API_TOKEN = 1000  # /user/tokens/verify with an unknown token, HTTP 401
+MISSING_AUTH = 9106  # no credential headers at all, HTTP 400
+INVALID_HEADERS = 6003  # parent of 6111/6102 in `error_chain`, HTTP 400
+BAD_AUTHORIZATION = 6111  # "Invalid format for Authorization header"
+BAD_AUTH_EMAIL = 6102  # "Invalid format for X-Auth-Email header"
+UNKNOWN_AUTH_KEY = 9103  # "Unknown X-Auth-Key or X-Auth-Email" (HTTP 403: sandbox choice)
+MALFORMED_JSON = 6007  # "Malformed JSON in request body", HTTP 400
+NO_ROUTE = 7000  # "No route for that URI", HTTP 400
+BAD_IDENTIFIER = 7003  # "Could not route to ..., perhaps your object identifier is invalid?"
+METHOD_NOT_ALLOWED = 7001  # "Method PUT not available for that URI." (HTTP 405: sandbox choice)
+TOO_LARGE = 3006  # request too large, HTTP 413
+FINETUNE_NOT_FOUND = 3037  # "Finetune <x> not found", HTTP 404
+NO_SUCH_MODEL = 5007  # no such model, HTTP 400
+INVALID_INPUT = 3010  # sandbox choice for every other 400, see the module docstring
+INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
+
+# A JSON body for create is a few hundred bytes; anything near this is not a finetune.
+MAX_JSON_BYTES = 1 << 20
+# Room for the multipart framing and the `file_name` field around the file itself.
+FORM_OVERHEAD_BYTES = 64 << 10
+# The file part's name: the official SDK and wrangler 4.86 say `file` (wrangler's *filename* is
+# `blob`); api-notes.md records wranglers naming the part itself `blob`. Either is accepted.
+FILE_PART_NAMES = ("file", "blob")
+
+_MODEL_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
+
+
+class ApiError(Exception):
+    """An error the API answers with: HTTP status plus the envelope's `errors` list."""
+
+    def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"])
+        self.status = status
+        self.errors = errors
+
+
+def fail(
+    status: int, code: int, message: str, *, chain: tuple[tuple[int, str], ...] = ()
+) -> ApiError:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if chain:
+        error["error_chain"] = [{"code": c, "message": m} for c, m in chain]
+    return ApiError(status, [error])
+
+
+def invalid(message: str) -> ApiError:
+    return fail(400, INVALID_INPUT, message)
+
+
+@dataclass(frozen=True)
+class Reply:
+    result: object = None
+    status: int = 200
+    # The asset upload answers `{"success": true}` with no `result` key at all.
+    with_result: bool = True
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: the request, its path parameters, and who is calling."""
+
+    environ: WSGIEnvironment
+    params: dict[str, str]
+    token_id: str
+
+
+Handler = Callable[["CloudflareApi", Call], Reply]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+    # On /user/tokens/verify an unknown token is the answer (1000), not an auth failure.
+    verifies_token: bool = False
+
+
+def read_json_object(environ: WSGIEnvironment) -> dict[str, Any]:
+    """The body as a JSON object, whatever Content-Type says (wrangler sends text/plain)."""
+    from werkzeug.wsgi import get_input_stream
+
+    raw = get_input_stream(environ, max_content_length=None).read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise fail(413, TOO_LARGE, "Request is too large")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise fail(400, MALFORMED_JSON, "Malformed JSON in request body") from None
+    if not isinstance(body, dict):
+        raise invalid("Request body must be a JSON object")
+    return body
+
+
+def _optional(body: dict[str, Any], key: str, kind: type, label: str) -> Any:
+    value = body.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise invalid(f"Field '{key}' must be {label}")
+    return value
+
+
+def _required_text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(f"Field '{key}' is required and must be a non-empty string")
+    return value
+
+
+class _AssetTooLarge(Exception):
+    pass
+
+
+class _Spool:
+    """A file-like sink for one multipart file part: straight to disk, hashed on the way.
+
+    werkzeug's parser writes each chunk here as it reads it from the socket, so a 300 MB
+    adapter never sits in memory, and the size limit trips as soon as it is crossed.
+    """
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self._file = path.open("x+b")
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise _AssetTooLarge
+        self.digest.update(data)
+        return self._file.write(data)
+
+    # werkzeug seeks and may read the part back (FileStorage); delegate the rest.
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CloudflareApi:
+    def __init__(self, store: SandboxStore, limits: SandboxLimits) -> None:
+        self.store = store
+        self.limits = limits
+        rules = published()
+        self.reserved_prefix: str = rules["reserved_name_prefix"]
+        self.asset_names: tuple[str, ...] = tuple(rules["required_files"])
+
+    # GET /accounts/{account_id}/ai/finetunes
+    def list_finetunes(self, call: Call) -> Reply:
+        return Reply([f.to_api() for f in self.store.list_finetunes(call.params["account_id"])])
+
+    # POST /accounts/{account_id}/ai/finetunes
+    def create_finetune(self, call: Call) -> Reply:
+        body = read_json_object(call.environ)
+        model = _required_text(body, "model")
+        name = _required_text(body, "name")
+        description = _optional(body, "description", str, "a string")
+        public = _optional(body, "public", bool, "a boolean")
+        # Only the shape of a model name is checked: the LoRA-capable catalogue grows faster
+        # than reconciler/data/cloudflare.json, and refusing a model the real API takes would
+        # make the sandbox stricter than the thing it stands in for.
+        if not _MODEL_RE.fullmatch(model):
+            raise fail(400, NO_SUCH_MODEL, f"No such model {model}")
+        if name.lower().startswith(self.reserved_prefix):
+            raise invalid(
+                f"Finetune names starting with '{self.reserved_prefix}' are reserved for"
+                " Cloudflare's public finetunes"
+            )
+        account_id = call.params["account_id"]
+        limit = self.limits.max_finetunes_per_account
+        try:
+            finetune = self.store.create_finetune(
+                account_id,
+                name=name,
+                model=model,
+                description=description,
+                public=bool(public),
+                max_per_account=limit,
+            )
+        except DuplicateName:
+            # Sandbox choice: 400, not 409, because the official SDK retries 409 twice and a
+            # duplicate name never succeeds on retry. No public source shows the real answer.
+            raise invalid(f"A finetune named '{name}' already exists on this account") from None
+        except FinetuneLimitReached:
+            raise invalid(
+                f"Finetune limit reached: an account can have at most {limit} finetunes"
+            ) from None
+        return Reply(finetune.to_api())
+
+    # POST /accounts/{account_id}/ai/finetunes/{finetune_id}/finetune-assets
+    def upload_asset(self, call: Call) -> Reply:
+        finetune_id = call.params["finetune_id"]
+        finetune = self.store.get_finetune(call.params["account_id"], finetune_id)
+        if finetune is None:
+            raise fail(404, FINETUNE_NOT_FOUND, f"Finetune {finetune_id} not found")
+        spools: list[_Spool] = []
+        try:
+            file_name, spool = self._receive(call.environ, spools)
+            try:
+                self.store.add_asset(
+                    finetune, file_name, spool.path, spool.size, spool.digest.hexdigest()
+                )
+            except AssetExists:
+                # Sandbox choice: assets can't be edited once uploaded (Workers AI docs: "you
+                # can't edit a fine tune's asset files after you upload it"), so different
+                # bytes under a name already uploaded are refused, not silently swapped in.
+                # The same bytes again succeed: the store treats that as a retry.
+                raise invalid(
+                    f"Asset '{file_name}' was already uploaded to finetune {finetune_id} with"
+                    " different content; assets cannot be replaced, create a new finetune"
+                    " instead"
+                ) from None
+        finally:
+            for leftover in spools:  # the accepted one has been renamed away already
+                leftover.close()
+                leftover.path.unlink(missing_ok=True)
+        return Reply(with_result=False)
+
+    def _receive(self, environ: WSGIEnvironment, spools: list[_Spool]) -> tuple[str, _Spool]:
+        """Stream the multipart body to disk; return the asset's name and its spooled file."""
+        from werkzeug.exceptions import RequestEntityTooLarge
+        from werkzeug.formparser import parse_form_data
+
+        if not str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data"):
+            raise invalid("Expected a multipart/form-data body with 'file_name' and 'file'")
+        max_body = self.limits.max_asset_bytes + FORM_OVERHEAD_BYTES
+        # Refuse on the declared length before reading anything; werkzeug's server then
+        # discards the unread body so the client still sees this 413.
+        declared = str(environ.get("CONTENT_LENGTH") or "")
+        if declared.isdigit() and int(declared) > max_body:
+            raise self._too_large()
+
+        def stream_factory(
+            total_content_length: int | None,
+            content_type: str | None,
+            filename: str | None,
+            content_length: int | None = None,
+        ) -> IO[bytes]:
+            spool = _Spool(self.store.spool_path(), self.limits.max_asset_bytes)
+            spools.append(spool)
+            return spool  # type: ignore[return-value]  # file-like enough for werkzeug
+
+        try:
+            _, form, files = parse_form_data(
+                environ,
+                stream_factory=stream_factory,
+                max_form_memory_size=MAX_JSON_BYTES,
+                max_content_length=max_body,
+                silent=False,
+            )
+        except (_AssetTooLarge, RequestEntityTooLarge):
+            raise self._too_large() from None
+        except ValueError as exc:
+            raise invalid(f"Malformed multipart body: {exc}") from None
+        file_name = form.get("file_name")
+        if not file_name:
+            raise invalid("Missing form field 'file_name'")
+        if file_name not in self.asset_names:
+            allowed = " or ".join(f"'{n}'" for n in self.asset_names)
+            raise invalid(f"Invalid file_name '{file_name}': must be {allowed}")
+        part = next((files[n] for n in FILE_PART_NAMES if n in files), None)
+        if part is None and len(files) == 1:
+            part = next(iter(files.values()))
+        if part is None:
+            raise invalid("Missing file part 'file'")
+        spool = next(s for s in spools if id(s) == id(part.stream))
+        spool.close()
+        return file_name, spool
+
+    def _too_large(self) -> ApiError:
+        return fail(
+            413,
+            TOO_LARGE,
+            f"Request is too large: an asset may be at most {self.limits.max_asset_bytes} bytes",
+        )
+
+    # GET /accounts/{account_id}/ai/finetunes/public?limit=&offset=&orderBy=
+    def list_public(self, call: Call) -> Reply:
+        query = dict(parse_qsl(str(call.environ.get("QUERY_STRING", "")), keep_blank_values=True))
+        limit = _count(query.get("limit"), "limit")
+        offset = _count(query.get("offset"), "offset") or 0
+        order_by, descending = _order(query.get("orderBy"))
+        rows = self.store.list_public(
+            limit=limit, offset=offset, order_by=order_by, descending=descending
+        )
+        return Reply([f.to_api() for f in rows])
+
+    # GET /user/tokens/verify (the app has already resolved the token)
+    def verify_token(self, call: Call) -> Reply:
+        return Reply(
+            {"id": call.token_id, "status": "active"},
+            messages=[
+                {"code": AUTH_ERROR, "message": "This API Token is valid and active", "type": None}
+            ],
+        )
+
+    # GET /user: wrangler asks for it after an authentication error, to say who is logged in.
+    def user(self, call: Call) -> Reply:
+        return Reply({"id": call.token_id, "email": "sandbox@reconciler.invalid"})
+
+
+def _count(raw: str | None, key: str) -> int | None:
+    """A non-negative whole number; the SDK types these as floats, so `2.0` is fine."""
+    if raw is None or raw == "":
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        number = -1.0
+    if number < 0 or not number.is_integer():
+        raise invalid(f"Query parameter '{key}' must be a non-negative integer")
+    return int(number)
+
+
+def _order(raw: str | None) -> tuple[str, bool]:
+    """`orderBy` names a column, optionally followed by ASC or DESC."""
+    if not raw:
+        return "created_at", False
+    column, _, direction = raw.strip().partition(" ")
+    direction = direction.strip().upper()
+    if column not in PUBLIC_ORDER_COLUMNS or direction not in ("", "ASC", "DESC"):
+        columns = ", ".join(PUBLIC_ORDER_COLUMNS)
+        raise invalid(f"Invalid orderBy '{raw}': use one of {columns}, optionally with ASC/DESC")
+    return column, direction == "DESC"
+
+
+_ACCOUNT = r"/accounts/(?P<account_id>[^/]+)"
+
+ROUTES: tuple[Route, ...] = (
+    Route(re.compile(r"/user/tokens/verify"), {"GET": CloudflareApi.verify_token}, True),
+    Route(re.compile(r"/user"), {"GET": CloudflareApi.user}),
+    Route(re.compile(_ACCOUNT + r"/ai/finetunes/public"), {"GET": CloudflareApi.list_public}),
+    Route(
+        re.compile(_ACCOUNT + r"/ai/finetunes/(?P<finetune_id>[^/]+)/finetune-assets"),
+        {"POST": CloudflareApi.upload_asset},
+    ),
+    Route(
+        re.compile(_ACCOUNT + r"/ai/finetunes"),
+        {"GET": CloudflareApi.list_finetunes, "POST": CloudflareApi.create_finetune},
+    ),
+)

@@ -1,0 +1,21 @@
+"""Defaults shared by the sandbox modules; importing this pulls in nothing heavy."""
+
+from __future__ import annotations
+
+import re
+
+# Well-formed but obviously fake, so a sandbox credential can never be mistaken for a real one.
+DEFAULT_TOKEN = "reconciler-sandbox-token"
+DEFAULT_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+
+# Loopback only: the sandbox has no real authentication story and must not face a network.
+DEFAULT_HOST = "127.0.0.1"
+
+CLOUDFLARE_PREFIX = "/client/v4"
+
+# Cloudflare account ids (and the ids in its "object identifier" routing) are 32 lowercase hex.
+ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+# Real API tokens use this alphabet; other characters get 6003/6111 from the real API
+# (e.g. a pasted `curl ...` command), so the sandbox refuses them in the same way.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
