@@ -37,8 +37,9 @@ def test_markdown_golden() -> None:
     rendered = markdown.render(plan)
     check_golden("plan_markdown.md", rendered)
     lines = rendered.splitlines()
+    assert lines[0] == "<!-- reconciler-plan -->"
     assert (
-        lines[0]
+        lines[1]
         == "### reconciler: Plan: 1 to create, 0 to upload, 0 to forget, 1 blocked, 1 unchanged."
     )
     assert (
@@ -69,7 +70,7 @@ def test_large_plan_is_cut_cleanly_with_a_note(count: int) -> None:
     assert len(full) > 65_536
     cut = markdown.render(plan)
     assert len(cut) <= 65_536
-    assert cut.startswith(f"### reconciler: Plan: {count} to create")
+    assert cut.startswith(f"<!-- reconciler-plan -->\n### reconciler: Plan: {count} to create")
     assert ("```diff" in cut) is (count == 200)
     assert "This plan was cut to fit GitHub's 65,536-character comment limit" in cut
     assert f"of {len(full):,} characters are shown" in cut

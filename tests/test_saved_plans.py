@@ -118,7 +118,7 @@ def test_show_renders_a_saved_plan_in_every_format(
         "cloudflare.faq-bot-v1",
     ]
     assert cli("show", planfile, "--format", "markdown").stdout.startswith(
-        "### reconciler: Plan: 2 to create"
+        "<!-- reconciler-plan -->\n### reconciler: Plan: 2 to create"
     )
     assert len(cf_env.request_log) == calls  # show never calls the API
 

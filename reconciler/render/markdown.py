@@ -14,6 +14,8 @@ from . import text
 from .json import ACTIONS, address
 
 GITHUB_COMMENT_LIMIT = 65_536
+# hidden in the rendered comment; a workflow finds its own comment by it and updates it
+MARKER = "<!-- reconciler-plan -->"
 DESTRUCTIVE = {"delete"}
 _SYMBOL = re.compile(r"^(\s*)([+~!.?]) ")
 
@@ -52,7 +54,7 @@ def _diff_lines(plan: Plan) -> list[str]:
 
 
 def render(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
-    head = [f"### reconciler: {text.summary(plan)}", ""]
+    head = [MARKER, f"### reconciler: {text.summary(plan)}", ""]
     notes = warnings(plan)
     if notes:
         head += ["> [!WARNING]", *[f"> {n}  " for n in notes], ""]
