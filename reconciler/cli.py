@@ -49,6 +49,8 @@ def handle_errors(fn: F) -> F:
             _fail(str(exc), exc.exit_code)
         except ReconcilerError as exc:
             _fail(f"Error: {exc}", exc.exit_code)
+        except click.ClickException:
+            raise  # usage errors: click prints them with the usage line, exit 2
         except KeyboardInterrupt:
             _fail("Interrupted. The lockfile records every step that finished.", 130)
         except Exception as exc:  # a bug of ours: say so plainly
@@ -379,9 +381,13 @@ def forget(name: str, config_path: Path, lock_timeout: float) -> None:
 def sandbox(host: str, port: int, data_dir: Path, tokens: tuple[str, ...]) -> None:
     """Run the local emulator of the Cloudflare finetune API until interrupted."""
     from .sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from .sandbox.app import validate_tokens
     from .sandbox.server import serve
 
-    accepted = tokens or (DEFAULT_TOKEN,)
+    try:
+        accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token") from None
     if not tokens:
         click.echo(
             f"Accepting the default sandbox token: export CLOUDFLARE_API_TOKEN={DEFAULT_TOKEN}"
@@ -389,4 +395,10 @@ def sandbox(host: str, port: int, data_dir: Path, tokens: tuple[str, ...]) -> No
     click.echo(
         f"Any 32-hex account id works, e.g. export CLOUDFLARE_ACCOUNT_ID={DEFAULT_ACCOUNT_ID}"
     )
-    serve(host, port, data_dir, accepted)
+    try:
+        serve(host, port, data_dir, accepted)
+    except OSError as exc:
+        raise ReconcilerError(
+            f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one)"
+        ) from None
