@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import crashpoints
 from .errors import ReconcilerError
 from .lockfile import LockWriter
-from .model import LockedFinetune
+from .model import LockedFinetune, Pending
 from .plan import Change, Plan, StepKind
 from .providers.base import Provider
 
@@ -79,27 +80,34 @@ def _one(
                 emit(Outcome(change.name, label, True, "removed from the lockfile"))
                 continue
             assert provider is not None and change.desired is not None
+            endpoint = plan.endpoints.get(change.provider, provider.endpoint)
+            d = change.desired
             if step.kind is StepKind.CREATE:
-                remote = provider.create_finetune(change.desired)
+                writer.intend(change.name, Pending("create", d.provider, d.account))
+                crashpoints.hit("create.before")
+                remote = provider.create_finetune(d)
+                crashpoints.hit("create.after")
                 remote_id = remote.id
                 writer.put(
-                    LockedFinetune(
-                        name=change.name,
-                        provider=change.provider,
-                        account=change.account,
-                        id=remote.id,
-                        model=remote.model,
-                        assets={},
-                        description=remote.description,
-                        public=remote.public,
-                    ),
-                    plan.endpoints.get(change.provider, provider.endpoint),
+                    _entry(change, remote.id, remote.model, remote.description, remote.public),
+                    endpoint,
                 )
+                crashpoints.hit("create.locked")
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
+            elif step.kind is StepKind.ADOPT:
+                assert remote_id is not None
+                writer.put(_entry(change, remote_id, d.model, d.description, d.public), endpoint)
+                emit(Outcome(change.name, label, True, f"recorded (id {remote_id})"))
             elif step.kind is StepKind.UPLOAD:
                 assert step.asset is not None and remote_id is not None
+                writer.intend(
+                    change.name, Pending("upload", d.provider, d.account, step.asset.name)
+                )
+                crashpoints.hit("upload.before")
                 sent = provider.upload_asset(change.account, remote_id, step.asset)
+                crashpoints.hit("upload.after")
                 writer.add_asset(change.name, sent)
+                crashpoints.hit("upload.locked")
                 if step.digest is not None and sent != step.digest:
                     emit(
                         Outcome(
@@ -123,3 +131,18 @@ def _one(
         except OSError as exc:
             emit(Outcome(change.name, label, False, f"local file error: {exc}"))
             return
+
+
+def _entry(
+    change: Change, remote_id: str, model: str, description: str | None, public: bool
+) -> LockedFinetune:
+    return LockedFinetune(
+        name=change.name,
+        provider=change.provider,
+        account=change.account,
+        id=remote_id,
+        model=model,
+        assets={},
+        description=description,
+        public=public,
+    )

@@ -9,6 +9,7 @@
     ├── LockHeldError               another apply holds the apply lock
     ├── CredentialsError            a token or account id is missing from the environment
     ├── ProviderError               a remote call failed
+    │   ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
     │   ├── AuthError               the API rejected the token
     │   └── EndpointError           the endpoint is unreachable or did not answer the API's shape
     └── ApplyError                  some steps of an apply failed (the lock holds what succeeded)
@@ -78,6 +79,10 @@ class CredentialsError(ReconcilerError):
 
 
 class ProviderError(ReconcilerError):
+    pass
+
+
+class OutcomeUnknown(ProviderError):
     pass
 
 

@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import crashpoints, schema
 from .errors import LockfileError
-from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Recorded
+from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
 
 FORMAT_VERSION = 1
 
@@ -73,7 +73,13 @@ def _from_json(data: dict[str, Any]) -> Recorded:
         )
         for name, entry in data["finetunes"].items()
     }
-    return Recorded(finetunes=finetunes, endpoints=dict(data.get("endpoints", {})))
+    pending = {
+        name: Pending(
+            op=p["op"], provider=p["provider"], account=p["account"], asset=p.get("asset")
+        )
+        for name, p in data.get("pending", {}).items()
+    }
+    return Recorded(finetunes=finetunes, endpoints=dict(data.get("endpoints", {})), pending=pending)
 
 
 def to_json(record: Recorded) -> str:
@@ -82,6 +88,12 @@ def to_json(record: Recorded) -> str:
         "endpoints": dict(record.endpoints),
         "finetunes": {name: _entry_to_json(f) for name, f in record.finetunes.items()},
     }
+    if record.pending:
+        data["pending"] = {
+            name: {"op": p.op, "provider": p.provider, "account": p.account}
+            | ({"asset": p.asset} if p.asset else {})
+            for name, p in record.pending.items()
+        }
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -113,6 +125,7 @@ def save(path: Path, record: Recorded) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        crashpoints.hit("lock.before-rename")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -125,39 +138,52 @@ def save(path: Path, record: Recorded) -> None:
 
 
 class LockWriter:
-    """The lock as an apply changes it: every record() is saved before it returns."""
+    """The lock as an apply changes it: every change is saved before the method returns."""
 
     def __init__(self, path: Path, start: Recorded) -> None:
         self.path = path
         self._finetunes = dict(start.finetunes)
         self._endpoints = dict(start.endpoints)
+        self._pending = dict(start.pending)
         self._mutex = threading.Lock()
 
     @property
     def current(self) -> Recorded:
         with self._mutex:
-            return Recorded(finetunes=dict(self._finetunes), endpoints=dict(self._endpoints))
+            return self._record()
+
+    def intend(self, name: str, op: Pending) -> None:
+        """Journal an operation before it is sent: the next plan resolves it if we die."""
+        with self._mutex:
+            self._pending[name] = op
+            self._save()
 
     def put(self, entry: LockedFinetune, endpoint: str) -> None:
         with self._mutex:
             self._finetunes[entry.name] = entry
             self._endpoints[entry.provider] = endpoint
+            self._pending.pop(entry.name, None)
             self._save()
 
     def add_asset(self, name: str, asset: AssetDigest) -> None:
         with self._mutex:
             entry = self._finetunes[name]
-            assets = {**entry.assets, asset.name: asset}
-            self._finetunes[name] = replace(entry, assets=assets)
+            self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
+            self._pending.pop(name, None)
             self._save()
 
     def forget(self, name: str) -> None:
         with self._mutex:
             self._finetunes.pop(name, None)
+            self._pending.pop(name, None)
             self._save()
 
-    def _save(self) -> None:
-        save(
-            self.path,
-            Recorded(finetunes=dict(sorted(self._finetunes.items())), endpoints=self._endpoints),
+    def _record(self) -> Recorded:
+        return Recorded(
+            finetunes=dict(sorted(self._finetunes.items())),
+            endpoints=dict(self._endpoints),
+            pending=dict(self._pending),
         )
+
+    def _save(self) -> None:
+        save(self.path, self._record())

@@ -103,11 +103,22 @@ class LockedFinetune:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """An operation apply was about to send when it last wrote the lock (the journal)."""
+
+    op: str  # "create" or "upload"
+    provider: str
+    account: str
+    asset: str | None = None
+
+
+@dataclass(frozen=True)
 class Recorded:
     """The lockfile's content."""
 
     finetunes: Mapping[str, LockedFinetune]
     endpoints: Mapping[str, str]
+    pending: Mapping[str, Pending] = field(default_factory=dict)
 
 
 EMPTY_RECORD = Recorded(finetunes={}, endpoints={})

@@ -21,6 +21,7 @@ from .model import (
     Digests,
     LockedFinetune,
     Observed,
+    Pending,
     Recorded,
     RemoteFinetune,
 )
@@ -57,6 +58,7 @@ SYMBOLS = {
 
 class StepKind(str, Enum):
     CREATE = "create"
+    ADOPT = "adopt"  # record a finetune an interrupted apply created (no remote call)
     UPLOAD = "upload"
     FORGET = "forget"
 
@@ -127,7 +129,8 @@ def build(
         locked = recorded.finetunes.get(d.name)
         if locked is not None and (locked.provider, locked.account) != (d.provider, d.account):
             locked = None  # moved: the old one stays where it is, a new one is made
-        changes.append(_plan_one(d, locked, observed, digests, capabilities[d.provider]))
+        pending = recorded.pending.get(d.name)
+        changes.append(_plan_one(d, locked, observed, digests, capabilities[d.provider], pending))
     for name in sorted(set(recorded.finetunes) - declared):
         locked = recorded.finetunes[name]
         changes.append(
@@ -197,6 +200,7 @@ def _plan_one(
     observed: Observed,
     digests: Digests,
     caps: Capabilities,
+    pending: Pending | None = None,
 ) -> Change:
     remotes = observed.in_account(d.provider, d.account)
     local = {a.name: digests[a.path] for a in d.assets}
@@ -218,6 +222,24 @@ def _plan_one(
 
     remote = _find(remotes, locked.id if locked else None, d.name)
     if locked is None:
+        interrupted = (
+            pending is not None
+            and pending.op == "create"
+            and (pending.provider, pending.account) == (d.provider, d.account)
+        )
+        if remote is not None and interrupted:
+            # our own create, cut off before the lock recorded it: adopt it, upload its assets
+            return change(
+                Action.UPLOAD,
+                "an interrupted apply created it (the lockfile's journal says so): recording "
+                "it and uploading its assets",
+                remote_id=remote.id,
+                assets=tuple(AssetChange(a.name, None, local[a.name]) for a in d.assets),
+                steps=(
+                    Step(StepKind.ADOPT),
+                    *(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets),
+                ),
+            )
         if remote is not None:
             return change(
                 Action.BLOCKED,

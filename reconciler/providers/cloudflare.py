@@ -6,17 +6,21 @@ cannot update, delete or replace anything, and its list says nothing about asset
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from ..assets import HashingReader
-from ..errors import CredentialsError, EndpointError
+from ..errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from .base import Capabilities, Progress
 from .http import Api
 from .registry import Endpoint
 
+log = logging.getLogger("reconciler.cloudflare")
+
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+CREATE_ATTEMPTS = 3
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 URL_ENV = "CLOUDFLARE_API_BASE_URL"
 
@@ -83,10 +87,24 @@ class CloudflareProvider:
         if desired.description is not None:
             payload["description"] = desired.description
         what = f"create finetune {desired.name}"
-        body = self._api.call(
-            what, "POST", f"/accounts/{desired.account}/ai/finetunes", json=payload
+        path = f"/accounts/{desired.account}/ai/finetunes"
+        unknown: OutcomeUnknown | None = None
+        for _ in range(CREATE_ATTEMPTS):
+            try:
+                body = self._api.call(what, "POST", path, json=payload, idempotent=False)
+                return _remote(desired.account, _result(body, what))
+            except OutcomeUnknown as exc:
+                # The create may have happened. Look before trying again, so that no
+                # duplicate is made: names are unique per account, so the name finds it.
+                log.warning("%s; listing the account to see whether it was created", exc)
+                for remote in self.list_finetunes(desired.account):
+                    if remote.name == desired.name:
+                        return remote
+                unknown = exc
+        raise ProviderError(
+            f"{what}: the outcome was unknown {CREATE_ATTEMPTS} times and the finetune is not in "
+            f"the account ({unknown})"
         )
-        return _remote(desired.account, _result(body, what))
 
     def upload_asset(
         self, account: str, finetune_id: str, asset: AssetFile, progress: Progress | None = None

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
-from ..errors import AuthError, EndpointError, ProviderError
+from ..errors import AuthError, EndpointError, OutcomeUnknown, ProviderError
+from .retry import RETRY_STATUSES, RetryPolicy
+
+log = logging.getLogger("reconciler.http")
 
 # (response JSON) -> the remote's error text, e.g. "Authentication error [code: 10000]"
 ErrorParser = Callable[[Any], str]
@@ -27,6 +33,9 @@ class Api:
         url_variable: str,
         parse_error: ErrorParser,
         transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        verify: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token_variable = token_variable
@@ -38,7 +47,11 @@ class Api:
             timeout=DEFAULT_TIMEOUT,
             transport=transport,
             follow_redirects=False,
+            verify=verify,
         )
+        self._retry = retry or RetryPolicy.from_env()
+        self._sleep = sleep
+        self._rng = random.Random()
 
     def __repr__(self) -> str:
         return f"Api(base_url={self.base_url!r})"
@@ -57,22 +70,79 @@ class Api:
         data: Mapping[str, str] | None = None,
         files: Any = None,
         ok: tuple[int, ...] = (200,),
+        idempotent: bool = True,
     ) -> Any:
-        """Send one request; return its parsed JSON body. `what` names the call in errors."""
-        try:
-            response = self._client.request(
-                method, path, json=json, params=params, data=data, files=files
+        """Send one request; return its parsed JSON body. `what` names the call in errors.
+
+        Retries what is safe to retry (see retry.py). For a request that is not `idempotent`,
+        an unknown outcome raises OutcomeUnknown instead of repeating it blindly.
+        """
+        attempts = self._retry.attempts
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            if hasattr(files, "values"):
+                for _name, part in files.items():
+                    if hasattr(part[1], "seek"):
+                        part[1].seek(0)  # a retried upload sends the file from the top
+            started = time.monotonic()
+            try:
+                response = self._client.request(
+                    method, path, json=json, params=params, data=data, files=files
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # never sent: safe to try again whatever the request
+                if last:
+                    raise EndpointError(
+                        f"{what}: cannot reach {self.base_url} ({_reason(exc)}) after "
+                        f"{attempts} attempts; check {self._url_variable} and the network"
+                    ) from None
+                self._wait(what, attempt, None, _reason(exc))
+                continue
+            except httpx.TransportError as exc:
+                # sent, perhaps acted on, answer lost: a timeout or a reset mid-way
+                if not idempotent:
+                    raise OutcomeUnknown(
+                        f"{what}: {_reason(exc)} after the request was sent"
+                    ) from None
+                if last:
+                    raise EndpointError(
+                        f"{what}: {self.base_url} failed {attempts} times ({_reason(exc)})"
+                    ) from None
+                self._wait(what, attempt, None, _reason(exc))
+                continue
+            log.debug(
+                "%s %s -> %s in %.0f ms",
+                method,
+                path,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
             )
-        except httpx.TimeoutException as exc:
-            raise EndpointError(
-                f"{what}: {self.base_url} timed out ({type(exc).__name__})"
-            ) from None
-        except httpx.TransportError as exc:
-            raise EndpointError(
-                f"{what}: cannot reach {self.base_url} ({_reason(exc)}); "
-                f"check {self._url_variable} and the network"
-            ) from None
-        body = _json(response)
+            body = _json(response)
+            if response.status_code in RETRY_STATUSES:
+                remote = self._error_text(body, response)
+                refused = response.status_code == 429  # refused, not acted on
+                if not refused and not idempotent:
+                    raise OutcomeUnknown(f"{what}: HTTP {response.status_code}: {remote}")
+                if not last:
+                    self._wait(what, attempt, response.headers.get("Retry-After"), remote)
+                    continue
+                raise ProviderError(
+                    f"{what}: HTTP {response.status_code} after {attempts} attempts: {remote}"
+                )
+            return self._result(what, response, body, ok)
+        raise AssertionError("unreachable")
+
+    def _wait(self, what: str, attempt: int, retry_after: str | None, why: str) -> None:
+        delay = self._retry.delay(attempt, retry_after, self._rng)
+        log.info("%s: %s; retrying in %.1fs (attempt %d)", what, why, delay, attempt + 1)
+        self._sleep(delay)
+
+    def _error_text(self, body: Any, response: httpx.Response) -> str:
+        if body is _NOT_JSON:
+            return f"HTTP {response.status_code}"
+        return self._parse_error(body) or f"HTTP {response.status_code}"
+
+    def _result(self, what: str, response: httpx.Response, body: Any, ok: tuple[int, ...]) -> Any:
         if body is _NOT_JSON:
             kind = response.headers.get("content-type", "no content type")
             raise EndpointError(
@@ -81,7 +151,7 @@ class Api:
             )
         if response.status_code in ok:
             return body
-        remote = self._parse_error(body) or f"HTTP {response.status_code}"
+        remote = self._error_text(body, response)
         if response.status_code in (401, 403):
             raise AuthError(
                 f"{what}: the API rejected the token: {remote}. "

@@ -1,0 +1,188 @@
+"""Kill `reconciler apply` with SIGKILL at chosen crash points, re-run it, check what survived.
+
+For each kill point: a fresh sandbox and project; `apply` killed at that point (see
+reconciler/crashpoints.py); `apply` run again to completion; then the invariants: every
+finetune exists exactly once, every asset is stored once with the digest of its file, the
+lockfile parses and matches the remote state, and a final plan shows no changes.
+
+    python tests/crash_harness.py            # every kill point of a 6-finetune apply
+    python tests/crash_harness.py --every 7  # a sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Figures:
+    tried: int = 0
+    killed: int = 0
+    converged: int = 0
+    duplicates: int = 0
+    lost_uploads: int = 0
+    reuploads: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"kill points tried: {self.tried}, killed: {self.killed}, converged: {self.converged}, "
+            f"duplicates: {self.duplicates}, lost uploads: {self.lost_uploads}, "
+            f"identical re-uploads: {self.reuploads}"
+        )
+
+
+def make_project(folder: Path, count: int) -> Path:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from make_adapter import make_adapter
+
+    lines = ["version: 1", "finetunes:"]
+    for i in range(count):
+        make_adapter(folder / "adapters" / f"a{i}", "mistral", 4, 32, 1, f"seed{i}")
+        lines += [
+            f"  - name: crash-{i}",
+            "    provider: cloudflare",
+            '    model: "@cf/mistral/mistral-7b-instruct-v0.2-lora"',
+            f"    adapter: adapters/a{i}",
+        ]
+    config = folder / "finetunes.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def run(config: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "reconciler", *extra, "-c", str(config)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def count_points(count: int) -> int:
+    from reconciler.sandbox.server import SandboxServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = make_project(Path(tmp) / "p", count)
+        tally = Path(tmp) / "tally"
+        with SandboxServer(Path(tmp) / "remote") as sandbox:
+            env = _env(sandbox.cloudflare_base_url) | {"RECONCILER_CRASH_TALLY": str(tally)}
+            done = run(config, env, "apply", "--auto-approve", "--parallelism", "1")
+            assert done.returncode == 0, done.stdout + done.stderr
+        return int(tally.read_text())
+
+
+def _env(base_url: str) -> dict[str, str]:
+    from reconciler.sandbox import DEFAULT_TOKEN
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_CRASH")}
+    return env | {
+        "CLOUDFLARE_API_TOKEN": DEFAULT_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "CLOUDFLARE_API_BASE_URL": base_url,
+        "NO_COLOR": "1",
+    }
+
+
+def try_point(point: int, count: int, figures: Figures) -> None:
+    from reconciler.sandbox.server import SandboxServer
+
+    figures.tried += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "p"
+        config = make_project(folder, count)
+        with SandboxServer(Path(tmp) / "remote") as sandbox:
+            env = _env(sandbox.cloudflare_base_url)
+            killed = run(
+                config,
+                env | {"RECONCILER_CRASH_AFTER": str(point)},
+                "apply",
+                "--auto-approve",
+                "--parallelism",
+                "1",
+            )
+            if killed.returncode == -9:
+                figures.killed += 1
+            finish = run(config, env, "apply", "--auto-approve")
+            final = run(config, env, "plan", "--detailed-exitcode")
+            problems = _check(config, sandbox, count, figures)
+            if finish.returncode != 0:
+                problems.append(
+                    f"re-run apply exited {finish.returncode}: {finish.stderr.strip()[-300:]}"
+                )
+            if final.returncode != 0:
+                problems.append(f"final plan exited {final.returncode}: {final.stdout[-300:]}")
+            uploads = [c for c in sandbox.request_log if c[1].endswith("/finetune-assets")]
+            figures.reuploads += max(0, len(uploads) - 2 * count)
+    if problems:
+        figures.failures.append(f"kill point {point}: " + "; ".join(problems))
+    else:
+        figures.converged += 1
+
+
+def _check(config: Path, sandbox: object, count: int, figures: Figures) -> list[str]:
+    problems: list[str] = []
+    store = sandbox.store  # type: ignore[attr-defined]
+    remote = store.list_finetunes(ACCOUNT)
+    names = [f.name for f in remote]
+    for i in range(count):
+        n = names.count(f"crash-{i}")
+        if n != 1:
+            figures.duplicates += max(0, n - 1)
+            problems.append(f"crash-{i} exists {n} times")
+    try:
+        lock = json.loads(config.with_suffix(".lock").read_text())
+    except (OSError, ValueError) as exc:
+        return [*problems, f"lockfile unreadable: {exc}"]
+    by_name = {f.name: f for f in remote}
+    for i in range(count):
+        name = f"crash-{i}"
+        entry = lock["finetunes"].get(name)
+        if entry is None or name not in by_name or entry["id"] != by_name[name].id:
+            problems.append(f"{name}: lock and remote disagree")
+            continue
+        stored = {a.file_name: a.sha256 for a in store.list_assets(entry["id"])}
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            local = hashlib.sha256(
+                (config.parent / "adapters" / f"a{i}" / file).read_bytes()
+            ).hexdigest()
+            if stored.get(file, "").removeprefix("sha256:") != local:
+                figures.lost_uploads += 1
+                problems.append(f"{name}/{file} not stored with the file's digest")
+            if entry["assets"].get(file, {}).get("sha256") != f"sha256:{local}":
+                problems.append(f"{name}/{file} not recorded in the lock")
+    if lock.get("pending"):
+        problems.append(f"journal not settled: {lock['pending']}")
+    return problems
+
+
+def harness(count: int, every: int) -> Figures:
+    total = count_points(count)
+    figures = Figures()
+    for point in range(1, total + 1, every):
+        try_point(point, count, figures)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--finetunes", type=int, default=6)
+    parser.add_argument("--every", type=int, default=1, help="try every Nth kill point")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    figures = harness(args.finetunes, args.every)
+    print(figures.line())
+    for failure in figures.failures:
+        print("FAILED", failure)
+    sys.exit(1 if figures.failures else 0)
+
+
+if __name__ == "__main__":
+    main()
