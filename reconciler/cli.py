@@ -101,8 +101,18 @@ def _echo_plan(plan: Any, fmt: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="-v logs what reconciler does (retries included); -vv every HTTP exchange. "
+    "Tokens are redacted.",
+)
+def main(verbose: int) -> None:
     """Declare fine-tuned models in YAML; plan, apply and lock them like infrastructure."""
+    from .logs import configure
+
+    configure(verbose, os.environ)
 
 
 @main.command()

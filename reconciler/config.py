@@ -19,6 +19,7 @@ from .yamlsource import Path_, Source, parse
 # ${NAME} or ${NAME:-default}; $${ is a literal ${
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 ACCOUNT_ENV = {"cloudflare": "CLOUDFLARE_ACCOUNT_ID"}
+MAX_CONFIG_BYTES = 10_000_000  # 1,000 finetunes take about 200 kB
 
 
 def lockfile_path(config_path: Path) -> Path:
@@ -29,6 +30,18 @@ def load(path: Path, env: Mapping[str, str]) -> Desired:
     """Read and validate the config; raises ConfigError with every problem found."""
     shown = str(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        None,
+                        None,
+                        f"is larger than {MAX_CONFIG_BYTES // 1_000_000} MB; a config that large "
+                        "is not one reconciler wrote or reads: is it the right file?",
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -102,6 +115,7 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
     data = source.data
     base = path.parent
     providers = data.get("providers") or {}
+    allow_external = bool((data.get("settings") or {}).get("allow_external_assets", False))
     seen: dict[str, int] = {}
     finetunes: list[DesiredFinetune] = []
     accounts: dict[str, set[str]] = {}
@@ -123,7 +137,7 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
         account = _account(
             source, where, item, providers.get(provider) or {}, provider, env, problems
         )
-        assets = _assets(source, where, item, base, provider, problems)
+        assets = _assets(source, where, item, base, provider, problems, allow_external)
         line, column = source.mark(where) or (0, 0)
         finetunes.append(
             DesiredFinetune(
@@ -181,10 +195,24 @@ def _assets(
     base: Path,
     provider: str,
     problems: list[Problem],
+    allow_external: bool,
 ) -> tuple[AssetFile, ...]:
     key: Path_ = (*where, "adapter")
     folder = base / item["adapter"]
     label = f"finetune '{item['name']}': adapter folder {item['adapter']}"
+    allow = "set settings.allow_external_assets: true to allow it"
+    if not allow_external:
+        # an upload is one-way: a link or a path out of the project could send anything
+        if _linked(folder, base):
+            problems.append(source.problem(key, f"{label} is or passes through a symlink; {allow}"))
+            return ()
+        if not folder.resolve().is_relative_to(base.resolve()):
+            problems.append(
+                source.problem(
+                    key, f"{label} is outside the project folder {base.resolve()}; {allow}"
+                )
+            )
+            return ()
     if not folder.exists():
         problems.append(source.problem(key, f"{label} does not exist"))
         return ()
@@ -194,11 +222,15 @@ def _assets(
     assets: list[AssetFile] = []
     for name in required_assets(provider):
         file = folder / name
+        if file.is_symlink() and not allow_external:
+            problems.append(source.problem(key, f"{label}: {name} is a symlink; {allow}"))
+            continue
         if not file.is_file():
+            what = "is a folder, not a file" if file.is_dir() else "is missing"
             problems.append(
                 source.problem(
                     key,
-                    f"{label} has no {name}; "
+                    f"{label}: {name} {what}; "
                     f"both {' and '.join(required_assets(provider))} are required",
                 )
             )
@@ -211,3 +243,13 @@ def _assets(
             continue
         assets.append(AssetFile(name=name, path=file))
     return tuple(assets)
+
+
+def _linked(folder: Path, base: Path) -> bool:
+    """Whether any part of folder below base is a symlink."""
+    probe = folder
+    while probe != base and probe != probe.parent:
+        if probe.is_symlink():
+            return True
+        probe = probe.parent
+    return False

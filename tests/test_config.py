@@ -124,7 +124,8 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
     # once the variable is set, the next layer of problems shows, all of them at once
     found = problems(path, env={"NOT_SET_ANYWHERE": ACCOUNT})
     assert found == [
-        f"{f}:9:14: error: finetune 'same': adapter folder a has no adapter_model.safetensors; "
+        f"{f}:9:14: error: finetune 'same': adapter folder a: adapter_model.safetensors "
+        "is missing; "
         "both adapter_config.json and adapter_model.safetensors are required",
         f"{f}:10:11: error: duplicate finetune name 'same' (first declared at line 6)",
         f"{f}:17:14: error: finetune 'no-folder': adapter folder missing/ does not exist",
@@ -149,7 +150,7 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
         (
             "version: 1\nfinetunes: []\ntoken: abc\n",
             ":3:1: error: token: unknown key 'token'; "
-            "expected one of: finetunes, providers, version",
+            "expected one of: finetunes, providers, settings, version",
         ),
     ],
 )

@@ -15,7 +15,7 @@ from ..errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderEr
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from .base import Capabilities, Progress
 from .http import Api
-from .registry import Endpoint
+from .registry import INSECURE_ENV, Endpoint, verify_tls
 
 log = logging.getLogger("reconciler.cloudflare")
 
@@ -33,7 +33,10 @@ def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpo
             "and export it, or try reconciler with --sandbox"
         )
     base_url = (env.get(URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    return Endpoint(base_url=base_url, token=token, label=label or base_url)
+    verify = verify_tls(base_url, env)
+    if not verify:
+        log.warning("TLS verification is off for %s (named in %s)", base_url, INSECURE_ENV)
+    return Endpoint(base_url=base_url, token=token, label=label or base_url, verify_tls=verify)
 
 
 def _error_text(body: Any) -> str:
@@ -62,6 +65,7 @@ class CloudflareProvider:
             url_variable=URL_ENV,
             parse_error=_error_text,
             transport=transport,
+            verify=endpoint.verify_tls,
         )
 
     def close(self) -> None:

@@ -90,6 +90,12 @@ class Api:
                     method, path, json=json, params=params, data=data, files=files
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # not transient: say so at once
+                    raise EndpointError(
+                        f"{what}: the TLS certificate of {self.base_url} could not be verified "
+                        f"({_reason(exc)}). If it is a test endpoint you trust, name it in "
+                        "RECONCILER_INSECURE_TLS to turn verification off for it alone"
+                    ) from None
                 # never sent: safe to try again whatever the request
                 if last:
                     raise EndpointError(

@@ -19,9 +19,21 @@ class Endpoint:
     base_url: str
     token: str
     label: str  # "sandbox" or the base URL; what the lockfile records
+    verify_tls: bool = True
 
     def __repr__(self) -> str:  # the token must not reach a log or traceback through repr
         return f"Endpoint(base_url={self.base_url!r}, token='***', label={self.label!r})"
+
+
+INSECURE_ENV = "RECONCILER_INSECURE_TLS"
+
+
+def verify_tls(base_url: str, env: Mapping[str, str]) -> bool:
+    """TLS verification stays on unless this very endpoint is named in RECONCILER_INSECURE_TLS
+    (comma-separated base URLs): for a lab proxy with a self-signed certificate, never a blanket
+    switch."""
+    named = {u.strip().rstrip("/") for u in env.get(INSECURE_ENV, "").split(",") if u.strip()}
+    return base_url.rstrip("/") not in named
 
 
 @cache

@@ -1,0 +1,137 @@
+"""A canary token must never show: not in output at any verbosity, files, reprs or errors."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from shutil import which
+
+import pytest
+from conftest import ACCOUNT, CANARY_TOKEN, Cli
+
+from reconciler.errors import AuthError
+from reconciler.providers.cloudflare import CloudflareProvider, endpoint_from_env
+from reconciler.sandbox.server import SandboxServer
+
+
+def test_canary_absent_everywhere_at_every_verbosity(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "p.plan"
+    outputs = [
+        cli("-vv", "plan", "-c", project, "-o", plan_file),
+        cli("-vv", "apply", plan_file, "-c", project),
+        cli("-v", "plan", "-c", project, "--format", "json"),
+        cli("plan", "-c", project, "--format", "markdown"),
+        cli("-vv", "drift", "-c", project),
+    ]
+    assert all(r.exit_code == 0 for r in outputs), [r.output for r in outputs]
+    assert "HTTP Request: GET" in outputs[0].stderr  # -vv really logs the exchanges
+    for result in outputs:  # (the cli fixture also checks every output for the canary)
+        assert CANARY_TOKEN not in result.output
+    for path in (project.with_suffix(".lock"), plan_file):
+        assert CANARY_TOKEN not in path.read_text()
+    for path in (
+        (project.parent / ".reconciler").rglob("*")
+        if (project.parent / ".reconciler").exists()
+        else ()
+    ):
+        if path.is_file():
+            assert CANARY_TOKEN.encode() not in path.read_bytes()
+
+
+def test_canary_absent_from_reprs_and_error_messages(cf_env: SandboxServer) -> None:
+    env = {
+        "CLOUDFLARE_API_TOKEN": CANARY_TOKEN,
+        "CLOUDFLARE_API_BASE_URL": cf_env.cloudflare_base_url,
+    }
+    endpoint = endpoint_from_env(env)
+    provider = CloudflareProvider(endpoint)
+    try:
+        for thing in (endpoint, provider, provider._api):
+            assert CANARY_TOKEN not in repr(thing) + str(thing)
+    finally:
+        provider.close()
+    wrong = CloudflareProvider(
+        endpoint_from_env({**env, "CLOUDFLARE_API_TOKEN": CANARY_TOKEN + "x"})
+    )
+    with pytest.raises(AuthError) as info:
+        wrong.list_finetunes(ACCOUNT)
+    wrong.close()
+    assert CANARY_TOKEN not in str(info.value) + repr(info.value)
+    assert "Check CLOUDFLARE_API_TOKEN" in str(info.value)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[str]:
+    if not which("openssl"):
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {"success": True, "errors": [], "messages": [], "result": []}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/client/v4"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_tls_is_verified_unless_the_endpoint_is_named(
+    cli: Cli, project: Path, tls_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", CANARY_TOKEN)
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
+    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", tls_server)
+    refused = cli("plan", "-c", project)
+    assert refused.exit_code == 1
+    assert f"the TLS certificate of {tls_server} could not be verified" in refused.stderr
+    monkeypatch.setenv("RECONCILER_INSECURE_TLS", "https://elsewhere.example, " + tls_server)
+    allowed = cli("plan", "-c", project)
+    assert allowed.exit_code == 0, allowed.output
+    assert f"TLS verification is off for {tls_server}" in allowed.stderr
+    assert "Plan: 2 to create" in allowed.stdout
