@@ -1,0 +1,110 @@
+"""Digests of real files against hashlib, and the upload reader's accounting."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.assets import CHUNK, HashingReader, digest, digest_all
+from reconciler.model import AssetDigest, AssetFile
+
+SIZES = (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 5_000_000)
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write(path: Path, size: int) -> bytes:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_digest_equals_hashlib(tmp_path: Path, size: int) -> None:
+    data = write(tmp_path / "f.bin", size)
+    assert digest(AssetFile("f.bin", tmp_path / "f.bin")) == AssetDigest("f.bin", size, sha(data))
+
+
+def test_digest_all_equals_hashlib_for_many_files(tmp_path: Path) -> None:
+    files = {}
+    for i, size in enumerate(SIZES * 2):
+        path = tmp_path / f"f{i}.bin"
+        files[path] = write(path, size)
+    assets = [AssetFile(p.name, p) for p in files]
+    got = digest_all(assets)
+    assert list(got) == list(files)  # the input's order, whatever order they were hashed in
+    for path, data in files.items():
+        assert got[path] == AssetDigest(path.name, len(data), sha(data))
+    assert digest_all(assets, workers=1) == got
+
+
+def test_digest_all_counts_a_path_once(tmp_path: Path) -> None:
+    data = write(tmp_path / "f.bin", 1000)
+    twice = [AssetFile("f.bin", tmp_path / "f.bin"), AssetFile("f.bin", tmp_path / "f.bin")]
+    assert digest_all(twice) == {tmp_path / "f.bin": AssetDigest("f.bin", 1000, sha(data))}
+    assert digest_all([]) == {}
+
+
+def test_digest_all_raises_for_a_missing_file(tmp_path: Path) -> None:
+    write(tmp_path / "there.bin", 10)
+    with pytest.raises(FileNotFoundError):
+        digest_all(
+            [AssetFile("a", tmp_path / "there.bin"), AssetFile("b", tmp_path / "missing.bin")]
+        )
+
+
+def test_reader_hashes_exactly_the_bytes_read(tmp_path: Path) -> None:
+    data = write(tmp_path / "f.bin", 100_000)
+    seen: list[tuple[int, int]] = []
+    with (tmp_path / "f.bin").open("rb") as f:
+        reader = HashingReader(f, "f.bin", lambda done, total: seen.append((done, total)))
+        assert reader.fileno() == f.fileno()
+        first = reader.read(30_000) + reader.read(10_000)
+        assert reader.tell() == 40_000
+        assert reader.result() == AssetDigest("f.bin", 40_000, sha(data[:40_000]))
+        rest = reader.read()
+        assert first + rest == data
+        assert reader.read(10) == b""
+        assert reader.result() == AssetDigest("f.bin", len(data), sha(data))
+    assert seen[0] == (30_000, 100_000)
+    assert seen[-1] == (100_000, 100_000)
+
+
+def test_reader_starts_again_on_seek_to_zero(tmp_path: Path) -> None:
+    data = write(tmp_path / "f.bin", 50_000)
+    with (tmp_path / "f.bin").open("rb") as f:
+        reader = HashingReader(f, "f.bin")
+        reader.read(20_000)
+        assert reader.seek(0) == 0
+        assert reader.result() == AssetDigest("f.bin", 0, sha(b""))
+        assert reader.read(5) == data[:5]
+        assert reader.result() == AssetDigest("f.bin", 5, sha(data[:5]))
+        reader.seek(0)
+        reader.read()
+        assert reader.result() == AssetDigest("f.bin", len(data), sha(data))
+
+
+def test_reader_sent_through_httpx_multipart_records_what_went_out(tmp_path: Path) -> None:
+    data = write(tmp_path / "f.bin", 3 * 65536 + 5)
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.read())
+        return httpx.Response(200, json={})
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        (tmp_path / "f.bin").open("rb") as f,
+    ):
+        reader = HashingReader(f, "f.bin")
+        client.post("http://x/", files={"file": ("f.bin", reader, "application/octet-stream")})
+        # A second send (a retry) seeks back to zero: the record is of one full copy.
+        client.post("http://x/", files={"file": ("f.bin", reader, "application/octet-stream")})
+    assert len(bodies) == 2 and all(data in b for b in bodies)
+    assert reader.result() == AssetDigest("f.bin", len(data), sha(data))
