@@ -1,0 +1,286 @@
+"""Adapter pre-flight checks: run by validate and plan before any remote call.
+
+Uploads to Cloudflare are one-way (no update, no delete), so an adapter found bad after its
+upload costs a finetune name. Everything here reads local files only. The limits are data
+(reconciler/data/<provider>.json) that the config may override, since Cloudflare changes them.
+
+Messages name the file they are about (relative to the adapter folder) and say what to do;
+the caller adds the config line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import DesiredFinetune
+from .safetensors import SafetensorsError, read_header
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+# Name fragments of quantized Workers AI models: LoRA needs full-precision base weights.
+QUANTIZED_HINTS = ("-awq", "-int8", "-fp8", "-gptq", "-int4", "-q4", "-q8")
+# A PEFT adapter_config.json is a few kB; parsing one far bigger is wasted memory, and such a
+# file is surely not the config it claims to be.
+MAX_CONFIG_BYTES = 1_000_000
+
+OVERRIDABLE = (
+    "max_asset_bytes",
+    "max_lora_rank",
+    "max_finetunes_per_account",
+    "supported_model_types",
+    "lora_models",
+    "required_files",
+)
+
+
+class LimitsError(ValueError):
+    """A limit in the data file or the config's overrides has the wrong shape."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_asset_bytes: int
+    max_lora_rank: int
+    max_finetunes_per_account: int
+    supported_model_types: tuple[str, ...]
+    lora_models: Mapping[str, str]  # base model -> the adapter model_type it takes
+    required_files: tuple[str, ...]
+
+    @classmethod
+    def from_data(
+        cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> Limits:
+        """The published limits, with the config's overrides on top. `lora_models` merges
+        over the published list (a user adds a model Cloudflare has since made LoRA-capable);
+        every other key replaces. Raises LimitsError naming the bad key."""
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - set(OVERRIDABLE))
+        if unknown:
+            raise LimitsError(
+                f"unknown limit {', '.join(unknown)}; the limits are {', '.join(OVERRIDABLE)}"
+            )
+        merged = {**data, **overrides}
+        models = {**_mapping(data, "lora_models"), **_mapping(overrides, "lora_models")}
+        limits = cls(
+            max_asset_bytes=_positive(merged, "max_asset_bytes"),
+            max_lora_rank=_positive(merged, "max_lora_rank"),
+            max_finetunes_per_account=_positive(merged, "max_finetunes_per_account"),
+            supported_model_types=_names(merged, "supported_model_types"),
+            lora_models=dict(sorted(models.items())),
+            required_files=_names(merged, "required_files"),
+        )
+        strays = sorted(m for m, t in models.items() if t not in limits.supported_model_types)
+        if strays:
+            raise LimitsError(
+                f"lora_models: {', '.join(strays)} map to a model_type not in "
+                f"supported_model_types ({', '.join(limits.supported_model_types)})"
+            )
+        return limits
+
+    @classmethod
+    def published(cls, provider: str, overrides: Mapping[str, Any] | None = None) -> Limits:
+        from .providers.registry import limits
+
+        return cls.from_data(limits(provider), overrides)
+
+
+def _positive(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LimitsError(f"{key} must be a whole number of at least 1, not {value!r}")
+    return value
+
+
+def _names(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise LimitsError(f"{key} must be a non-empty list of strings, not {value!r}")
+    return tuple(value)
+
+
+def _mapping(data: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise LimitsError(f"{key} must map model names to a model_type, not {value!r}")
+    return dict(value)
+
+
+def check_finetune(desired: DesiredFinetune, folder: Path, limits: Limits) -> list[str]:
+    """Every problem with one finetune's base model and adapter folder; [] when it is fine."""
+    problems = _check_model(desired, limits)
+    try:
+        present = {p.name: p for p in folder.iterdir()}
+    except OSError as exc:
+        return [*problems, f"the adapter folder cannot be listed ({exc.strerror or exc})"]
+    for name in limits.required_files:
+        path = present.get(name)  # exact names: a case-insensitive disk must not hide a typo
+        if path is None:
+            problems.append(_missing(name, present, limits.required_files))
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
+            continue
+        if not path.is_file():
+            problems.append(f"{name}: is not a regular file; expected the adapter's {name}")
+            continue
+        if size == 0:
+            problems.append(f"{name}: is empty (0 bytes); expected the adapter's {name}")
+            continue
+        if size > limits.max_asset_bytes:
+            problems.append(
+                f"{name}: is {size:,} bytes, over the provider's limit of "
+                f"{limits.max_asset_bytes:,} bytes per file; a lower rank or fewer target "
+                "modules make it smaller (raise max_asset_bytes in the config only if the "
+                "provider's limit has changed)"
+            )
+        if name == CONFIG and size > MAX_CONFIG_BYTES:
+            problems.append(
+                f"{name}: is {size:,} bytes; an adapter config is a few kB: is it the right file?"
+            )
+        elif name == CONFIG:
+            problems.extend(f"{name}: {p}" for p in _check_config(path, desired.model, limits))
+        elif name == WEIGHTS:
+            problems.extend(f"{name}: {p}" for p in _check_weights(path))
+    return problems
+
+
+def ignored_files(folder: Path, limits: Limits) -> list[str]:
+    """Files in the adapter folder that are not uploaded: worth a note, never an error."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.name not in limits.required_files)
+    except OSError:
+        return []
+
+
+def check_account_capacity(
+    account: str, existing: int, to_create: int, limits: Limits
+) -> str | None:
+    """A message when creating `to_create` more finetunes would pass the per-account cap."""
+    total = existing + to_create
+    if to_create <= 0 or total <= limits.max_finetunes_per_account:
+        return None
+    return (
+        f"account {account} holds {existing} finetunes and the plan creates {to_create}: "
+        f"{total} would exceed the limit of {limits.max_finetunes_per_account} per account "
+        f"by {total - limits.max_finetunes_per_account}; declare fewer new finetunes or use "
+        "another account (raise max_finetunes_per_account in the config only if your "
+        "account's limit is higher)"
+    )
+
+
+def _check_model(desired: DesiredFinetune, limits: Limits) -> list[str]:
+    model = desired.model
+    if model in limits.lora_models:
+        return []
+    hint = ""
+    if f"{model}-lora" in limits.lora_models:
+        hint = f" (did you mean {model}-lora?)"
+    elif any(q in model.lower() for q in QUANTIZED_HINTS):
+        hint = " (it looks quantized: LoRA adapters need a full-precision base model)"
+    return [
+        f"model {model} does not take LoRA adapters{hint}; the LoRA-capable models are "
+        f"{', '.join(limits.lora_models)}. This list is data: if the provider has added a "
+        f"model, add it under providers.{desired.provider}.limits.lora_models "
+        "(model: model_type) in the config"
+    ]
+
+
+def _missing(name: str, present: Mapping[str, Path], required: tuple[str, ...]) -> str:
+    # only other names: a present required file is no near-miss of the missing one
+    others = [n for n in present if n not in required]
+    stem = name.split(".")[0].lower()
+    near = [n for n in others if n.lower().startswith(stem)]
+    near += [n for n in difflib.get_close_matches(name, others, n=3) if n not in near]
+    if not near:
+        return f"{name}: not found in the adapter folder; the provider requires this exact name"
+    found = f"{name}: not found, but the folder has {', '.join(sorted(near))}"
+    if name.endswith(".safetensors") and any(
+        n.lower().endswith((".bin", ".pt", ".pth")) for n in near
+    ):
+        return (
+            f"{found}; convert the weights to safetensors, saved as exactly {name} "
+            "(PEFT: save_pretrained(..., safe_serialization=True))"
+        )
+    return f"{found}; rename it to exactly {name} (names are case-sensitive)"
+
+
+def _check_config(path: Path, model: str, limits: Limits) -> list[str]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return [f"cannot be read ({exc.strerror or exc})"]
+    except UnicodeDecodeError as exc:
+        return [f"is not UTF-8 text (invalid byte at offset {exc.start})"]
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"]
+    except (ValueError, RecursionError) as exc:
+        return [f"is not acceptable JSON ({exc})"]
+    if not isinstance(config, dict):
+        return [f"must be a JSON object, not {type(config).__name__}"]
+    return [*_check_model_type(config, model, limits), *_check_rank(config, limits)]
+
+
+def _check_model_type(config: Mapping[str, Any], model: str, limits: Limits) -> list[str]:
+    family = limits.lora_models.get(model)
+    choices = ", ".join(limits.supported_model_types)
+    if "model_type" not in config:
+        add = f'add "model_type": "{family}"' if family else f"add one of {choices}"
+        return [f'has no "model_type", which the provider requires; {add}']
+    value = config["model_type"]
+    if value not in limits.supported_model_types:
+        return [f'"model_type" is {json.dumps(value)}; the provider accepts {choices}']
+    if family is not None and value != family:
+        bases = [m for m, t in limits.lora_models.items() if t == value]
+        return [
+            f'"model_type" is "{value}" but the base model {model} takes "{family}" adapters; '
+            f"use a {family} adapter, or a {value} base model ({', '.join(bases)})"
+        ]
+    return []
+
+
+def _check_rank(config: Mapping[str, Any], limits: Limits) -> list[str]:
+    allowed = f"a whole number from 1 to {limits.max_lora_rank}"
+    if "r" not in config:
+        return [f'has no "r" (the LoRA rank), which the provider requires; expected {allowed}']
+    rank = config["r"]
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        return [f'"r" is {json.dumps(rank)}; expected {allowed}']
+    if rank > limits.max_lora_rank:
+        return [
+            f'"r" is {rank}, over the provider\'s rank limit of {limits.max_lora_rank}; retrain '
+            f"with r <= {limits.max_lora_rank} (raise max_lora_rank in the config only if the "
+            "provider allows more for this model)"
+        ]
+    return []
+
+
+def _check_weights(path: Path) -> list[str]:
+    try:
+        read_header(path)
+    except SafetensorsError as exc:
+        return list(exc.problems)
+    return []
+
+
+__all__ = [
+    "Limits",
+    "LimitsError",
+    "check_account_capacity",
+    "check_finetune",
+    "ignored_files",
+]
