@@ -27,8 +27,10 @@ def load(path: Path) -> Recorded:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return EMPTY_RECORD
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockfileError(f"{path}: cannot be read ({exc})") from None
+    except OSError as exc:
+        raise LockfileError(f"{path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise LockfileError(f"{path}: not UTF-8 text ({exc.reason}); it is corrupt") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,19 @@ def load(path: Path) -> Saved:
             f"{path}: the plan file is damaged ({type(exc).__name__}: {exc})"
         ) from None
     return saved
+
+
+def check_config(path: Path, planned_for: Path, given: Path) -> None:
+    """The plan applies to the config it was made from: the same path as given (a relative
+    path, in another checkout of the same repository) or the same file."""
+    same = os.path.normpath(planned_for) == os.path.normpath(given) or (
+        planned_for.exists() and given.exists() and planned_for.resolve() == given.resolve()
+    )
+    if not same:
+        raise PlanFileError(
+            f"the plan {path} was made for {planned_for}, not {given}; apply it with that "
+            "config, or make a new plan"
+        )
 
 
 def check_fresh(path: Path, saved: Fingerprints, now: Fingerprints) -> None:

@@ -83,6 +83,10 @@ def _explain(source: Source, path: Path_, error: ValidationError) -> list[Proble
                 f"{where}: expected {_a(error.validator_value)}, got {_json_type(error.instance)}",
             )
         ]
+    if kind in ("maxLength", "minLength") and isinstance(error.instance, str):
+        bound = "at most" if kind == "maxLength" else "at least"
+        size, limit = len(error.instance), error.validator_value
+        return [source.problem(path, f"{where}: {size} characters, {bound} {limit} allowed")]
     if kind == "pattern":
         text = f"{where}: {error.instance!r} does not match {error.validator_value}"
         return [source.problem(path, text + (f" ({hint})" if hint else ""))]
@@ -92,9 +96,21 @@ def _explain(source: Source, path: Path_, error: ValidationError) -> list[Proble
     return [source.problem(path, f"{where}: {error.message}")]
 
 
+# JSON Schema's words, said the way a YAML file is read
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "a boolean (true or false)",
+    "integer": "a whole number",
+    "number": "a number",
+    "null": "nothing (null)",
+}
+
+
 def _a(kind: object) -> str:
     names = kind if isinstance(kind, list) else [kind]
-    return " or ".join(("an " if str(n)[0] in "aeiou" else "a ") + str(n) for n in names)
+    return " or ".join(_TYPE_WORDS.get(str(n), str(n)) for n in names)
 
 
 def _json_type(value: object) -> str:

@@ -111,6 +111,7 @@ def apply(
 
 def use_saved(path: Path, saved: planfile.Saved, now: Planned) -> Planned:
     """The saved plan in place of the fresh one, if nothing it was made from has moved."""
+    planfile.check_config(path, saved.config_path, now.config_path)
     planfile.check_fresh(path, saved.fingerprints, now.fingerprints)
     return replace(now, plan=saved.plan(now.config_path))
 

@@ -83,9 +83,9 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
         f"{f}:3:5: error: finetunes[0]: missing required key 'model'",
         f"{f}:5:5: error: finetunes[0].modle: unknown key 'modle'; expected one of: "
         "account_id, adapter, description, model, name, provider, public",
-        f"{f}:7:11: error: finetunes[1].name: 'cf-public-two' is not allowed: The finetune's name, "
-        "unique in its account. The prefix cf-public- is reserved by Cloudflare.",
-        f"{f}:10:13: error: finetunes[1].public: expected a boolean, got a string",
+        f"{f}:7:11: error: finetunes[1].name: 'cf-public-two' is not allowed: "
+        "the prefix cf-public- is reserved by Cloudflare for its public adapters",
+        f"{f}:10:13: error: finetunes[1].public: expected a boolean (true or false), got a string",
         f"{f}:13:15: error: finetunes[2].provider: 'cloudfare' is not one of: 'cloudflare'",
     ]
 
@@ -141,7 +141,7 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
         ),
         ("", ":1:1: error: the file is empty: expected a mapping with 'version' and 'finetunes'"),
         ("version: 2\nfinetunes: []\n", ":1:10: error: version: expected 1, got 2"),
-        ("- a list\n", ":1:1: error: (top level): expected an object, got a list"),
+        ("- a list\n", ":1:1: error: (top level): expected a mapping, got a list"),
         (
             "version: 1\nversion: 1\nfinetunes: []\n",
             ":2:1: error: duplicate key 'version' (first at line 1); "
