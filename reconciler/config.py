@@ -13,6 +13,7 @@ from typing import Any
 from . import schema
 from .errors import ConfigError, Problem
 from .model import AssetFile, Desired, DesiredFinetune, SourceMark
+from .preflight import Limits, LimitsError, check_finetune
 from .providers.registry import required_assets
 from .yamlsource import Path_, Source, parse
 
@@ -116,6 +117,9 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
     base = path.parent
     providers = data.get("providers") or {}
     allow_external = bool((data.get("settings") or {}).get("allow_external_assets", False))
+    limits = _limits(
+        source, providers, {item["provider"] for item in data.get("finetunes") or []}, problems
+    )
     seen: dict[str, int] = {}
     finetunes: list[DesiredFinetune] = []
     accounts: dict[str, set[str]] = {}
@@ -137,7 +141,7 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
         account = _account(
             source, where, item, providers.get(provider) or {}, provider, env, problems
         )
-        assets = _assets(source, where, item, base, provider, problems, allow_external)
+        folder, assets = _assets(source, where, item, base, provider, problems, allow_external)
         line, column = source.mark(where) or (0, 0)
         finetunes.append(
             DesiredFinetune(
@@ -151,6 +155,8 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
                 mark=SourceMark(source.file, line, column),
             )
         )
+        if folder is not None and provider in limits:
+            _preflight(source, where, item, finetunes[-1], folder, limits[provider], problems)
         if account:
             accounts.setdefault(provider, set()).add(account)
     for provider, settings in providers.items():
@@ -160,7 +166,26 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
         config_path=path,
         finetunes=tuple(finetunes),
         accounts={p: tuple(sorted(a)) for p, a in sorted(accounts.items())},
+        limits=limits,
     )
+
+
+def _limits(
+    source: Source, providers: dict[str, Any], used: set[str], problems: list[Problem]
+) -> dict[str, Limits]:
+    """Each provider's published limits with the config's overrides (providers.X.limits)."""
+    found: dict[str, Limits] = {}
+    for provider in sorted(used | set(providers)):
+        overrides = (providers.get(provider) or {}).get("limits")
+        try:
+            found[provider] = Limits.published(provider, overrides)
+        except (LimitsError, FileNotFoundError) as exc:
+            problems.append(
+                source.problem(
+                    ("providers", provider, "limits"), f"providers.{provider}.limits: {exc}"
+                )
+            )
+    return found
 
 
 def _account(
@@ -196,7 +221,9 @@ def _assets(
     provider: str,
     problems: list[Problem],
     allow_external: bool,
-) -> tuple[AssetFile, ...]:
+) -> tuple[Path | None, tuple[AssetFile, ...]]:
+    """The adapter folder (None if unusable) and the required files found in it. Files that
+    are missing or malformed are the pre-flight checks' to report, with hints."""
     key: Path_ = (*where, "adapter")
     folder = base / item["adapter"]
     label = f"finetune '{item['name']}': adapter folder {item['adapter']}"
@@ -205,20 +232,20 @@ def _assets(
         # an upload is one-way: a link or a path out of the project could send anything
         if _linked(folder, base):
             problems.append(source.problem(key, f"{label} is or passes through a symlink; {allow}"))
-            return ()
+            return None, ()
         if not folder.resolve().is_relative_to(base.resolve()):
             problems.append(
                 source.problem(
                     key, f"{label} is outside the project folder {base.resolve()}; {allow}"
                 )
             )
-            return ()
+            return None, ()
     if not folder.exists():
         problems.append(source.problem(key, f"{label} does not exist"))
-        return ()
+        return None, ()
     if not folder.is_dir():
         problems.append(source.problem(key, f"{label} is not a folder"))
-        return ()
+        return None, ()
     assets: list[AssetFile] = []
     for name in required_assets(provider):
         file = folder / name
@@ -226,14 +253,6 @@ def _assets(
             problems.append(source.problem(key, f"{label}: {name} is a symlink; {allow}"))
             continue
         if not file.is_file():
-            what = "is a folder, not a file" if file.is_dir() else "is missing"
-            problems.append(
-                source.problem(
-                    key,
-                    f"{label}: {name} {what}; "
-                    f"both {' and '.join(required_assets(provider))} are required",
-                )
-            )
             continue
         try:
             with file.open("rb"):
@@ -242,7 +261,31 @@ def _assets(
             problems.append(source.problem(key, f"{label}: {name} cannot be read ({exc.strerror})"))
             continue
         assets.append(AssetFile(name=name, path=file))
-    return tuple(assets)
+    return folder, tuple(assets)
+
+
+def _preflight(
+    source: Source,
+    where: Path_,
+    item: dict[str, Any],
+    desired: DesiredFinetune,
+    folder: Path,
+    limits: Limits,
+    problems: list[Problem],
+) -> None:
+    """The adapter checks (preflight.py), placed at the line of the key they are about."""
+    prefix = item["adapter"].rstrip("/")
+    for message in check_finetune(desired, folder, limits):
+        if message.split(":", 1)[0] in limits.required_files or message.startswith("the adapter"):
+            problems.append(
+                source.problem(
+                    (*where, "adapter"), f"finetune '{desired.name}': {prefix}/{message}"
+                )
+            )
+        else:
+            problems.append(
+                source.problem((*where, "model"), f"finetune '{desired.name}': {message}")
+            )
 
 
 def _linked(folder: Path, base: Path) -> bool:

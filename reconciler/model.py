@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Desired:
     finetunes: tuple[DesiredFinetune, ...]
     # provider -> account ids the config manages (listed even when no finetune is left in them)
     accounts: Mapping[str, tuple[str, ...]]
+    # provider -> its limits (preflight.Limits: published values with the config's overrides)
+    limits: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

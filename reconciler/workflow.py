@@ -16,6 +16,7 @@ from . import assets, config, drift, lockfile, planfile
 from . import plan as plan_mod
 from .errors import PlanError, ReconcilerError
 from .model import Desired, Digests, LockedFinetune, Observed, Recorded
+from .preflight import check_account_capacity
 from .providers import registry
 from .providers.base import Provider
 
@@ -87,6 +88,7 @@ def make_plan(
         capabilities={n: p.capabilities for n, p in providers.items()},
         endpoints=endpoints,
     )
+    _check_capacity(desired, observed, plan)
     return Planned(
         config_path=config_path,
         desired=desired,
@@ -97,6 +99,20 @@ def make_plan(
         plan=plan_mod.select(plan, targets),
         fingerprints=planfile.fingerprint(desired, recorded, digests, observed, endpoints),
     )
+
+
+def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> None:
+    """Refuse a plan that would take an account past its finetune limit, before any call."""
+    creates: dict[tuple[str, str], int] = {}
+    for c in plan.changes:
+        if c.action is plan_mod.Action.CREATE:
+            creates[(c.provider, c.account)] = creates.get((c.provider, c.account), 0) + 1
+    for (provider, account), count in sorted(creates.items()):
+        limits = desired.limits.get(provider)
+        existing = len(observed.in_account(provider, account))
+        problem = limits and check_account_capacity(account, existing, count, limits)
+        if problem:
+            raise PlanError(problem)
 
 
 def apply(

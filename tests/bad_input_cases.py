@@ -165,7 +165,7 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "unknown-provider-key",
         edit("cloudflare:\n", "cloudflare:\n    api_token: abc\n"),
-        "{config}:5:5: error: providers.cloudflare.api_token: unknown key 'api_token'; expected one of: account_id",
+        "{config}:5:5: error: providers.cloudflare.api_token: unknown key 'api_token'; expected one of: account_id, limits",
     ),
     (
         "wrong-type-public",
@@ -268,12 +268,12 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "adapter-file-missing",
         adapter("adapter_model.safetensors", Path.unlink),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/: adapter_model.safetensors is missing; both adapter_config.json and adapter_model.safetensors are required",
+        "{config}:19:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_model.safetensors: not found in the adapter folder; the provider requires this exact name",
     ),
     (
         "adapter-file-is-a-folder",
         adapter("adapter_config.json", lambda p: (p.unlink(), p.mkdir())),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/: adapter_config.json is a folder, not a file; both adapter_config.json and adapter_model.safetensors are required",
+        "{config}:19:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_config.json: is not a regular file; expected the adapter's adapter_config.json",
     ),
     (
         "adapter-folder-symlink",

@@ -73,7 +73,7 @@ def test_missing_adapter_file(cli: Cli, cf_env: SandboxServer, locked_project: P
         cli,
         cf_env,
         locked_project,
-        "adapter folder adapters/faq-v1/: adapter_model.safetensors is missing",
+        "adapters/faq-v1/adapter_model.safetensors: not found in the adapter folder",
     )
 
 

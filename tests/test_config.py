@@ -124,9 +124,8 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
     # once the variable is set, the next layer of problems shows, all of them at once
     found = problems(path, env={"NOT_SET_ANYWHERE": ACCOUNT})
     assert found == [
-        f"{f}:9:14: error: finetune 'same': adapter folder a: adapter_model.safetensors "
-        "is missing; "
-        "both adapter_config.json and adapter_model.safetensors are required",
+        f"{f}:9:14: error: finetune 'same': a/adapter_model.safetensors: not found in the "
+        "adapter folder; the provider requires this exact name",
         f"{f}:10:11: error: duplicate finetune name 'same' (first declared at line 6)",
         f"{f}:17:14: error: finetune 'no-folder': adapter folder missing/ does not exist",
     ]

@@ -43,7 +43,7 @@ def test_saved_plan_applies_without_prompt_and_holds_no_secret(
 @pytest.mark.parametrize(
     ("move", "expected"),
     [
-        ("asset", "adapters/faq-v1/adapter_model.safetensors changed content"),
+        ("asset", "adapters/faq-v1/adapter_config.json changed content"),
         ("config", "the config declares something different"),
         ("lockfile", "the lockfile changed"),
         ("remote", f"the finetunes in cloudflare account {ACCOUNT} changed remotely"),
@@ -56,8 +56,8 @@ def test_stale_saved_plan_is_refused_saying_what_changed(
     assert cli("plan", "-c", project, "-o", planfile).exit_code == 0
     folder = project.parent
     if move == "asset":
-        with (folder / "adapters/faq-v1/adapter_model.safetensors").open("ab") as f:
-            f.write(b"\0")
+        with (folder / "adapters/faq-v1/adapter_config.json").open("a") as f:
+            f.write("\n")  # still a valid config, other bytes
     elif move == "config":
         project.write_text(project.read_text().replace("Answers from", "Answers drawn from"))
     elif move == "lockfile":
