@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import crashpoints
 from .errors import ReconcilerError
@@ -89,14 +90,14 @@ def _one(
                 crashpoints.hit("create.after")
                 remote_id = remote.id
                 writer.put(
-                    _entry(change, remote.id, remote.model, remote.description, remote.public),
+                    _entry(change, remote.id, remote.model, remote.fields),
                     endpoint,
                 )
                 crashpoints.hit("create.locked")
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
             elif step.kind is StepKind.ADOPT:
                 assert remote_id is not None
-                writer.put(_entry(change, remote_id, d.model, d.description, d.public), endpoint)
+                writer.put(_entry(change, remote_id, d.model, d.fields), endpoint)
                 emit(Outcome(change.name, label, True, f"recorded (id {remote_id})"))
             elif step.kind is StepKind.UPLOAD:
                 assert step.asset is not None and remote_id is not None
@@ -134,8 +135,9 @@ def _one(
 
 
 def _entry(
-    change: Change, remote_id: str, model: str, description: str | None, public: bool
+    change: Change, remote_id: str, model: str, fields: Mapping[str, Any]
 ) -> LockedFinetune:
+    d = change.desired
     return LockedFinetune(
         name=change.name,
         provider=change.provider,
@@ -143,6 +145,6 @@ def _entry(
         id=remote_id,
         model=model,
         assets={},
-        description=description,
-        public=public,
+        fields=dict(fields),
+        prevent_destroy=bool(d and d.prevent_destroy),
     )

@@ -15,11 +15,15 @@ from .plan import Action, AssetChange, Change, Plan, Step, StepKind
 
 
 def digest_to_data(d: AssetDigest | None) -> dict[str, Any] | None:
-    return None if d is None else {"name": d.name, "size": d.size, "sha256": d.sha256}
+    if d is None:
+        return None
+    return {"name": d.name, "size": d.size, "sha256": d.sha256, "remote_id": d.remote_id}
 
 
 def digest_from_data(data: dict[str, Any] | None) -> AssetDigest | None:
-    return None if data is None else AssetDigest(data["name"], data["size"], data["sha256"])
+    if data is None:
+        return None
+    return AssetDigest(data["name"], data["size"], data["sha256"], data.get("remote_id"))
 
 
 def relative(path: Path, base: Path) -> str:
@@ -58,7 +62,12 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
             "model": d.model,
             "description": d.description,
             "public": d.public,
-            "assets": [{"name": a.name, "path": relative(a.path, base)} for a in d.assets],
+            "fields": dict(d.fields),
+            "prevent_destroy": d.prevent_destroy,
+            "previous_name": d.previous_name,
+            "assets": [
+                {"name": a.name, "path": relative(a.path, base), "kind": a.kind} for a in d.assets
+            ],
         },
         "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in c.fields],
         "assets": [
@@ -70,6 +79,7 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
                 "kind": s.kind.value,
                 "asset": None if s.asset is None else s.asset.name,
                 "path": None if s.asset is None else relative(s.asset.path, base),
+                "asset_kind": None if s.asset is None else s.asset.kind,
                 "digest": digest_to_data(s.digest),
             }
             for s in c.steps
@@ -89,7 +99,12 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
             model=d["model"],
             description=d["description"],
             public=d["public"],
-            assets=tuple(AssetFile(a["name"], base / a["path"]) for a in d["assets"]),
+            assets=tuple(
+                AssetFile(a["name"], base / a["path"], a.get("kind")) for a in d["assets"]
+            ),
+            fields=d["fields"],
+            prevent_destroy=d["prevent_destroy"],
+            previous_name=d["previous_name"],
         )
     return Change(
         name=data["name"],
@@ -107,7 +122,9 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
         steps=tuple(
             Step(
                 StepKind(s["kind"]),
-                None if s["asset"] is None else AssetFile(s["asset"], base / s["path"]),
+                None
+                if s["asset"] is None
+                else AssetFile(s["asset"], base / s["path"], s.get("asset_kind")),
                 digest_from_data(s["digest"]),
             )
             for s in data["steps"]

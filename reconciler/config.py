@@ -21,6 +21,10 @@ from .yamlsource import Path_, Source, parse
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 ACCOUNT_ENV = {"cloudflare": "CLOUDFLARE_ACCOUNT_ID"}
 MAX_CONFIG_BYTES = 10_000_000  # 1,000 finetunes take about 200 kB
+# providers whose API key is scoped to one organisation: no account id, one "account"
+SINGLE_ACCOUNT = "default"
+# providers whose limits are published as data (reconciler/data/<provider>.json)
+LIMITED = ("cloudflare",)
 
 
 def lockfile_path(config_path: Path) -> Path:
@@ -138,36 +142,121 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
             continue
         seen[name] = i
         provider = item["provider"]
-        account = _account(
-            source, where, item, providers.get(provider) or {}, provider, env, problems
-        )
-        folder, assets = _assets(source, where, item, base, provider, problems, allow_external)
         line, column = source.mark(where) or (0, 0)
-        finetunes.append(
-            DesiredFinetune(
+        mark = SourceMark(source.file, line, column)
+        if provider == "cohere":
+            desired = _cohere(source, where, item, base, allow_external, mark, problems)
+        else:
+            account = _account(
+                source, where, item, providers.get(provider) or {}, provider, env, problems
+            )
+            folder, assets = _assets(source, where, item, base, provider, problems, allow_external)
+            description = item.get("description") or None
+            public = bool(item.get("public", False))
+            desired = DesiredFinetune(
                 name=name,
                 provider=provider,
                 account=account,
                 model=item["model"],
-                description=item.get("description") or None,
-                public=bool(item.get("public", False)),
+                description=description,
+                public=public,
                 assets=assets,
-                mark=SourceMark(source.file, line, column),
+                mark=mark,
+                fields={"model": item["model"], "description": description, "public": public},
             )
-        )
-        if folder is not None and provider in limits:
-            _preflight(source, where, item, finetunes[-1], folder, limits[provider], problems)
-        if account:
-            accounts.setdefault(provider, set()).add(account)
+            if folder is not None and provider in limits:
+                _preflight(source, where, item, desired, folder, limits[provider], problems)
+        finetunes.append(desired)
+        if desired.account:
+            accounts.setdefault(provider, set()).add(desired.account)
     for provider, settings in providers.items():
         if provider in ACCOUNT_ENV and (settings or {}).get("account_id"):
             accounts.setdefault(provider, set()).add(settings["account_id"].lower())
+        elif provider not in ACCOUNT_ENV:
+            accounts.setdefault(provider, set()).add(SINGLE_ACCOUNT)
     return Desired(
         config_path=path,
         finetunes=tuple(finetunes),
         accounts={p: tuple(sorted(a)) for p, a in sorted(accounts.items())},
         limits=limits,
+        prune=bool((data.get("settings") or {}).get("prune", False)),
     )
+
+
+def _cohere(
+    source: Source,
+    where: Path_,
+    item: dict[str, Any],
+    base: Path,
+    allow_external: bool,
+    mark: SourceMark,
+    problems: list[Problem],
+) -> DesiredFinetune:
+    """A Cohere finetune: trained from a dataset file; its base model and hyperparameters are
+    the fields a plan compares (only those declared: Cohere fills in defaults)."""
+    dataset = item["dataset"]
+    key: Path_ = (*where, "dataset", "path")
+    label = f"finetune '{item['name']}': dataset {dataset['path']}"
+    path = base / dataset["path"]
+    assets: tuple[AssetFile, ...] = ()
+    if _contained(source, key, label, path, base, allow_external, problems):
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            problems.append(source.problem(key, f"{label} {what}"))
+        else:
+            try:
+                with path.open("rb") as f:
+                    empty = not f.read(1)
+            except OSError as exc:
+                problems.append(source.problem(key, f"{label} cannot be read ({exc.strerror})"))
+            else:
+                if empty:
+                    problems.append(source.problem(key, f"{label} is empty"))
+                else:
+                    assets = (AssetFile(name="dataset", path=path, kind=dataset["type"]),)
+    base_model = item["base_model"]
+    model = base_model["base_type"] + (f"/{base_model['name']}" if base_model.get("name") else "")
+    return DesiredFinetune(
+        name=item["name"],
+        provider="cohere",
+        account=SINGLE_ACCOUNT,
+        model=model,
+        description=None,
+        public=False,
+        assets=assets,
+        mark=mark,
+        fields={
+            "base_model": dict(base_model),
+            "hyperparameters": dict(item.get("hyperparameters") or {}),
+        },
+        prevent_destroy=bool(item.get("prevent_destroy", False)),
+        previous_name=item.get("previous_name"),
+    )
+
+
+def _contained(
+    source: Source,
+    key: Path_,
+    label: str,
+    target: Path,
+    base: Path,
+    allow_external: bool,
+    problems: list[Problem],
+) -> bool:
+    """Refuse a path through a symlink or out of the project, unless the config allows it:
+    an upload is one-way, and a link or a path elsewhere could send anything."""
+    if allow_external:
+        return True
+    allow = "set settings.allow_external_assets: true to allow it"
+    if _linked(target, base):
+        problems.append(source.problem(key, f"{label} is or passes through a symlink; {allow}"))
+        return False
+    if not target.resolve().is_relative_to(base.resolve()):
+        problems.append(
+            source.problem(key, f"{label} is outside the project folder {base.resolve()}; {allow}")
+        )
+        return False
+    return True
 
 
 def _limits(
@@ -175,7 +264,7 @@ def _limits(
 ) -> dict[str, Limits]:
     """Each provider's published limits with the config's overrides (providers.X.limits)."""
     found: dict[str, Limits] = {}
-    for provider in sorted(used | set(providers)):
+    for provider in sorted((used | set(providers)) & set(LIMITED)):
         overrides = (providers.get(provider) or {}).get("limits")
         try:
             found[provider] = Limits.published(provider, overrides)
@@ -228,18 +317,8 @@ def _assets(
     folder = base / item["adapter"]
     label = f"finetune '{item['name']}': adapter folder {item['adapter']}"
     allow = "set settings.allow_external_assets: true to allow it"
-    if not allow_external:
-        # an upload is one-way: a link or a path out of the project could send anything
-        if _linked(folder, base):
-            problems.append(source.problem(key, f"{label} is or passes through a symlink; {allow}"))
-            return None, ()
-        if not folder.resolve().is_relative_to(base.resolve()):
-            problems.append(
-                source.problem(
-                    key, f"{label} is outside the project folder {base.resolve()}; {allow}"
-                )
-            )
-            return None, ()
+    if not _contained(source, key, label, folder, base, allow_external, problems):
+        return None, ()
     if not folder.exists():
         problems.append(source.problem(key, f"{label} does not exist"))
         return None, ()

@@ -51,3 +51,16 @@ def _get(record: Mapping[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
+
+
+def project(actual: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """`actual` cut down to the keys `declared` has, at every depth: what the user did not
+    declare (a remote default, a server-added key) is not compared."""
+    out: dict[str, Any] = {}
+    for key, want in declared.items():
+        have = actual.get(key)
+        if isinstance(want, Mapping) and isinstance(have, Mapping):
+            out[key] = project(have, want)
+        else:
+            out[key] = have
+    return out

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .diff import FieldChange, field_changes
+from .diff import FieldChange, field_changes, project
 from .model import LockedFinetune, Observed, Recorded, RemoteFinetune
 
 
@@ -90,13 +90,8 @@ def _drift(
 
 
 def _recorded_fields(locked: LockedFinetune) -> dict[str, object]:
-    fields: dict[str, object] = {"model": locked.model}
-    if locked.description is not None or locked.public is not None:
-        fields["description"] = locked.description
-    if locked.public is not None:
-        fields["public"] = locked.public
-    return fields
+    return dict(locked.fields) if locked.fields is not None else {"model": locked.model}
 
 
 def _remote_fields(locked: LockedFinetune, remote: RemoteFinetune) -> dict[str, object]:
-    return {k: v for k, v in remote.fields.items() if k in _recorded_fields(locked)}
+    return project(dict(remote.fields), _recorded_fields(locked))

@@ -64,11 +64,11 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             id=entry["id"],
             model=entry["model"],
             assets={
-                file: AssetDigest(name=file, size=a["size"], sha256=a["sha256"])
+                file: AssetDigest(file, a["size"], a["sha256"], remote_id=a.get("id"))
                 for file, a in entry["assets"].items()
             },
-            description=entry.get("description"),
-            public=entry.get("public"),
+            fields=entry.get("fields"),
+            prevent_destroy=bool(entry.get("prevent_destroy", False)),
             unverified=frozenset(
                 file for file, a in entry["assets"].items() if a.get("verified") is False
             ),
@@ -107,14 +107,15 @@ def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
         "model": f.model,
         "assets": {
             a.name: {"size": a.size, "sha256": a.sha256}
+            | ({"id": a.remote_id} if a.remote_id else {})
             | ({"verified": False} if a.name in f.unverified else {})
             for a in f.assets.values()
         },
     }
-    if f.description is not None:
-        entry["description"] = f.description
-    if f.public is not None:
-        entry["public"] = f.public
+    if f.fields is not None:
+        entry["fields"] = dict(f.fields)
+    if f.prevent_destroy:
+        entry["prevent_destroy"] = True
     return entry
 
 

@@ -21,8 +21,9 @@ class SourceMark:
 class AssetFile:
     """A local file to upload as one asset of a finetune."""
 
-    name: str  # the remote file name, e.g. adapter_config.json
+    name: str  # the remote file name, e.g. adapter_config.json, or "dataset"
     path: Path
+    kind: str | None = None  # what the provider calls it, e.g. a Cohere dataset type
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class AssetDigest:
     name: str
     size: int
     sha256: str  # "sha256:<64 hex>"
+    remote_id: str | None = field(default=None, compare=False)  # e.g. a Cohere dataset id
 
     @property
     def short(self) -> str:
@@ -46,11 +48,12 @@ class DesiredFinetune:
     public: bool
     assets: tuple[AssetFile, ...]
     mark: SourceMark | None = field(default=None, compare=False)
-
-    @property
-    def fields(self) -> dict[str, object]:
-        """The remote-visible fields, as the plan compares them."""
-        return {"model": self.model, "description": self.description, "public": self.public}
+    # The remote-visible fields as the plan compares them, shaped by the provider's config
+    # (Cloudflare: model, description, public; Cohere: base_model, hyperparameters). Only what
+    # is declared is compared: a remote default the config leaves unsaid is not a change.
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    prevent_destroy: bool = False
+    previous_name: str | None = None  # a rename: the name this finetune had before
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Desired:
     accounts: Mapping[str, tuple[str, ...]]
     # provider -> its limits (preflight.Limits: published values with the config's overrides)
     limits: Mapping[str, Any] = field(default_factory=dict)
+    prune: bool = False  # settings.prune: delete what was removed, where the provider can
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,8 @@ class RemoteFinetune:
     public: bool
     created_at: str | None = None
     modified_at: str | None = None
-
-    @property
-    def fields(self) -> dict[str, object]:
-        return {"model": self.model, "description": self.description, "public": self.public}
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    status: str | None = None  # for providers that train: e.g. STATUS_READY, STATUS_FAILED
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,9 @@ class LockedFinetune:
     id: str
     model: str
     assets: Mapping[str, AssetDigest]
-    # the remote fields as last seen; None in locks written before they were recorded
-    description: str | None = None
-    public: bool | None = None
+    # the remote fields as last applied or seen, for drift; None when not recorded
+    fields: Mapping[str, Any] | None = None
+    prevent_destroy: bool = False
     # assets recorded by `import` from the local files, not seen uploaded: unconfirmed
     unverified: frozenset[str] = frozenset()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .diff import FieldChange, field_changes
+from .diff import FieldChange, field_changes, project
 from .errors import PlanError
 from .model import (
     AssetDigest,
@@ -263,7 +263,7 @@ def _plan_one(
             "recorded in the lockfile but gone from the account: it will be created again",
             (f"finetune {d.name} (id {locked.id}) is no longer in account {d.account}",),
         )
-    fields = field_changes(remote.fields, d.fields)
+    fields = field_changes(project(remote.fields, d.fields), d.fields)
     assets = tuple(AssetChange(a.name, locked.assets.get(a.name), local[a.name]) for a in d.assets)
     replaced = [
         a for a in assets if a.before is not None and a.after is not None and a.before != a.after

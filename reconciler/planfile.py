@@ -52,6 +52,8 @@ def fingerprint(
             "provider": d.provider,
             "account": d.account,
             "fields": d.fields,
+            "prevent_destroy": d.prevent_destroy,
+            "previous_name": d.previous_name,
             "assets": {a.name: codec.relative(a.path, base) for a in d.assets},
         }
         for d in desired.finetunes
@@ -62,9 +64,10 @@ def fingerprint(
         assets={codec.relative(p, base): d.sha256 for p, d in sorted(digests.items())},
         observed={
             f"{provider}/{account}": _hash(
-                sorted(
-                    [r.id, r.name, r.model, r.description, r.public, r.modified_at] for r in remotes
-                )
+                [
+                    [r.id, r.name, r.fields, r.status, r.modified_at]
+                    for r in sorted(remotes, key=lambda r: r.id)
+                ]
             )
             for (provider, account), remotes in sorted(observed.finetunes.items())
         },

@@ -187,8 +187,8 @@ def import_finetune(
         id=remote.id,
         model=remote.model,
         assets={a.name: digests[a.path] for a in declared.assets},
-        description=remote.description,
-        public=remote.public,
+        fields=dict(remote.fields),
+        prevent_destroy=declared.prevent_destroy,
         unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
     )
     writer = lockfile.LockWriter(lock_path, recorded)

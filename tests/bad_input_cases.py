@@ -208,7 +208,7 @@ CASES: list[tuple[str, Break, str]] = [
             'provider: cloudflare\n    model: "@cf/google',
             'provider: cloudfare\n    model: "@cf/google',
         ),
-        "{config}:16:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare'",
+        "{config}:16:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare', 'cohere'",
     ),
     (
         "provider-missing",

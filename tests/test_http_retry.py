@@ -115,7 +115,7 @@ def test_bounded_attempts_end_with_the_call_and_the_remote_message(scripted: Scr
 
 def test_a_change_with_an_unknown_outcome_is_not_repeated(scripted: Scripted) -> None:
     scripted.script = ["drop"]
-    with pytest.raises(OutcomeUnknown, match="create x: .* after the request was sent"):
+    with pytest.raises(OutcomeUnknown, match=r"create x: .* after the request was sent"):
         api(scripted.url, []).call("create x", "POST", "/x", json={}, idempotent=False)
     assert len(scripted.seen) == 1
     scripted.script = [(500, {}, error(10001, "oops"))]

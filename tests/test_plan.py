@@ -38,7 +38,9 @@ def desired(
     name: str, description: str | None = "d", content: str = "a"
 ) -> tuple[DesiredFinetune, dict]:
     assets = tuple(AssetFile(f, Path(f"/p/{name}/{f}")) for f in FILES)
-    d = DesiredFinetune(name, "cloudflare", ACCOUNT, MODEL, description, False, assets)
+    d = DesiredFinetune(
+        name, "cloudflare", ACCOUNT, MODEL, description, False, assets, fields=fields(description)
+    )
     return d, {a.path: digest(a.name, content) for a in assets}
 
 
@@ -50,8 +52,14 @@ def locked(
     )
 
 
+def fields(description: str | None, public: bool = False) -> dict[str, object]:
+    return {"model": MODEL, "description": description, "public": public}
+
+
 def remote(name: str, id_: str, description: str | None = "d") -> RemoteFinetune:
-    return RemoteFinetune("cloudflare", ACCOUNT, id_, name, MODEL, description, False)
+    return RemoteFinetune(
+        "cloudflare", ACCOUNT, id_, name, MODEL, description, False, fields=fields(description)
+    )
 
 
 def plan_of(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_plan import ACCOUNT, FILES, desired, locked, plan_of, remote
+from test_plan import ACCOUNT, FILES, desired, fields, locked, plan_of, remote
 
 from reconciler.model import AssetFile, DesiredFinetune
 from reconciler.render import markdown
@@ -24,9 +25,7 @@ def check_golden(name: str, rendered: str) -> None:
 def test_markdown_golden() -> None:
     public_one = desired("shared")
     made_public = (
-        DesiredFinetune(
-            "shared", "cloudflare", ACCOUNT, public_one[0].model, "d", True, public_one[0].assets
-        ),
+        replace(public_one[0], public=True, fields=fields("d", public=True)),
         public_one[1],
     )
     plan = plan_of(
@@ -51,7 +50,7 @@ def test_markdown_golden() -> None:
 
 def test_new_public_finetune_warns() -> None:
     d, digests = desired("open")
-    public = DesiredFinetune(d.name, d.provider, d.account, d.model, None, True, d.assets)
+    public = replace(d, public=True, fields=fields(d.description, public=True))
     rendered = markdown.render(plan_of([(public, digests)]))
     assert "> [!WARNING]" in rendered and "`cloudflare.open` will be visible" in rendered
     assert "[!WARNING]" not in markdown.render(plan_of([desired("private")]))

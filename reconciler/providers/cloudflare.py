@@ -136,14 +136,22 @@ def _result(body: Any, what: str) -> Any:
 def _remote(account: str, item: Any) -> RemoteFinetune:
     if not isinstance(item, dict) or not {"id", "name", "model"} <= item.keys():
         raise EndpointError(f"account {account}: a finetune in the answer lacks id, name or model")
+    description = item.get("description") or None
+    public = bool(item.get("public", False))
     return RemoteFinetune(
         provider="cloudflare",
         account=account,
         id=str(item["id"]),
         name=str(item["name"]),
         model=str(item["model"]),
-        description=item.get("description") or None,
-        public=bool(item.get("public", False)),
+        description=description,
+        public=public,
         created_at=item.get("created_at"),
         modified_at=item.get("modified_at"),
+        fields=fields(str(item["model"]), description, public),
     )
+
+
+def fields(model: str, description: str | None, public: bool) -> dict[str, Any]:
+    """What the plan compares for a Cloudflare finetune: all it has."""
+    return {"model": model, "description": description, "public": public}
