@@ -16,7 +16,7 @@ from typing import Any
 from . import crashpoints
 from .errors import ReconcilerError
 from .lockfile import LockWriter
-from .model import LockedFinetune, Pending
+from .model import AssetDigest, LockedFinetune, Pending
 from .plan import Change, Plan, StepKind
 from .providers.base import Provider
 
@@ -73,41 +73,62 @@ def _one(
 ) -> None:
     provider = providers.get(change.provider)
     remote_id = change.remote_id
-    for step in change.steps:
+    held: dict[str, AssetDigest] = {}  # uploaded ahead of the create or update that names them
+    for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
+        later = {s.kind for s in change.steps[index + 1 :]}
         try:
             if step.kind is StepKind.FORGET:
                 writer.forget(change.name)
                 emit(Outcome(change.name, label, True, "removed from the lockfile"))
                 continue
-            assert provider is not None and change.desired is not None
-            endpoint = plan.endpoints.get(change.provider, provider.endpoint)
+            assert provider is not None
+            if step.kind is StepKind.DELETE:
+                assert remote_id is not None
+                writer.intend(change.name, Pending("delete", change.provider, change.account))
+                provider.delete_finetune(change.account, remote_id)
+                crashpoints.hit("delete.after")
+                writer.forget(change.name)
+                emit(Outcome(change.name, label, True, f"deleted (id {remote_id})"))
+                remote_id = None
+                continue
+            assert change.desired is not None
             d = change.desired
+            endpoint = plan.endpoints.get(change.provider, provider.endpoint)
             if step.kind is StepKind.CREATE:
                 writer.intend(change.name, Pending("create", d.provider, d.account))
                 crashpoints.hit("create.before")
-                remote = provider.create_finetune(d)
+                remote = provider.create_finetune(d, held)
                 crashpoints.hit("create.after")
                 remote_id = remote.id
-                writer.put(
-                    _entry(change, remote.id, remote.model, remote.fields),
-                    endpoint,
-                )
+                writer.put(_entry(change, remote.id, remote.model, remote.fields, held), endpoint)
                 crashpoints.hit("create.locked")
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
             elif step.kind is StepKind.ADOPT:
                 assert remote_id is not None
-                writer.put(_entry(change, remote_id, d.model, d.fields), endpoint)
+                writer.put(_entry(change, remote_id, d.model, d.fields, {}), endpoint)
                 emit(Outcome(change.name, label, True, f"recorded (id {remote_id})"))
+            elif step.kind is StepKind.UPDATE:
+                assert remote_id is not None
+                old = writer.current.finetunes[change.previous_name or change.name]
+                assets = {**old.assets, **held}
+                writer.intend(change.name, Pending("update", d.provider, d.account))
+                remote = provider.update_finetune(d, remote_id, assets)
+                entry = _entry(change, remote.id, remote.model, remote.fields, assets)
+                writer.put(entry, endpoint, replaces=change.previous_name)
+                emit(Outcome(change.name, label, True, f"updated (id {remote.id})"))
             elif step.kind is StepKind.UPLOAD:
-                assert step.asset is not None and remote_id is not None
+                assert step.asset is not None
                 writer.intend(
                     change.name, Pending("upload", d.provider, d.account, step.asset.name)
                 )
                 crashpoints.hit("upload.before")
                 sent = provider.upload_asset(change.account, remote_id, step.asset)
                 crashpoints.hit("upload.after")
-                writer.add_asset(change.name, sent)
+                if later & {StepKind.CREATE, StepKind.UPDATE}:
+                    held[sent.name] = sent  # recorded with the create or update that uses it
+                else:
+                    writer.add_asset(change.name, sent)
                 crashpoints.hit("upload.locked")
                 if step.digest is not None and sent != step.digest:
                     emit(
@@ -135,7 +156,11 @@ def _one(
 
 
 def _entry(
-    change: Change, remote_id: str, model: str, fields: Mapping[str, Any]
+    change: Change,
+    remote_id: str,
+    model: str,
+    fields: Mapping[str, Any],
+    assets: Mapping[str, AssetDigest],
 ) -> LockedFinetune:
     d = change.desired
     return LockedFinetune(
@@ -144,7 +169,7 @@ def _entry(
         account=change.account,
         id=remote_id,
         model=model,
-        assets={},
+        assets=dict(assets),
         fields=dict(fields),
         prevent_destroy=bool(d and d.prevent_destroy),
     )

@@ -161,8 +161,12 @@ class LockWriter:
             self._pending[name] = op
             self._save()
 
-    def put(self, entry: LockedFinetune, endpoint: str) -> None:
+    def put(self, entry: LockedFinetune, endpoint: str, replaces: str | None = None) -> None:
+        """Record an entry; `replaces` names the entry it takes over (a rename), in one write."""
         with self._mutex:
+            if replaces is not None:
+                self._finetunes.pop(replaces, None)
+                self._pending.pop(replaces, None)
             self._finetunes[entry.name] = entry
             self._endpoints[entry.provider] = endpoint
             self._pending.pop(entry.name, None)

@@ -80,6 +80,8 @@ class RemoteFinetune:
     modified_at: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     status: str | None = None  # for providers that train: e.g. STATUS_READY, STATUS_FAILED
+    failed: bool = False  # its training failed: only a replacement helps
+    ready: bool = True  # trained and serving (always, where nothing trains)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class LockedFinetune:
 class Pending:
     """An operation apply was about to send when it last wrote the lock (the journal)."""
 
-    op: str  # "create" or "upload"
+    op: str  # "create", "upload", "update" or "delete"
     provider: str
     account: str
     asset: str | None = None

@@ -1,16 +1,26 @@
 """The plan: per finetune, what must happen and why. build() is pure: no I/O, no clock.
 
 Given the same Desired, Observed, Recorded and Digests it returns the same Plan, so every rule
-below is tested without a network. apply.run carries a Plan out without re-diffing.
+below is tested without a network. apply.run carries a Plan out without re-diffing. The
+records it returns live in changes.py and are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, replace
 from typing import Any
 
+from .changes import (
+    SYMBOLS,
+    Action,
+    AssetChange,
+    Change,
+    Plan,
+    Step,
+    StepKind,
+    select,
+)
 from .diff import FieldChange, field_changes, project
 from .errors import PlanError
 from .model import (
@@ -27,91 +37,17 @@ from .model import (
 )
 from .providers.base import Capabilities
 
-
-class Action(str, Enum):
-    CREATE = "create"  # create the finetune, then upload every asset
-    UPLOAD = "upload"  # upload the assets the lock lacks (e.g. after an interrupted apply)
-    NOOP = "noop"
-    BLOCKED = "blocked"  # changed in a way the provider cannot apply
-    FORGET = "forget"  # removed from the config: dropped from the lock, kept remotely
-    UNMANAGED = "unmanaged"  # in the account, not in the config or lock: reported, never touched
-
-    @property
-    def symbol(self) -> str:
-        return SYMBOLS[self]
-
-    @property
-    def changes_state(self) -> bool:
-        """Whether apply has work to do for it (remote calls or lock writes)."""
-        return self in (Action.CREATE, Action.UPLOAD, Action.FORGET)
-
-
-SYMBOLS = {
-    Action.CREATE: "+",
-    Action.UPLOAD: "~",
-    Action.NOOP: " ",
-    Action.BLOCKED: "!",
-    Action.FORGET: ".",
-    Action.UNMANAGED: "?",
-}
-
-
-class StepKind(str, Enum):
-    CREATE = "create"
-    ADOPT = "adopt"  # record a finetune an interrupted apply created (no remote call)
-    UPLOAD = "upload"
-    FORGET = "forget"
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: StepKind
-    asset: AssetFile | None = None
-    digest: AssetDigest | None = None  # the content the plan expects to upload
-
-
-@dataclass(frozen=True)
-class AssetChange:
-    name: str
-    before: AssetDigest | None  # what the lock says was uploaded
-    after: AssetDigest | None  # the local file now
-
-
-@dataclass(frozen=True)
-class Change:
-    name: str
-    provider: str
-    account: str
-    action: Action
-    reason: str
-    remote_id: str | None = None
-    desired: DesiredFinetune | None = None
-    fields: tuple[FieldChange, ...] = ()
-    assets: tuple[AssetChange, ...] = ()
-    steps: tuple[Step, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Plan:
-    changes: tuple[Change, ...]
-    # provider -> endpoint the plan was made against, what the lock records after apply
-    endpoints: Mapping[str, str] = field(default_factory=dict)
-
-    def count(self, action: Action) -> int:
-        return sum(1 for c in self.changes if c.action is action)
-
-    @property
-    def has_changes(self) -> bool:
-        return any(c.action.changes_state for c in self.changes)
-
-    @property
-    def blocked(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.action is Action.BLOCKED)
-
-    @property
-    def actionable(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.action.changes_state)
+__all__ = [
+    "SYMBOLS",
+    "Action",
+    "AssetChange",
+    "Change",
+    "Plan",
+    "Step",
+    "StepKind",
+    "build",
+    "select",
+]
 
 
 def build(
@@ -121,30 +57,23 @@ def build(
     digests: Digests,
     capabilities: Mapping[str, Capabilities],
     endpoints: Mapping[str, str],
+    prune: bool = False,
 ) -> Plan:
     _check_endpoints(desired, recorded, endpoints)
     changes: list[Change] = []
     declared = {d.name for d in desired.finetunes}
+    renamed_from = {d.previous_name for d in desired.finetunes if d.previous_name}
     for d in desired.finetunes:
         locked = recorded.finetunes.get(d.name)
+        if locked is None and d.previous_name:
+            locked = recorded.finetunes.get(d.previous_name)  # a rename, declared
         if locked is not None and (locked.provider, locked.account) != (d.provider, d.account):
             locked = None  # moved: the old one stays where it is, a new one is made
         pending = recorded.pending.get(d.name)
         changes.append(_plan_one(d, locked, observed, digests, capabilities[d.provider], pending))
-    for name in sorted(set(recorded.finetunes) - declared):
+    for name in sorted(set(recorded.finetunes) - declared - renamed_from):
         locked = recorded.finetunes[name]
-        changes.append(
-            Change(
-                name=name,
-                provider=locked.provider,
-                account=locked.account,
-                action=Action.FORGET,
-                reason="removed from the config",
-                remote_id=locked.id,
-                steps=(Step(StepKind.FORGET),),
-                warnings=(_forget_warning(locked, capabilities.get(locked.provider)),),
-            )
-        )
+        changes.append(_removed(locked, capabilities.get(locked.provider), prune or desired.prune))
     known_ids = {f.id for f in recorded.finetunes.values()}
     for provider, accounts in desired.accounts.items():
         for account in accounts:
@@ -161,26 +90,6 @@ def build(
                         )
                     )
     return Plan(changes=tuple(changes), endpoints=dict(endpoints))
-
-
-def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
-    """Only the changes of the named finetunes (by name or provider.name address)."""
-    if not targets:
-        return plan
-    known = {c.name for c in plan.changes} | {f"{c.provider}.{c.name}" for c in plan.changes}
-    unknown = [t for t in targets if t not in known]
-    if unknown:
-        raise PlanError(
-            f"--target {', '.join(unknown)}: no such finetune in the config, the lockfile or the "
-            "account"
-        )
-    wanted = set(targets)
-    return Plan(
-        changes=tuple(
-            c for c in plan.changes if c.name in wanted or f"{c.provider}.{c.name}" in wanted
-        ),
-        endpoints=plan.endpoints,
-    )
 
 
 def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str, str]) -> None:
@@ -209,8 +118,9 @@ def _plan_one(
         return Change(d.name, d.provider, d.account, action, reason, desired=d, **more)
 
     def creation(reason: str, warnings: tuple[str, ...] = ()) -> Change:
-        uploads = (Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets)
-        steps = (Step(StepKind.CREATE), *uploads)
+        uploads = tuple(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets)
+        create = (Step(StepKind.CREATE),)
+        steps = uploads + create if caps.assets_before_create else create + uploads
         return change(
             Action.CREATE,
             reason,
@@ -268,18 +178,53 @@ def _plan_one(
     replaced = [
         a for a in assets if a.before is not None and a.after is not None and a.before != a.after
     ]
-    if (fields and not caps.can_update) or (replaced and not caps.can_replace_assets):
-        what = [f.field for f in fields] + [f"asset {a.name}" for a in replaced]
-        return change(
-            Action.BLOCKED,
-            (
-                f"{', '.join(what)} changed, but {d.provider} cannot update a finetune or replace "
-                "its assets once uploaded: give the finetune a new name to create a new one "
-                "(the old one stays in the account), or revert the change"
-            ),
+    renamed = remote.name != d.name
+    if remote.failed or any(f.field.split(".")[0] in caps.replace_fields for f in fields):
+        why = (
+            f"training failed ({remote.status})"
+            if remote.failed
+            else ", ".join(f.field for f in fields if f.field.split(".")[0] in caps.replace_fields)
+            + " changed, which cannot change under a trained model"
+        )
+        if not caps.can_delete:
+            return _cannot(change, d, remote, fields, assets, replaced)
+        if d.prevent_destroy:
+            return change(
+                Action.BLOCKED,
+                f"{why}, so it would be replaced, but prevent_destroy is set: remove "
+                "prevent_destroy to allow the replacement, or revert the change",
+                remote_id=remote.id,
+                fields=fields,
+            )
+        created = creation("")
+        return replace(
+            created,
+            action=Action.REPLACE,
+            reason=f"{why}: it will be deleted, then created again",
             remote_id=remote.id,
-            fields=fields,
-            assets=tuple(a for a in assets if a.before != a.after),
+            fields=fields or created.fields,
+            steps=(Step(StepKind.DELETE), *created.steps),
+        )
+    if fields or replaced or renamed:
+        if not caps.can_update or (replaced and not caps.can_replace_assets):
+            return _cannot(change, d, remote, fields, assets, replaced)
+        if renamed and not caps.can_rename:
+            return _cannot(change, d, remote, fields, assets, replaced)
+        what = [f.field for f in fields] + [f"{a.name} content" for a in replaced]
+        if renamed:
+            what.append(f"name (was {remote.name})")
+        retrains = " (it retrains)" if caps.trains_async and (fields or replaced) else ""
+        return change(
+            Action.UPDATE,
+            f"{', '.join(what)} changed: updated in place{retrains}",
+            remote_id=remote.id,
+            fields=fields + ((FieldChange("name", remote.name, d.name),) if renamed else ()),
+            assets=tuple(replaced),
+            steps=(
+                *(Step(StepKind.UPLOAD, a.asset, a.after) for a in _by_name(d, replaced)),
+                Step(StepKind.UPDATE),
+            ),
+            previous_name=locked.name if locked.name != d.name else None,
         )
     missing = [a for a in d.assets if a.name not in locked.assets]
     if missing:
@@ -300,6 +245,73 @@ def _plan_one(
         else ()
     )
     return change(Action.NOOP, "up to date", remote_id=remote.id, warnings=notes)
+
+
+def _cannot(
+    change: Any,
+    d: DesiredFinetune,
+    remote: RemoteFinetune,
+    fields: tuple[FieldChange, ...],
+    assets: tuple[AssetChange, ...],
+    replaced: list[AssetChange],
+) -> Change:
+    """A change the provider cannot make: say what changed and what to do instead."""
+    what = [f.field for f in fields] + [f"asset {a.name}" for a in replaced]
+    if remote.name != d.name:
+        what.append("name")
+    result: Change = change(
+        Action.BLOCKED,
+        f"{', '.join(what)} changed, but {d.provider} cannot update a finetune or replace its "
+        "assets once uploaded: give the finetune a new name to create a new one (the old one "
+        "stays in the account), or revert the change",
+        remote_id=remote.id,
+        fields=fields,
+        assets=tuple(a for a in assets if a.before != a.after),
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class _Pair:
+    asset: AssetFile
+    after: AssetDigest | None
+
+
+def _by_name(d: DesiredFinetune, changed: list[AssetChange]) -> list[_Pair]:
+    files = {a.name: a for a in d.assets}
+    return [_Pair(files[c.name], c.after) for c in changed]
+
+
+def _removed(locked: LockedFinetune, caps: Capabilities | None, prune: bool) -> Change:
+    """A finetune gone from the config: deleted if pruning and the provider can, else forgotten."""
+
+    def change(action: Action, reason: str, **more: Any) -> Change:
+        return Change(
+            locked.name, locked.provider, locked.account, action, reason, locked.id, **more
+        )
+
+    if prune and caps is not None and caps.can_delete:
+        if locked.prevent_destroy:
+            return change(
+                Action.BLOCKED,
+                "removed from the config with pruning on, but prevent_destroy was set when it "
+                "was applied: put it back in the config, or apply it once with "
+                "prevent_destroy: false before removing it",
+            )
+        return change(
+            Action.DELETE,
+            "removed from the config, and pruning is on",
+            steps=(Step(StepKind.DELETE),),
+        )
+    warning = _forget_warning(locked, caps)
+    if caps is not None and caps.can_delete:
+        warning += "; to delete it, apply with --prune (or settings.prune: true)"
+    return change(
+        Action.FORGET,
+        "removed from the config",
+        steps=(Step(StepKind.FORGET),),
+        warnings=(warning,),
+    )
 
 
 def _find(

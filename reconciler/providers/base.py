@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +17,11 @@ class Capabilities:
     can_update: bool  # fields of an existing finetune can change in place
     can_delete: bool
     can_replace_assets: bool  # an uploaded asset can be uploaded again with other content
-    trains_async: bool
+    trains_async: bool  # a create or update starts training that finishes later
+    can_rename: bool = False
+    assets_before_create: bool = False  # assets are uploaded first and named in the create
+    # top-level fields whose change needs a new finetune (delete, then create)
+    replace_fields: frozenset[str] = frozenset()
 
 
 class Provider(Protocol):
@@ -28,11 +32,50 @@ class Provider(Protocol):
     def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
         """All finetunes of one account, in one logical read (following pages if the API pages)."""
 
-    def create_finetune(self, desired: DesiredFinetune) -> RemoteFinetune: ...
+    def create_finetune(
+        self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest]
+    ) -> RemoteFinetune:
+        """Create it; `assets` are those uploaded first (assets_before_create), by name."""
+
+    def update_finetune(
+        self, desired: DesiredFinetune, remote_id: str, assets: Mapping[str, AssetDigest]
+    ) -> RemoteFinetune:
+        """Change name, fields and assets in place (can_update)."""
+
+    def delete_finetune(self, account: str, remote_id: str) -> None:
+        """Delete it (can_delete); one already gone counts as deleted."""
+
+    def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None: ...
+
+    def history(self, account: str, remote_id: str) -> History:
+        """Events and training metrics, where the provider keeps them."""
 
     def upload_asset(
-        self, account: str, finetune_id: str, asset: AssetFile, progress: Progress | None = None
+        self,
+        account: str,
+        finetune_id: str | None,
+        asset: AssetFile,
+        progress: Progress | None = None,
     ) -> AssetDigest:
         """Stream the file up; returns the digest of exactly the bytes that were sent."""
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    status: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class StepMetric:
+    step: int
+    created_at: str
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class History:
+    events: tuple[Event, ...] = ()
+    metrics: tuple[StepMetric, ...] = ()

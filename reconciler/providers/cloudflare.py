@@ -13,7 +13,7 @@ from typing import Any
 from ..assets import HashingReader
 from ..errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
-from .base import Capabilities, Progress
+from .base import Capabilities, History, Progress
 from .http import Api
 from .registry import INSECURE_ENV, Endpoint, verify_tls
 
@@ -82,7 +82,9 @@ class CloudflareProvider:
             )
         return tuple(_remote(account, item) for item in result)
 
-    def create_finetune(self, desired: DesiredFinetune) -> RemoteFinetune:
+    def create_finetune(
+        self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest] | None = None
+    ) -> RemoteFinetune:
         payload: dict[str, Any] = {
             "model": desired.model,
             "name": desired.name,
@@ -110,9 +112,30 @@ class CloudflareProvider:
             f"the account ({unknown})"
         )
 
+    def update_finetune(
+        self, desired: DesiredFinetune, remote_id: str, assets: Mapping[str, AssetDigest]
+    ) -> RemoteFinetune:
+        raise ProviderError("cloudflare has no API to update a finetune")  # never planned
+
+    def delete_finetune(self, account: str, remote_id: str) -> None:
+        raise ProviderError("cloudflare has no API to delete a finetune")  # never planned
+
+    def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None:
+        # no GET by id: the list is the only read there is
+        return next((r for r in self.list_finetunes(account) if r.id == remote_id), None)
+
+    def history(self, account: str, remote_id: str) -> History:
+        return History()  # Cloudflare keeps no events or metrics: adapters are not trained
+
     def upload_asset(
-        self, account: str, finetune_id: str, asset: AssetFile, progress: Progress | None = None
+        self,
+        account: str,
+        finetune_id: str | None,
+        asset: AssetFile,
+        progress: Progress | None = None,
     ) -> AssetDigest:
+        if finetune_id is None:
+            raise ProviderError(f"upload {asset.name}: a Cloudflare asset belongs to a finetune")
         what = f"upload {asset.name} to finetune {finetune_id}"
         with asset.path.open("rb") as f:
             reader = HashingReader(f, asset.name, progress)
