@@ -20,6 +20,7 @@ from .options import (
     format_option,
     lock_timeout_option,
     parallelism_option,
+    prune_option,
     sandbox_option,
     target_option,
 )
@@ -148,6 +149,7 @@ def validate(config_path: Path) -> None:
     is_flag=True,
     help="Report only what changed remotely since the lockfile was written (as `drift`).",
 )
+@prune_option
 @handle_errors
 def plan(
     config_path: Path,
@@ -157,6 +159,7 @@ def plan(
     targets: tuple[str, ...],
     out: Path | None,
     refresh_only: bool,
+    prune: bool,
 ) -> None:
     """Show what apply would do: compare the config, the lockfile and the accounts."""
     if refresh_only:
@@ -166,7 +169,7 @@ def plan(
     from .workflow import make_plan
 
     with session(config_path, sandbox) as (env, providers):
-        planned = make_plan(config_path, env, providers, targets)
+        planned = make_plan(config_path, env, providers, targets, prune)
     _echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)
@@ -187,6 +190,21 @@ def plan(
 @parallelism_option
 @target_option
 @lock_timeout_option
+@prune_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="After the API calls, wait until training finishes, showing each status change; "
+    "exit 1 if any training fails.",
+)
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits before giving up (exit 1).",
+)
 @click.pass_context
 @handle_errors
 def apply(
@@ -198,6 +216,9 @@ def apply(
     parallelism: int,
     targets: tuple[str, ...],
     lock_timeout: float,
+    prune: bool,
+    wait: bool,
+    wait_timeout: float,
 ) -> None:
     """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
 
@@ -227,7 +248,7 @@ def apply(
             providers,
         ),
     ):
-        planned = make_plan(config_path, env, providers, targets)
+        planned = make_plan(config_path, env, providers, targets, prune)
         if saved is not None and planfile is not None:
             planned = use_saved(planfile, saved, planned)
             click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
@@ -247,9 +268,34 @@ def apply(
             report=lambda o: click.echo(text.render_outcome(o, color), color=color),
             parallelism=parallelism,
         )
-    click.echo("")
-    click.echo(text.render_result(result, color), color=color)
-    if result.failed:
+        click.echo("")
+        click.echo(text.render_result(result, color), color=color)
+        if result.failed:
+            sys.exit(EXIT_ERROR)
+        if wait:
+            _wait(planned, providers, wait_timeout)
+
+
+def _wait(planned: Any, providers: Any, timeout: float) -> None:
+    from . import lockfile, training
+    from .providers.cohere import poll_interval
+
+    finished = training.wait(
+        planned.plan,
+        lockfile.load(planned.lock_path),
+        providers,
+        on_status=lambda name, status: click.echo(f"  {name}: {status}"),
+        interval=poll_interval(),
+        timeout=timeout,
+    )
+    if not finished:
+        return
+    ready = [f for f in finished if f.ok]
+    click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
+    for f in finished:
+        if not f.ok:
+            click.echo(f"  {f.name}: {f.status or 'gone'}", err=True)
+    if len(ready) != len(finished):
         sys.exit(EXIT_ERROR)
 
 
@@ -266,15 +312,30 @@ def _confirm() -> None:
 
 
 @main.command()
-@click.argument("planfile", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("target")
+@config_option
 @format_option
+@sandbox_option
 @handle_errors
-def show(planfile: Path, fmt: str) -> None:
-    """Render a saved plan (from `plan -o`) in any format, without calling any API."""
+def show(target: str, config_path: Path, fmt: str, sandbox: bool) -> None:
+    """Show a saved plan (a PLANFILE from `plan -o`), or one finetune by NAME.
+
+    A plan file is rendered in any --format without calling any API. A NAME shows the
+    finetune's recorded and remote state, its event history and a chart of its training loss.
+    """
     from . import planfile as planfile_mod
 
-    saved = planfile_mod.load(planfile)
-    _echo_plan(saved.plan(saved.config_path), fmt)
+    # a finetune name has no path separator; a plan file exists, or looks like a path
+    if Path(target).is_file() or "/" in target or target.endswith(".plan"):
+        saved = planfile_mod.load(Path(target))
+        _echo_plan(saved.plan(saved.config_path), fmt)
+        return
+    from .render import history
+    from .workflow import describe
+
+    with session(config_path, sandbox) as (env, providers):
+        locked, remote, events = describe(config_path, env, providers, target)
+    click.echo(history.render(target, locked, remote, events), nl=False)
 
 
 @main.command()

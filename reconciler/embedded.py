@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LABEL = "sandbox"
+# Simulated work (dataset validation, training) runs this many times faster than real time, so
+# that `apply --sandbox --wait` on the Cohere example finishes in seconds.
+DEFAULT_CLOCK_SPEED = 600.0
 
 
 def data_dir(config_path: Path) -> Path:
@@ -23,9 +26,12 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
     from .sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from .sandbox.server import SandboxServer
 
-    with SandboxServer(data_dir(config_path)) as server:
+    speed = float(env.get("RECONCILER_SANDBOX_CLOCK_SPEED", DEFAULT_CLOCK_SPEED))
+    with SandboxServer(data_dir(config_path), clock_speed=speed) as server:
         overlay = dict(env)
         overlay["CLOUDFLARE_API_TOKEN"] = DEFAULT_TOKEN  # never send a real token to the sandbox
         overlay["CLOUDFLARE_API_BASE_URL"] = server.cloudflare_base_url
         overlay.setdefault("CLOUDFLARE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        overlay["CO_API_KEY"] = DEFAULT_TOKEN  # the same sandbox serves Cohere's API
+        overlay["CO_API_URL"] = server.url
         yield overlay

@@ -64,3 +64,10 @@ lock_timeout_option = click.option(
     metavar="SECONDS",
     help="How long to wait for another apply to release the lockfile before giving up.",
 )
+
+prune_option = click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete finetunes removed from the config, where the provider can (Cohere); never "
+    "those with prevent_destroy. Without it they are only forgotten.",
+)

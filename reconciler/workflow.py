@@ -15,10 +15,10 @@ from . import apply as apply_mod
 from . import assets, config, drift, lockfile, planfile
 from . import plan as plan_mod
 from .errors import PlanError, ReconcilerError
-from .model import Desired, Digests, LockedFinetune, Observed, Recorded
+from .model import Desired, Digests, LockedFinetune, Observed, Recorded, RemoteFinetune
 from .preflight import check_account_capacity
 from .providers import registry
-from .providers.base import Provider
+from .providers.base import History, Provider
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def make_plan(
     env: Mapping[str, str],
     providers: Mapping[str, Provider],
     targets: tuple[str, ...] = (),
+    prune: bool = False,
 ) -> Planned:
     desired = config.load(config_path, env)
     lock_path = config.lockfile_path(config_path)
@@ -87,6 +88,7 @@ def make_plan(
         digests,
         capabilities={n: p.capabilities for n, p in providers.items()},
         endpoints=endpoints,
+        prune=prune,
     )
     _check_capacity(desired, observed, plan)
     return Planned(
@@ -213,3 +215,26 @@ def forget_finetune(
     except ReconcilerError:
         declared = False  # forgetting needs no valid config; the warning is a courtesy
     return entry, declared
+
+
+def describe(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider], name: str
+) -> tuple[LockedFinetune | None, RemoteFinetune | None, History]:
+    """One finetune's recorded state, remote state and history (events, training metrics)."""
+    desired = config.load(config_path, env)
+    recorded = lockfile.load(config.lockfile_path(config_path))
+    locked = recorded.finetunes.get(name)
+    declared = next((d for d in desired.finetunes if d.name == name), None)
+    if locked is None and declared is None:
+        raise PlanError(f"{name} is neither in {config_path} nor in its lockfile")
+    provider_name = locked.provider if locked else declared.provider  # type: ignore[union-attr]
+    account = locked.account if locked else declared.account  # type: ignore[union-attr]
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise PlanError(f"{name}: its provider {provider_name} is not configured")
+    if locked is not None:
+        remote = provider.get_finetune(account, locked.id)
+    else:
+        remote = next((r for r in provider.list_finetunes(account) if r.name == name), None)
+    history = provider.history(account, remote.id) if remote is not None else History()
+    return locked, remote, history

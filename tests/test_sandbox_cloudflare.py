@@ -43,7 +43,8 @@ def api(sb: SandboxServer) -> Iterator[httpx.Client]:
 
 def client_for(sb: SandboxServer, token: str | None = DEFAULT_TOKEN) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.Client(base_url=sb.cloudflare_base_url, headers=headers, timeout=30)
+    # verify=False: plain HTTP on loopback, and loading CA certificates costs 30 ms a client.
+    return httpx.Client(base_url=sb.cloudflare_base_url, headers=headers, timeout=30, verify=False)
 
 
 def envelope(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -144,6 +144,9 @@ def test_plan_json_matches_the_published_schema_in_every_state(
     assert data["applicable"] is False
     assert data["summary"] == {
         "create": 0,
+        "update": 0,
+        "replace": 0,
+        "delete": 0,
         "upload": 0,
         "forget": 0,
         "blocked": 1,

@@ -11,16 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..assets import HashingReader
-from ..errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
+from ..errors import CredentialsError, EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from .base import Capabilities, History, Progress
 from .http import Api
+from .once import create_once
 from .registry import INSECURE_ENV, Endpoint, verify_tls
 
 log = logging.getLogger("reconciler.cloudflare")
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-CREATE_ATTEMPTS = 3
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 URL_ENV = "CLOUDFLARE_API_BASE_URL"
 
@@ -94,23 +94,17 @@ class CloudflareProvider:
             payload["description"] = desired.description
         what = f"create finetune {desired.name}"
         path = f"/accounts/{desired.account}/ai/finetunes"
-        unknown: OutcomeUnknown | None = None
-        for _ in range(CREATE_ATTEMPTS):
-            try:
-                body = self._api.call(what, "POST", path, json=payload, idempotent=False)
-                return _remote(desired.account, _result(body, what))
-            except OutcomeUnknown as exc:
-                # The create may have happened. Look before trying again, so that no
-                # duplicate is made: names are unique per account, so the name finds it.
-                log.warning("%s; listing the account to see whether it was created", exc)
-                for remote in self.list_finetunes(desired.account):
-                    if remote.name == desired.name:
-                        return remote
-                unknown = exc
-        raise ProviderError(
-            f"{what}: the outcome was unknown {CREATE_ATTEMPTS} times and the finetune is not in "
-            f"the account ({unknown})"
-        )
+
+        def send() -> RemoteFinetune:
+            body = self._api.call(what, "POST", path, json=payload, idempotent=False)
+            return _remote(desired.account, _result(body, what))
+
+        def find() -> RemoteFinetune | None:
+            return next(
+                (r for r in self.list_finetunes(desired.account) if r.name == desired.name), None
+            )
+
+        return create_once(what, send, find)
 
     def update_finetune(
         self, desired: DesiredFinetune, remote_id: str, assets: Mapping[str, AssetDigest]

@@ -54,8 +54,15 @@ def _cloudflare(env: Mapping[str, str], label: str | None) -> Provider:
     return CloudflareProvider(endpoint_from_env(env, label))
 
 
+def _cohere(env: Mapping[str, str], label: str | None) -> Provider:
+    from .cohere import CohereProvider, endpoint_from_env
+
+    return CohereProvider(endpoint_from_env(env, label))
+
+
 FACTORIES: dict[str, Callable[[Mapping[str, str], str | None], Provider]] = {
     "cloudflare": _cloudflare,
+    "cohere": _cohere,
 }
 
 

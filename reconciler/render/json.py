@@ -14,6 +14,9 @@ FORMAT_VERSION = 1
 ACTIONS: dict[Action, list[str]] = {
     Action.CREATE: ["create"],
     Action.UPLOAD: ["upload"],
+    Action.UPDATE: ["update"],
+    Action.REPLACE: ["delete", "create"],
+    Action.DELETE: ["delete"],
     Action.NOOP: ["no-op"],
     Action.BLOCKED: ["blocked"],
     Action.FORGET: ["forget"],
@@ -28,6 +31,9 @@ def address(c: Change) -> str:
 def summary(plan: Plan) -> dict[str, int]:
     return {
         "create": plan.count(Action.CREATE),
+        "update": plan.count(Action.UPDATE),
+        "replace": plan.count(Action.REPLACE),
+        "delete": plan.count(Action.DELETE),
         "upload": plan.count(Action.UPLOAD),
         "forget": plan.count(Action.FORGET),
         "blocked": plan.count(Action.BLOCKED),

@@ -14,6 +14,9 @@ from ..plan import Action, AssetChange, Change, Plan
 COLOURS = {
     Action.CREATE: "green",
     Action.UPLOAD: "yellow",
+    Action.UPDATE: "yellow",
+    Action.REPLACE: "red",
+    Action.DELETE: "red",
     Action.BLOCKED: "red",
     Action.FORGET: "magenta",
     Action.UNMANAGED: "cyan",
@@ -22,6 +25,9 @@ COLOURS = {
 HEADLINES = {
     Action.CREATE: "will be created",
     Action.UPLOAD: "will have assets uploaded",
+    Action.UPDATE: "will be updated in place",
+    Action.REPLACE: "must be replaced",
+    Action.DELETE: "will be deleted",
     Action.BLOCKED: "cannot be changed as declared",
     Action.FORGET: "will be forgotten",
 }
@@ -45,11 +51,16 @@ def _value(v: object) -> str:
 
 
 def summary(plan: Plan) -> str:
-    parts = [
-        f"{plan.count(Action.CREATE)} to create",
-        f"{plan.count(Action.UPLOAD)} to upload",
-        f"{plan.count(Action.FORGET)} to forget",
-    ]
+    parts = [f"{plan.count(Action.CREATE)} to create"]
+    # what only some providers can do is counted when it happens, so that a Cloudflare plan
+    # reads the same as ever
+    for action, verb in ((Action.UPDATE, "update"), (Action.REPLACE, "replace")):
+        if plan.count(action):
+            parts.append(f"{plan.count(action)} to {verb}")
+    parts += [f"{plan.count(Action.UPLOAD)} to upload"]
+    if plan.count(Action.DELETE):
+        parts.append(f"{plan.count(Action.DELETE)} to delete")
+    parts.append(f"{plan.count(Action.FORGET)} to forget")
     if plan.blocked:
         parts.append(f"{len(plan.blocked)} blocked")
     parts.append(f"{plan.count(Action.NOOP)} unchanged")
@@ -148,10 +159,13 @@ def render_result(result: Result, color: bool = False) -> str:
     done = [o for o in result.outcomes if o.ok]
     counts = {
         "created": sum(1 for o in done if o.step == "create"),
+        "updated": sum(1 for o in done if o.step == "update"),
+        "deleted": sum(1 for o in done if o.step == "delete"),
         "uploaded": sum(1 for o in done if o.step.startswith("upload")),
         "forgotten": sum(1 for o in done if o.step == "forget"),
     }
-    tally = ", ".join(f"{n} {k}" for k, n in counts.items())
+    always = ("created", "uploaded", "forgotten")  # the others only when they happened
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items() if n or k in always)
     if not result.failed:
         text = f"Apply complete: {tally}."
         return click.style(text, fg="green", bold=True) if color else text

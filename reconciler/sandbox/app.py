@@ -1,19 +1,21 @@
-"""The sandbox's WSGI application: routing, authentication and the response envelope.
+"""The sandbox's WSGI application: one server, two APIs, told apart by path.
 
-Every answer, success or failure, is Cloudflare's JSON envelope; an unexpected exception
-becomes a 500 envelope and its traceback goes to the server log, never to the client.
+`/v1/...` is Cohere (cohere.py): every answer is JSON, errors `{"message": ...}`. Everything
+else is Cloudflare: routing, authentication and the response envelope are here, and every
+answer, success or failure, is Cloudflare's JSON envelope. In both, an unexpected exception
+becomes a 500 in the API's own shape and its traceback goes to the server log, never to the
+client.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from reconciler.sandbox.auth import Tokens, token_id, validate_tokens
+from reconciler.sandbox.clock import Clock, SystemClock
 from reconciler.sandbox.cloudflare import (
     AUTH_ERROR,
     BAD_AUTH_EMAIL,
@@ -33,7 +35,10 @@ from reconciler.sandbox.cloudflare import (
     Reply,
     fail,
 )
+from reconciler.sandbox.cohere import CohereApi, is_cohere_path
+from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import ACCOUNT_ID_RE, CLOUDFLARE_PREFIX, TOKEN_RE
+from reconciler.sandbox.responses import cloudflare_error, send_json
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
 if TYPE_CHECKING:
@@ -41,33 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reconciler.sandbox")
 
-_STATUS_TEXT = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-}
-
-
-def token_id(token: str) -> str:
-    """A stable public id for a token (what /user/tokens/verify reports), not reversible."""
-    return hashlib.sha256(b"reconciler-sandbox-token-id:" + token.encode()).hexdigest()[:32]
-
-
-def validate_tokens(tokens: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(tokens, str):
-        raise TypeError("tokens must be a sequence of strings, not one string")
-    if not tokens:
-        raise ValueError("the sandbox needs at least one accepted token")
-    for token in tokens:
-        if not TOKEN_RE.fullmatch(token):
-            # Said without the token itself: it is a credential.
-            raise ValueError("sandbox tokens may only use letters, digits, '-' and '_'")
-    return tuple(tokens)
+# Re-exported: the CLI validates --token values with it.
+__all__ = ["SandboxApp", "token_id", "validate_tokens"]
 
 
 class SandboxApp:
@@ -77,10 +57,19 @@ class SandboxApp:
         tokens: Sequence[str],
         limits: SandboxLimits,
         request_log: list[tuple[str, str]] | None = None,
+        *,
+        clock: Clock | None = None,
+        cohere_store: CohereStore | None = None,
     ) -> None:
         self.api = CloudflareApi(store, limits)
         self.limits = limits
-        self._tokens = [(t.encode(), token_id(t)) for t in validate_tokens(tokens)]
+        self._tokens = Tokens(tokens)
+        self.cohere = CohereApi(
+            cohere_store if cohere_store is not None else CohereStore(store.data_dir),
+            self._tokens,
+            clock if clock is not None else SystemClock(),
+            limits,
+        )
         self.request_log: list[tuple[str, str]] = [] if request_log is None else request_log
         self._log_lock = threading.Lock()
 
@@ -89,6 +78,8 @@ class SandboxApp:
         path = str(environ.get("PATH_INFO", ""))
         with self._log_lock:
             self.request_log.append((method, path))
+        if is_cohere_path(path):
+            return self._cohere(environ, start_response, method, path)
         try:
             reply = self._dispatch(environ, method, path)
             status = reply.status
@@ -105,18 +96,18 @@ class SandboxApp:
         except Exception:
             log.exception("sandbox: unexpected error on %s %s", method, path)
             status = 500
-            body = {
-                "success": False,
-                "errors": [{"code": INTERNAL_ERROR, "message": "Internal server error"}],
-                "messages": [],
-                "result": None,
-            }
-        payload = json.dumps(body).encode()
-        start_response(
-            f"{status} {_STATUS_TEXT.get(status, 'Error')}",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
-        )
-        return [payload]
+            body = cloudflare_error(INTERNAL_ERROR, "Internal server error")
+        return send_json(start_response, status, body)
+
+    def _cohere(
+        self, environ: WSGIEnvironment, start_response: StartResponse, method: str, path: str
+    ) -> Iterable[bytes]:
+        try:
+            status, body = self.cohere.respond(environ, method, path)
+        except Exception:
+            log.exception("sandbox: unexpected error on %s %s", method, path)
+            status, body = 500, {"message": "internal server error"}
+        return send_json(start_response, status, body)
 
     def _dispatch(self, environ: WSGIEnvironment, method: str, path: str) -> Reply:
         # Routing comes before authentication, as on the real API: an unknown URI is 7000
@@ -153,15 +144,6 @@ class SandboxApp:
             raise fail(403, AUTH_ERROR, "Authentication error")
         return handler(self.api, Call(environ, params, caller))
 
-    def _known(self, candidate: str) -> str | None:
-        """The id of the matching token; every token is compared, in constant time."""
-        given = candidate.encode()
-        found = None
-        for token, ident in self._tokens:
-            if hmac.compare_digest(given, token):
-                found = ident
-        return found
-
     def _authenticate(self, environ: WSGIEnvironment, *, verifying: bool) -> str:
         header = environ.get("HTTP_AUTHORIZATION")
         key = environ.get("HTTP_X_AUTH_KEY")
@@ -174,7 +156,7 @@ class SandboxApp:
                     "Invalid request headers",
                     chain=((BAD_AUTHORIZATION, "Invalid format for Authorization header"),),
                 )
-            caller = self._known(parts[1])
+            caller = self._tokens.known(parts[1])
             if caller is not None:
                 return caller
             if verifying:
@@ -189,7 +171,7 @@ class SandboxApp:
                     "Invalid request headers",
                     chain=((BAD_AUTH_EMAIL, "Invalid format for X-Auth-Email header"),),
                 )
-            caller = self._known(str(key))
+            caller = self._tokens.known(str(key))
             if caller is None:
                 raise fail(403, UNKNOWN_AUTH_KEY, "Unknown X-Auth-Key or X-Auth-Email")
             return caller

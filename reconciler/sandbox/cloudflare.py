@@ -8,12 +8,10 @@ say "sandbox choice" so nobody mistakes them for observed behaviour.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -26,6 +24,7 @@ from reconciler.sandbox.store import (
     SandboxStore,
     published,
 )
+from reconciler.sandbox.uploads import Spool, UploadTooLarge
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -140,45 +139,6 @@ def _required_text(body: dict[str, Any], key: str) -> str:
     return value
 
 
-class _AssetTooLarge(Exception):
-    pass
-
-
-class _Spool:
-    """A file-like sink for one multipart file part: straight to disk, hashed on the way.
-
-    werkzeug's parser writes each chunk here as it reads it from the socket, so a 300 MB
-    adapter never sits in memory, and the size limit trips as soon as it is crossed.
-    """
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.digest = hashlib.sha256()
-        self._file = path.open("x+b")
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if self.size > self.max_bytes:
-            raise _AssetTooLarge
-        self.digest.update(data)
-        return self._file.write(data)
-
-    # werkzeug seeks and may read the part back (FileStorage); delegate the rest.
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def read(self, size: int = -1) -> bytes:
-        return self._file.read(size)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class CloudflareApi:
     def __init__(self, store: SandboxStore, limits: SandboxLimits) -> None:
         self.store = store
@@ -235,7 +195,7 @@ class CloudflareApi:
         finetune = self.store.get_finetune(call.params["account_id"], finetune_id)
         if finetune is None:
             raise fail(404, FINETUNE_NOT_FOUND, f"Finetune {finetune_id} not found")
-        spools: list[_Spool] = []
+        spools: list[Spool] = []
         try:
             file_name, spool = self._receive(call.environ, spools)
             try:
@@ -258,7 +218,7 @@ class CloudflareApi:
                 leftover.path.unlink(missing_ok=True)
         return Reply(with_result=False)
 
-    def _receive(self, environ: WSGIEnvironment, spools: list[_Spool]) -> tuple[str, _Spool]:
+    def _receive(self, environ: WSGIEnvironment, spools: list[Spool]) -> tuple[str, Spool]:
         """Stream the multipart body to disk; return the asset's name and its spooled file."""
         from werkzeug.exceptions import RequestEntityTooLarge
         from werkzeug.formparser import parse_form_data
@@ -278,7 +238,7 @@ class CloudflareApi:
             filename: str | None,
             content_length: int | None = None,
         ) -> IO[bytes]:
-            spool = _Spool(self.store.spool_path(), self.limits.max_asset_bytes)
+            spool = Spool(self.store.spool_path(), self.limits.max_asset_bytes)
             spools.append(spool)
             return spool  # type: ignore[return-value]  # file-like enough for werkzeug
 
@@ -290,7 +250,7 @@ class CloudflareApi:
                 max_content_length=max_body,
                 silent=False,
             )
-        except (_AssetTooLarge, RequestEntityTooLarge):
+        except (UploadTooLarge, RequestEntityTooLarge):
             raise self._too_large() from None
         except ValueError as exc:
             raise invalid(f"Malformed multipart body: {exc}") from None

@@ -10,25 +10,34 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from reconciler.sandbox.app import SandboxApp, validate_tokens
+from reconciler.sandbox.clock import Clock, SystemClock
+from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
 
-def _quiet_handler() -> Any:
-    """werkzeug's request handler minus the per-request access log (tests make thousands)."""
+def _handler(access_log: bool) -> Any:
+    """werkzeug's request handler, without the per-request access log unless asked (tests make
+    thousands of requests)."""
     from werkzeug.serving import WSGIRequestHandler
 
-    class QuietHandler(WSGIRequestHandler):
+    class SandboxHandler(WSGIRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            pass
+            if access_log:
+                super().log_request(code, size)
 
-    return QuietHandler
+    return SandboxHandler
 
 
 class SandboxServer:
     """The sandbox on a real socket, served from a background thread.
 
-    Use as a context manager, or call start() and stop(). port=0 picks a free port.
+    Use as a context manager, or call start() and stop(). port=0 picks a free port. Serves
+    Cloudflare at `cloudflare_base_url` and Cohere at `cohere_base_url` (the host root, as
+    CO_API_URL wants it).
+
+    clock_speed: how many simulated seconds pass per real second for Cohere's dataset
+    validation and training (clock.py); or pass a `clock` (e.g. ManualClock) to drive time.
     """
 
     def __init__(
@@ -40,15 +49,21 @@ class SandboxServer:
         limits: SandboxLimits | None = None,
         *,
         access_log: bool = False,
+        clock_speed: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
+        if clock is not None and clock_speed != 1.0:
+            raise ValueError("give the clock its speed, or pass clock_speed without a clock")
         self.data_dir = Path(data_dir)
         self.tokens = validate_tokens(tokens)
         self.host = host
         self.limits = limits if limits is not None else SandboxLimits()
+        self.clock: Clock = clock if clock is not None else SystemClock(clock_speed)
         self.request_log: list[tuple[str, str]] = []
         self._port = port
         self._access_log = access_log
         self._store: SandboxStore | None = None
+        self._cohere_store: CohereStore | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -68,26 +83,42 @@ class SandboxServer:
         return self.url + CLOUDFLARE_PREFIX
 
     @property
+    def cohere_base_url(self) -> str:
+        return self.url
+
+    @property
     def store(self) -> SandboxStore:
         """Direct access to the state, for tests that check what was stored (asset digests)."""
         if self._store is None:
             self._store = SandboxStore(self.data_dir)
         return self._store
 
+    @property
+    def cohere_store(self) -> CohereStore:
+        if self._cohere_store is None:
+            self._cohere_store = CohereStore(self.data_dir)
+        return self._cohere_store
+
     def start(self) -> SandboxServer:
         if self._server is not None:
             raise RuntimeError("the sandbox server is already running")
         from werkzeug.serving import make_server
 
-        app = SandboxApp(self.store, self.tokens, self.limits, self.request_log)
-        handler = None if self._access_log else _quiet_handler()
+        app: Any = SandboxApp(
+            self.store,
+            self.tokens,
+            self.limits,
+            self.request_log,
+            clock=self.clock,
+            cohere_store=self.cohere_store,
+        )
         self._server = make_server(
-            self.host, self._port, app, threaded=True, request_handler=handler
+            self.host, self._port, app, threaded=True, request_handler=_handler(self._access_log)
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             # shutdown() waits up to one poll interval; the default 0.5 s adds up over a suite.
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name=f"reconciler-sandbox:{self.port}",
             daemon=True,
         )
@@ -123,8 +154,13 @@ def serve(
     data_dir: Path,
     tokens: Sequence[str],
     limits: SandboxLimits | None = None,
+    *,
+    clock_speed: float = 1.0,
 ) -> None:
-    """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly."""
+    """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
+
+    Prints exactly one line: where each API listens.
+    """
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -134,11 +170,21 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
-    sandbox = SandboxServer(data_dir, tokens, host, port, limits, access_log=True)
+    sandbox = SandboxServer(
+        data_dir,
+        tokens,
+        host,
+        port,
+        limits,
+        access_log=True,
+        clock_speed=clock_speed,
+    )
     try:
         sandbox.start()
+        extras = "" if clock_speed == 1.0 else f", clock x{clock_speed:g}"
         print(
-            f"reconciler sandbox: Cloudflare API at {sandbox.cloudflare_base_url} (Ctrl-C to stop)",
+            f"reconciler sandbox: Cloudflare API at {sandbox.cloudflare_base_url},"
+            f" Cohere API at {sandbox.cohere_base_url}{extras} (Ctrl-C to stop)",
             flush=True,
         )
         while not stopping.wait(0.5):

@@ -13,13 +13,14 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from reconciler.sandbox import db as sqlite
 from reconciler.sandbox.defaults import ACCOUNT_ID_RE
 
 SCHEMA_VERSION = 1
@@ -75,9 +76,15 @@ class SandboxLimits:
     )
     # None: any well-formed account id exists. Otherwise only these do (others get 403).
     allowed_accounts: Collection[str] | None = None
+    # Cohere: "a Dataset can be as large as 1.5GB" (docs.cohere.com/docs/datasets).
+    max_dataset_bytes: int = 1_500_000_000
 
     def __post_init__(self) -> None:
-        if self.max_asset_bytes < 1 or self.max_finetunes_per_account < 0:
+        if (
+            self.max_asset_bytes < 1
+            or self.max_finetunes_per_account < 0
+            or self.max_dataset_bytes < 1
+        ):
             raise ValueError("sandbox limits must be positive")
         if self.allowed_accounts is not None:
             accounts = frozenset(self.allowed_accounts)
@@ -158,40 +165,22 @@ def _finetune(row: sqlite3.Row) -> Finetune:
 class SandboxStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.db_path = self.data_dir / "sandbox.sqlite3"
+        self.db_path = self.data_dir / sqlite.DB_NAME
         self.assets_dir = self.data_dir / "assets"
         # Uploads spool here, on the same filesystem as assets/, so the final move is a rename.
         self.tmp_dir = self.data_dir / "tmp"
         for directory in (self.data_dir, self.assets_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        sqlite.create_schema(self.db_path, _SCHEMA)
+        with self._write() as db:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             _seed_public(db)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # isolation_level=None: we write BEGIN/COMMIT ourselves, so a check-then-insert can
-        # hold the write lock from the start (BEGIN IMMEDIATE).
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA foreign_keys=ON")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite.connect(self.db_path)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite.write(self.db_path)
 
     def list_finetunes(self, account_id: str) -> list[Finetune]:
         with self._connect() as db:

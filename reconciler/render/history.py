@@ -1,0 +1,76 @@
+"""One finetune's story for `reconciler show NAME`: records, status, events, and the loss."""
+
+from __future__ import annotations
+
+import json
+
+from ..model import LockedFinetune, RemoteFinetune
+from ..providers.base import History, StepMetric
+
+CHART_ROWS = 8
+CHART_WIDTH = 60
+
+
+def render(
+    name: str, locked: LockedFinetune | None, remote: RemoteFinetune | None, history: History
+) -> str:
+    out = [f"finetune {name}"]
+    if locked is None:
+        out.append("  recorded: not in the lockfile")
+    else:
+        out.append(f"  recorded: {locked.provider} account {locked.account}, id {locked.id}")
+        for asset in locked.assets.values():
+            out.append(f"    asset {asset.name}: {asset.sha256} ({asset.size} bytes)")
+    if remote is None:
+        out.append("  remote:   not found")
+    else:
+        out.append(f"  remote:   {remote.model}, status {remote.status or 'n/a'}")
+        for key, value in sorted(remote.fields.items()):
+            out.append(f"    {key}: {json.dumps(value, sort_keys=True)}")
+    if history.events:
+        out += ["", "events:"]
+        out += [f"  {e.created_at}  {e.status}" for e in history.events]
+    if history.metrics:
+        out += ["", *chart(history.metrics, _loss_key(history.metrics))]
+    return "\n".join(out) + "\n"
+
+
+LOSS_KEYS = ("loss", "cross_entropy", "train_loss")  # Cohere reports the loss as cross_entropy
+
+
+def _loss_key(metrics: tuple[StepMetric, ...]) -> str:
+    names = {k for m in metrics for k in m.metrics}
+    return next((k for k in LOSS_KEYS if k in names), min(names, default="loss"))
+
+
+def chart(metrics: tuple[StepMetric, ...], key: str) -> list[str]:
+    """A small text chart of one metric over the training steps."""
+    points = [(m.step, m.metrics[key]) for m in metrics if key in m.metrics]
+    if not points:
+        return [f"no {key} recorded"]
+    if len(points) > CHART_WIDTH:  # one column a bucket of steps: keep the last value of each
+        size = -(-len(points) // CHART_WIDTH)
+        points = [points[min(i + size, len(points)) - 1] for i in range(0, len(points), size)]
+    low = min(v for _, v in points)
+    high = max(v for _, v in points)
+    span = (high - low) or 1.0
+    rows = [[" "] * len(points) for _ in range(CHART_ROWS)]
+    for x, (_, value) in enumerate(points):
+        y = round((value - low) / span * (CHART_ROWS - 1))
+        rows[CHART_ROWS - 1 - y][x] = "*"
+    label_width = max(len(f"{high:.4g}"), len(f"{low:.4g}"))
+    lines = [
+        f"{key} over {len(metrics)} steps (first {points[0][1]:.4g}, last {points[-1][1]:.4g}):"
+    ]
+    for i, row in enumerate(rows):
+        label = f"{high:.4g}" if i == 0 else f"{low:.4g}" if i == CHART_ROWS - 1 else ""
+        lines.append(f"  {label.rjust(label_width)} |{''.join(row)}")
+    first, last = f"step {points[0][0]}", f"step {points[-1][0]}"
+    axis = (
+        first + " " * (len(points) - len(first) - len(last)) + last
+        if len(points) >= len(first) + len(last) + 1
+        else f"steps {points[0][0]}..{points[-1][0]}"
+    )
+    lines.append(f"  {' ' * label_width} +{'-' * len(points)}")
+    lines.append(f"  {' ' * label_width}  {axis}")
+    return lines
