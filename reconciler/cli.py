@@ -205,6 +205,13 @@ def plan(
     metavar="SECONDS",
     help="How long --wait waits before giving up (exit 1).",
 )
+@click.option(
+    "--test",
+    "run_tests",
+    is_flag=True,
+    help="After applying (and waiting, with --wait), run the finetunes' checks: as `reconciler "
+    "test`; exit 1 if any fails.",
+)
 @click.pass_context
 @handle_errors
 def apply(
@@ -219,6 +226,7 @@ def apply(
     prune: bool,
     wait: bool,
     wait_timeout: float,
+    run_tests: bool,
 ) -> None:
     """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
 
@@ -274,6 +282,8 @@ def apply(
             sys.exit(EXIT_ERROR)
         if wait:
             _wait(planned, providers, wait_timeout)
+        if run_tests:
+            _test(planned.desired.finetunes, providers)
 
 
 def _wait(planned: Any, providers: Any, timeout: float) -> None:
@@ -309,6 +319,90 @@ def _confirm() -> None:
     answer = click.prompt("  Enter a value", default="", show_default=False)
     if answer.strip() != "yes":
         _fail("Apply cancelled; nothing was changed.")
+
+
+@main.command(name="test")
+@config_option
+@target_option
+@sandbox_option
+@handle_errors
+def test_(config_path: Path, targets: tuple[str, ...], sandbox: bool) -> None:
+    """Run the finetunes' smoke tests (checks:) through Workers AI and print a pass/fail table.
+
+    Each check sends its prompt or messages to the finetune's base model with the finetune as
+    the LoRA; exit 1 if any check fails.
+    """
+    from .workflow import validate
+
+    with session(config_path, sandbox) as (env, providers):
+        desired = validate(config_path, env).finetunes
+        if targets:
+            desired = tuple(
+                d for d in desired if d.name in targets or f"{d.provider}.{d.name}" in targets
+            )
+        _test(desired, providers)
+
+
+def _test(finetunes: Any, providers: Any) -> None:
+    from . import checks
+    from .render import checks as render_checks
+
+    declared = [d for d in finetunes if d.checks]
+    if not declared:
+        click.echo("No checks declared (add checks: to a finetune).")
+        return
+    found = checks.run(declared, lambda provider: providers[provider].run)
+    click.echo(render_checks.results(found), nl=False)
+    if not all(r.ok for r in found):
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@config_option
+@click.option("--account", help="The account to ask (default: the config's Cloudflare account).")
+@click.option(
+    "--order-by", help="A column to sort by, as the API takes it (e.g. name, created_at)."
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="How many to fetch per request; every page is read.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON.",
+)
+@sandbox_option
+@handle_errors
+def public(
+    config_path: Path,
+    account: str | None,
+    order_by: str | None,
+    page_size: int,
+    fmt: str,
+    sandbox: bool,
+) -> None:
+    """List the public finetunes Cloudflare offers (any check may use one as its lora)."""
+    from .render import checks as render_checks
+    from .workflow import validate
+
+    with session(config_path, sandbox) as (env, providers):
+        if account is None:
+            accounts = validate(config_path, env).accounts.get("cloudflare") or ()
+            account = accounts[0] if accounts else env.get("CLOUDFLARE_ACCOUNT_ID")
+        if not account:
+            raise PlanError("no Cloudflare account: pass --account or set CLOUDFLARE_ACCOUNT_ID")
+        provider = providers.get("cloudflare")
+        if provider is None:
+            raise PlanError(f"{config_path} uses no Cloudflare finetunes")
+        found = provider.list_public(account, order_by, page_size)
+    click.echo(render_checks.public(found, fmt), nl=False)
 
 
 @main.command()

@@ -163,7 +163,9 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
                 assets=assets,
                 mark=mark,
                 fields={"model": item["model"], "description": description, "public": public},
+                checks=tuple(item.get("checks") or ()),
             )
+            _check_patterns(source, where, item, problems)
             if folder is not None and provider in limits:
                 _preflight(source, where, item, desired, folder, limits[provider], problems)
         finetunes.append(desired)
@@ -181,6 +183,24 @@ def _build(source: Source, path: Path, env: Mapping[str, str], problems: list[Pr
         limits=limits,
         prune=bool((data.get("settings") or {}).get("prune", False)),
     )
+
+
+def _check_patterns(
+    source: Source, where: Path_, item: dict[str, Any], problems: list[Problem]
+) -> None:
+    for i, check in enumerate(item.get("checks") or ()):
+        pattern = (check.get("expect") or {}).get("matches")
+        if pattern is None:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            key: Path_ = (*where, "checks", i, "expect", "matches")
+            problems.append(
+                source.problem(
+                    key, f"{schema.display_path(key)}: not a valid regular expression ({exc})"
+                )
+            )
 
 
 def _cohere(

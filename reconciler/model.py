@@ -54,6 +54,7 @@ class DesiredFinetune:
     fields: Mapping[str, Any] = field(default_factory=dict)
     prevent_destroy: bool = False
     previous_name: str | None = None  # a rename: the name this finetune had before
+    checks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)  # smoke tests
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ def _explain(source: Source, path: Path_, error: ValidationError) -> list[Proble
     if kind == "not":
         text = f"{where}: {error.instance!r} is not allowed"
         return [source.problem(path, text + (f": {hint}" if hint else ""))]
+    if kind == "oneOf" and hint:
+        return [source.problem(path, f"{where}: {hint}")]
     return [source.problem(path, f"{where}: {error.message}")]
 
 

@@ -82,7 +82,7 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
     assert found == [
         f"{f}:3:5: error: finetunes[0]: missing required key 'model'",
         f"{f}:5:5: error: finetunes[0].modle: unknown key 'modle'; expected one of: "
-        "account_id, adapter, description, model, name, provider, public",
+        "account_id, adapter, checks, description, model, name, provider, public",
         f"{f}:7:11: error: finetunes[1].name: 'cf-public-two' is not allowed: "
         "the prefix cf-public- is reserved by Cloudflare for its public adapters",
         f"{f}:10:13: error: finetunes[1].public: expected a boolean (true or false), got a string",
@@ -189,6 +189,6 @@ def test_validate_command(cli: Cli, project: Path, monkeypatch: pytest.MonkeyPat
     assert bad.stderr.splitlines() == [
         f"{project}:15:5: error: finetunes[1]: missing required key 'adapter'",
         f"{project}:19:5: error: finetunes[1].adaptor: unknown key 'adaptor'; expected one of: "
-        "account_id, adapter, description, model, name, provider, public",
+        "account_id, adapter, checks, description, model, name, provider, public",
         "2 problems found; nothing was changed.",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from ..assets import HashingReader
 from ..errors import CredentialsError, EndpointError, ProviderError
@@ -120,6 +121,35 @@ class CloudflareProvider:
 
     def history(self, account: str, remote_id: str) -> History:
         return History()  # Cloudflare keeps no events or metrics: adapters are not trained
+
+    def run(self, account: str, model: str, body: dict[str, Any]) -> Any:
+        """POST /ai/run/{model}: the model name is one path segment, its slashes encoded."""
+        segment = quote(model, safe="@")
+        what = f"run {model}" + (f" with lora {body['lora']}" if body.get("lora") else "")
+        answer = self._api.call(what, "POST", f"/accounts/{account}/ai/run/{segment}", json=body)
+        return _result(answer, what)
+
+    def list_public(
+        self, account: str, order_by: str | None = None, page_size: int = 100
+    ) -> list[RemoteFinetune]:
+        """Every public finetune, following limit/offset until a page comes back short."""
+        found: list[RemoteFinetune] = []
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "offset": len(found)}
+            if order_by:
+                params["orderBy"] = order_by
+            what = f"list public finetunes (offset {len(found)})"
+            page = _result(
+                self._api.call(
+                    what, "GET", f"/accounts/{account}/ai/finetunes/public", params=params
+                ),
+                what,
+            )
+            if not isinstance(page, list):
+                raise EndpointError(f"{what}: expected a list of finetunes")
+            found += [_remote(account, item) for item in page]
+            if len(page) < page_size:
+                return found
 
     def upload_asset(
         self,
