@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import socket
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,18 +15,38 @@ from reconciler.sandbox.app import SandboxApp, validate_tokens
 from reconciler.sandbox.clock import Clock, SystemClock
 from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
+from reconciler.sandbox.fault_spec import FaultSpec
+from reconciler.sandbox.faults import FaultInjector, InjectedFault, ResetConnection
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
 
 def _handler(access_log: bool) -> Any:
-    """werkzeug's request handler, without the per-request access log unless asked (tests make
-    thousands of requests)."""
+    """werkzeug's request handler, able to cut connections for faults.py; without the
+    per-request access log unless asked (tests make thousands of requests)."""
     from werkzeug.serving import WSGIRequestHandler
 
     class SandboxHandler(WSGIRequestHandler):
+        _abort = False
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if access_log:
                 super().log_request(code, size)
+
+        def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+            # Reached for real client disconnects and for faults.py's Drop/ResetConnection:
+            # either way nothing more can be said on this connection.
+            self.close_connection = True
+            self._abort = isinstance(error, ResetConnection)
+
+        def finish(self) -> None:
+            super().finish()
+            if self._abort:
+                # Linger 0 makes close() abort the connection: the client gets RST, not FIN.
+                # The server's own shutdown/close that follow are no-ops on a closed socket.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
 
     return SandboxHandler
 
@@ -38,6 +60,7 @@ class SandboxServer:
 
     clock_speed: how many simulated seconds pass per real second for Cohere's dataset
     validation and training (clock.py); or pass a `clock` (e.g. ManualClock) to drive time.
+    faults: what to inject (faults.py); what was injected is appended to `fault_log`.
     """
 
     def __init__(
@@ -51,6 +74,7 @@ class SandboxServer:
         access_log: bool = False,
         clock_speed: float = 1.0,
         clock: Clock | None = None,
+        faults: FaultSpec | None = None,
     ) -> None:
         if clock is not None and clock_speed != 1.0:
             raise ValueError("give the clock its speed, or pass clock_speed without a clock")
@@ -59,7 +83,9 @@ class SandboxServer:
         self.host = host
         self.limits = limits if limits is not None else SandboxLimits()
         self.clock: Clock = clock if clock is not None else SystemClock(clock_speed)
+        self.faults = faults
         self.request_log: list[tuple[str, str]] = []
+        self.fault_log: list[InjectedFault] = []
         self._port = port
         self._access_log = access_log
         self._store: SandboxStore | None = None
@@ -112,6 +138,8 @@ class SandboxServer:
             clock=self.clock,
             cohere_store=self.cohere_store,
         )
+        if self.faults is not None:
+            app = FaultInjector(app, self.faults, self.fault_log, self.clock)
         self._server = make_server(
             self.host, self._port, app, threaded=True, request_handler=_handler(self._access_log)
         )
@@ -156,10 +184,11 @@ def serve(
     limits: SandboxLimits | None = None,
     *,
     clock_speed: float = 1.0,
+    faults: FaultSpec | None = None,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
 
-    Prints exactly one line: where each API listens.
+    Prints exactly one line: where each API listens (and the faults, if any).
     """
     stopping = threading.Event()
 
@@ -178,10 +207,13 @@ def serve(
         limits,
         access_log=True,
         clock_speed=clock_speed,
+        faults=faults,
     )
     try:
         sandbox.start()
         extras = "" if clock_speed == 1.0 else f", clock x{clock_speed:g}"
+        if faults is not None:
+            extras += f", injecting faults ({faults.describe()})"
         print(
             f"reconciler sandbox: Cloudflare API at {sandbox.cloudflare_base_url},"
             f" Cohere API at {sandbox.cohere_base_url}{extras} (Ctrl-C to stop)",
