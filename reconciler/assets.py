@@ -59,7 +59,7 @@ def digest(asset: AssetFile) -> AssetDigest:
     return AssetDigest(name=asset.name, size=size, sha256="sha256:" + sha)
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))  # what this process may use, not the machine
     except AttributeError:
@@ -93,7 +93,7 @@ def digest_all(
         # Largest first, so the long hashes start early and small files fill in around them.
         todo.sort(key=lambda t: t[0], reverse=True)
         paths = [a.path for _, a in todo]
-        count = min(len(paths), workers or _cores())
+        count = min(len(paths), workers or usable_cores())
         if count == 1:
             results = [_hash_path(p) for p in paths]
         else:

@@ -1,17 +1,18 @@
-"""A local cache of file digests keyed by stat, so an unchanged adapter is never read twice.
+"""A local cache of what was learnt by reading a file (its sha256, a parsed header...), keyed by
+stat, so an unchanged adapter is never read twice.
 
 As git's index and DVC do: an entry is trusted only while the file's device, inode, size,
-mtime_ns and ctime_ns all match what they were when it was hashed. ctime is in the key because
-no user tool can set it: content rewritten with the old mtime restored still misses.
+mtime_ns and ctime_ns all match what they were when it was read. ctime is in the key because no
+user tool can set it: content rewritten with the old mtime put back still misses.
 
 Racy timestamps (git's "racy git" problem): a file modified again within the same timestamp
-tick as the one we hashed keeps identical stat data. git refuses to trust entries whose mtime
-is not older than the index file's own mtime. We go one step stricter: the reference time (the
+tick as the one we read keeps identical stat data. git refuses to trust entries whose mtime is
+not older than the index file's own mtime. We go one step stricter: the reference time (the
 "fence") is a filesystem timestamp taken *before* any file is read (git's index is written after
 hashing, which for multi-second hashes of 300 MB files leaves a window), and an entry is only
 recorded when both mtime and ctime are older than the fence by more than GRANULARITY_NS, so
 filesystems with coarse timestamps (FAT: 2 s, ext3/HFS+: 1 s) are covered too. A file touched
-just before a plan is simply hashed again next time.
+just before a plan is simply read again next time.
 
 The cache is a small JSON file, written by atomic rename (concurrent processes never see a torn
 file; at worst one's new entries are lost, which is a miss, never a wrong answer). A missing,
@@ -27,12 +28,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 FORMAT = "reconciler-statcache"
-VERSION = 1
+VERSION = 2
 FILE_NAME = "statcache.json"
 GRANULARITY_NS = 2_000_000_000  # the coarsest common filesystem timestamp (FAT): 2 s
+SHA256 = "sha256"  # the fact digest_all keeps: the content's sha256, in hex
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -53,17 +55,19 @@ def key_of(st: os.stat_result) -> Key:
     return Key(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class StatCache:
-    """path -> (stat key, sha256 hex). Not thread-safe: digest_all uses it from one thread."""
+Facts = dict[str, Any]  # kind -> a JSON value learnt from the content, e.g. "sha256" -> hex
 
-    def __init__(
-        self, path: Path, entries: dict[str, tuple[Key, str]], granularity_ns: int
-    ) -> None:
+
+class StatCache:
+    """path -> (stat key, facts about the content). Not thread-safe: use it from one thread."""
+
+    def __init__(self, path: Path, entries: dict[str, tuple[Key, Facts]], granularity: int) -> None:
         self.path = path
-        self.granularity_ns = granularity_ns
+        self.granularity_ns = granularity
         self._entries = entries
         self._touched: set[str] = set()  # recorded or confirmed in this session
         self._dirty = False
+        self._fence: int | None = None
 
     @classmethod
     def open(cls, path: Path, granularity_ns: int = GRANULARITY_NS) -> StatCache:
@@ -73,46 +77,53 @@ class StatCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, path: Path, st: os.stat_result) -> str | None:
-        """The sha256 hex digest recorded for this exact file state, else None."""
+    def get(self, path: Path, st: os.stat_result, kind: str) -> Any | None:
+        """What was recorded as `kind` for this exact file state, else None."""
         name = os.path.abspath(path)
         entry = self._entries.get(name)
-        if entry is None or entry[0] != key_of(st):
+        if entry is None or entry[0] != key_of(st) or kind not in entry[1]:
             return None
         self._touched.add(name)
-        return entry[1]
+        return entry[1][kind]
+
+    def lookup(self, path: Path, st: os.stat_result) -> str | None:
+        """The sha256 hex digest recorded for this exact file state, else None."""
+        found = self.get(path, st, SHA256)
+        return found if isinstance(found, str) else None
 
     def fence(self) -> int | None:
-        """A filesystem timestamp (ns) taken now; call before reading the files to record.
+        """A filesystem timestamp (ns): call it before reading any file you will record.
 
-        Read from a fresh file's mtime rather than the clock: it is what the filesystem stamps,
-        with its own granularity (and, on a network filesystem, the server's clock).
+        Taken once per cache object, at the first call: reads made later are all after it,
+        which is what matters. Read from a fresh file's mtime rather than the clock: it is what
+        the filesystem stamps, with its granularity (on a network filesystem, the server's
+        clock). None when the cache's folder cannot be written: then nothing is recorded.
         """
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _ignore_in_git(self.path.parent)
-            fd, tmp = tempfile.mkstemp(prefix=".fence.", dir=self.path.parent)
-        except OSError:
-            return None  # read-only location: use what is cached, record nothing
-        try:
-            return os.fstat(fd).st_mtime_ns
-        finally:
-            os.close(fd)
-            _unlink(tmp)
+        if self._fence is None:
+            self._fence = _stamp(self.path.parent)
+        return self._fence
 
-    def record(self, path: Path, st: os.stat_result, sha256_hex: str, fence: int | None) -> bool:
-        """Remember a digest of the content read while the file had stat `st`.
+    def put(self, path: Path, st: os.stat_result, kind: str, value: Any, fence: int | None) -> bool:
+        """Remember `value` (JSON) as `kind`, learnt from the content read while the file had
+        stat `st`, which was read after `fence` was taken.
 
         Only a settled file is recorded: one last changed well before `fence`, so any later
         change is bound to move its mtime or ctime. Returns whether it was recorded.
         """
         if fence is None or max(st.st_mtime_ns, st.st_ctime_ns) + self.granularity_ns >= fence:
             return False
-        name = os.path.abspath(path)
-        self._entries[name] = (key_of(st), sha256_hex)
+        name, key = os.path.abspath(path), key_of(st)
+        entry = self._entries.get(name)
+        facts = dict(entry[1]) if entry is not None and entry[0] == key else {}
+        facts[kind] = value
+        self._entries[name] = (key, facts)
         self._touched.add(name)
         self._dirty = True
         return True
+
+    def record(self, path: Path, st: os.stat_result, sha256_hex: str, fence: int | None) -> bool:
+        """put() for the content's sha256 (hex)."""
+        return self.put(path, st, SHA256, sha256_hex, fence)
 
     def save(self) -> None:
         """Write the cache if anything was recorded; merge with what others wrote meanwhile."""
@@ -120,14 +131,18 @@ class StatCache:
             return
         # Re-read first, so entries another process wrote since we opened are kept. Entries
         # for files that are gone are dropped here: the only place the cache shrinks, and it
-        # runs only when something new was hashed.
-        on_disk = _read(self.path)
-        merged = {n: e for n, e in on_disk.items() if n in self._touched or _exists(n)}
-        merged.update((n, self._entries[n]) for n in self._touched)
+        # runs only when something new was recorded.
+        merged = {n: e for n, e in _read(self.path).items() if n in self._touched or _exists(n)}
+        for name in self._touched:
+            key, facts = self._entries[name]
+            theirs = merged.get(name)
+            if theirs is not None and theirs[0] == key:
+                facts = {**theirs[1], **facts}  # same file state: keep what they learnt too
+            merged[name] = (key, facts)
         data = {
             "format": FORMAT,
             "version": VERSION,
-            "entries": {n: [*k, h] for n, (k, h) in sorted(merged.items())},
+            "entries": {n: [*k, f] for n, (k, f) in sorted(merged.items())},
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,34 +154,52 @@ class StatCache:
                 json.dump(data, f, separators=(",", ":"))
             # No fsync: a torn file after a power cut is just a corrupt cache, ignored.
             os.replace(tmp, self.path)
-        except OSError:
+        except (OSError, TypeError, ValueError):  # TypeError/ValueError: a fact not JSON
             _unlink(tmp)
             return
         self._entries = merged
         self._dirty = False
 
 
-def _read(path: Path) -> dict[str, tuple[Key, str]]:
+def _read(path: Path) -> dict[str, tuple[Key, Facts]]:
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}
     if data.get("version") != VERSION or not isinstance(data.get("entries"), dict):
         return {}
-    entries: dict[str, tuple[Key, str]] = {}
+    entries: dict[str, tuple[Key, Facts]] = {}
     for name, value in data["entries"].items():
         # One bad entry (a hand edit, a bug elsewhere) costs that entry only.
         if (
             isinstance(value, list)
             and len(value) == 6
             and all(type(v) is int for v in value[:5])
-            and isinstance(value[5], str)
-            and _HEX64.fullmatch(value[5])
+            and isinstance(value[5], dict)
+            and _valid_sha(value[5].get(SHA256, "0" * 64))
         ):
             entries[name] = (Key(*value[:5]), value[5])
     return entries
+
+
+def _valid_sha(value: object) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def _stamp(folder: Path) -> int | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _ignore_in_git(folder)
+        fd, tmp = tempfile.mkstemp(prefix=".fence.", dir=folder)
+    except OSError:
+        return None  # read-only location: use what is cached, record nothing
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        _unlink(tmp)
 
 
 def _ignore_in_git(folder: Path) -> None:

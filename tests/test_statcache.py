@@ -278,6 +278,9 @@ def test_the_fence_is_a_filesystem_timestamp_taken_now(tmp_path: Path) -> None:
         b"[]",
         b'{"format": "something-else", "version": 1, "entries": {}}',
         b'{"format": "reconciler-statcache", "version": 99, "entries": {}}',
+        b'{"format": "reconciler-statcache", "version": 1, "entries": {"/x": [1,2,3,4,5,"'
+        + b"0" * 64
+        + b'"]}}',
         b'{"format": "reconciler-statcache", "version": 1, "entries": []}',
     ],
 )
@@ -297,11 +300,12 @@ def test_bad_entries_cost_only_themselves(tmp_path: Path, files: dict[Path, byte
     where = tmp_path / ".reconciler" / "statcache.json"
     data = json.loads(where.read_text())
     names = sorted(data["entries"])
-    data["entries"][names[0]][5] = "not hex"
+    data["entries"][names[0]][5] = {"sha256": "not hex"}
     data["entries"][names[1]][0] = "1"
     data["entries"][names[2]] = None
+    data["entries"][names[3]][5] = "not facts"
     where.write_text(json.dumps(data))
-    assert len(cache_at(tmp_path)) == len(files) - 3
+    assert len(cache_at(tmp_path)) == len(files) - 4
     assert digest_all(assets_of(files), cache_at(tmp_path)) == expected(files)
     assert len(cache_at(tmp_path)) == len(files)
 
@@ -384,3 +388,53 @@ def test_concurrent_writers_never_corrupt_it_nor_record_a_wrong_digest(tmp_path:
         found = cache.lookup(path, path.stat())
         assert found in (None, hashlib.sha256(data).hexdigest())
     assert not [p for p in where.parent.iterdir() if p.name not in (".gitignore", where.name)]
+
+
+def test_other_facts_share_the_entry_and_its_key(tmp_path: Path) -> None:
+    # What a reader of safetensors headers or adapter configs keeps, beside the digest.
+    path = tmp_path / "adapter.bin"
+    path.write_bytes(b"x" * 100)
+    settle(path)
+    st = path.stat()
+    cache = cache_at(tmp_path)
+    fence = cache.fence()
+    assert cache.fence() == fence  # one fence per cache: every later read is after it
+    assert cache.put(path, st, "header", {"tensors": 3}, fence)
+    assert cache.record(path, st, "a" * 64, fence)
+    cache.save()
+    again = cache_at(tmp_path)
+    assert again.get(path, st, "header") == {"tensors": 3}
+    assert again.lookup(path, st) == "a" * 64
+    assert again.get(path, st, "other") is None
+    # A new state of the file: the facts learnt from the old one are all dropped.
+    path.write_bytes(b"y" * 100)
+    settle(path)
+    new = path.stat()
+    assert again.get(path, new, "header") is None
+    assert again.put(path, new, "header", {"tensors": 4}, again.fence())
+    assert again.lookup(path, new) is None and again.lookup(path, st) is None
+
+
+def test_facts_two_processes_learnt_about_one_file_state_are_merged(tmp_path: Path) -> None:
+    path = tmp_path / "adapter.bin"
+    path.write_bytes(b"x")
+    settle(path)
+    st = path.stat()
+    first, second = cache_at(tmp_path), cache_at(tmp_path)
+    first.put(path, st, "header", 1, first.fence())
+    second.put(path, st, "config", 2, second.fence())
+    first.save()
+    second.save()
+    both = cache_at(tmp_path)
+    assert (both.get(path, st, "header"), both.get(path, st, "config")) == (1, 2)
+
+
+def test_a_fact_that_is_not_json_is_not_saved_and_breaks_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "adapter.bin"
+    path.write_bytes(b"x")
+    settle(path)
+    cache = cache_at(tmp_path)
+    cache.put(path, path.stat(), "bad", object(), cache.fence())
+    cache.save()
+    assert len(cache_at(tmp_path)) == 0
+    assert [p.name for p in (tmp_path / ".reconciler").iterdir()] == [".gitignore"]
