@@ -1,0 +1,65 @@
+"""A sandbox for the benchmarks, in its own process, optionally with latency on every request.
+
+    python -m bench.sandbox_proc DATA_DIR [--latency SECONDS]
+
+Prints {"url": ...} once listening. Then reads commands on stdin: `log` prints the request
+log as JSON (and clears it); end of input stops the server.
+
+Latency: the sandbox has no injection of its own yet, so a WSGI wrapper here sleeps before
+each request is handled, as a network round trip would delay it. The wrapper goes in where
+SandboxServer hands its app to werkzeug's make_server, the one seam reachable from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+
+class Latency:
+    def __init__(self, app: Callable[..., Iterable[bytes]], seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        time.sleep(self.seconds)
+        return self.app(environ, start_response)
+
+
+def _inject_latency(seconds: float) -> None:
+    import werkzeug.serving
+
+    make_server = werkzeug.serving.make_server
+
+    def with_latency(host: str, port: int, app: Any, *args: Any, **kwargs: Any) -> Any:
+        return make_server(host, port, Latency(app, seconds), *args, **kwargs)
+
+    werkzeug.serving.make_server = with_latency
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.latency:
+        _inject_latency(args.latency)
+    from reconciler.sandbox import DEFAULT_TOKEN
+    from reconciler.sandbox.server import SandboxServer
+
+    with SandboxServer(args.data_dir, tokens=(DEFAULT_TOKEN,)) as server:
+        print(json.dumps({"url": server.cloudflare_base_url}), flush=True)
+        for line in sys.stdin:
+            if line.strip() == "log":
+                entries = list(server.request_log)
+                del server.request_log[: len(entries)]
+                print(json.dumps(entries), flush=True)
+
+
+if __name__ == "__main__":
+    main()
