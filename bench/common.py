@@ -115,6 +115,7 @@ class SandboxProcess:
         self.latency = latency
         self._proc: subprocess.Popen[str] | None = None
         self.base_url = ""
+        self.latency_by: str | None = None
 
     def __enter__(self) -> SandboxProcess:
         cmd = [sys.executable, "-m", "bench.sandbox_proc", str(self.data_dir)]
@@ -128,7 +129,9 @@ class SandboxProcess:
         if not line:
             self.__exit__(None, None, None)
             raise RuntimeError("the sandbox process did not start")
-        self.base_url = json.loads(line)["url"]
+        started = json.loads(line)
+        self.base_url = started["url"]
+        self.latency_by = started.get("latency_by")
         return self
 
     def _ask(self, command: str) -> Any:

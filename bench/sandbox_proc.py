@@ -2,12 +2,13 @@
 
     python -m bench.sandbox_proc DATA_DIR [--latency SECONDS]
 
-Prints {"url": ...} once listening. Then reads commands on stdin: `log` prints the request
-log as JSON (and clears it); end of input stops the server.
+Prints {"url": ..., "latency_by": ...} once listening. Then reads commands on stdin: `log`
+prints the request log as JSON (and clears it); end of input stops the server.
 
-Latency: the sandbox has no injection of its own yet, so a WSGI wrapper here sleeps before
-each request is handled, as a network round trip would delay it. The wrapper goes in where
-SandboxServer hands its app to werkzeug's make_server, the one seam reachable from outside.
+Latency: the sandbox's own fault injection (`faults=FaultSpec.parse("latency=50ms")`) when it
+has it. Otherwise (older trees) a WSGI wrapper here sleeps before each request is handled, put
+in where SandboxServer hands its app to werkzeug's make_server. Either way the delay comes
+before the API handles the request, as a network round trip would.
 """
 
 from __future__ import annotations
@@ -47,13 +48,22 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
-    if args.latency:
-        _inject_latency(args.latency)
     from reconciler.sandbox import DEFAULT_TOKEN
     from reconciler.sandbox.server import SandboxServer
 
-    with SandboxServer(args.data_dir, tokens=(DEFAULT_TOKEN,)) as server:
-        print(json.dumps({"url": server.cloudflare_base_url}), flush=True)
+    options: dict[str, Any] = {}
+    latency_by = None
+    if args.latency:
+        try:
+            from reconciler.sandbox.fault_spec import FaultSpec
+        except ImportError:
+            _inject_latency(args.latency)
+            latency_by = "the benchmark's WSGI wrapper"
+        else:
+            options["faults"] = FaultSpec.parse(f"latency={args.latency * 1000:g}ms")
+            latency_by = "the sandbox's fault injection (latency=...)"
+    with SandboxServer(args.data_dir, tokens=(DEFAULT_TOKEN,), **options) as server:
+        print(json.dumps({"url": server.cloudflare_base_url, "latency_by": latency_by}), flush=True)
         for line in sys.stdin:
             if line.strip() == "log":
                 entries = list(server.request_log)
