@@ -542,9 +542,29 @@ def forget(name: str, config_path: Path, lock_timeout: float) -> None:
     multiple=True,
     help="An API token the sandbox accepts (repeatable). Default: the documented sandbox token.",
 )
+@click.option(
+    "--clock-speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How much faster than real time simulated work runs (dataset validation, training).",
+)
+@click.option(
+    "--faults",
+    metavar="SPEC|@FILE",
+    help="Inject faults, reproducibly under a seed: error statuses, latency, resets, "
+    "'commit then drop', the real rate limit. See README (Fault injection).",
+)
 @handle_errors
-def sandbox(host: str, port: int, data_dir: Path, tokens: tuple[str, ...]) -> None:
-    """Run the local emulator of the Cloudflare finetune API until interrupted."""
+def sandbox(
+    host: str,
+    port: int,
+    data_dir: Path,
+    tokens: tuple[str, ...],
+    clock_speed: float,
+    faults: str | None,
+) -> None:
+    """Run the local emulator of the Cloudflare and Cohere APIs until interrupted."""
     from .sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from .sandbox.app import validate_tokens
     from .sandbox.server import serve
@@ -560,8 +580,16 @@ def sandbox(host: str, port: int, data_dir: Path, tokens: tuple[str, ...]) -> No
     click.echo(
         f"Any 32-hex account id works, e.g. export CLOUDFLARE_ACCOUNT_ID={DEFAULT_ACCOUNT_ID}"
     )
+    spec = None
+    if faults:
+        from .sandbox.fault_spec import FaultSpec
+
+        try:
+            spec = FaultSpec.from_option(faults)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        serve(host, port, data_dir, accepted)
+        serve(host, port, data_dir, accepted, clock_speed=clock_speed, faults=spec)
     except OSError as exc:
         raise ReconcilerError(
             f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "
