@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import ssl
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,6 +46,25 @@ def cf_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> SandboxSe
     monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", sandbox.cloudflare_base_url)
     monkeypatch.delenv("NO_COLOR", raising=False)
     return sandbox
+
+
+@contextmanager
+def serving(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A bare HTTP server on 127.0.0.1 in a thread, for answers the sandbox never gives
+    (HTML, a scripted sequence, a self-signed certificate). Yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from conftest import serving
 
 from reconciler.errors import EndpointError, OutcomeUnknown, ProviderError
 from reconciler.model import DesiredFinetune
@@ -54,19 +54,16 @@ class Scripted:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def scripted() -> Iterator[Scripted]:
     s = Scripted()
-    thread = threading.Thread(target=s.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield s
-    s.server.shutdown()
-    s.server.server_close()
-    thread.join()
+    with serving(s.handler) as url:
+        s.url = url
+        yield s
 
 
 def api(url: str, slept: list[float], attempts: int = 4) -> Api:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from shutil import which
 
 import pytest
-from conftest import ACCOUNT, CANARY_TOKEN, Cli
+from conftest import ACCOUNT, CANARY_TOKEN, Cli, serving
 
 from reconciler.errors import AuthError
 from reconciler.providers.cloudflare import CloudflareProvider, endpoint_from_env
@@ -109,16 +108,10 @@ def tls_server(tmp_path: Path) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/client/v4"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler, tls=context) as url:
+        yield f"{url}/client/v4"
 
 
 def test_tls_is_verified_unless_the_endpoint_is_named(

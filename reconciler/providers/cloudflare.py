@@ -12,12 +12,13 @@ from typing import Any
 from urllib.parse import quote
 
 from ..assets import HashingReader
-from ..errors import CredentialsError, EndpointError, ProviderError
+from ..errors import EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from . import registry
 from .base import Capabilities, History, Progress
 from .http import Api
 from .once import create_once
-from .registry import INSECURE_ENV, Endpoint, verify_tls
+from .registry import Endpoint
 
 log = logging.getLogger("reconciler.cloudflare")
 
@@ -27,17 +28,14 @@ URL_ENV = "CLOUDFLARE_API_BASE_URL"
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
-    token = env.get(TOKEN_ENV, "")
-    if not token:
-        raise CredentialsError(
-            f"{TOKEN_ENV} is not set: create an API token with the 'Workers AI Write' permission "
-            "and export it, or try reconciler with --sandbox"
-        )
-    base_url = (env.get(URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    verify = verify_tls(base_url, env)
-    if not verify:
-        log.warning("TLS verification is off for %s (named in %s)", base_url, INSECURE_ENV)
-    return Endpoint(base_url=base_url, token=token, label=label or base_url, verify_tls=verify)
+    return registry.endpoint_from_env(
+        env,
+        label,
+        token_variable=TOKEN_ENV,
+        url_variable=URL_ENV,
+        default_url=DEFAULT_BASE_URL,
+        missing="create an API token with the 'Workers AI Write' permission and export it",
+    )
 
 
 def _error_text(body: Any) -> str:
@@ -59,15 +57,7 @@ class CloudflareProvider:
 
     def __init__(self, endpoint: Endpoint, transport: Any = None) -> None:
         self.endpoint = endpoint.label
-        self._api = Api(
-            base_url=endpoint.base_url,
-            token=endpoint.token,
-            token_variable=TOKEN_ENV,
-            url_variable=URL_ENV,
-            parse_error=_error_text,
-            transport=transport,
-            verify=endpoint.verify_tls,
-        )
+        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, _error_text, transport)
 
     def close(self) -> None:
         self._api.close()

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..assets import HashingReader
-from ..errors import CredentialsError, EndpointError, ProviderError
+from ..errors import EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from . import registry
 from .base import Capabilities, Event, History, Progress, StepMetric
 from .http import Api
 from .once import create_once
-from .registry import INSECURE_ENV, Endpoint, verify_tls
+from .registry import Endpoint
 
 log = logging.getLogger("reconciler.cohere")
 
@@ -33,16 +34,14 @@ DATASET_NAME_MAX = 49  # Cohere: a dataset name is under 50 characters
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
-    token = env.get(TOKEN_ENV, "")
-    if not token:
-        raise CredentialsError(
-            f"{TOKEN_ENV} is not set: export a Cohere API key, or try reconciler with --sandbox"
-        )
-    base_url = (env.get(URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    verify = verify_tls(base_url, env)
-    if not verify:
-        log.warning("TLS verification is off for %s (named in %s)", base_url, INSECURE_ENV)
-    return Endpoint(base_url=base_url, token=token, label=label or base_url, verify_tls=verify)
+    return registry.endpoint_from_env(
+        env,
+        label,
+        token_variable=TOKEN_ENV,
+        url_variable=URL_ENV,
+        default_url=DEFAULT_BASE_URL,
+        missing="export a Cohere API key",
+    )
 
 
 def poll_interval(env: Mapping[str, str] = os.environ) -> float:
@@ -79,15 +78,7 @@ class CohereProvider:
         self.endpoint = endpoint.label
         self._sleep = sleep
         self._dataset_timeout = dataset_timeout
-        self._api = Api(
-            base_url=endpoint.base_url,
-            token=endpoint.token,
-            token_variable=TOKEN_ENV,
-            url_variable=URL_ENV,
-            parse_error=_error_text,
-            transport=transport,
-            verify=endpoint.verify_tls,
-        )
+        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, _error_text, transport)
 
     def close(self) -> None:
         self._api.close()

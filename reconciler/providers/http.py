@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from ..errors import AuthError, EndpointError, OutcomeUnknown, ProviderError
+from .registry import Endpoint
 from .retry import RETRY_STATUSES, RetryPolicy
 
 log = logging.getLogger("reconciler.http")
@@ -52,6 +53,25 @@ class Api:
         self._retry = retry or RetryPolicy.from_env()
         self._sleep = sleep
         self._rng = random.Random()
+
+    @classmethod
+    def for_endpoint(
+        cls,
+        endpoint: Endpoint,
+        token_variable: str,
+        url_variable: str,
+        parse_error: ErrorParser,
+        transport: httpx.BaseTransport | None = None,
+    ) -> Api:
+        return cls(
+            base_url=endpoint.base_url,
+            token=endpoint.token,
+            token_variable=token_variable,
+            url_variable=url_variable,
+            parse_error=parse_error,
+            transport=transport,
+            verify=endpoint.verify_tls,
+        )
 
     def __repr__(self) -> str:
         return f"Api(base_url={self.base_url!r})"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..errors import CredentialsError
 from .base import Provider
+
+log = logging.getLogger("reconciler.providers")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,29 @@ class Endpoint:
 
 
 INSECURE_ENV = "RECONCILER_INSECURE_TLS"
+
+
+def endpoint_from_env(
+    env: Mapping[str, str],
+    label: str | None,
+    *,
+    token_variable: str,
+    url_variable: str,
+    default_url: str,
+    missing: str,
+) -> Endpoint:
+    """Where a provider is and its token, from the environment only (never the config).
+    `missing` says how to get a token when there is none."""
+    token = env.get(token_variable, "")
+    if not token:
+        raise CredentialsError(
+            f"{token_variable} is not set: {missing}, or try reconciler with --sandbox"
+        )
+    base_url = (env.get(url_variable) or default_url).rstrip("/")
+    verify = verify_tls(base_url, env)
+    if not verify:
+        log.warning("TLS verification is off for %s (named in %s)", base_url, INSECURE_ENV)
+    return Endpoint(base_url=base_url, token=token, label=label or base_url, verify_tls=verify)
 
 
 def verify_tls(base_url: str, env: Mapping[str, str]) -> bool:
