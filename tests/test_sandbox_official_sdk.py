@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
@@ -140,3 +141,112 @@ def test_legacy_email_and_key_credentials(sb: SandboxServer) -> None:
     ) as legacy:
         created = legacy.ai.finetunes.create(account_id=ACCOUNT, model=MODEL, name="legacy")
         assert [f.name for f in legacy.ai.finetunes.list(account_id=ACCOUNT)] == [created.name]
+
+
+# --- ai.run ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wire(sb: SandboxServer) -> Iterator[tuple[Any, list[bytes]]]:
+    """A client whose requests' raw paths (as sent, before any decoding) are recorded."""
+    sent: list[bytes] = []
+    hooks = {"request": [lambda r: sent.append(r.url.raw_path)]}
+    with (
+        httpx.Client(event_hooks=hooks) as http,
+        cloudflare.Cloudflare(
+            api_token=DEFAULT_TOKEN, base_url=sb.cloudflare_base_url, http_client=http
+        ) as c,
+    ):
+        yield c, sent
+
+
+def test_run_sends_the_model_as_one_encoded_segment_and_gets_the_answer(
+    wire: tuple[Any, list[bytes]], sb: SandboxServer
+) -> None:
+    client, sent = wire
+    result = client.ai.run(MODEL, account_id=ACCOUNT, prompt="Where is my parcel?")
+    # SDK 5.9.0 percent-encodes the slashes (path_template quotes `/` in a segment).
+    segment = "@cf%2Fmistral%2Fmistral-7b-instruct-v0.2-lora"
+    assert sent == [f"/client/v4/accounts/{ACCOUNT}/ai/run/{segment}".encode()]
+    # The SDK hands the text-generation result back as a plain dict.
+    assert result["response"].startswith(
+        "[mistral-7b-instruct-v0.2-lora] Thanks for asking about parcel. "
+    )
+    assert result["usage"]["prompt_tokens"] == 4
+    assert sb.request_log == [("POST", f"/client/v4/accounts/{ACCOUNT}/ai/run/{MODEL}")]
+
+
+def test_run_with_lora_by_name_and_id_through_the_sdk(client: Any) -> None:
+    finetune = client.ai.finetunes.create(account_id=ACCOUNT, model=MODEL, name="sdk-support")
+    for file_name, data in (
+        ("adapter_config.json", b'{"model_type": "mistral", "r": 8}'),
+        ("adapter_model.safetensors", os.urandom(256)),
+    ):
+        client.ai.finetunes.assets.create(
+            finetune.id, account_id=ACCOUNT, file=(file_name, data), file_name=file_name
+        )
+    by_name = client.ai.run(MODEL, account_id=ACCOUNT, prompt="Cancel my order", lora="sdk-support")
+    by_id = client.ai.run(MODEL, account_id=ACCOUNT, prompt="Cancel my order", lora=finetune.id)
+    assert by_name == by_id
+    assert by_name["response"].startswith("[sdk-support] Thanks for asking about Cancel and order.")
+    public = client.ai.run(
+        MODEL, account_id=ACCOUNT, prompt="Cancel my order", lora="cf-public-magicoder"
+    )
+    assert public["response"].startswith("[cf-public-magicoder] ")
+    chat = client.ai.run(
+        MODEL,
+        account_id=ACCOUNT,
+        messages=[{"role": "user", "content": "Cancel my order"}],
+        lora="sdk-support",
+        max_tokens=4,
+    )
+    assert chat["response"] == "[sdk-support] Thanks for asking"
+
+
+def test_run_refusals_map_to_the_sdks_exceptions_without_retries(
+    client: Any, sb: SandboxServer
+) -> None:
+    with pytest.raises(cloudflare.NotFoundError, match="3037"):
+        client.ai.run(MODEL, account_id=ACCOUNT, prompt="hi", lora="no-such-adapter")
+    with pytest.raises(cloudflare.APIStatusError, match="5005") as excinfo:
+        client.ai.run(
+            "@cf/meta/llama-3.1-8b-instruct",
+            account_id=ACCOUNT,
+            prompt="hi",
+            lora="cf-public-magicoder",
+        )
+    assert excinfo.value.status_code == 405
+    with pytest.raises(cloudflare.BadRequestError, match="5007"):
+        client.ai.run("@cf/meta/llama-9-1t-instruct", account_id=ACCOUNT, prompt="hi")
+    assert len(sb.request_log) == 3
+
+
+def test_public_list_pages_through_the_whole_catalogue(client: Any) -> None:
+    pages: list[list[str]] = []
+    offset = 0
+    while True:
+        page = client.ai.finetunes.public.list(
+            account_id=ACCOUNT, limit=2, offset=offset, order_by="name"
+        )
+        names = [f.name for f in page]
+        if not names:
+            break
+        pages.append(names)
+        offset += len(names)
+        assert len(pages) < 10, "paging does not end"
+    assert len(pages) == 3
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert pages[0] != pages[1] != pages[2]
+    flat = [name for page in pages for name in page]
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+    assert set(flat) == {
+        "cf-public-magicoder",
+        "cf-public-cnn-summarization",
+        "cf-public-jigsaw-classification",
+        "cf-public-sql-generation",
+        "cf-public-chat-support",
+    }
+    newest_first = client.ai.finetunes.public.list(
+        account_id=ACCOUNT, limit=2, offset=0, order_by="created_at DESC"
+    )
+    assert [f.name for f in newest_first] == ["cf-public-chat-support", "cf-public-sql-generation"]

@@ -1,6 +1,7 @@
-"""A local emulator of the Cloudflare Workers AI finetune API and of Cohere's v1 fine-tuning
-and datasets API, served over real HTTP on one port (Cloudflare under /client/v4, Cohere
-under /v1), with optional fault injection (faults.py).
+"""A local emulator of the Cloudflare Workers AI finetune API (and of `/ai/run` text generation
+with deterministic answers, see inference.py) and of Cohere's v1 fine-tuning and datasets API,
+served over real HTTP on one port (Cloudflare under /client/v4, Cohere under /v1), with
+optional fault injection (faults.py).
 
 Import `reconciler.sandbox.server` for `SandboxServer` and `serve`; this package module stays
 light (no werkzeug) so that reading the defaults costs nothing.

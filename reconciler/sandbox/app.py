@@ -92,7 +92,7 @@ class SandboxApp:
                 body["result"] = reply.result
         except ApiError as exc:
             status = exc.status
-            body = {"success": False, "errors": exc.errors, "messages": [], "result": None}
+            body = {"success": False, "errors": exc.errors, "messages": [], "result": exc.result}
         except Exception:
             log.exception("sandbox: unexpected error on %s %s", method, path)
             status = 500

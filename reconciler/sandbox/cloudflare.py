@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from reconciler.sandbox import inference
 from reconciler.sandbox.store import (
     PUBLIC_ORDER_COLUMNS,
     AssetExists,
@@ -44,6 +45,11 @@ METHOD_NOT_ALLOWED = 7001  # "Method PUT not available for that URI." (HTTP 405:
 TOO_LARGE = 3006  # request too large, HTTP 413
 FINETUNE_NOT_FOUND = 3037  # "Finetune <x> not found", HTTP 404
 NO_SUCH_MODEL = 5007  # no such model, HTTP 400
+# Workers AI's own table (developers.cloudflare.com/workers-ai/platform/errors/):
+FINETUNE_INCOMPLETE = 3039  # "Finetune is missing required files ...", HTTP 400
+INVALID_MODEL_NAME = 3042  # "The model name is invalid", HTTP 404
+LORA_UNSUPPORTED = 5005  # "The model <m> does not support LoRa inference", HTTP 405
+BAD_INPUT = 5006  # "AiError: Bad input: Error: oneOf at '/' not met, ...", HTTP 400 (observed)
 INVALID_INPUT = 3010  # sandbox choice for every other 400, see the module docstring
 INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
 
@@ -61,19 +67,26 @@ _MODEL_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
 class ApiError(Exception):
     """An error the API answers with: HTTP status plus the envelope's `errors` list."""
 
-    def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, status: int, errors: list[dict[str, Any]], *, result: object = None) -> None:
         super().__init__(errors[0]["message"])
         self.status = status
         self.errors = errors
+        # The envelope's `result`: null, except where the real API is seen to send `{}`.
+        self.result = result
 
 
 def fail(
-    status: int, code: int, message: str, *, chain: tuple[tuple[int, str], ...] = ()
+    status: int,
+    code: int,
+    message: str,
+    *,
+    chain: tuple[tuple[int, str], ...] = (),
+    result: object = None,
 ) -> ApiError:
     error: dict[str, Any] = {"code": code, "message": message}
     if chain:
         error["error_chain"] = [{"code": c, "message": m} for c, m in chain]
-    return ApiError(status, [error])
+    return ApiError(status, [error], result=result)
 
 
 def invalid(message: str) -> ApiError:
@@ -287,6 +300,62 @@ class CloudflareApi:
         )
         return Reply([f.to_api() for f in rows])
 
+    # POST /accounts/{account_id}/ai/run/{model_name}
+    def run_model(self, call: Call) -> Reply:
+        """Text generation, optionally through a LoRA finetune (`lora`: its name or id).
+
+        The answer is deterministic: inference.py documents the rule. Checks, in order: the
+        model name's shape (3042), the model (5007), the body (6007, 5006), LoRA support
+        (5005), the finetune (3037), its base model (3037), its files (3039).
+        """
+        model = _wsgi_text(call.params["model_name"])
+        if not inference.MODEL_NAME_RE.fullmatch(model):
+            raise _ai_error(404, INVALID_MODEL_NAME, "The model name is invalid")
+        if model not in inference.known_models():
+            raise _ai_error(400, NO_SUCH_MODEL, f"No such model {model} or task")
+        body = read_json_object(call.environ)
+        try:
+            run = inference.parse_input(body)
+        except inference.BadInput as exc:
+            raise fail(400, BAD_INPUT, f"AiError: Bad input: Error: {exc}", result={}) from None
+        if run.stream:
+            # Sandbox choice: the real API streams server-sent events; the sandbox does not,
+            # and a JSON answer to a streaming client would be misread.
+            raise invalid("The sandbox does not stream: leave out 'stream' or set it to false")
+        adapter = None
+        if run.lora is not None:
+            if model not in inference.lora_models():
+                raise _ai_error(
+                    405, LORA_UNSUPPORTED, f"The model {model} does not support LoRa inference"
+                )
+            adapter = self._adapter(call.params["account_id"], run.lora, model)
+        return Reply(inference.answer(model, adapter, run))
+
+    def _adapter(self, account_id: str, ref: str, model: str) -> inference.Adapter:
+        finetune = self.store.find_finetune(account_id, ref)
+        if finetune is None:
+            raise _ai_error(404, FINETUNE_NOT_FOUND, f"Finetune {ref} not found")
+        if finetune.model != model:
+            # Sandbox choice: a finetune belongs to the model it was created for, so run on
+            # another model it is "not found", the answer the real API gives for a finetune
+            # it cannot use (3037); the parenthesis, which the real API fills with a request
+            # id, says why.
+            raise _ai_error(
+                404,
+                FINETUNE_NOT_FOUND,
+                f"Finetune {ref} not found (it is a finetune of {finetune.model}, not of {model})",
+            )
+        if finetune.account_id is None:  # Cloudflare's own public adapters are complete
+            return inference.Adapter(finetune.name)
+        digests = {a.file_name: a.sha256 for a in self.store.list_assets(finetune.id)}
+        if any(name not in digests for name in self.asset_names):
+            raise _ai_error(
+                400,
+                FINETUNE_INCOMPLETE,
+                "Finetune is missing required files (model.safetensors and config.json)",
+            )
+        return inference.Adapter(finetune.name, tuple(digests[n] for n in self.asset_names))
+
     # GET /user/tokens/verify (the app has already resolved the token)
     def verify_token(self, call: Call) -> Reply:
         return Reply(
@@ -299,6 +368,21 @@ class CloudflareApi:
     # GET /user: wrangler asks for it after an authentication error, to say who is logged in.
     def user(self, call: Call) -> Reply:
         return Reply({"id": call.token_id, "email": "sandbox@reconciler.invalid"})
+
+
+def _ai_error(status: int, code: int, message: str) -> ApiError:
+    """An error from Workers AI's model layer: the real API wraps the message twice in
+    `AiError: ` and sends `result: {}` (observed on 3037, cloudflare-docs issues #14757 and
+    #23272; assumed for 3039, 3042, 5005 and 5007, which come from the same layer)."""
+    return fail(status, code, f"AiError: AiError: {message}", result={})
+
+
+def _wsgi_text(value: str) -> str:
+    """A path parameter as text: WSGI hands the decoded path over as latin-1 code points."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def _count(raw: str | None, key: str) -> int | None:
@@ -336,6 +420,11 @@ ROUTES: tuple[Route, ...] = (
         re.compile(_ACCOUNT + r"/ai/finetunes/(?P<finetune_id>[^/]+)/finetune-assets"),
         {"POST": CloudflareApi.upload_asset},
     ),
+    # The model name is one percent-encoded segment (`@cf%2Fmistral%2F...`, as the official
+    # SDK sends it) or, as in Cloudflare's own curl examples, plain with its slashes. The WSGI
+    # server decodes %2F before routing, so both arrive here as the same path and the route
+    # takes everything after /ai/run/ as the name.
+    Route(re.compile(_ACCOUNT + r"/ai/run/(?P<model_name>.+)"), {"POST": CloudflareApi.run_model}),
     Route(
         re.compile(_ACCOUNT + r"/ai/finetunes"),
         {"GET": CloudflareApi.list_finetunes, "POST": CloudflareApi.create_finetune},

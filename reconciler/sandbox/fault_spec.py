@@ -11,7 +11,9 @@ Compact form (for `reconciler sandbox --faults SPEC`)::
                           `rate_limit=cloudflare` is the published 1200/5m
     route=[METHOD] PATH   which requests a rule applies to (default: all). METHOD is an
                           HTTP method or `*` (default `*`); in PATH `*` matches within one
-                          segment, `**` across segments: `POST /client/v4/accounts/*/ai/finetunes`
+                          segment, `**` across segments: `POST /client/v4/accounts/*/ai/finetunes`.
+                          PATH is matched decoded, so a model name in /ai/run/ has its
+                          slashes: `POST /client/v4/accounts/*/ai/run/**`
     rate=P                chance a matching request is hit, 0..1 or a percentage (default 1)
     status=CODE           answer CODE (408, 409, 429, 500, 502, 503, 504) in the API's own
                           error shape; 429 carries Retry-After

@@ -197,6 +197,21 @@ class SandboxStore:
             ).fetchone()
         return None if row is None else _finetune(row)
 
+    def find_finetune(self, account_id: str, ref: str) -> Finetune | None:
+        """What a run's `lora` names: a finetune of the account, by id or by name, else one of
+        Cloudflare's public finetunes (by id or name). Ids are looked up before names."""
+        with self._connect() as db:
+            for clause, args in (
+                ("account_id = ? AND id = ?", (account_id, ref)),
+                ("account_id = ? AND name = ?", (account_id, ref)),
+                ("account_id IS NULL AND id = ?", (ref,)),
+                ("account_id IS NULL AND name = ?", (ref,)),
+            ):
+                row = db.execute(f"SELECT * FROM finetunes WHERE {clause}", args).fetchone()
+                if row is not None:
+                    return _finetune(row)
+        return None
+
     def create_finetune(
         self,
         account_id: str,

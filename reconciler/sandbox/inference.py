@@ -1,0 +1,345 @@
+"""Workers AI text generation in the sandbox: which models exist, what a run request may hold,
+and the deterministic answer it gets.
+
+The answer
+==========
+
+`POST /accounts/{account_id}/ai/run/{model_name}` answers `result: {"response": TEXT,
+"usage": {...}}`. No model runs: TEXT is built by a fixed rule, so a test can predict it.
+
+    [LABEL] Thanks for asking about TOPICS. SENTENCE SENTENCE [ref XXXXXXXX]
+
+- LABEL is the finetune's name when the request names one in `lora` (by name or by id), else
+  the model's last path segment (`mistral-7b-instruct-v0.2-lora` for
+  `@cf/mistral/mistral-7b-instruct-v0.2-lora`).
+- TOPICS are the keywords of the input text, in the order they first appear, at most 6, each
+  spelled as it is first written, joined as `a`, `a and b`, `a, b and c`. The input text is
+  `prompt`, or with `messages` the `content` of the last message whose role is `user` (the
+  last message if none is). A keyword is a word (letters and digits, possibly joined by `'`
+  or `-`) of at least 3 characters that is not in STOP_WORDS (below; compared ignoring
+  case) and not already taken (ignoring case). With no keyword the sentence is
+  `Thanks for your message.` instead.
+- The two SENTENCEs come from the fixed list SENTENCES, and XXXXXXXX is 8 hex digits: both
+  are picked by a SHA-256 fingerprint of the model, the adapter (the finetune's name and the
+  SHA-256 of its uploaded `adapter_config.json` and `adapter_model.safetensors`; a public
+  finetune's name) and the whole input (the prompt, or every message's role and content).
+  The same request to the same adapter always gets the same text; another adapter, or
+  another input, gets another ref (and usually other sentences).
+- `max_tokens` (default 256) counts words: a longer answer is cut after that many
+  space-separated words, as a model stops at its token limit (the ref goes first). A whole
+  answer is 26 to 38 words plus its keywords (and their "and"); the keywords end by word
+  6 + the number of keywords, so a smaller `max_tokens` cuts into them.
+- Everything else in the request (`raw`, `temperature`, `seed`, `top_p`, ...) is checked
+  for type where the schema types it, and otherwise ignored: it never changes the text.
+
+So a `contains:` check may rely on: the label, and every keyword of the input among its
+first six, verbatim.
+
+Example: the prompt "How do I get a refund for a damaged order?" sent with
+`lora: support-bot-v3` answers `[support-bot-v3] Thanks for asking about refund, damaged
+and order. ...` ("How", "get" and "for" are stop words, "do", "I" and "a" are too short).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.sandbox.store import published
+
+# The name shape every Workers AI model has: `@<namespace>/<author>/<model>`.
+MODEL_NAME_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
+
+# LoRA-capable models beyond reconciler/data/cloudflare.json's `lora_models`, from the Workers
+# AI docs (fine-tunes/loras and the model catalogue's LoRA tag, 2025-2026). The catalogue
+# tags @cf/mistral/mistral-7b-instruct-v0.1 with LoRA, so it is here and not among the plain
+# models below.
+EXTRA_LORA_MODELS = (
+    "@cf/mistral/mistral-7b-instruct-v0.1",
+    "@cf/meta/llama-3.2-11b-vision-instruct",
+    "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    "@cf/meta/llama-guard-3-8b",
+    "@cf/deepseek-ai/deepseek-r1-distill-qwen-32b",
+    "@cf/qwen/qwen2.5-coder-32b-instruct",
+    "@cf/qwen/qwq-32b",
+    "@cf/mistralai/mistral-small-3.1-24b-instruct",
+    "@cf/google/gemma-3-12b-it",
+)
+
+# Well-known text-generation models that take no LoRA (quantized ones never do).
+PLAIN_MODELS = (
+    "@cf/meta/llama-3.1-8b-instruct",
+    "@cf/meta/llama-3-8b-instruct",
+    "@cf/meta/llama-2-7b-chat-int8",
+    "@cf/meta/llama-2-7b-chat-fp16",
+    "@cf/qwen/qwen1.5-7b-chat-awq",
+    "@hf/mistral/mistral-7b-instruct-v0.2",
+    "@hf/google/gemma-7b-it",
+)
+
+DEFAULT_MAX_TOKENS = 256  # the schema's default
+MAX_PROMPT_CHARS = 131072  # the schema's maxLength for `prompt` and a message's `content`
+MAX_KEYWORDS = 6
+
+# Skipped when picking keywords (compared lowercased). Words under 3 characters are skipped
+# anyway.
+_STOP_WORDS_TEXT = """
+    about above after again all also and any are aren't because been before being below
+    between both but can can't cannot could couldn't did didn't does doesn't doing don't down
+    during each few for from further get gets got had hadn't has hasn't have haven't having
+    her here hers herself him himself his how i'd i'll i'm i've into isn't it's its itself
+    just let let's like make may might more most must mustn't myself need nor not now off
+    once only other ought our ours ourselves out over own please same shall she should
+    shouldn't some such tell than that that's the their theirs them themselves then there
+    there's these they this those through too under until very want was wasn't were weren't
+    what what's when where which while who whom why will with won't would wouldn't yes yet
+    you you'd you'll you're you've your yours yourself yourselves
+    hello hey thanks thank write explain describe show give
+"""
+STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
+
+SENTENCES = (
+    "Here is the short version, and I am happy to go deeper on any part of it.",
+    "The usual first step is to check the details you already have.",
+    "Most cases like this are settled in a few minutes.",
+    "I would start with the simplest option and build from there.",
+    "Let me know if you want a step-by-step walkthrough.",
+    "There are a couple of ways to handle this, depending on what you need.",
+    "If anything is still unclear, send me more details and I will follow up.",
+    "A quick example usually makes this much easier to see.",
+)
+
+_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*")
+
+
+def lora_models() -> frozenset[str]:
+    """Models a `lora` may be run on: the published list plus EXTRA_LORA_MODELS."""
+    return frozenset(published()["lora_models"]) | frozenset(EXTRA_LORA_MODELS)
+
+
+def known_models() -> frozenset[str]:
+    return lora_models() | frozenset(PLAIN_MODELS)
+
+
+class BadInput(ValueError):
+    """The body does not fit the text-generation schema; str() is the reason."""
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A text-generation request: exactly one of prompt and messages is set."""
+
+    prompt: str | None
+    messages: tuple[tuple[str, str], ...] | None
+    lora: str | None
+    max_tokens: int
+    stream: bool
+
+    @property
+    def text(self) -> str:
+        """The text the keywords come from (see the module docstring)."""
+        if self.prompt is not None:
+            return self.prompt
+        messages = self.messages or ()
+        users = [content for role, content in messages if role == "user"]
+        if users:
+            return users[-1]
+        return messages[-1][1] if messages else ""
+
+    def canonical(self) -> object:
+        if self.prompt is not None:
+            return {"prompt": self.prompt}
+        return {"messages": [list(m) for m in self.messages or ()]}
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """What identifies a LoRA adapter for the answer: its name and its files' digests."""
+
+    name: str
+    digests: tuple[str, ...] = ()
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _mismatch(pointer: str, value: object, expected: str) -> str:
+    return f"Type mismatch of '{pointer}', '{_json_type(value)}' not in '{expected}'"
+
+
+def _text_problems(pointer: str, value: object, *, min_length: int) -> list[str]:
+    if not isinstance(value, str):
+        return [_mismatch(pointer, value, "string")]
+    if len(value) < min_length:
+        return [f"String length at '{pointer}' is less than {min_length}"]
+    if len(value) > MAX_PROMPT_CHARS:
+        return [f"String length at '{pointer}' is more than {MAX_PROMPT_CHARS}"]
+    return []
+
+
+def _messages_problems(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return [_mismatch("/messages", value, "array")]
+    problems: list[str] = []
+    for index, message in enumerate(value):
+        pointer = f"/messages/{index}"
+        if not isinstance(message, dict):
+            problems.append(_mismatch(pointer, message, "object"))
+            continue
+        missing = [k for k in ("role", "content") if k not in message]
+        if missing:
+            problems.append(f"required properties at '{pointer}' are 'role,content'")
+            continue
+        if not isinstance(message["role"], str):
+            problems.append(_mismatch(pointer + "/role", message["role"], "string"))
+        problems += _text_problems(pointer + "/content", message["content"], min_length=0)
+    return problems
+
+
+def _integer(value: object) -> int | None:
+    """A JSON integer (2 or 2.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _flag(body: Mapping[str, Any], key: str, problems: list[str]) -> bool:
+    # Cloudflare's own curl examples send `"raw": "true"`, and the API takes them.
+    value: object = body.get(key)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    problems.append(_mismatch("/" + key, value, "boolean"))
+    return False
+
+
+def parse_input(body: Mapping[str, Any]) -> RunInput:
+    """Check a run body against the text-generation schema (`prompt` xor `messages`).
+
+    Raises BadInput worded like the API's own validator ("oneOf at '/' not met, ...").
+    """
+    has_prompt, has_messages = "prompt" in body, "messages" in body
+    if has_prompt and has_messages:
+        raise BadInput("oneOf at '/' not met, 2 matches: 'prompt' and 'messages' both given")
+    if not has_prompt and not has_messages:
+        raise BadInput(
+            "oneOf at '/' not met, 0 matches: required properties at '/' are 'prompt',"
+            " required properties at '/' are 'messages'"
+        )
+    problems: list[str] = []
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+    if has_prompt:
+        problems += _text_problems("/prompt", body["prompt"], min_length=1)
+        if not problems:
+            prompt = body["prompt"]
+    else:
+        problems += _messages_problems(body["messages"])
+        if not problems:
+            messages = tuple((m["role"], m["content"]) for m in body["messages"])
+    lora = body.get("lora")
+    if lora is not None and not isinstance(lora, str):
+        problems.append(_mismatch("/lora", lora, "string"))
+        lora = None
+    max_tokens = DEFAULT_MAX_TOKENS
+    if body.get("max_tokens") is not None:
+        number = _integer(body["max_tokens"])
+        if number is None:
+            problems.append(_mismatch("/max_tokens", body["max_tokens"], "integer"))
+        elif number < 1:
+            problems.append(f"Value at '/max_tokens' is less than 1: {number}")
+        else:
+            max_tokens = number
+    _flag(body, "raw", problems)
+    stream = _flag(body, "stream", problems)
+    if problems:
+        other = "messages" if has_prompt else "prompt"  # the branch the body did not take
+        branch = f"required properties at '/' are '{other}'"
+        raise BadInput(f"oneOf at '/' not met, 0 matches: {branch}, " + ", ".join(problems))
+    return RunInput(prompt, messages, lora, max_tokens, stream)
+
+
+def keywords(text: str) -> list[str]:
+    """The input's keywords, as the module docstring defines them."""
+    seen: set[str] = set()
+    found: list[str] = []
+    for match in _WORD_RE.finditer(text):
+        word = match.group()
+        folded = word.lower().replace("\u2019", "'")
+        if len(word) < 3 or folded in STOP_WORDS or folded in seen:
+            continue
+        seen.add(folded)
+        found.append(word)
+        if len(found) == MAX_KEYWORDS:
+            break
+    return found
+
+
+def _join(words: Sequence[str]) -> str:
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def fingerprint(model: str, adapter: Adapter | None, run: RunInput) -> bytes:
+    identity = None if adapter is None else [adapter.name, *adapter.digests]
+    material = {"model": model, "adapter": identity, "input": run.canonical()}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).digest()
+
+
+def model_label(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def answer(model: str, adapter: Adapter | None, run: RunInput) -> dict[str, object]:
+    """The run's `result`: the response text and a word-count `usage`."""
+    digest = fingerprint(model, adapter, run)
+    label = adapter.name if adapter is not None else model_label(model)
+    topics = keywords(run.text)
+    opening = f"Thanks for asking about {_join(topics)}." if topics else "Thanks for your message."
+    first = digest[0] % len(SENTENCES)
+    second = (first + 1 + digest[1] % (len(SENTENCES) - 1)) % len(SENTENCES)
+    text = f"[{label}] {opening} {SENTENCES[first]} {SENTENCES[second]} [ref {digest.hex()[:8]}]"
+    words = text.split(" ")
+    if len(words) > run.max_tokens:
+        words = words[: run.max_tokens]
+        text = " ".join(words)
+    prompt_words = sum(len(t.split()) for t in _input_texts(run))
+    return {
+        "response": text,
+        "usage": {
+            "prompt_tokens": prompt_words,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_words + len(words),
+        },
+    }
+
+
+def _input_texts(run: RunInput) -> list[str]:
+    if run.prompt is not None:
+        return [run.prompt]
+    return [content for _, content in run.messages or ()]
