@@ -90,12 +90,12 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "yaml-tab-indent",
         edit("  - name: faq-bot-v1", "\t- name: faq-bot-v1"),
-        "{config}:15:1: error: invalid YAML: found character '\\t' that cannot start any token",
+        "{config}:21:1: error: invalid YAML: found character '\\t' that cannot start any token",
     ),
     (
         "yaml-bad-quote",
         edit('model: "@cf/google', 'model: "@cf/google"x'),
-        "{config}:17:24: error: invalid YAML: expected <block end>, but found '<scalar>'",
+        "{config}:23:24: error: invalid YAML: expected <block end>, but found '<scalar>'",
     ),
     (
         "empty-file",
@@ -175,32 +175,32 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "wrong-type-description",
         edit("description: Answers from the product FAQ", "description: [a, b]"),
-        "{config}:18:18: error: finetunes[1].description: expected a string, got a list",
+        "{config}:24:18: error: finetunes[1].description: expected a string, got a list",
     ),
     (
         "wrong-type-name",
         edit("name: faq-bot-v1", "name: 42"),
-        "{config}:15:11: error: finetunes[1].name: expected a string, got a number",
+        "{config}:21:11: error: finetunes[1].name: expected a string, got a number",
     ),
     (
         "empty-name",
         edit("name: faq-bot-v1", 'name: ""'),
-        "{config}:15:11: error: finetunes[1].name: '' does not match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (The finetune's name, unique in its account: letters, digits, '.', '_' and '-', starting with a letter or digit.)",
+        "{config}:21:11: error: finetunes[1].name: '' does not match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (The finetune's name, unique in its account: letters, digits, '.', '_' and '-', starting with a letter or digit.)",
     ),
     (
         "name-with-space",
         edit("name: faq-bot-v1", "name: faq bot"),
-        "{config}:15:11: error: finetunes[1].name: 'faq bot' does not match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (The finetune's name, unique in its account: letters, digits, '.', '_' and '-', starting with a letter or digit.)",
+        "{config}:21:11: error: finetunes[1].name: 'faq bot' does not match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (The finetune's name, unique in its account: letters, digits, '.', '_' and '-', starting with a letter or digit.)",
     ),
     (
         "name-reserved-prefix",
         edit("name: faq-bot-v1", "name: cf-public-faq"),
-        "{config}:15:11: error: finetunes[1].name: 'cf-public-faq' is not allowed: the prefix cf-public- is reserved by Cloudflare for its public adapters",
+        "{config}:21:11: error: finetunes[1].name: 'cf-public-faq' is not allowed: the prefix cf-public- is reserved by Cloudflare for its public adapters",
     ),
     (
         "name-too-long",
         edit("name: faq-bot-v1", "name: " + "n" * 129),
-        "{config}:15:11: error: finetunes[1].name: 129 characters, at most 128 allowed",
+        "{config}:21:11: error: finetunes[1].name: 129 characters, at most 128 allowed",
     ),
     (
         "provider-unknown",
@@ -208,37 +208,37 @@ CASES: list[tuple[str, Break, str]] = [
             'provider: cloudflare\n    model: "@cf/google',
             'provider: cloudfare\n    model: "@cf/google',
         ),
-        "{config}:16:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare', 'cohere'",
+        "{config}:22:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare', 'cohere'",
     ),
     (
         "provider-missing",
         edit('    provider: cloudflare\n    model: "@cf/google', '    model: "@cf/google'),
-        "{config}:15:5: error: finetunes[1]: missing required key 'provider'",
+        "{config}:21:5: error: finetunes[1]: missing required key 'provider'",
     ),
     (
         "model-missing",
         edit('    model: "@cf/google/gemma-2b-it-lora"\n', ""),
-        "{config}:15:5: error: finetunes[1]: missing required key 'model'",
+        "{config}:21:5: error: finetunes[1]: missing required key 'model'",
     ),
     (
         "model-bad-shape",
         edit('"@cf/google/gemma-2b-it-lora"', "gemma"),
-        "{config}:17:12: error: finetunes[1].model: 'gemma' does not match ^@[A-Za-z0-9._-]+/[A-Za-z0-9._/-]+$ (The LoRA-capable base model, e.g. @cf/mistral/mistral-7b-instruct-v0.2-lora.)",
+        "{config}:23:12: error: finetunes[1].model: 'gemma' does not match ^@[A-Za-z0-9._-]+/[A-Za-z0-9._/-]+$ (The LoRA-capable base model, e.g. @cf/mistral/mistral-7b-instruct-v0.2-lora.)",
     ),
     (
         "description-too-long",
         edit("Answers from the product FAQ", "d" * 1025),
-        "{config}:18:18: error: finetunes[1].description: 1025 characters, at most 1024 allowed",
+        "{config}:24:18: error: finetunes[1].description: 1025 characters, at most 1024 allowed",
     ),
     (
         "adapter-missing-key",
         edit("    adapter: adapters/faq-v1/\n", ""),
-        "{config}:15:5: error: finetunes[1]: missing required key 'adapter'",
+        "{config}:21:5: error: finetunes[1]: missing required key 'adapter'",
     ),
     (
         "duplicate-name",
         edit("name: faq-bot-v1", "name: support-bot-v3"),
-        "{config}:15:11: error: duplicate finetune name 'support-bot-v3' (first declared at line 8)",
+        "{config}:21:11: error: duplicate finetune name 'support-bot-v3' (first declared at line 8)",
     ),
     (
         "duplicate-yaml-key",
@@ -258,42 +258,42 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "adapter-folder-missing",
         edit("adapters/faq-v1/", "adapters/nowhere/"),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/nowhere/ does not exist",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder adapters/nowhere/ does not exist",
     ),
     (
         "adapter-is-a-file",
         edit("adapters/faq-v1/", "adapters/faq-v1/adapter_config.json"),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/adapter_config.json is not a folder",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/adapter_config.json is not a folder",
     ),
     (
         "adapter-file-missing",
         adapter("adapter_model.safetensors", Path.unlink),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_model.safetensors: not found in the adapter folder; the provider requires this exact name",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_model.safetensors: not found in the adapter folder; the provider requires this exact name",
     ),
     (
         "adapter-file-is-a-folder",
         adapter("adapter_config.json", lambda p: (p.unlink(), p.mkdir())),
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_config.json: is not a regular file; expected the adapter's adapter_config.json",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapters/faq-v1/adapter_config.json: is not a regular file; expected the adapter's adapter_config.json",
     ),
     (
         "adapter-folder-symlink",
         symlink_folder,
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/ is or passes through a symlink; set settings.allow_external_assets: true to allow it",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/ is or passes through a symlink; set settings.allow_external_assets: true to allow it",
     ),
     (
         "adapter-file-symlink",
         symlink_file,
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/: adapter_config.json is a symlink; set settings.allow_external_assets: true to allow it",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder adapters/faq-v1/: adapter_config.json is a symlink; set settings.allow_external_assets: true to allow it",
     ),
     (
         "adapter-dotdot-outside",
         outside,
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder ../faq-v1/ is outside the project folder {project}; set settings.allow_external_assets: true to allow it",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder ../faq-v1/ is outside the project folder {project}; set settings.allow_external_assets: true to allow it",
     ),
     (
         "adapter-absolute-outside",
         absolute_outside,
-        "{config}:19:14: error: finetune 'faq-bot-v1': adapter folder {parent}/faq-abs is outside the project folder {project}; set settings.allow_external_assets: true to allow it",
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder {parent}/faq-abs is outside the project folder {project}; set settings.allow_external_assets: true to allow it",
     ),
     (
         "lock-corrupt",

@@ -187,8 +187,8 @@ def test_validate_command(cli: Cli, project: Path, monkeypatch: pytest.MonkeyPat
     assert bad.exit_code == 1
     assert bad.stdout == ""
     assert bad.stderr.splitlines() == [
-        f"{project}:15:5: error: finetunes[1]: missing required key 'adapter'",
-        f"{project}:19:5: error: finetunes[1].adaptor: unknown key 'adaptor'; expected one of: "
+        f"{project}:21:5: error: finetunes[1]: missing required key 'adapter'",
+        f"{project}:25:5: error: finetunes[1].adaptor: unknown key 'adaptor'; expected one of: "
         "account_id, adapter, checks, description, model, name, provider, public",
         "2 problems found; nothing was changed.",
     ]

@@ -23,7 +23,7 @@ def test_truncated_weights_are_caught_before_upload(
         result = cli(command, "-c", project)
         assert result.exit_code == 1
         assert result.stderr.splitlines()[0] == (
-            f"{project}:19:14: error: finetune 'faq-bot-v1': adapters/faq-v1/"
+            f"{project}:25:14: error: finetune 'faq-bot-v1': adapters/faq-v1/"
             "adapter_model.safetensors: is truncated: the header describes 2048 bytes of tensor "
             "data but only 1948 follow it (100 bytes missing)"
         )
@@ -38,7 +38,7 @@ def test_non_lora_model_is_reported_at_the_model_line(
     assert result.exit_code == 1
     first = result.stderr.splitlines()[0]
     assert first.startswith(
-        f"{project}:17:12: error: finetune 'faq-bot-v1': model @cf/google/gemma-2b-it does not "
+        f"{project}:23:12: error: finetune 'faq-bot-v1': model @cf/google/gemma-2b-it does not "
         "take LoRA adapters (did you mean @cf/google/gemma-2b-it-lora?)"
     )
 

@@ -33,6 +33,13 @@ def results(found: Sequence[CheckResult]) -> str:
     ]
     passed = sum(1 for r in found if r.ok)
     body = table(["finetune", "check", "result", "why", "answer"], rows)
+    failures = [r for r in found if not r.ok]
+    if failures:  # the table cuts long cells; here nothing is cut
+        body += "\nFailures:\n"
+        for r in failures:
+            body += f"  {r.finetune} / {r.check}: {r.detail}\n"
+            if r.response:
+                body += f"    answer: {r.response}\n"
     return body + f"\n{passed} passed, {len(found) - passed} failed\n"
 
 
