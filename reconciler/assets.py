@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +21,7 @@ CHUNK = 256 * 1024
 ATTEMPTS = 3
 
 _local = threading.local()
+_ZEROS = memoryview(bytes(CHUNK))  # what a hole in a sparse file reads as
 
 
 def _buffer() -> memoryview:
@@ -41,17 +43,59 @@ def _hash_path(path: Path) -> tuple[str, int, os.stat_result | None]:
             before = os.fstat(fd)
             if hasattr(os, "posix_fadvise"):  # a cold disk: let the kernel read far ahead
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            h = hashlib.sha256()
-            size = 0
-            while n := os.readv(fd, [view]):
-                h.update(view[:n])
-                size += n
+            h, size = _hash_sparse(fd, before, view) or _hash_all(fd, view)
             after = os.fstat(fd)
         finally:
             os.close(fd)
         if key_of(before) == key_of(after) and size == before.st_size:
             return h.hexdigest(), size, before
     return h.hexdigest(), size, None
+
+
+def _hash_all(fd: int, view: memoryview) -> tuple[hashlib._Hash, int]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    h = hashlib.sha256()
+    size = 0
+    while n := os.readv(fd, [view]):
+        h.update(view[:n])
+        size += n
+    return h, size
+
+
+def _hash_sparse(fd: int, st: os.stat_result, view: memoryview) -> tuple[hashlib._Hash, int] | None:
+    """A sparse file's holes hashed as the zeros they read as, without reading them: the
+    kernel would otherwise fill page after page of cache with zeros just to copy them out.
+    None for a file with no holes, or where the filesystem cannot say where they are."""
+    if st.st_blocks * 512 >= st.st_size or not hasattr(os, "SEEK_DATA"):
+        return None
+    h = hashlib.sha256()
+    pos, end = 0, st.st_size
+    try:
+        while pos < end:
+            try:
+                data = min(os.lseek(fd, pos, os.SEEK_DATA), end)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                data = end  # a hole from here to the end
+            for start in range(pos, data, CHUNK):
+                h.update(_ZEROS[: min(CHUNK, data - start)])
+            pos = data
+            if pos >= end:
+                break
+            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            os.lseek(fd, data, os.SEEK_SET)
+            while pos < hole:
+                n = os.readv(fd, [view[: min(CHUNK, hole - pos)]])
+                if n == 0:
+                    return h, pos  # shrank under us: the caller sees the size differ
+                h.update(view[:n])
+                pos += n
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return None  # no SEEK_DATA here: read it all
+        raise
+    return h, pos
 
 
 def digest(asset: AssetFile) -> AssetDigest:
@@ -72,7 +116,7 @@ def digest_all(
     """Digests of many files at once: one thread per core, unchanged files from the cache.
 
     With a cache, a file whose stat matches its entry is not opened at all; everything hashed
-    is recorded (if settled) and the cache is saved before returning.
+    is recorded (if settled), and the cache is saved before returning.
     """
     unique = {a.path: a for a in assets}
     found: dict[Path, AssetDigest] = {}
@@ -103,9 +147,30 @@ def digest_all(
             found[asset.path] = AssetDigest(name=asset.name, size=size, sha256="sha256:" + sha)
             if cache is not None and settled is not None:
                 cache.record(asset.path, settled, sha, fence)
-        if cache is not None:
-            cache.save()
+    if cache is not None:
+        cache.save()  # also what others recorded in this cache (a no-op when nothing was)
     return {path: found[path] for path in unique}
+
+
+def start_digest_all(
+    assets: Iterable[AssetFile], cache: StatCache | None = None, workers: int | None = None
+) -> Future[Digests]:
+    """digest_all in the background. A cold plan is mostly hashing, on every core; what else
+    it does (the lockfile, the list calls, their imports) can go on meanwhile, and the caller
+    takes .result() when it needs the digests. Errors come out of .result()."""
+    future: Future[Digests] = Future()
+    todo = list(assets)  # the iterable is the caller's: consume it in the caller's thread
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(digest_all(todo, cache, workers))
+        except BaseException as exc:  # handed over to whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="digest_all", daemon=True).start()
+    return future
 
 
 Progress = Callable[[int, int], None]

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,7 +60,8 @@ Facts = dict[str, Any]  # kind -> a JSON value learnt from the content, e.g. "sh
 
 
 class StatCache:
-    """path -> (stat key, facts about the content). Not thread-safe: use it from one thread."""
+    """path -> (stat key, facts about the content). Thread-safe: a plan may hash its assets in
+    the background while it reads the lockfile through the same cache."""
 
     def __init__(self, path: Path, entries: dict[str, tuple[Key, Facts]], granularity: int) -> None:
         self.path = path
@@ -68,6 +70,7 @@ class StatCache:
         self._touched: set[str] = set()  # recorded or confirmed in this session
         self._dirty = False
         self._fence: int | None = None
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: Path, granularity_ns: int = GRANULARITY_NS) -> StatCache:
@@ -80,11 +83,12 @@ class StatCache:
     def get(self, path: Path, st: os.stat_result, kind: str) -> Any | None:
         """What was recorded as `kind` for this exact file state, else None."""
         name = os.path.abspath(path)
-        entry = self._entries.get(name)
-        if entry is None or entry[0] != key_of(st) or kind not in entry[1]:
-            return None
-        self._touched.add(name)
-        return entry[1][kind]
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry[0] != key_of(st) or kind not in entry[1]:
+                return None
+            self._touched.add(name)
+            return entry[1][kind]
 
     def lookup(self, path: Path, st: os.stat_result) -> str | None:
         """The sha256 hex digest recorded for this exact file state, else None."""
@@ -99,9 +103,10 @@ class StatCache:
         the filesystem stamps, with its granularity (on a network filesystem, the server's
         clock). None when the cache's folder cannot be written: then nothing is recorded.
         """
-        if self._fence is None:
-            self._fence = _stamp(self.path.parent)
-        return self._fence
+        with self._lock:
+            if self._fence is None:
+                self._fence = _stamp(self.path.parent)
+            return self._fence
 
     def put(self, path: Path, st: os.stat_result, kind: str, value: Any, fence: int | None) -> bool:
         """Remember `value` (JSON) as `kind`, learnt from the content read while the file had
@@ -113,12 +118,13 @@ class StatCache:
         if fence is None or max(st.st_mtime_ns, st.st_ctime_ns) + self.granularity_ns >= fence:
             return False
         name, key = os.path.abspath(path), key_of(st)
-        entry = self._entries.get(name)
-        facts = dict(entry[1]) if entry is not None and entry[0] == key else {}
-        facts[kind] = value
-        self._entries[name] = (key, facts)
-        self._touched.add(name)
-        self._dirty = True
+        with self._lock:
+            entry = self._entries.get(name)
+            facts = dict(entry[1]) if entry is not None and entry[0] == key else {}
+            facts[kind] = value
+            self._entries[name] = (key, facts)
+            self._touched.add(name)
+            self._dirty = True
         return True
 
     def record(self, path: Path, st: os.stat_result, sha256_hex: str, fence: int | None) -> bool:
@@ -127,6 +133,10 @@ class StatCache:
 
     def save(self) -> None:
         """Write the cache if anything was recorded; merge with what others wrote meanwhile."""
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         if not self._dirty:
             return
         # Re-read first, so entries another process wrote since we opened are kept. Entries

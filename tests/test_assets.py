@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.assets import CHUNK, HashingReader, digest, digest_all
+from reconciler.assets import CHUNK, HashingReader, digest, digest_all, start_digest_all
 from reconciler.model import AssetDigest, AssetFile
 
 SIZES = (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 5_000_000)
@@ -108,3 +108,43 @@ def test_reader_sent_through_httpx_multipart_records_what_went_out(tmp_path: Pat
         client.post("http://x/", files={"file": ("f.bin", reader, "application/octet-stream")})
     assert len(bodies) == 2 and all(data in b for b in bodies)
     assert reader.result() == AssetDigest("f.bin", len(data), sha(data))
+
+
+def test_start_digest_all_gives_the_same_digests_in_the_background(tmp_path: Path) -> None:
+    files = {}
+    for i, size in enumerate(SIZES):
+        path = tmp_path / f"f{i}.bin"
+        files[path] = write(path, size)
+    assets = [AssetFile(p.name, p) for p in files]
+    future = start_digest_all(iter(assets))  # an iterator: consumed before it returns
+    assert future.result(timeout=60) == digest_all(assets)
+
+
+def test_start_digest_all_hands_errors_to_the_waiter(tmp_path: Path) -> None:
+    future = start_digest_all([AssetFile("x", tmp_path / "missing.bin")])
+    with pytest.raises(FileNotFoundError):
+        future.result(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [],  # all hole
+        [(0, b"head")],
+        [(5 * CHUNK + 3, b"tail")],  # data at the very end
+        [(0, b"a" * 5000), (3 * CHUNK, os.urandom(CHUNK + 7)), (9 * CHUNK + 1, b"z")],
+    ],
+)
+def test_sparse_files_hash_as_the_zeros_their_holes_read_as(
+    tmp_path: Path, layout: list[tuple[int, bytes]]
+) -> None:
+    path = tmp_path / "sparse.bin"
+    size = 12 * CHUNK
+    with path.open("wb") as f:
+        f.truncate(size)
+        for offset, data in layout:
+            f.seek(offset)
+            f.write(data)
+    content = path.read_bytes()
+    assert len(content) == size
+    assert digest(AssetFile("s", path)) == AssetDigest("s", size, sha(content))

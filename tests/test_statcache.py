@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -438,3 +439,28 @@ def test_a_fact_that_is_not_json_is_not_saved_and_breaks_nothing(tmp_path: Path)
     cache.save()
     assert len(cache_at(tmp_path)) == 0
     assert [p.name for p in (tmp_path / ".reconciler").iterdir()] == [".gitignore"]
+
+
+def test_threads_can_share_one_cache(tmp_path: Path) -> None:
+    # make_plan hashes in the background while the lockfile goes through the same cache.
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"f{i}.bin"
+        path.write_bytes(os.urandom(1000 + i))
+        paths.append(path)
+    settle(*paths)
+    cache = cache_at(tmp_path)
+    fence = cache.fence()
+
+    def work(chunk: list[Path]) -> None:
+        for path in chunk:
+            st = path.stat()
+            cache.put(path, st, "a", path.name, fence)
+            assert cache.get(path, st, "a") == path.name
+            cache.save()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, [paths[i::4] for i in range(4)]))
+    cache.save()
+    again = cache_at(tmp_path)
+    assert all(again.get(p, p.stat(), "a") == p.name for p in paths)
