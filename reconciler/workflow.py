@@ -225,10 +225,10 @@ def describe(
     recorded = lockfile.load(config.lockfile_path(config_path))
     locked = recorded.finetunes.get(name)
     declared = next((d for d in desired.finetunes if d.name == name), None)
-    if locked is None and declared is None:
+    where = locked or declared
+    if where is None:
         raise PlanError(f"{name} is neither in {config_path} nor in its lockfile")
-    provider_name = locked.provider if locked else declared.provider  # type: ignore[union-attr]
-    account = locked.account if locked else declared.account  # type: ignore[union-attr]
+    provider_name, account = where.provider, where.account
     provider = providers.get(provider_name)
     if provider is None:
         raise PlanError(f"{name}: its provider {provider_name} is not configured")

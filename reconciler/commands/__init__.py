@@ -1,0 +1,1 @@
+"""One module per command; cli.py gathers them under the `reconciler` group."""

@@ -1,0 +1,160 @@
+"""`reconciler apply`: carry a plan out; --wait for training, --test for checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import PlanError
+from ..options import (
+    config_option,
+    lock_timeout_option,
+    parallelism_option,
+    prune_option,
+    sandbox_option,
+    target_option,
+)
+from .common import EXIT_ERROR, color_on, fail, handle_errors, session
+from .test import run_checks
+
+
+@click.command()
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@sandbox_option
+@parallelism_option
+@target_option
+@lock_timeout_option
+@prune_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="After the API calls, wait until training finishes, showing each status change; "
+    "exit 1 if any training fails.",
+)
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits before giving up (exit 1).",
+)
+@click.option(
+    "--test",
+    "run_tests",
+    is_flag=True,
+    help="After applying (and waiting, with --wait), run the finetunes' checks: as `reconciler "
+    "test`; exit 1 if any fails.",
+)
+@click.pass_context
+@handle_errors
+def apply(
+    ctx: click.Context,
+    planfile: Path | None,
+    config_path: Path,
+    auto_approve: bool,
+    sandbox: bool,
+    parallelism: int,
+    targets: tuple[str, ...],
+    lock_timeout: float,
+    prune: bool,
+    wait: bool,
+    wait_timeout: float,
+    run_tests: bool,
+) -> None:
+    """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
+
+    Without PLANFILE it plans first and asks for confirmation on a terminal (without one, it
+    refuses unless --auto-approve is given). With PLANFILE (from `plan -o`) it applies exactly
+    that plan with no prompt, and refuses if anything the plan was made from has changed.
+    """
+    from .. import planfile as planfile_mod
+    from ..config import lockfile_path
+    from ..render import text
+    from ..runlock import exclusive
+    from ..workflow import apply as run_apply
+    from ..workflow import make_plan, use_saved
+
+    saved = None
+    if planfile is not None:
+        if targets:
+            raise PlanError("--target cannot narrow a saved plan: target when making the plan")
+        saved = planfile_mod.load(planfile)
+        if ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT:
+            config_path = saved.config_path
+    color = color_on()
+    with (
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (
+            env,
+            providers,
+        ),
+    ):
+        planned = make_plan(config_path, env, providers, targets, prune)
+        if saved is not None and planfile is not None:
+            planned = use_saved(planfile, saved, planned)
+            click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
+        else:
+            click.echo(text.render(planned.plan, color=color), nl=False, color=color)
+        if planned.plan.blocked:
+            sys.exit(EXIT_ERROR)
+        if not planned.plan.has_changes:
+            click.echo("Nothing to apply.")
+            return
+        if saved is None and not auto_approve:
+            _confirm()
+        click.echo("")
+        result = run_apply(
+            planned,
+            providers,
+            report=lambda o: click.echo(text.render_outcome(o, color), color=color),
+            parallelism=parallelism,
+        )
+        click.echo("")
+        click.echo(text.render_result(result, color), color=color)
+        if result.failed:
+            sys.exit(EXIT_ERROR)
+        if wait:
+            _wait(planned, providers, wait_timeout)
+        if run_tests:
+            run_checks(planned.desired.finetunes, providers)
+
+
+def _wait(planned: Any, providers: Any, timeout: float) -> None:
+    from .. import lockfile, training
+    from ..providers.cohere import poll_interval
+
+    finished = training.wait(
+        planned.plan,
+        lockfile.load(planned.lock_path),
+        providers,
+        on_status=lambda name, status: click.echo(f"  {name}: {status}"),
+        interval=poll_interval(),
+        timeout=timeout,
+    )
+    if not finished:
+        return
+    ready = [f for f in finished if f.ok]
+    click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
+    for f in finished:
+        if not f.ok:
+            click.echo(f"  {f.name}: {f.status or 'gone'}", err=True)
+    if len(ready) != len(finished):
+        sys.exit(EXIT_ERROR)
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        fail(
+            "Error: not applying: confirmation is needed and stdin is not a terminal. "
+            "Review the plan above and pass --auto-approve to apply without a prompt."
+        )
+    click.echo("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.")
+    answer = click.prompt("  Enter a value", default="", show_default=False)
+    if answer.strip() != "yes":
+        fail("Apply cancelled; nothing was changed.")

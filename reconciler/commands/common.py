@@ -1,0 +1,89 @@
+"""What every command shares: error handling, the environment and providers, output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import ConfigError, ReconcilerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def color_on() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Every failure becomes one clear message and an exit code, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:  # already "file:line:col: error: ..." lines
+            fail(str(exc), exc.exit_code)
+        except ReconcilerError as exc:
+            fail(f"Error: {exc}", exc.exit_code)
+        except click.ClickException:
+            raise  # usage errors: click prints them with the usage line, exit 2
+        except KeyboardInterrupt:
+            fail("Interrupted. The lockfile records every step that finished.", 130)
+        except Exception as exc:  # a bug of ours: say so plainly
+            if os.environ.get("RECONCILER_DEBUG"):
+                raise
+            fail(
+                f"Internal error ({type(exc).__name__}): {exc}\n"
+                "This is a bug in reconciler; set RECONCILER_DEBUG=1 for a traceback and report it."
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def session(config_path: Path, sandbox: bool) -> Iterator[tuple[Mapping[str, str], dict[str, Any]]]:
+    """The environment and the open providers for one command (against the sandbox if asked)."""
+    from ..workflow import open_providers
+
+    if not sandbox:
+        env: Mapping[str, str] = dict(os.environ)
+        with open_providers(config_path, env, None) as providers:
+            yield env, providers
+        return
+    from ..embedded import LABEL, sandbox_env
+
+    where = relative(config_path.parent)
+    click.echo(f"Using the local sandbox (state in {where}/.reconciler/sandbox).", err=True)
+    with (
+        sandbox_env(config_path, os.environ) as env,
+        open_providers(config_path, env, LABEL) as providers,
+    ):
+        yield env, providers
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd())) or "."
+    except ValueError:
+        return str(path)
+
+
+def echo_plan(plan: Any, fmt: str) -> None:
+    from ..render import render
+
+    color = color_on() and fmt == "text"
+    click.echo(render(plan, fmt, color), nl=False, color=color)

@@ -1,0 +1,36 @@
+"""`reconciler drift`: what changed remotely since the lockfile was written."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..options import config_option, format_option, sandbox_option
+from .common import EXIT_CHANGES, handle_errors, session
+
+
+@click.command()
+@config_option
+@sandbox_option
+@format_option
+@handle_errors
+def drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    """Report what changed remotely since the lockfile was written; exit 2 if anything did.
+
+    Finetunes gone from their account, replaced, with changed fields, and unmanaged ones
+    present. Local edits to the config are not drift: `plan` shows those.
+    """
+    report_drift(config_path, sandbox, fmt)
+
+
+def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    from ..render import drift as render_drift
+    from ..workflow import detect_drift
+
+    with session(config_path, sandbox) as (env, providers):
+        items = detect_drift(config_path, env, providers)
+    click.echo(render_drift.render(items, fmt), nl=False)
+    if items:
+        sys.exit(EXIT_CHANGES)

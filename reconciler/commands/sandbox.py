@@ -1,0 +1,88 @@
+"""`reconciler sandbox`: the local emulator of both APIs, in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ReconcilerError
+from .common import handle_errors
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="Port (0 picks a free one).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".reconciler/sandbox"),
+    show_default=True,
+    help="Where the sandbox keeps its state (SQLite and uploaded assets); survives restarts.",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    help="An API token the sandbox accepts (repeatable). Default: the documented sandbox token.",
+)
+@click.option(
+    "--clock-speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How much faster than real time simulated work runs (dataset validation, training).",
+)
+@click.option(
+    "--faults",
+    metavar="SPEC|@FILE",
+    help="Inject faults, reproducibly under a seed: error statuses, latency, resets, "
+    "'commit then drop', the real rate limit. See README (Fault injection).",
+)
+@handle_errors
+def sandbox(
+    host: str,
+    port: int,
+    data_dir: Path,
+    tokens: tuple[str, ...],
+    clock_speed: float,
+    faults: str | None,
+) -> None:
+    """Run the local emulator of the Cloudflare and Cohere APIs until interrupted."""
+    from ..sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from ..sandbox.app import validate_tokens
+    from ..sandbox.server import serve
+
+    try:
+        accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token") from None
+    if not tokens:
+        click.echo(
+            f"Accepting the default sandbox token: export CLOUDFLARE_API_TOKEN={DEFAULT_TOKEN}"
+        )
+    click.echo(
+        f"Any 32-hex account id works, e.g. export CLOUDFLARE_ACCOUNT_ID={DEFAULT_ACCOUNT_ID}"
+    )
+    spec = None
+    if faults:
+        from ..sandbox.fault_spec import FaultSpec
+
+        try:
+            spec = FaultSpec.from_option(faults)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        serve(host, port, data_dir, accepted, clock_speed=clock_speed, faults=spec)
+    except OSError as exc:
+        raise ReconcilerError(
+            f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one)"
+        ) from None
