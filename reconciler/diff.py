@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deepdiff import DeepDiff
-
 
 @dataclass(frozen=True)
 class FieldChange:
@@ -21,6 +19,10 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
     if not before or not after:  # deepdiff reports a whole-record change at the root
         keys = sorted(set(before) | set(after))
         return tuple(FieldChange(k, before.get(k), after.get(k)) for k in keys)
+    if _identical(dict(before), dict(after)):
+        return ()  # the common case (nothing changed) without deepdiff: ~0.3 ms a finetune
+    from deepdiff import DeepDiff  # ~100 ms to import; only a real change pays for it
+
     diff = DeepDiff(dict(before), dict(after), ignore_order=True, verbose_level=2)
     changes: dict[str, FieldChange] = {}
     for kind in ("values_changed", "type_changes"):
@@ -38,6 +40,18 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
             name = _dotted(path.rsplit("[", 1)[0])
             changes[name] = FieldChange(name, _get(before, name), _get(after, name))
     return tuple(changes[k] for k in sorted(changes))
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal with the same types all the way down, so deepdiff would find nothing either
+    (plain == calls 1, 1.0 and True equal, where deepdiff reports a type change)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(map(_identical, a, b))
+    return bool(a == b)
 
 
 def _dotted(path: str) -> str:
