@@ -26,11 +26,12 @@ def digest_from_data(data: dict[str, Any] | None) -> AssetDigest | None:
     return AssetDigest(data["name"], data["size"], data["sha256"], data.get("remote_id"))
 
 
-def relative(path: Path, base: Path) -> str:
+def relative(path: Path, base: Path, *, base_resolved: bool = False) -> str:
+    resolved = path.resolve()
     try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
+        return resolved.relative_to(base if base_resolved else base.resolve()).as_posix()
     except ValueError:
-        return str(path.resolve())
+        return str(resolved)
 
 
 def plan_to_data(plan: Plan, base: Path) -> dict[str, Any]:
