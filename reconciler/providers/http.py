@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthError, EndpointError, OutcomeUnknown, ProviderError
 from .registry import Endpoint
 from .retry import RETRY_STATUSES, RetryPolicy
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("reconciler.http")
 
 # (response JSON) -> the remote's error text, e.g. "Authentication error [code: 10000]"
 ErrorParser = Callable[[Any], str]
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=300.0, pool=10.0)
+TIMEOUTS = {"connect": 10.0, "read": 60.0, "write": 300.0, "pool": 10.0}
 
 
 class Api:
@@ -42,14 +44,15 @@ class Api:
         self._token_variable = token_variable
         self._url_variable = url_variable
         self._parse_error = parse_error
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "reconciler"},
-            timeout=DEFAULT_TIMEOUT,
-            transport=transport,
-            follow_redirects=False,
-            verify=verify,
-        )
+        self._settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": {"Authorization": f"Bearer {token}", "User-Agent": "reconciler"},
+            "transport": transport,
+            "follow_redirects": False,
+            "verify": verify,
+        }
+        self._made: httpx.Client | None = None
+        self._making = threading.Lock()
         self._retry = retry or RetryPolicy.from_env()
         self._sleep = sleep
         self._rng = random.Random()
@@ -76,8 +79,26 @@ class Api:
     def __repr__(self) -> str:
         return f"Api(base_url={self.base_url!r})"
 
+    @property
+    def _client(self) -> httpx.Client:
+        """Made at the first call, not with the provider: importing httpx and loading the CA
+        store take ~0.1 s, which a plan then spends while it hashes rather than before."""
+        if self._made is None:
+            with self._making:
+                if self._made is None:
+                    import httpx
+
+                    settings = dict(self._settings)
+                    if self.base_url.startswith("http://"):
+                        # No TLS is ever spoken (redirects are not followed): skip loading the
+                        # CA store, ~35 ms on every run against a local sandbox.
+                        settings["verify"] = False
+                    self._made = httpx.Client(timeout=httpx.Timeout(**TIMEOUTS), **settings)
+        return self._made
+
     def close(self) -> None:
-        self._client.close()
+        if self._made is not None:
+            self._made.close()
 
     def call(
         self,
@@ -97,6 +118,8 @@ class Api:
         Retries what is safe to retry (see retry.py). For a request that is not `idempotent`,
         an unknown outcome raises OutcomeUnknown instead of repeating it blindly.
         """
+        import httpx  # for its exception classes (free once _client has loaded it)
+
         attempts = self._retry.attempts
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
