@@ -84,11 +84,17 @@ def _from_json(data: dict[str, Any]) -> Recorded:
     return Recorded(finetunes=finetunes, endpoints=dict(data.get("endpoints", {})), pending=pending)
 
 
-def to_json(record: Recorded) -> str:
-    data = {
+def to_json(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None = None) -> str:
+    """The lock's text: exactly json.dumps(indent=2, sort_keys=True) of it.
+
+    json's C encoder does not indent, so an indented dump runs in Python: ~5 ms for 200
+    finetunes, paid on every step of an apply. With `cache` (name -> the entry and its text),
+    only the entries that changed since the last call are dumped again.
+    """
+    data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "endpoints": dict(record.endpoints),
-        "finetunes": {name: _entry_to_json(f) for name, f in record.finetunes.items()},
+        "finetunes": _PLACEHOLDER,
     }
     if record.pending:
         data["pending"] = {
@@ -96,7 +102,30 @@ def to_json(record: Recorded) -> str:
             | ({"asset": p.asset} if p.asset else {})
             for name, p in record.pending.items()
         }
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    # Values never hold a raw newline (JSON escapes it), so this line is the key's own.
+    slot = '\n  "finetunes": ' + json.dumps(_PLACEHOLDER)
+    return text.replace(slot, '\n  "finetunes": ' + _finetunes_text(record, cache), 1) + "\n"
+
+
+_PLACEHOLDER = "\x00finetunes\x00"  # stands in for the finetunes while the rest is dumped
+
+
+def _finetunes_text(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None) -> str:
+    if not record.finetunes:
+        return "{}"
+    cache = {} if cache is None else cache
+    lines = []
+    for name in sorted(record.finetunes):
+        entry = record.finetunes[name]
+        hit = cache.get(name)
+        if hit is None or hit[0] is not entry:
+            body = json.dumps(_entry_to_json(entry), indent=2, sort_keys=True, ensure_ascii=False)
+            hit = cache[name] = (entry, body.replace("\n", "\n    "))  # nested 2 levels deep
+        lines.append(f"    {json.dumps(name, ensure_ascii=False)}: {hit[1]}")
+    for gone in cache.keys() - record.finetunes.keys():
+        del cache[gone]
+    return "{\n" + ",\n".join(lines) + "\n  }"
 
 
 def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
@@ -119,9 +148,11 @@ def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
     return entry
 
 
-def save(path: Path, record: Recorded) -> None:
+def save(
+    path: Path, record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None = None
+) -> None:
     """Write atomically: a reader (or a crash) sees the old lock or the new one, never a mix."""
-    text = to_json(record)
+    text = to_json(record, cache)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -141,14 +172,24 @@ def save(path: Path, record: Recorded) -> None:
 
 
 class LockWriter:
-    """The lock as an apply changes it: every change is saved before the method returns."""
+    """The lock as an apply changes it: every change is saved before the method returns.
+
+    Concurrent steps share saves (group commit, as databases do with their journal): a change
+    is made in memory, then its caller waits until a save that includes it is on disk. The
+    thread that gets to write saves every change made so far, so steps finishing together cost
+    one write and one fsync, not one each, and none returns before its change is durable.
+    """
 
     def __init__(self, path: Path, start: Recorded) -> None:
         self.path = path
         self._finetunes = dict(start.finetunes)
         self._endpoints = dict(start.endpoints)
         self._pending = dict(start.pending)
-        self._mutex = threading.Lock()
+        self._mutex = threading.Lock()  # the state in memory
+        self._io = threading.Lock()  # one save at a time
+        self._changes = 0  # how many changes were made
+        self._saved = 0  # how many of them the file on disk holds
+        self._texts: dict[str, tuple[LockedFinetune, str]] = {}  # to_json's per-entry cache
 
     @property
     def current(self) -> Recorded:
@@ -159,7 +200,8 @@ class LockWriter:
         """Journal an operation before it is sent: the next plan resolves it if we die."""
         with self._mutex:
             self._pending[name] = op
-            self._save()
+            mine = self._changed()
+        self._commit(mine)
 
     def put(self, entry: LockedFinetune, endpoint: str, replaces: str | None = None) -> None:
         """Record an entry; `replaces` names the entry it takes over (a rename), in one write."""
@@ -170,20 +212,23 @@ class LockWriter:
             self._finetunes[entry.name] = entry
             self._endpoints[entry.provider] = endpoint
             self._pending.pop(entry.name, None)
-            self._save()
+            mine = self._changed()
+        self._commit(mine)
 
     def add_asset(self, name: str, asset: AssetDigest) -> None:
         with self._mutex:
             entry = self._finetunes[name]
             self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
             self._pending.pop(name, None)
-            self._save()
+            mine = self._changed()
+        self._commit(mine)
 
     def forget(self, name: str) -> None:
         with self._mutex:
             self._finetunes.pop(name, None)
             self._pending.pop(name, None)
-            self._save()
+            mine = self._changed()
+        self._commit(mine)
 
     def _record(self) -> Recorded:
         return Recorded(
@@ -192,5 +237,16 @@ class LockWriter:
             pending=dict(self._pending),
         )
 
-    def _save(self) -> None:
-        save(self.path, self._record())
+    def _changed(self) -> int:
+        self._changes += 1
+        return self._changes
+
+    def _commit(self, mine: int) -> None:
+        """Return once change number `mine` is in the file on disk."""
+        with self._io:
+            if self._saved >= mine:
+                return  # a save made while we waited for the lock included it
+            with self._mutex:
+                record, upto = self._record(), self._changes
+            save(self.path, record, self._texts)
+            self._saved = upto
