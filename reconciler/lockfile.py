@@ -17,13 +17,18 @@ from typing import Any
 from . import crashpoints, schema
 from .errors import LockfileError
 from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
+from .statcache import StatCache
 
 FORMAT_VERSION = 1
+SCHEMA_FACT = "schema-passed"  # in the stat cache: schema.token() of a lock found valid
 
 
-def load(path: Path) -> Recorded:
-    """The recorded state; an absent lockfile is an empty record."""
+def load(path: Path, cache: StatCache | None = None) -> Recorded:
+    """The recorded state; an absent lockfile is an empty record. With `cache`, a text found
+    valid once is not checked against the schema again (~0.1 s for 1,000 finetunes)."""
+    fence = cache.fence() if cache is not None else None  # before the lock is read
     try:
+        st = path.stat()
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return EMPTY_RECORD
@@ -44,7 +49,12 @@ def load(path: Path) -> Recorded:
             f"{path}: format_version {version} was written by a newer reconciler "
             f"(this one reads {FORMAT_VERSION}); upgrade reconciler"
         )
+    passed = schema.token("lock.schema.json", text)
+    if cache is not None and cache.get(path, st, SCHEMA_FACT) == passed:
+        return _from_json(data)
     errors = sorted(schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path)
+    if not errors and cache is not None:
+        cache.put(path, st, SCHEMA_FACT, passed, fence)
     if errors:
         first = errors[0]
         where = schema.display_path(tuple(first.absolute_path))

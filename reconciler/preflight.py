@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from .model import DesiredFinetune
 from .safetensors import SafetensorsError, read_header
+from .statcache import StatCache
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -116,8 +118,12 @@ def _mapping(data: Mapping[str, Any], key: str) -> dict[str, str]:
     return dict(value)
 
 
-def check_finetune(desired: DesiredFinetune, folder: Path, limits: Limits) -> list[str]:
-    """Every problem with one finetune's base model and adapter folder; [] when it is fine."""
+def check_finetune(
+    desired: DesiredFinetune, folder: Path, limits: Limits, cache: StatCache | None = None
+) -> list[str]:
+    """Every problem with one finetune's base model and adapter folder; [] when it is fine.
+
+    With a cache, what was read from an unchanged file is taken from it: no byte is read."""
     problems = _check_model(desired, limits)
     try:
         present = {p.name: p for p in folder.iterdir()}
@@ -129,7 +135,8 @@ def check_finetune(desired: DesiredFinetune, folder: Path, limits: Limits) -> li
             problems.append(_missing(name, present, limits.required_files))
             continue
         try:
-            size = path.stat().st_size
+            st = path.stat()
+            size = st.st_size
         except OSError as exc:
             problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
             continue
@@ -151,9 +158,10 @@ def check_finetune(desired: DesiredFinetune, folder: Path, limits: Limits) -> li
                 f"{name}: is {size:,} bytes; an adapter config is a few kB: is it the right file?"
             )
         elif name == CONFIG:
-            problems.extend(f"{name}: {p}" for p in _check_config(path, desired.model, limits))
+            found = _read_config(path, st, cache)
+            problems.extend(f"{name}: {p}" for p in _check_config(found, desired.model, limits))
         elif name == WEIGHTS:
-            problems.extend(f"{name}: {p}" for p in _check_weights(path))
+            problems.extend(f"{name}: {p}" for p in _check_weights(path, st, cache))
     return problems
 
 
@@ -217,21 +225,47 @@ def _missing(name: str, present: Mapping[str, Path], required: tuple[str, ...]) 
     return f"{found}; rename it to exactly {name} (names are case-sensitive)"
 
 
-def _check_config(path: Path, model: str, limits: Limits) -> list[str]:
+CONFIG_FACT = "adapter-config"  # in the stat cache: {"error": text} or {"keys": {...}}
+WEIGHTS_FACT = "safetensors-problems"  # in the stat cache: the header's problems, [] if none
+_CONFIG_KEYS = ("model_type", "r")  # all the checks look at
+
+
+def _read_config(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
+    """adapter_config.json, as far as the checks need it: {"error": why it is unusable}, or
+    {"keys": the keys they look at, those present}."""
+    if cache is not None:
+        known = cache.get(path, st, CONFIG_FACT)
+        if isinstance(known, dict):
+            return known
+        fence = cache.fence()  # before the read
+    found = _parse_config(path)
+    if cache is not None:
+        cache.put(path, st, CONFIG_FACT, found, fence)
+    return found
+
+
+def _parse_config(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        return [f"cannot be read ({exc.strerror or exc})"]
+        return {"error": f"cannot be read ({exc.strerror or exc})"}
     except UnicodeDecodeError as exc:
-        return [f"is not UTF-8 text (invalid byte at offset {exc.start})"]
+        return {"error": f"is not UTF-8 text (invalid byte at offset {exc.start})"}
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"]
+        return {"error": f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"}
     except (ValueError, RecursionError) as exc:
-        return [f"is not acceptable JSON ({exc})"]
+        return {"error": f"is not acceptable JSON ({exc})"}
     if not isinstance(config, dict):
-        return [f"must be a JSON object, not {type(config).__name__}"]
+        return {"error": f"must be a JSON object, not {type(config).__name__}"}
+    return {"keys": {k: config[k] for k in _CONFIG_KEYS if k in config}}
+
+
+def _check_config(found: dict[str, Any], model: str, limits: Limits) -> list[str]:
+    if "error" in found:
+        return [str(found["error"])]
+    config = found.get("keys", {})
     return [*_check_model_type(config, model, limits), *_check_rank(config, limits)]
 
 
@@ -269,12 +303,20 @@ def _check_rank(config: Mapping[str, Any], limits: Limits) -> list[str]:
     return []
 
 
-def _check_weights(path: Path) -> list[str]:
+def _check_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> list[str]:
+    if cache is not None:
+        known = cache.get(path, st, WEIGHTS_FACT)
+        if isinstance(known, list):
+            return [str(p) for p in known]
+        fence = cache.fence()  # before the read
     try:
         read_header(path)
+        problems: list[str] = []
     except SafetensorsError as exc:
-        return list(exc.problems)
-    return []
+        problems = list(exc.problems)
+    if cache is not None:
+        cache.put(path, st, WEIGHTS_FACT, problems, fence)
+    return problems
 
 
 __all__ = [

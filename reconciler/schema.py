@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cache
 from importlib import resources
@@ -20,6 +21,16 @@ def load(name: str) -> dict[str, Any]:
     text = (resources.files("reconciler") / "schemas" / name).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+@cache
+def token(name: str, *parts: str) -> str:
+    """A digest of a schema and of what it was checked against: the stat cache keeps it for a
+    document found valid, so an unchanged document is not checked again."""
+    h = hashlib.sha256((resources.files("reconciler") / "schemas" / name).read_bytes())
+    for part in parts:
+        h.update(b"\0" + part.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 @cache

@@ -7,6 +7,7 @@ about click or terminals.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from .model import Desired, Digests, LockedFinetune, Observed, Recorded, RemoteF
 from .preflight import check_account_capacity
 from .providers import registry
 from .providers.base import History, Provider
+from .statcache import StatCache, default_path
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,15 @@ class Planned:
 
 
 def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
-    """Parse and check the config and its files; no network. Raises ConfigError."""
-    return config.load(config_path, env)
+    """Parse and check the config and its files; no network. Raises ConfigError.
+
+    What the adapter checks read is kept in the config's stat cache, so the next command
+    reads no byte of an unchanged adapter."""
+    cache = StatCache.open(default_path(config_path))
+    try:
+        return config.load(config_path, env, cache)
+    finally:
+        cache.save()
 
 
 @contextmanager
@@ -75,11 +84,19 @@ def make_plan(
     targets: tuple[str, ...] = (),
     prune: bool = False,
 ) -> Planned:
-    desired = config.load(config_path, env)
+    cache = StatCache.open(default_path(config_path))
+    desired = config.load(config_path, env, cache)
+    # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
+    hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
     lock_path = config.lockfile_path(config_path)
-    recorded = lockfile.load(lock_path)
-    observed = read_observed(desired.accounts, providers)
-    digests = assets.digest_all(a for d in desired.finetunes for a in d.assets)
+    try:
+        recorded = lockfile.load(lock_path, cache)
+        observed = read_observed(desired.accounts, providers)
+    except BaseException:
+        wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
+        raise
+    digests = hashing.result()
+    cache.save()  # what lockfile.load recorded, if digest_all saved before it did
     endpoints = {n: p.endpoint for n, p in providers.items()}
     plan = plan_mod.build(
         desired,
