@@ -49,11 +49,11 @@ def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
 
 @contextmanager
 def open_providers(
-    config_path: Path, env: Mapping[str, str], label: str | None
+    config_path: Path, env: Mapping[str, str], label: str | None, desired: Desired | None = None
 ) -> Iterator[dict[str, Provider]]:
-    """The providers the config uses. Validates the config first, so bad input fails before
-    any credential is looked at or any call is made."""
-    names = set(config.load(config_path, env).accounts)
+    """The providers the config uses. Validates the config first (unless given it loaded), so
+    bad input fails before any credential is looked at or any call is made."""
+    names = set((desired or config.load(config_path, env)).accounts)
     opened: dict[str, Provider] = {}
     try:
         for name in sorted(names):
@@ -83,9 +83,11 @@ def make_plan(
     providers: Mapping[str, Provider],
     targets: tuple[str, ...] = (),
     prune: bool = False,
+    desired: Desired | None = None,
 ) -> Planned:
+    """`desired`: the config as open_providers loaded it, so a plan parses it once."""
     cache = StatCache.open(default_path(config_path))
-    desired = config.load(config_path, env, cache)
+    desired = desired or config.load(config_path, env, cache)
     # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
     hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
     lock_path = config.lockfile_path(config_path)

@@ -37,10 +37,7 @@ def import_(
 
     with (
         exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (
-            env,
-            providers,
-        ),
+        session(config_path, sandbox) as (env, providers, _),
     ):
         entry = import_finetune(config_path, env, providers, name, confirm)
     state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"

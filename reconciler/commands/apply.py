@@ -90,12 +90,9 @@ def apply(
     color = color_on()
     with (
         exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (
-            env,
-            providers,
-        ),
+        session(config_path, sandbox) as (env, providers, desired),
     ):
-        planned = make_plan(config_path, env, providers, targets, prune)
+        planned = make_plan(config_path, env, providers, targets, prune, desired)
         if saved is not None and planfile is not None:
             planned = use_saved(planfile, saved, planned)
             click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")

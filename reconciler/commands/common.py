@@ -8,11 +8,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import ConfigError, ReconcilerError
+
+if TYPE_CHECKING:
+    from ..model import Desired
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,24 +58,27 @@ def handle_errors(fn: F) -> F:
 
 
 @contextmanager
-def session(config_path: Path, sandbox: bool) -> Iterator[tuple[Mapping[str, str], dict[str, Any]]]:
-    """The environment and the open providers for one command (against the sandbox if asked)."""
-    from ..workflow import open_providers
+def session(
+    config_path: Path, sandbox: bool
+) -> Iterator[tuple[Mapping[str, str], dict[str, Any], Desired]]:
+    """The environment, the open providers and the loaded config for one command (against the
+    sandbox if asked). The config is parsed here, once; commands pass it on."""
+    from ..workflow import open_providers, validate
 
     if not sandbox:
         env: Mapping[str, str] = dict(os.environ)
-        with open_providers(config_path, env, None) as providers:
-            yield env, providers
+        desired = validate(config_path, env)
+        with open_providers(config_path, env, None, desired) as providers:
+            yield env, providers, desired
         return
     from ..embedded import LABEL, sandbox_env
 
     where = relative(config_path.parent)
     click.echo(f"Using the local sandbox (state in {where}/.reconciler/sandbox).", err=True)
-    with (
-        sandbox_env(config_path, os.environ) as env,
-        open_providers(config_path, env, LABEL) as providers,
-    ):
-        yield env, providers
+    with sandbox_env(config_path, os.environ) as env:
+        desired = validate(config_path, env)
+        with open_providers(config_path, env, LABEL, desired) as providers:
+            yield env, providers, desired
 
 
 def relative(path: Path) -> str:

@@ -29,7 +29,7 @@ def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
     from ..render import drift as render_drift
     from ..workflow import detect_drift
 
-    with session(config_path, sandbox) as (env, providers):
+    with session(config_path, sandbox) as (env, providers, _):
         items = detect_drift(config_path, env, providers)
     click.echo(render_drift.render(items, fmt), nl=False)
     if items:

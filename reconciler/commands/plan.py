@@ -56,8 +56,8 @@ def plan(
     from .. import planfile
     from ..workflow import make_plan
 
-    with session(config_path, sandbox) as (env, providers):
-        planned = make_plan(config_path, env, providers, targets, prune)
+    with session(config_path, sandbox) as (env, providers, desired):
+        planned = make_plan(config_path, env, providers, targets, prune, desired)
     echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)

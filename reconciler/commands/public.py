@@ -44,11 +44,10 @@ def public(
 ) -> None:
     """List the public finetunes Cloudflare offers (any check may use one as its lora)."""
     from ..render import checks as render_checks
-    from ..workflow import validate
 
-    with session(config_path, sandbox) as (env, providers):
+    with session(config_path, sandbox) as (env, providers, desired):
         if account is None:
-            accounts = validate(config_path, env).accounts.get("cloudflare") or ()
+            accounts = desired.accounts.get("cloudflare") or ()
             account = accounts[0] if accounts else env.get("CLOUDFLARE_ACCOUNT_ID")
         if not account:
             raise PlanError("no Cloudflare account: pass --account or set CLOUDFLARE_ACCOUNT_ID")

@@ -32,6 +32,6 @@ def show(target: str, config_path: Path, fmt: str, sandbox: bool) -> None:
     from ..render import history
     from ..workflow import describe
 
-    with session(config_path, sandbox) as (env, providers):
+    with session(config_path, sandbox) as (env, providers, _):
         locked, remote, events = describe(config_path, env, providers, target)
     click.echo(history.render(target, locked, remote, events), nl=False)

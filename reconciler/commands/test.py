@@ -23,10 +23,8 @@ def test_(config_path: Path, targets: tuple[str, ...], sandbox: bool) -> None:
     Each check sends its prompt or messages to the finetune's base model with the finetune as
     the LoRA; exit 1 if any check fails.
     """
-    from ..workflow import validate
-
-    with session(config_path, sandbox) as (env, providers):
-        desired = validate(config_path, env).finetunes
+    with session(config_path, sandbox) as (_env, providers, loaded):
+        desired = loaded.finetunes
         if targets:
             desired = tuple(
                 d for d in desired if d.name in targets or f"{d.provider}.{d.name}" in targets

@@ -19,8 +19,10 @@ def validate(config_path: Path) -> None:
 
     Reports every problem at once, each with its file, line and column.
     """
-    from ..workflow import validate as run_validate
+    # config.load is what workflow.validate does, less the stat cache; importing it directly
+    # spares validate the plan, apply and lockfile modules (~50 ms of imports)
+    from ..config import load
 
-    desired = run_validate(config_path, dict(os.environ))
+    desired = load(config_path, dict(os.environ))
     count = len(desired.finetunes)
     click.echo(f"{config_path} is valid: {count} finetune{'s' if count != 1 else ''}.")
