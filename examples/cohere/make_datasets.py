@@ -16,8 +16,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TOPICS = ["refund", "invoice", "password reset", "shipping delay", "plan upgrade", "data export"]
-CLAUSES = ["indemnity", "termination", "liability cap", "governing law", "confidentiality",
-           "assignment", "force majeure", "warranty", "non-compete", "payment terms"]
+CLAUSES = [
+    "indemnity",
+    "termination",
+    "liability cap",
+    "governing law",
+    "confidentiality",
+    "assignment",
+    "force majeure",
+    "warranty",
+    "non-compete",
+    "payment terms",
+]
 
 
 def chat(rng: random.Random) -> list[dict[str, object]]:
@@ -28,8 +38,11 @@ def chat(rng: random.Random) -> list[dict[str, object]]:
                 "messages": [
                     {"role": "System", "content": "You are a concise, friendly support agent."},
                     {"role": "User", "content": f"I need help with a {topic}."},
-                    {"role": "Chatbot", "content": f"Happy to help with your {topic}. "
-                     f"Could you share your account email so I can look it up?"},
+                    {
+                        "role": "Chatbot",
+                        "content": f"Happy to help with your {topic}. "
+                        f"Could you share your account email so I can look it up?",
+                    },
                 ]
             }
         )
