@@ -74,6 +74,7 @@ def _one(
     provider = providers.get(change.provider)
     remote_id = change.remote_id
     held: dict[str, AssetDigest] = {}  # uploaded ahead of the create or update that names them
+    journaled = False  # the previous write already journaled this step
     for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
         later = {s.kind for s in change.steps[index + 1 :]}
@@ -101,7 +102,10 @@ def _one(
                 remote = provider.create_finetune(d, held)
                 crashpoints.hit("create.after")
                 remote_id = remote.id
-                writer.put(_entry(change, remote.id, remote.model, remote.fields, held), endpoint)
+                then = _intent(change, index + 1)
+                entry = _entry(change, remote.id, remote.model, remote.fields, held)
+                writer.put(entry, endpoint, then=then)
+                journaled = then is not None
                 crashpoints.hit("create.locked")
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
             elif step.kind is StepKind.ADOPT:
@@ -119,16 +123,17 @@ def _one(
                 emit(Outcome(change.name, label, True, f"updated (id {remote.id})"))
             elif step.kind is StepKind.UPLOAD:
                 assert step.asset is not None
-                writer.intend(
-                    change.name, Pending("upload", d.provider, d.account, step.asset.name)
-                )
+                if not journaled:
+                    writer.intend(change.name, _upload_intent(change, step.asset.name))
                 crashpoints.hit("upload.before")
                 sent = provider.upload_asset(change.account, remote_id, step.asset)
                 crashpoints.hit("upload.after")
                 if later & {StepKind.CREATE, StepKind.UPDATE}:
                     held[sent.name] = sent  # recorded with the create or update that uses it
                 else:
-                    writer.add_asset(change.name, sent)
+                    then = _intent(change, index + 1)
+                    writer.add_asset(change.name, sent, then=then)
+                    journaled = then is not None
                 crashpoints.hit("upload.locked")
                 if step.digest is not None and sent != step.digest:
                     emit(
@@ -153,6 +158,20 @@ def _one(
         except OSError as exc:
             emit(Outcome(change.name, label, False, f"local file error: {exc}"))
             return
+
+
+def _upload_intent(change: Change, asset: str) -> Pending:
+    return Pending("upload", change.provider, change.account, asset)
+
+
+def _intent(change: Change, index: int) -> Pending | None:
+    """The journal entry of step `index`, when it is an upload that can be journaled together
+    with the write that records the step before it."""
+    if index < len(change.steps):
+        step = change.steps[index]
+        if step.kind is StepKind.UPLOAD and step.asset is not None:
+            return _upload_intent(change, step.asset.name)
+    return None
 
 
 def _entry(

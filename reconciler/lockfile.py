@@ -213,23 +213,31 @@ class LockWriter:
             mine = self._changed()
         self._commit(mine)
 
-    def put(self, entry: LockedFinetune, endpoint: str, replaces: str | None = None) -> None:
-        """Record an entry; `replaces` names the entry it takes over (a rename), in one write."""
+    def put(
+        self,
+        entry: LockedFinetune,
+        endpoint: str,
+        replaces: str | None = None,
+        then: Pending | None = None,
+    ) -> None:
+        """Record an entry; `replaces` names the entry it takes over (a rename), `then` journals
+        the next operation, all in one write."""
         with self._mutex:
             if replaces is not None:
                 self._finetunes.pop(replaces, None)
                 self._pending.pop(replaces, None)
             self._finetunes[entry.name] = entry
             self._endpoints[entry.provider] = endpoint
-            self._pending.pop(entry.name, None)
+            self._journal(entry.name, then)
             mine = self._changed()
         self._commit(mine)
 
-    def add_asset(self, name: str, asset: AssetDigest) -> None:
+    def add_asset(self, name: str, asset: AssetDigest, then: Pending | None = None) -> None:
+        """Record an uploaded asset; `then` journals the next operation in the same write."""
         with self._mutex:
             entry = self._finetunes[name]
             self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
-            self._pending.pop(name, None)
+            self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
 
@@ -239,6 +247,14 @@ class LockWriter:
             self._pending.pop(name, None)
             mine = self._changed()
         self._commit(mine)
+
+    def _journal(self, name: str, then: Pending | None) -> None:
+        # a step's result and the next step's intent go out together: each write is one the
+        # next plan already knows how to resolve, and an apply makes a third fewer writes
+        if then is None:
+            self._pending.pop(name, None)
+        else:
+            self._pending[name] = then
 
     def _record(self) -> Recorded:
         return Recorded(
