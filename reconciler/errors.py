@@ -3,19 +3,18 @@
     ReconcilerError                 exit 1, the message is shown as is
     ├── ConfigError                 the config is invalid: carries every Problem found
     ├── LockfileError               finetunes.lock is corrupt, of an unknown version, or foreign
+    ├── LockHeldError               another apply holds the apply lock
     ├── PlanError                   the plan cannot be made or carried out as declared
     │   ├── PlanFileError           a saved plan file is missing, foreign or damaged
     │   └── StalePlanError          a saved plan's inputs changed since it was made
-    ├── LockHeldError               another apply holds the apply lock
     ├── CredentialsError            a token or account id is missing from the environment
-    ├── ProviderError               a remote call failed
-    │   ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
-    │   ├── AuthError               the API rejected the token
-    │   └── EndpointError           the endpoint is unreachable or did not answer the API's shape
-    └── ApplyError                  some steps of an apply failed (the lock holds what succeeded)
+    └── ProviderError               a remote call failed
+        ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
+        ├── AuthError               the API rejected the token
+        └── EndpointError           the endpoint is unreachable or did not answer the API's shape
 
-Messages never contain secrets: tokens are redacted where requests are built (providers/http.py)
-and no exception here is constructed from request headers.
+Messages never contain secrets: no exception here is built from request headers, and logs.py
+redacts every token from every log line.
 """
 
 from __future__ import annotations
@@ -91,8 +90,4 @@ class AuthError(ProviderError):
 
 
 class EndpointError(ProviderError):
-    pass
-
-
-class ApplyError(ReconcilerError):
     pass

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .render import FORMATS
+
 config_option = click.option(
     "-c",
     "--config",
@@ -41,7 +43,7 @@ parallelism_option = click.option(
 format_option = click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text for people, json for machines (schemas/plan.schema.json), markdown for a "

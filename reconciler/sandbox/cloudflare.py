@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from reconciler.sandbox import inference
+from reconciler.sandbox.paging import whole_number
 from reconciler.sandbox.store import (
     PUBLIC_ORDER_COLUMNS,
     AssetExists,
@@ -386,16 +387,10 @@ def _wsgi_text(value: str) -> str:
 
 
 def _count(raw: str | None, key: str) -> int | None:
-    """A non-negative whole number; the SDK types these as floats, so `2.0` is fine."""
-    if raw is None or raw == "":
-        return None
     try:
-        number = float(raw)
+        return whole_number(raw)
     except ValueError:
-        number = -1.0
-    if number < 0 or not number.is_integer():
-        raise invalid(f"Query parameter '{key}' must be a non-negative integer")
-    return int(number)
+        raise invalid(f"Query parameter '{key}' must be a non-negative integer") from None
 
 
 def _order(raw: str | None) -> tuple[str, bool]:

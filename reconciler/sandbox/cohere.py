@@ -27,7 +27,7 @@ from reconciler.sandbox.cohere_datasets import (
 )
 from reconciler.sandbox.cohere_settings import BASE_TYPES, SettingsError, normalize
 from reconciler.sandbox.cohere_store import CohereStore, Dataset, Model, Part, RunPlan
-from reconciler.sandbox.paging import Key, Page, Pager, page_size
+from reconciler.sandbox.paging import Key, Page, Pager, page_size, whole_number
 from reconciler.sandbox.store import SandboxLimits
 from reconciler.sandbox.training import fail_step, plan_steps
 from reconciler.sandbox.uploads import Spool, UploadTooLarge
@@ -450,16 +450,10 @@ def _descending(raw: str | None) -> bool:
 
 
 def _count(raw: str | None, key: str) -> int | None:
-    """A non-negative whole number; the SDK sends these as floats, so `2.0` is fine."""
-    if raw is None or raw == "":
-        return None
     try:
-        number = float(raw)
+        return whole_number(raw)
     except ValueError:
-        number = -1.0
-    if number < 0 or not number.is_integer():
-        raise invalid(f"{key} must be a non-negative integer")
-    return int(number)
+        raise invalid(f"{key} must be a non-negative integer") from None
 
 
 _MODELS = COHERE_PREFIX + "/finetuning/finetuned-models"

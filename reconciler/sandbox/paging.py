@@ -100,3 +100,17 @@ def page_size(raw: str | None) -> int:
         raise ValueError(f"invalid page_size {raw!r}: must be a non-negative integer")
     size = int(number)
     return DEFAULT_PAGE_SIZE if size == 0 else min(size, MAX_PAGE_SIZE)
+
+
+def whole_number(raw: str | None) -> int | None:
+    """A query parameter that must be a non-negative whole number (None when absent). The
+    SDKs type these as floats, so `2.0` is accepted. Raises ValueError otherwise."""
+    if raw is None or raw == "":
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        number = -1.0
+    if number < 0 or not number.is_integer():
+        raise ValueError(raw)
+    return int(number)
