@@ -251,3 +251,18 @@ def test_hyperparameters_outside_the_published_ranges_are_refused_before_any_cal
         in result.stderr
     )
     assert cohere.request_log == []
+
+
+def test_an_imported_model_can_be_updated(cli: Cli, cohere: SandboxServer, config: Path) -> None:
+    applied(cli, config)
+    lock_path = config.with_suffix(".lock")
+    remote_id = lock(config)["finetunes"]["support-chat"]["id"]
+    assert cli("forget", "support-chat", "-c", config).exit_code == 0
+    imported = cli("import", "support-chat", "-c", config, "--confirm")
+    assert imported.exit_code == 0, imported.output
+    assert "id" not in lock(config)["finetunes"]["support-chat"]["assets"]["dataset"]
+    edit(config, "train_epochs: 1,", "train_epochs: 2,")
+    out = applied(cli, config)
+    assert "support-chat: update: updated" in out
+    assert lock(config)["finetunes"]["support-chat"]["id"] == remote_id
+    assert lock_path.exists() and cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..assets import HashingReader
@@ -135,6 +136,14 @@ class CohereProvider:
         self, desired: DesiredFinetune, remote_id: str, assets: Mapping[str, AssetDigest]
     ) -> RemoteFinetune:
         what = f"update finetuned model {desired.name} ({remote_id})"
+        dataset = assets.get("dataset")
+        if dataset is not None and dataset.remote_id is None:
+            # adopted by `import`: the lock knows the file, not its dataset id; keep the
+            # model's own dataset, which is what the recorded file stands for
+            current = self.get_finetune(account="", remote_id=remote_id)
+            dataset_id = current.fields.get("dataset_id") if current else None
+            if dataset_id:
+                assets = {**assets, "dataset": replace(dataset, remote_id=str(dataset_id))}
         # the API wants both the name and the full settings; a PATCH of the same body twice
         # leaves the same model, so it may be retried
         payload = {"name": desired.name, "settings": _settings(desired, assets)}
