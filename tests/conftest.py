@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
+from sandbox_clients import client_for
 
 from reconciler.cli import main
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
@@ -28,6 +30,20 @@ CANARY_TOKEN = "canary-token-6b1f0c9e-must-never-be-printed"
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
     with SandboxServer(tmp_path / "sandbox-data", tokens=(DEFAULT_TOKEN, CANARY_TOKEN)) as server:
         yield server
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Iterator[SandboxServer]:
+    """A sandbox accepting only the default token (the sandbox's own tests)."""
+    with SandboxServer(tmp_path / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def api(sb: SandboxServer) -> Iterator[httpx.Client]:
+    """A client of sb's Cloudflare API with the default token."""
+    with client_for(sb) as client:
+        yield client
 
 
 @pytest.fixture

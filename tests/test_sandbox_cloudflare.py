@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_clients import client_for, serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
@@ -27,24 +27,6 @@ OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
 MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
 FINETUNES = f"/accounts/{ACCOUNT}/ai/finetunes"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-@pytest.fixture
-def sb(tmp_path: Path) -> Iterator[SandboxServer]:
-    with SandboxServer(tmp_path / "data") as server:
-        yield server
-
-
-@pytest.fixture
-def api(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with client_for(sb) as client:
-        yield client
-
-
-def client_for(sb: SandboxServer, token: str | None = DEFAULT_TOKEN) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    # verify=False: plain HTTP on loopback, and loading CA certificates costs 30 ms a client.
-    return httpx.Client(base_url=sb.cloudflare_base_url, headers=headers, timeout=30, verify=False)
 
 
 def envelope(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -682,30 +664,12 @@ def test_package_import_does_not_pull_in_werkzeug() -> None:
 
 
 def test_serve_prints_one_line_and_stops_on_sigterm(tmp_path: Path) -> None:
-    code = (
-        "import sys; from pathlib import Path; from reconciler.sandbox.server import serve; "
-        "serve('127.0.0.1', 0, Path(sys.argv[1]), ['serve-token'])"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path / "data")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/client/v4)", line)
-        assert match, line
+    with serve_process(tmp_path / "data") as served:
+        match = re.search(r"(http://127\.0\.0\.1:\d+/client/v4)", served.line)
+        assert match, served.line
         with httpx.Client(base_url=match.group(1)) as api:
             response = api.get(FINETUNES, headers={"Authorization": "Bearer serve-token"})
         assert envelope(response, 200)["result"] == []
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-        assert out == ""  # exactly one line was printed
-        assert "serve-token" not in line + out + err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    assert served.returncode == 0, served.err
+    assert served.out == ""  # exactly one line was printed
+    assert "serve-token" not in served.line + served.out + served.err

@@ -5,9 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_clients import client_for as cloudflare_or_cohere_client
+from sandbox_clients import serve_process
 
 from reconciler.sandbox import DEFAULT_TOKEN
 from reconciler.sandbox.clock import ManualClock
@@ -50,9 +49,7 @@ def api(sb: SandboxServer) -> Iterator[httpx.Client]:
 
 
 def client_for(sb: SandboxServer, token: str | None = DEFAULT_TOKEN) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    # verify=False: plain HTTP on loopback, and loading CA certificates costs 30 ms a client.
-    return httpx.Client(base_url=sb.cohere_base_url, headers=headers, timeout=30, verify=False)
+    return cloudflare_or_cohere_client(sb, token, cohere=True)
 
 
 def body(response: httpx.Response, status: int) -> Any:
@@ -925,30 +922,12 @@ def test_clock_speed_runs_training_fast_on_the_real_clock(tmp_path: Path) -> Non
 
 
 def test_serve_prints_both_apis_on_one_line(tmp_path: Path) -> None:
-    code = (
-        "import sys; from pathlib import Path; from reconciler.sandbox.server import serve; "
-        "serve('127.0.0.1', 0, Path(sys.argv[1]), ['serve-token'], clock_speed=60)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path / "data")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"Cohere API at (http://127\.0\.0\.1:\d+)", line)
-        assert match, line
-        assert "clock x60" in line
+    with serve_process(tmp_path / "data", ", clock_speed=60") as served:
+        match = re.search(r"Cohere API at (http://127\.0\.0\.1:\d+)", served.line)
+        assert match, served.line
+        assert "clock x60" in served.line
         with httpx.Client(base_url=match.group(1), verify=False) as api:
             response = api.get(MODELS, headers={"Authorization": "Bearer serve-token"})
         assert body(response, 200)["total_size"] == 0
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-        assert out == ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    assert served.returncode == 0, served.err
+    assert served.out == ""

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_clients import serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.clock import ManualClock
@@ -376,33 +374,17 @@ def test_from_option_reports_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_serve_announces_the_faults_on_its_one_line(tmp_path: Path) -> None:
-    code = (
-        "import sys; from pathlib import Path; from reconciler.sandbox.server import serve; "
-        "from reconciler.sandbox.faults import FaultSpec; "
-        "serve('127.0.0.1', 0, Path(sys.argv[1]), ['serve-token'],"
-        " faults=FaultSpec.parse('seed=4; status=503; route=GET /v1/**'))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path / "data")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "injecting faults (seed 4, 1 rule(s))" in line
-        match = re.search(r"Cohere API at (http://127\.0\.0\.1:\d+)", line)
-        assert match, line
+    with serve_process(
+        tmp_path / "data",
+        ", faults=FaultSpec.parse('seed=4; status=503; route=GET /v1/**')",
+        imports="from reconciler.sandbox.faults import FaultSpec; ",
+    ) as served:
+        assert "injecting faults (seed 4, 1 rule(s))" in served.line
+        match = re.search(r"Cohere API at (http://127\.0\.0\.1:\d+)", served.line)
+        assert match, served.line
         with httpx.Client(verify=False) as client:
             response = client.get(
                 match.group(1) + COHERE_MODELS, headers={"Authorization": "Bearer serve-token"}
             )
         assert response.status_code == 503
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    assert served.returncode == 0, served.err

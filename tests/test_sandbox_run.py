@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sandbox_clients import client_for
 
-from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+from reconciler.sandbox import DEFAULT_ACCOUNT_ID
 from reconciler.sandbox.fault_spec import FaultSpec
 from reconciler.sandbox.inference import SENTENCES, keywords
 from reconciler.sandbox.server import SandboxServer
@@ -34,24 +34,6 @@ def encoded(model: str) -> str:
 
 def run_path(model: str, account: str = ACCOUNT) -> str:
     return f"/accounts/{account}/ai/run/{encoded(model)}"
-
-
-@pytest.fixture
-def sb(tmp_path: Path) -> Iterator[SandboxServer]:
-    with SandboxServer(tmp_path / "data") as server:
-        yield server
-
-
-@pytest.fixture
-def api(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with client_for(sb) as client:
-        yield client
-
-
-def client_for(sb: SandboxServer, token: str | None = DEFAULT_TOKEN) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    # verify=False: plain HTTP on loopback, and loading CA certificates costs 30 ms a client.
-    return httpx.Client(base_url=sb.cloudflare_base_url, headers=headers, timeout=30, verify=False)
 
 
 def run(
