@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from reconciler.sandbox import inference
@@ -26,7 +26,13 @@ from reconciler.sandbox.store import (
     SandboxStore,
     published,
 )
-from reconciler.sandbox.uploads import Spool, UploadTooLarge
+from reconciler.sandbox.uploads import (
+    NotMultipart,
+    Spool,
+    UploadTooLarge,
+    receive_multipart,
+    spool_of,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -56,8 +62,6 @@ INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
 
 # A JSON body for create is a few hundred bytes; anything near this is not a finetune.
 MAX_JSON_BYTES = 1 << 20
-# Room for the multipart framing and the `file_name` field around the file itself.
-FORM_OVERHEAD_BYTES = 64 << 10
 # The file part's name: the official SDK and wrangler 4.86 say `file` (wrangler's *filename* is
 # `blob`); api-notes.md records wranglers naming the part itself `blob`. Either is accepted.
 FILE_PART_NAMES = ("file", "blob")
@@ -234,37 +238,15 @@ class CloudflareApi:
 
     def _receive(self, environ: WSGIEnvironment, spools: list[Spool]) -> tuple[str, Spool]:
         """Stream the multipart body to disk; return the asset's name and its spooled file."""
-        from werkzeug.exceptions import RequestEntityTooLarge
-        from werkzeug.formparser import parse_form_data
-
-        if not str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data"):
-            raise invalid("Expected a multipart/form-data body with 'file_name' and 'file'")
-        max_body = self.limits.max_asset_bytes + FORM_OVERHEAD_BYTES
-        # Refuse on the declared length before reading anything; werkzeug's server then
-        # discards the unread body so the client still sees this 413.
-        declared = str(environ.get("CONTENT_LENGTH") or "")
-        if declared.isdigit() and int(declared) > max_body:
-            raise self._too_large()
-
-        def stream_factory(
-            total_content_length: int | None,
-            content_type: str | None,
-            filename: str | None,
-            content_length: int | None = None,
-        ) -> IO[bytes]:
-            spool = Spool(self.store.spool_path(), self.limits.max_asset_bytes)
-            spools.append(spool)
-            return spool  # type: ignore[return-value]  # file-like enough for werkzeug
-
         try:
-            _, form, files = parse_form_data(
-                environ,
-                stream_factory=stream_factory,
-                max_form_memory_size=MAX_JSON_BYTES,
-                max_content_length=max_body,
-                silent=False,
+            form, files = receive_multipart(
+                environ, self.store.spool_path, self.limits.max_asset_bytes, spools
             )
-        except (UploadTooLarge, RequestEntityTooLarge):
+        except NotMultipart:
+            raise invalid(
+                "Expected a multipart/form-data body with 'file_name' and 'file'"
+            ) from None
+        except UploadTooLarge:
             raise self._too_large() from None
         except ValueError as exc:
             raise invalid(f"Malformed multipart body: {exc}") from None
@@ -279,9 +261,7 @@ class CloudflareApi:
             part = next(iter(files.values()))
         if part is None:
             raise invalid("Missing file part 'file'")
-        spool = next(s for s in spools if id(s) == id(part.stream))
-        spool.close()
-        return file_name, spool
+        return file_name, spool_of(spools, part)
 
     def _too_large(self) -> ApiError:
         return fail(

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from reconciler.sandbox import cohere_views as views
@@ -30,14 +30,19 @@ from reconciler.sandbox.cohere_store import CohereStore, Dataset, Model, Part, R
 from reconciler.sandbox.paging import Key, Page, Pager, page_size, whole_number
 from reconciler.sandbox.store import SandboxLimits
 from reconciler.sandbox.training import fail_step, plan_steps
-from reconciler.sandbox.uploads import Spool, UploadTooLarge
+from reconciler.sandbox.uploads import (
+    NotMultipart,
+    Spool,
+    UploadTooLarge,
+    receive_multipart,
+    spool_of,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 COHERE_PREFIX = "/v1"
 MAX_JSON_BYTES = 1 << 20
-FORM_OVERHEAD_BYTES = 64 << 10
 MAX_DATASET_NAME = 49  # "a dataset name is under 50 characters"
 FILE_PARTS = ("data", "eval_data")
 _ORDER_RE = re.compile(r"\s*created_at(?:\s+(asc|desc))?\s*", re.IGNORECASE)
@@ -149,35 +154,12 @@ class CohereApi:
         return {"id": dataset.id}
 
     def _receive(self, environ: WSGIEnvironment, spools: list[Spool]) -> list[Part]:
-        from werkzeug.exceptions import RequestEntityTooLarge
-        from werkzeug.formparser import parse_form_data
-
-        if not str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data"):
-            raise invalid("expected a multipart/form-data body with a 'data' file part")
         limit = self.limits.max_dataset_bytes
-        declared = str(environ.get("CONTENT_LENGTH") or "")
-        if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
-            raise self._too_large()
-
-        def stream_factory(
-            total_content_length: int | None,
-            content_type: str | None,
-            filename: str | None,
-            content_length: int | None = None,
-        ) -> IO[bytes]:
-            spool = Spool(self.store.spool_path(), limit)
-            spools.append(spool)
-            return spool  # type: ignore[return-value]  # file-like enough for werkzeug
-
         try:
-            _, _, files = parse_form_data(
-                environ,
-                stream_factory=stream_factory,
-                max_form_memory_size=MAX_JSON_BYTES,
-                max_content_length=limit + FORM_OVERHEAD_BYTES,
-                silent=False,
-            )
-        except (UploadTooLarge, RequestEntityTooLarge):
+            _, files = receive_multipart(environ, self.store.spool_path, limit, spools)
+        except NotMultipart:
+            raise invalid("expected a multipart/form-data body with a 'data' file part") from None
+        except UploadTooLarge:
             raise self._too_large() from None
         except ValueError as exc:
             raise invalid(f"malformed multipart body: {exc}") from None
@@ -189,8 +171,7 @@ class CohereApi:
         for part in FILE_PARTS:
             if part in files:
                 upload = files[part]
-                spool = next(s for s in spools if id(s) == id(upload.stream))
-                spool.close()
+                spool = spool_of(spools, upload)
                 parts.append(Part(part, upload.filename or part, spool.path, spool.size))
         return parts
 

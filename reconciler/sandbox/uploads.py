@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 
 class UploadTooLarge(Exception):
@@ -43,3 +45,62 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+
+
+# room for the multipart framing and small text fields around the file parts
+FORM_OVERHEAD_BYTES = 64 << 10
+MAX_FIELD_BYTES = 1 << 20
+
+
+class NotMultipart(ValueError):
+    pass
+
+
+def receive_multipart(
+    environ: Any, spool_dir: Callable[[], Path], limit: int, spools: list[Spool]
+) -> tuple[Any, Any]:
+    """Parse a multipart body, streaming every file part to a Spool (appended to `spools`, so
+    the caller can clean up whatever happens). Returns werkzeug's (form, files).
+
+    Raises NotMultipart for another content type, UploadTooLarge past `limit` (on the declared
+    length before reading anything, when there is one; werkzeug's server then discards the
+    unread body so the client still sees the error), ValueError for a malformed body.
+    """
+    from werkzeug.exceptions import RequestEntityTooLarge
+    from werkzeug.formparser import parse_form_data
+
+    if not str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data"):
+        raise NotMultipart
+    max_body = limit + FORM_OVERHEAD_BYTES
+    declared = str(environ.get("CONTENT_LENGTH") or "")
+    if declared.isdigit() and int(declared) > max_body:
+        raise UploadTooLarge
+
+    def stream_factory(
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        spool = Spool(spool_dir(), limit)
+        spools.append(spool)
+        return spool  # type: ignore[return-value]  # file-like enough for werkzeug
+
+    try:
+        _, form, files = parse_form_data(
+            environ,
+            stream_factory=stream_factory,
+            max_form_memory_size=MAX_FIELD_BYTES,
+            max_content_length=max_body,
+            silent=False,
+        )
+    except RequestEntityTooLarge:
+        raise UploadTooLarge from None
+    return form, files
+
+
+def spool_of(spools: list[Spool], part: Any) -> Spool:
+    """The closed spool that holds a parsed file part."""
+    spool = next(s for s in spools if id(s) == id(part.stream))
+    spool.close()
+    return spool
