@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,6 +12,14 @@ from .model import Recorded
 from .providers.base import Provider
 
 TRAINS = {Action.CREATE, Action.UPDATE, Action.REPLACE}
+
+
+def poll_interval(env: Mapping[str, str] = os.environ) -> float:
+    """Seconds between status reads while waiting (RECONCILER_POLL_INTERVAL, default 5)."""
+    try:
+        return max(0.01, float(env.get("RECONCILER_POLL_INTERVAL", "5")))
+    except ValueError:
+        return 5.0
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def apply(
 
 def _wait(planned: Any, providers: Any, timeout: float) -> None:
     from .. import lockfile, training
-    from ..providers.cohere import poll_interval
+    from ..training import poll_interval
 
     finished = training.wait(
         planned.plan,

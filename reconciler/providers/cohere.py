@@ -8,7 +8,6 @@ that Cohere validates before a finetune may use it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -17,6 +16,7 @@ from typing import Any
 from ..assets import HashingReader
 from ..errors import EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from ..training import poll_interval
 from . import registry
 from .base import Capabilities, Event, History, Progress, StepMetric
 from .http import Api
@@ -43,14 +43,6 @@ def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpo
         default_url=DEFAULT_BASE_URL,
         missing="export a Cohere API key",
     )
-
-
-def poll_interval(env: Mapping[str, str] = os.environ) -> float:
-    """Seconds between status reads while waiting (RECONCILER_POLL_INTERVAL, default 5)."""
-    try:
-        return max(0.01, float(env.get("RECONCILER_POLL_INTERVAL", "5")))
-    except ValueError:
-        return 5.0
 
 
 def _error_text(body: Any) -> str:
