@@ -99,6 +99,8 @@ class Plan:
     changes: tuple[Change, ...]
     # provider -> endpoint the plan was made against, what the lock records after apply
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # about the whole run, not one finetune (e.g. a catalogue read from the bundled snapshot)
+    warnings: tuple[str, ...] = ()
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)
@@ -133,4 +135,5 @@ def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
             c for c in plan.changes if c.name in wanted or f"{c.provider}.{c.name}" in wanted
         ),
         endpoints=plan.endpoints,
+        warnings=plan.warnings,
     )

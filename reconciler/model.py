@@ -66,6 +66,8 @@ class Desired:
     # provider -> its limits (preflight.Limits: published values with the config's overrides)
     limits: Mapping[str, Any] = field(default_factory=dict)
     prune: bool = False  # settings.prune: delete what was removed, where the provider can
+    # "file:line:col: warning: ..." lines: worth saying, never a reason to stop
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,10 @@ prune_option = click.option(
     help="Delete finetunes removed from the config, where the provider can (Cohere); never "
     "those with prevent_destroy. Without it they are only forgotten.",
 )
+
+refresh_catalogue_option = click.option(
+    "--refresh-catalogue",
+    is_flag=True,
+    help="Read each account's model catalogue from the provider even if the cached copy "
+    "(.reconciler/catalogue.json, kept a day) is fresh.",
+)

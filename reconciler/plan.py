@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .catalogue import Catalogue, base_problem, deprecation_note
 from .changes import (
     SYMBOLS,
     Action,
@@ -35,6 +36,7 @@ from .model import (
     Recorded,
     RemoteFinetune,
 )
+from .preflight import quantized_hint
 from .providers.base import Capabilities
 
 __all__ = [
@@ -58,7 +60,11 @@ def build(
     capabilities: Mapping[str, Capabilities],
     endpoints: Mapping[str, str],
     prune: bool = False,
+    catalogues: Mapping[tuple[str, str], Catalogue] | None = None,
+    today: str | None = None,
 ) -> Plan:
+    """`catalogues`: each account's model catalogue, where its provider serves one; `today`
+    (an ISO date) tells a past deprecation from a planned one."""
     _check_endpoints(desired, recorded, endpoints)
     changes: list[Change] = []
     declared = {d.name for d in desired.finetunes}
@@ -70,7 +76,11 @@ def build(
         if locked is not None and (locked.provider, locked.account) != (d.provider, d.account):
             locked = None  # moved: the old one stays where it is, a new one is made
         pending = recorded.pending.get(d.name)
-        changes.append(_plan_one(d, locked, observed, digests, capabilities[d.provider], pending))
+        one = _plan_one(d, locked, observed, digests, capabilities[d.provider], pending)
+        catalogue = (catalogues or {}).get((d.provider, d.account))
+        if catalogue is not None:
+            one = _base_model(one, d, catalogue, desired.limits.get(d.provider), today)
+        changes.append(one)
     for name in sorted(set(recorded.finetunes) - declared - renamed_from):
         locked = recorded.finetunes[name]
         changes.append(_removed(locked, capabilities.get(locked.provider), prune or desired.prune))
@@ -173,7 +183,12 @@ def _plan_one(
             "recorded in the lockfile but gone from the account: it will be created again",
             (f"finetune {d.name} (id {locked.id}) is no longer in account {d.account}",),
         )
-    fields = field_changes(project(remote.fields, d.fields), d.fields)
+    # Compare only what is known: what the list returned, else what the lockfile recorded at
+    # creation (Cloudflare's list never returns `public`). A field known from neither is not
+    # a change: comparing it with a missing value would plan it again forever.
+    known = {**(locked.fields or {}), **remote.fields}
+    declared = {k: v for k, v in d.fields.items() if k in known}
+    fields = field_changes(project(known, declared), declared)
     assets = tuple(AssetChange(a.name, locked.assets.get(a.name), local[a.name]) for a in d.assets)
     replaced = [
         a for a in assets if a.before is not None and a.after is not None and a.before != a.after
@@ -245,6 +260,30 @@ def _plan_one(
         else ()
     )
     return change(Action.NOOP, "up to date", remote_id=remote.id, warnings=notes)
+
+
+def _base_model(
+    change: Change, d: DesiredFinetune, catalogue: Catalogue, limits: Any, today: str | None
+) -> Change:
+    """The base model against the account's catalogue: a create on a base that takes no
+    adapter is blocked before anything is sent; a deprecation is a warning on every plan."""
+    notes = list(change.warnings)
+    if change.action in (Action.CREATE, Action.UPLOAD):
+        declared: frozenset[str] = getattr(limits, "declared_models", frozenset())
+        problem = base_problem(d.model, catalogue, declared, quantized_hint(d.model))
+        if problem is not None and change.action is Action.CREATE:
+            return replace(change, action=Action.BLOCKED, reason=problem, steps=())
+        families = getattr(limits, "lora_models", {})
+        if problem is None and families.get(d.model) is None:
+            notes.append(
+                f"Cloudflare documents no adapter model_type for {d.model}, so the adapter's "
+                "model_type could not be checked against it (any of "
+                f"{', '.join(getattr(limits, 'supported_model_types', ()))} is accepted)"
+            )
+    note = deprecation_note(d.model, catalogue, today)
+    if note is not None:
+        notes.append(note)
+    return replace(change, warnings=tuple(notes)) if notes != list(change.warnings) else change
 
 
 def _cannot(

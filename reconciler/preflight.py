@@ -14,18 +14,20 @@ import difflib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .model import DesiredFinetune
-from .safetensors import SafetensorsError, read_header
+from .safetensors import Header, SafetensorsError, read_header
 from .statcache import StatCache
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
-# Name fragments of quantized Workers AI models: LoRA needs full-precision base weights.
-QUANTIZED_HINTS = ("-awq", "-int8", "-fp8", "-gptq", "-int4", "-q4", "-q8")
+# Name fragments of quantized Workers AI models: LoRA needs full-precision base weights. Only a
+# hint in a message about a model the catalogue already refuses: "-fp8" is not here, since
+# Cloudflare serves LoRAs on an -fp8-fast model.
+QUANTIZED_HINTS = ("-awq", "-int8", "-gptq", "-int4", "-q4", "-q8")
 # A PEFT adapter_config.json is a few kB; parsing one far bigger is wasted memory, and such a
 # file is surely not the config it claims to be.
 MAX_CONFIG_BYTES = 1_000_000
@@ -50,8 +52,15 @@ class Limits:
     max_lora_rank: int
     max_finetunes_per_account: int
     supported_model_types: tuple[str, ...]
-    lora_models: Mapping[str, str]  # base model -> the adapter model_type it takes
+    # base model -> the adapter model_type family it takes; None where the provider documents
+    # none (qwen, deepseek): any documented value is accepted there, with a warning
+    lora_models: Mapping[str, str | None]
     required_files: tuple[str, ...]
+    # models the config itself declares LoRA-capable: they win over any catalogue
+    declared_models: frozenset[str] = frozenset()
+    # the snapshot's planned deprecation dates, for when the live catalogue cannot be read
+    deprecations: Mapping[str, str] = field(default_factory=dict)
+    snapshot_date: str = "?"
 
     @classmethod
     def from_data(
@@ -67,7 +76,8 @@ class Limits:
                 f"unknown limit {', '.join(unknown)}; the limits are {', '.join(OVERRIDABLE)}"
             )
         merged = {**data, **overrides}
-        models = {**_mapping(data, "lora_models"), **_mapping(overrides, "lora_models")}
+        declared = _mapping(overrides, "lora_models")
+        models = {**_mapping(data, "lora_models"), **declared}
         limits = cls(
             max_asset_bytes=_positive(merged, "max_asset_bytes"),
             max_lora_rank=_positive(merged, "max_lora_rank"),
@@ -75,8 +85,13 @@ class Limits:
             supported_model_types=_names(merged, "supported_model_types"),
             lora_models=dict(sorted(models.items())),
             required_files=_names(merged, "required_files"),
+            declared_models=frozenset(declared),
+            deprecations=dict(data.get("planned_deprecations") or {}),
+            snapshot_date=str(data.get("snapshot_date", "?")),
         )
-        strays = sorted(m for m, t in models.items() if t not in limits.supported_model_types)
+        strays = sorted(
+            m for m, t in models.items() if t is not None and t not in limits.supported_model_types
+        )
         if strays:
             raise LimitsError(
                 f"lora_models: {', '.join(strays)} map to a model_type not in "
@@ -109,12 +124,15 @@ def _names(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _mapping(data: Mapping[str, Any], key: str) -> dict[str, str]:
+def _mapping(data: Mapping[str, Any], key: str) -> dict[str, str | None]:
     value = data.get(key, {})
     if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
     ):
-        raise LimitsError(f"{key} must map model names to a model_type, not {value!r}")
+        raise LimitsError(
+            f"{key} must map model names to a model_type (or null where none is documented), "
+            f"not {value!r}"
+        )
     return dict(value)
 
 
@@ -123,8 +141,12 @@ def check_finetune(
 ) -> list[str]:
     """Every problem with one finetune's base model and adapter folder; [] when it is fine.
 
-    With a cache, what was read from an unchanged file is taken from it: no byte is read."""
-    problems = _check_model(desired, limits)
+    With a cache, what was read from an unchanged file is taken from it: no byte is read.
+    Whether the base model takes adapters is not checked here (see model_notes): only the
+    account's live catalogue can say, and plan asks it."""
+    problems: list[str] = []
+    config: dict[str, Any] | None = None
+    weights: dict[str, Any] | None = None
     try:
         present = {p.name: p for p in folder.iterdir()}
     except OSError as exc:
@@ -146,23 +168,49 @@ def check_finetune(
         if size == 0:
             problems.append(f"{name}: is empty (0 bytes); expected the adapter's {name}")
             continue
+        if name == WEIGHTS:
+            weights = _read_weights(path, st, cache)
+            problems.extend(f"{name}: {p}" for p in weights["problems"])
         if size > limits.max_asset_bytes:
             problems.append(
                 f"{name}: is {size:,} bytes, over the provider's limit of "
-                f"{limits.max_asset_bytes:,} bytes per file; a lower rank or fewer target "
-                "modules make it smaller (raise max_asset_bytes in the config only if the "
-                "provider's limit has changed)"
+                f"{limits.max_asset_bytes:,} bytes per file; "
+                f"{_what_is_large(weights if name == WEIGHTS else None)} (raise "
+                "max_asset_bytes in the config only if the provider's limit has changed)"
             )
         if name == CONFIG and size > MAX_CONFIG_BYTES:
             problems.append(
                 f"{name}: is {size:,} bytes; an adapter config is a few kB: is it the right file?"
             )
         elif name == CONFIG:
-            found = _read_config(path, st, cache)
-            problems.extend(f"{name}: {p}" for p in _check_config(found, desired.model, limits))
-        elif name == WEIGHTS:
-            problems.extend(f"{name}: {p}" for p in _check_weights(path, st, cache))
+            config = _read_config(path, st, cache)
+            problems.extend(f"{name}: {p}" for p in _check_config(config, desired.model, limits))
+    if config is not None and weights is not None and not weights["problems"]:
+        problems.extend(f"{WEIGHTS}: {p}" for p in _check_ranks(config, weights, limits))
     return problems
+
+
+def model_notes(desired: DesiredFinetune, limits: Limits) -> list[str]:
+    """Warnings, never errors, about the base model as far as the bundled snapshot knows it:
+    offline (validate) the snapshot may be out of date, and plan checks the live catalogue."""
+    model = desired.model
+    if model in limits.lora_models:
+        return []
+    if f"{model}-lora" in limits.lora_models:
+        hint = f" (did you mean {model}-lora?)"
+    else:
+        hint = quantized_hint(model)
+    return [
+        f"model {model} is not among the LoRA-capable models of the bundled snapshot "
+        f"({limits.snapshot_date}){hint}; plan checks it against the account's live model "
+        "catalogue"
+    ]
+
+
+def quantized_hint(model: str) -> str:
+    if any(q in model.lower() for q in QUANTIZED_HINTS):
+        return " (it looks quantized: LoRA adapters need a full-precision base model)"
+    return ""
 
 
 def ignored_files(folder: Path, limits: Limits) -> list[str]:
@@ -189,23 +237,6 @@ def check_account_capacity(
     )
 
 
-def _check_model(desired: DesiredFinetune, limits: Limits) -> list[str]:
-    model = desired.model
-    if model in limits.lora_models:
-        return []
-    hint = ""
-    if f"{model}-lora" in limits.lora_models:
-        hint = f" (did you mean {model}-lora?)"
-    elif any(q in model.lower() for q in QUANTIZED_HINTS):
-        hint = " (it looks quantized: LoRA adapters need a full-precision base model)"
-    return [
-        f"model {model} does not take LoRA adapters{hint}; the LoRA-capable models are "
-        f"{', '.join(limits.lora_models)}. This list is data: if the provider has added a "
-        f"model, add it under providers.{desired.provider}.limits.lora_models "
-        "(model: model_type) in the config"
-    ]
-
-
 def _missing(name: str, present: Mapping[str, Path], required: tuple[str, ...]) -> str:
     # only other names: a present required file is no near-miss of the missing one
     others = [n for n in present if n not in required]
@@ -225,9 +256,11 @@ def _missing(name: str, present: Mapping[str, Path], required: tuple[str, ...]) 
     return f"{found}; rename it to exactly {name} (names are case-sensitive)"
 
 
-CONFIG_FACT = "adapter-config"  # in the stat cache: {"error": text} or {"keys": {...}}
-WEIGHTS_FACT = "safetensors-problems"  # in the stat cache: the header's problems, [] if none
-_CONFIG_KEYS = ("model_type", "r")  # all the checks look at
+# In the stat cache (the names carry a version: an entry of an older shape is never misread):
+CONFIG_FACT = "adapter-config/2"  # {"error": text} or {"keys": {...}}
+WEIGHTS_FACT = "safetensors-summary/1"  # {"problems": [...], "ranks": {...}, "largest": [...]}
+_CONFIG_KEYS = ("model_type", "r", "rank_pattern")  # all the checks look at
+LARGEST_KEPT = 3  # the non-LoRA tensors named when a file is too large
 
 
 def _read_config(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
@@ -252,11 +285,11 @@ def _parse_config(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         return {"error": f"is not UTF-8 text (invalid byte at offset {exc.start})"}
     try:
-        config = json.loads(text)
+        config = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         return {"error": f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"}
     except (ValueError, RecursionError) as exc:
-        return {"error": f"is not acceptable JSON ({exc})"}
+        return {"error": f"is not acceptable JSON ({str(exc)[:200]})"}
     if not isinstance(config, dict):
         return {"error": f"must be a JSON object, not {type(config).__name__}"}
     return {"keys": {k: config[k] for k in _CONFIG_KEYS if k in config}}
@@ -303,19 +336,109 @@ def _check_rank(config: Mapping[str, Any], limits: Limits) -> list[str]:
     return []
 
 
-def _check_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> list[str]:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal keys; the provider's parser may keep the first
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {json.dumps(key)[:80]} appears twice")
+        result[key] = value
+    return result
+
+
+def _no_constant(token: str) -> None:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _read_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
+    """What the checks need of the safetensors header: its problems, the LoRA ranks its
+    tensors have ({rank: [count, an example tensor]}) and its largest non-LoRA tensors."""
     if cache is not None:
         known = cache.get(path, st, WEIGHTS_FACT)
-        if isinstance(known, list):
-            return [str(p) for p in known]
+        if isinstance(known, dict) and isinstance(known.get("problems"), list):
+            return known
         fence = cache.fence()  # before the read
     try:
-        read_header(path)
-        problems: list[str] = []
+        summary = summarize(read_header(path))
     except SafetensorsError as exc:
-        problems = list(exc.problems)
+        summary = {"problems": list(exc.problems), "ranks": {}, "largest": []}
     if cache is not None:
-        cache.put(path, st, WEIGHTS_FACT, problems, fence)
+        cache.put(path, st, WEIGHTS_FACT, summary, fence)
+    return summary
+
+
+def summarize(header: Header) -> dict[str, Any]:
+    """One pass over the tensors: the rank of each LoRA pair (lora_A: [r, in], lora_B:
+    [out, r], likewise lora_embedding_A/B) and the biggest tensors that are not LoRA weights
+    (lm_head or embed_tokens saved by modules_to_save)."""
+    ranks: dict[str, list[Any]] = {}
+    others: list[tuple[int, str]] = []
+    for t in header.tensors:
+        name = t.name
+        if "lora_A" in name or "lora_embedding_A" in name:
+            rank = t.shape[0] if t.shape else None
+        elif "lora_B" in name or "lora_embedding_B" in name:
+            rank = t.shape[1] if len(t.shape) >= 2 else None
+        else:
+            others.append((t.end - t.begin, name))
+            continue
+        if rank is not None:
+            seen = ranks.setdefault(str(rank), [0, name])
+            seen[0] += 1
+    others.sort(key=lambda x: (-x[0], x[1]))
+    return {
+        "problems": [],
+        "ranks": ranks,
+        "largest": [[n, size] for size, n in others[:LARGEST_KEPT]],
+    }
+
+
+def _what_is_large(weights: Mapping[str, Any] | None) -> str:
+    largest = (weights or {}).get("largest") or []
+    big = [(str(n), int(size)) for n, size in largest if int(size) > 0]
+    if not big:
+        return "a lower rank or fewer target modules make it smaller"
+    named = ", ".join(f"{json.dumps(n)[:100]} ({size:,} bytes)" for n, size in big)
+    return (
+        f"its largest tensors are not LoRA weights: {named}; these are full layers saved "
+        "with the adapter (PEFT's modules_to_save, often lm_head or embed_tokens): train "
+        "without modules_to_save, or with a lower rank or fewer target modules"
+    )
+
+
+def _check_ranks(
+    config: Mapping[str, Any], weights: Mapping[str, Any], limits: Limits
+) -> list[str]:
+    """The rank the config declares must be the rank the tensors have: Cloudflare loads the
+    weights with the config's r, and a mismatch fails only when the adapter is first run."""
+    keys = config.get("keys")
+    if not isinstance(keys, Mapping):
+        return []
+    r = keys.get("r")
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        return []  # _check_rank has said why
+    pattern = keys.get("rank_pattern")
+    allowed = {r}
+    if isinstance(pattern, Mapping):
+        allowed |= {v for v in pattern.values() if isinstance(v, int) and not isinstance(v, bool)}
+    problems: list[str] = []
+    ranks: Mapping[str, Any] = weights.get("ranks") or {}
+    for rank_text, (count, example) in sorted(ranks.items(), key=lambda kv: int(kv[0])):
+        rank = int(rank_text)
+        tensors = (
+            f"{count} LoRA tensor{'s' if count != 1 else ''} (e.g. {json.dumps(example)[:120]})"
+        )
+        if rank > limits.max_lora_rank:
+            problems.append(
+                f"{tensors} have rank {rank}, over the provider's rank limit of "
+                f"{limits.max_lora_rank}; retrain with r <= {limits.max_lora_rank}"
+            )
+        elif rank not in allowed:
+            said = f'"r": {r}' + (" and its rank_pattern" if len(allowed) > 1 else "")
+            problems.append(
+                f"{tensors} have rank {rank}, but {CONFIG} says {said}: the config must "
+                "describe these weights (save both with the same PEFT save_pretrained call)"
+            )
     return problems
 
 
@@ -325,4 +448,7 @@ __all__ = [
     "check_account_capacity",
     "check_finetune",
     "ignored_files",
+    "model_notes",
+    "quantized_hint",
+    "summarize",
 ]

@@ -10,10 +10,11 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import assets, config, drift, lockfile, planfile
+from . import assets, catalogues, config, drift, lockfile, planfile
 from . import plan as plan_mod
 from .errors import PlanError, ReconcilerError
 from .model import Desired, Digests, LockedFinetune, Observed, Recorded, RemoteFinetune
@@ -84,8 +85,10 @@ def make_plan(
     targets: tuple[str, ...] = (),
     prune: bool = False,
     desired: Desired | None = None,
+    refresh_catalogue: bool = False,
 ) -> Planned:
-    """`desired`: the config as open_providers loaded it, so a plan parses it once."""
+    """`desired`: the config as open_providers loaded it, so a plan parses it once.
+    `refresh_catalogue`: read each account's model catalogue even if the cached copy is fresh."""
     cache = StatCache.open(default_path(config_path))
     desired = desired or config.load(config_path, env, cache)
     # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
@@ -93,6 +96,13 @@ def make_plan(
     lock_path = config.lockfile_path(config_path)
     try:
         recorded = lockfile.load(lock_path, cache)
+        found, notes = catalogues.load(
+            desired,
+            providers,
+            catalogues.cache_path(config_path),
+            refresh=refresh_catalogue,
+            ttl=catalogues.ttl_from_env(env),
+        )
         observed = read_observed(desired.accounts, providers)
     except BaseException:
         wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
@@ -108,7 +118,11 @@ def make_plan(
         capabilities={n: p.capabilities for n, p in providers.items()},
         endpoints=endpoints,
         prune=prune,
+        catalogues=found,
+        today=date.today().isoformat(),
     )
+    if notes:
+        plan = replace(plan, warnings=(*plan.warnings, *notes))
     _check_capacity(desired, observed, plan)
     return Planned(
         config_path=config_path,

@@ -21,6 +21,7 @@ from reconciler.preflight import (
     check_account_capacity,
     check_finetune,
     ignored_files,
+    model_notes,
 )
 from reconciler.providers.registry import limits as published_data
 from reconciler.safetensors import (
@@ -87,7 +88,11 @@ def write_adapter(
     if config_text is None:
         config_text = json.dumps(adapter_config() if config_doc is None else config_doc, indent=2)
     (folder / CFG).write_text(config_text)
-    (folder / WEIGHTS).write_bytes(st_bytes(*lora_tensors()) if weights is None else weights)
+    if weights is None:  # tensors of the rank the config declares, as PEFT saves them
+        rank = config_doc.get("r") if isinstance(config_doc, dict) else None
+        ok = isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 256
+        weights = st_bytes(*lora_tensors(rank=rank if ok else 4))  # type: ignore[arg-type]
+    (folder / WEIGHTS).write_bytes(weights)
     return folder
 
 
@@ -223,6 +228,20 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"model_type": "mistral", "r": 4, "r": 64}', 'the key "r" appears twice'),
+        ('{"model_type": "mistral", "r": 4, "lora_alpha": NaN}', "NaN is not a JSON number"),
+        ('{"model_type": "mistral", "r": 4, "lora_dropout": -Infinity}', "-Infinity is not a"),
+    ],
+)
+def test_a_config_that_json_accepts_but_is_ambiguous(tmp_path: Path, text: str, why: str) -> None:
+    # Python keeps the last duplicate, another parser the first: the rank would be unknowable
+    folder = write_adapter(tmp_path / "a", config_text=text, weights=st_bytes(*lora_tensors(4)))
+    assert only(check(folder)).startswith(f"{CFG}: is not acceptable JSON ({why}")
+
+
 def test_a_config_that_is_not_an_object(tmp_path: Path) -> None:
     folder = write_adapter(tmp_path / "a", config_doc=["mistral", 4])
     assert only(check(folder)) == f"{CFG}: must be a JSON object, not list"
@@ -269,16 +288,64 @@ def test_a_gemma_adapter_on_a_mistral_base(tmp_path: Path) -> None:
 
 def test_a_rank_over_the_limit(tmp_path: Path) -> None:
     folder = write_adapter(tmp_path / "a", config_doc=adapter_config(rank=64))
-    assert only(check(folder)).startswith(
-        f'{CFG}: "r" is 64, over the provider\'s rank limit of 8; retrain with r <= 8'
+    problems = check(folder)
+    assert problems[0].startswith(
+        f'{CFG}: "r" is 64, over the provider\'s rank limit of 32; retrain with r <= 32'
+    )
+    assert problems[1].startswith(
+        f"{WEIGHTS}: 2 LoRA tensors (e.g. "
+        '"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") have rank 64, over '
+        "the provider's rank limit of 32"
     )
 
 
+@pytest.mark.parametrize("rank", [8, 16, 32])
+def test_ranks_up_to_32_are_accepted(tmp_path: Path, rank: int) -> None:
+    folder = write_adapter(tmp_path / "a", config_doc=adapter_config(rank=rank))
+    assert check(folder) == []
+
+
 def test_the_rank_limit_is_data_the_config_can_raise(tmp_path: Path) -> None:
-    folder = write_adapter(tmp_path / "a", config_doc=adapter_config(rank=32))
-    assert len(check(folder)) == 1
-    raised = Limits.from_data(published_data("cloudflare"), {"max_lora_rank": 32})
+    folder = write_adapter(tmp_path / "a", config_doc=adapter_config(rank=64))
+    assert len(check(folder)) == 2
+    raised = Limits.from_data(published_data("cloudflare"), {"max_lora_rank": 64})
     assert check(folder, limits=raised) == []
+
+
+def test_a_config_rank_that_is_not_the_tensors_rank(tmp_path: Path) -> None:
+    folder = write_adapter(
+        tmp_path / "a", config_doc=adapter_config(rank=4), weights=st_bytes(*lora_tensors(8))
+    )
+    assert only(check(folder)) == (
+        f"{WEIGHTS}: 2 LoRA tensors (e.g. "
+        '"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") have rank 8, but '
+        f'{CFG} says "r": 4: the config must describe these weights (save both with the same '
+        "PEFT save_pretrained call)"
+    )
+
+
+def test_a_rank_pattern_allows_other_ranks(tmp_path: Path) -> None:
+    doc = {**adapter_config(rank=4), "rank_pattern": {"q_proj": 8}}
+    folder = write_adapter(tmp_path / "a", config_doc=doc, weights=st_bytes(*lora_tensors(8)))
+    assert check(folder) == []
+
+
+def test_a_file_too_large_names_the_tensors_that_make_it_so(tmp_path: Path) -> None:
+    header, data = lora_tensors(rank=4)
+    size = 64 * 8 * 4
+    header["base_model.model.lm_head.weight"] = {
+        "dtype": "F32",
+        "shape": [64, 8],
+        "data_offsets": [len(data), len(data) + size],
+    }
+    folder = write_adapter(tmp_path / "a", weights=st_bytes(header, data + bytes(size)))
+    small = Limits.from_data(published_data("cloudflare"), {"max_asset_bytes": 2000})
+    message = only(check(folder, limits=small))
+    assert message.startswith(f"{WEIGHTS}: is ")
+    assert (
+        'its largest tensors are not LoRA weights: "base_model.model.lm_head.weight" '
+        "(2,048 bytes); these are full layers saved with the adapter (PEFT's modules_to_save"
+    ) in message
 
 
 def test_a_missing_rank(tmp_path: Path) -> None:
@@ -287,7 +354,7 @@ def test_a_missing_rank(tmp_path: Path) -> None:
     folder = write_adapter(tmp_path / "a", config_doc=doc)
     assert only(check(folder)) == (
         f'{CFG}: has no "r" (the LoRA rank), which the provider requires; '
-        "expected a whole number from 1 to 8"
+        "expected a whole number from 1 to 32"
     )
 
 
@@ -296,7 +363,7 @@ def test_a_rank_that_is_not_a_positive_whole_number(tmp_path: Path, rank: object
     doc = {**adapter_config(), "r": rank}
     folder = write_adapter(tmp_path / "a", config_doc=doc)
     assert only(check(folder)) == (
-        f'{CFG}: "r" is {json.dumps(rank)}; expected a whole number from 1 to 8'
+        f'{CFG}: "r" is {json.dumps(rank)}; expected a whole number from 1 to 32'
     )
 
 
@@ -479,38 +546,77 @@ def test_many_broken_tensors_are_summarised(tmp_path: Path) -> None:
 # --- 5. the base model ---
 
 
-def test_a_base_model_without_lora(tmp_path: Path) -> None:
+def test_the_base_model_is_not_checked_offline(tmp_path: Path) -> None:
+    # only the account's live catalogue can say; validate warns instead (model_notes)
     folder = write_adapter(tmp_path / "a")
-    message = only(check(folder, "@cf/meta/llama-3-8b-instruct"))
-    assert message.startswith(
-        "model @cf/meta/llama-3-8b-instruct does not take LoRA adapters; the LoRA-capable "
-        "models are @cf/google/gemma-2b-it-lora, "
+    assert check(folder, "@cf/meta/llama-3-8b-instruct") == []
+
+
+def test_a_base_model_unknown_to_the_snapshot_is_a_warning() -> None:
+    (note,) = model_notes(desired("@cf/meta/llama-3-8b-instruct"), LIMITS)
+    assert note == (
+        "model @cf/meta/llama-3-8b-instruct is not among the LoRA-capable models of the bundled "
+        f"snapshot ({LIMITS.snapshot_date}); plan checks it against the account's live model "
+        "catalogue"
     )
-    assert message.endswith(
-        "This list is data: if the provider has added a model, add it under "
-        "providers.cloudflare.limits.lora_models (model: model_type) in the config"
+    assert model_notes(desired(MISTRAL), LIMITS) == []
+
+
+def test_the_non_lora_twin_of_a_lora_model_gets_a_hint() -> None:
+    (note,) = model_notes(desired("@cf/mistral/mistral-7b-instruct-v0.2"), LIMITS)
+    assert f"(did you mean {MISTRAL}?)" in note
+
+
+def test_a_quantized_base_model() -> None:
+    (note,) = model_notes(desired("@hf/thebloke/mistral-7b-instruct-v0.1-awq"), LIMITS)
+    assert "(it looks quantized: LoRA adapters need a full-precision base model)" in note
+
+
+def test_fp8_fast_is_not_called_quantized() -> None:
+    (note,) = model_notes(desired("@cf/meta/llama-3.3-70b-instruct-fp8-fast"), LIMITS)
+    assert "quantized" not in note
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "@cf/meta/llama-3.2-11b-vision-instruct",
+        "@cf/mistralai/mistral-small-3.1-24b-instruct",
+        "@cf/qwen/qwen2.5-coder-32b-instruct",
+        "@cf/google/gemma-3-12b-it",
+        "@cf/qwen/qwq-32b",
+        "@hf/google/gemma-7b-it",
+    ],
+)
+def test_the_snapshot_knows_todays_lora_models(model: str) -> None:
+    assert model in LIMITS.lora_models
+    assert model_notes(desired(model), LIMITS) == []
+
+
+def test_a_base_without_a_documented_family_takes_any_documented_model_type(
+    tmp_path: Path,
+) -> None:
+    qwen = "@cf/qwen/qwen2.5-coder-32b-instruct"
+    assert LIMITS.lora_models[qwen] is None
+    for family in ("llama", "mistral", "gemma"):
+        folder = write_adapter(tmp_path / family, config_doc=adapter_config(model_type=family))
+        assert check(folder, qwen) == []
+    folder = write_adapter(tmp_path / "qwen2", config_doc=adapter_config(model_type="qwen2"))
+    assert '"model_type" is "qwen2"; the provider accepts mistral, gemma, llama' in only(
+        check(folder, qwen)
     )
-
-
-def test_the_non_lora_twin_of_a_lora_model_gets_a_hint(tmp_path: Path) -> None:
-    folder = write_adapter(tmp_path / "a")
-    message = only(check(folder, "@cf/mistral/mistral-7b-instruct-v0.2"))
-    assert f"(did you mean {MISTRAL}?)" in message
-
-
-def test_a_quantized_base_model(tmp_path: Path) -> None:
-    folder = write_adapter(tmp_path / "a")
-    message = only(check(folder, "@hf/thebloke/mistral-7b-instruct-v0.1-awq"))
-    assert "(it looks quantized: LoRA adapters need a full-precision base model)" in message
 
 
 def test_the_config_can_add_a_lora_model(tmp_path: Path) -> None:
     folder = write_adapter(tmp_path / "a", config_doc=adapter_config(model_type="llama"))
     newer = "@cf/meta/llama-3.1-8b-instruct-lora"
-    assert len(check(folder, newer)) == 1
+    assert len(model_notes(desired(newer), LIMITS)) == 1
     extended = Limits.from_data(published_data("cloudflare"), {"lora_models": {newer: "llama"}})
+    assert model_notes(desired(newer), extended) == []
     assert check(folder, newer, extended) == []
+    assert newer in extended.declared_models
     assert MISTRAL in extended.lora_models  # merged over the published list, not replacing it
+    assert MISTRAL not in extended.declared_models
 
 
 # --- 6. account capacity ---
@@ -551,6 +657,7 @@ def test_the_published_limits_are_the_data_file() -> None:
         ({"max_asset_bytes": True}, "max_asset_bytes must be a whole number of at least 1"),
         ({"supported_model_types": "llama"}, "supported_model_types must be a non-empty list"),
         ({"lora_models": ["@cf/x"]}, "lora_models must map model names to a model_type"),
+        ({"lora_models": {"@cf/x": 3}}, "lora_models must map model names to a model_type"),
         ({"lora_models": {"@cf/x/phi-lora": "phi"}}, "lora_models: @cf/x/phi-lora map to"),
     ],
 )

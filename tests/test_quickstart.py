@@ -34,9 +34,12 @@ def test_plan_shows_two_creates_and_makes_no_change(
     assert result.stdout.count("will be created") == 2
     assert "Plan: 2 to create, 0 to upload, 0 to forget, 0 unchanged." in result.stdout
     assert not project.with_suffix(".lock").exists()
-    # one list call for the one account, nothing else
+    # for the one account: one catalogue read (cold cache) and one list call, nothing else
     calls = [c for c in cf_env.request_log if "/ai/" in c[1]]
-    assert calls == [("GET", f"/client/v4/accounts/{ACCOUNT}/ai/finetunes")]
+    assert calls == [
+        ("GET", f"/client/v4/accounts/{ACCOUNT}/ai/models/search"),
+        ("GET", f"/client/v4/accounts/{ACCOUNT}/ai/finetunes"),
+    ]
 
 
 def test_apply_creates_uploads_locks_and_converges(

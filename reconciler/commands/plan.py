@@ -12,6 +12,7 @@ from ..options import (
     detailed_exitcode_option,
     format_option,
     prune_option,
+    refresh_catalogue_option,
     sandbox_option,
     target_option,
 )
@@ -38,6 +39,7 @@ from .drift import report_drift
     help="Report only what changed remotely since the lockfile was written (as `drift`).",
 )
 @prune_option
+@refresh_catalogue_option
 @handle_errors
 def plan(
     config_path: Path,
@@ -48,6 +50,7 @@ def plan(
     out: Path | None,
     refresh_only: bool,
     prune: bool,
+    refresh_catalogue: bool,
 ) -> None:
     """Show what apply would do: compare the config, the lockfile and the accounts."""
     if refresh_only:
@@ -57,7 +60,9 @@ def plan(
     from ..workflow import make_plan
 
     with session(config_path, sandbox) as (env, providers, desired):
-        planned = make_plan(config_path, env, providers, targets, prune, desired)
+        planned = make_plan(
+            config_path, env, providers, targets, prune, desired, refresh_catalogue
+        )
     echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)

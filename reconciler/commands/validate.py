@@ -24,5 +24,7 @@ def validate(config_path: Path) -> None:
     from ..config import load
 
     desired = load(config_path, dict(os.environ))
+    for note in desired.warnings:
+        click.echo(note, err=True)
     count = len(desired.finetunes)
     click.echo(f"{config_path} is valid: {count} finetune{'s' if count != 1 else ''}.")

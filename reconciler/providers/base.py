@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from ..catalogue import CatalogueModel
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 
 # called with the bytes sent so far and the total, while an upload streams
@@ -60,6 +61,17 @@ class Provider(Protocol):
         """Stream the file up; returns the digest of exactly the bytes that were sent."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServesCatalogue(Protocol):
+    """A provider that serves its model catalogue as data (Cloudflare): the plan checks base
+    models against it rather than against a bundled list."""
+
+    endpoint: str
+
+    def read_catalogue(self, account: str) -> Mapping[str, CatalogueModel]:
+        """Every model the account can use, by name, in one logical read (all pages)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..assets import HashingReader
+from ..catalogue import CatalogueModel, parse_models
 from ..errors import EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from . import registry
@@ -25,6 +26,7 @@ log = logging.getLogger("reconciler.cloudflare")
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 URL_ENV = "CLOUDFLARE_API_BASE_URL"
+CATALOGUE_PAGE = 50  # what wrangler asks for
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
@@ -119,6 +121,32 @@ class CloudflareProvider:
         answer = self._api.call(what, "POST", f"/accounts/{account}/ai/run/{segment}", json=body)
         return _result(answer, what)
 
+    def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
+        """The account's model catalogue, page by page as wrangler reads it (per_page=50,
+        page=1, 2, ...) until a short page. A page that adds no new model also ends it, so a
+        server that ignores paging cannot keep us reading."""
+        found: dict[str, CatalogueModel] = {}
+        page_number = 1
+        while True:
+            what = f"read the model catalogue of account {account} (page {page_number})"
+            page = _result(
+                self._api.call(
+                    what,
+                    "GET",
+                    f"/accounts/{account}/ai/models/search",
+                    params={"per_page": CATALOGUE_PAGE, "page": page_number},
+                ),
+                what,
+            )
+            if not isinstance(page, list):
+                raise EndpointError(f"{what}: expected a list of models")
+            models = parse_models(page)
+            fresh = set(models) - set(found)
+            found.update(models)
+            if len(page) < CATALOGUE_PAGE or not fresh:
+                return found
+            page_number += 1
+
     def list_public(
         self, account: str, order_by: str | None = None, page_size: int = 100
     ) -> list[RemoteFinetune]:
@@ -174,7 +202,10 @@ def _remote(account: str, item: Any) -> RemoteFinetune:
     if not isinstance(item, dict) or not {"id", "name", "model"} <= item.keys():
         raise EndpointError(f"account {account}: a finetune in the answer lacks id, name or model")
     description = item.get("description") or None
-    public = bool(item.get("public", False))
+    # The list does not return `public` (only the create response does): where it is absent
+    # it is unknown, never false, and the plan compares it with what the lockfile recorded.
+    public = item.get("public")
+    known = bool(public) if isinstance(public, bool) else None
     return RemoteFinetune(
         provider="cloudflare",
         account=account,
@@ -182,13 +213,17 @@ def _remote(account: str, item: Any) -> RemoteFinetune:
         name=str(item["name"]),
         model=str(item["model"]),
         description=description,
-        public=public,
+        public=bool(known),
         created_at=item.get("created_at"),
         modified_at=item.get("modified_at"),
-        fields=fields(str(item["model"]), description, public),
+        fields=fields(str(item["model"]), description, known),
     )
 
 
-def fields(model: str, description: str | None, public: bool) -> dict[str, Any]:
-    """What the plan compares for a Cloudflare finetune: all it has."""
-    return {"model": model, "description": description, "public": public}
+def fields(model: str, description: str | None, public: bool | None) -> dict[str, Any]:
+    """What the plan compares for a Cloudflare finetune: what the answer carried (`public`
+    only where it was returned)."""
+    found: dict[str, Any] = {"model": model, "description": description}
+    if public is not None:
+        found["public"] = public
+    return found
