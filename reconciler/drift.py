@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .diff import FieldChange, field_changes, project
-from .model import LockedFinetune, Observed, Recorded, RemoteFinetune
+from .model import LockedFinetune, Observed, Recorded
 
 
 class DriftKind(str, Enum):
@@ -57,7 +57,10 @@ def detect(
             else:
                 found.append(_drift(DriftKind.GONE, locked, locked.id, "no longer in the account"))
             continue
-        fields = field_changes(_recorded_fields(locked), _remote_fields(locked, remote))
+        # only the fields the list really returns: Cloudflare's omits `public`, and a field
+        # the answer does not carry cannot have drifted as far as anyone can see
+        recorded_fields = {k: v for k, v in _recorded_fields(locked).items() if k in remote.fields}
+        fields = field_changes(recorded_fields, project(dict(remote.fields), recorded_fields))
         if fields:
             changed = ", ".join(f.field for f in fields)
             found.append(_drift(DriftKind.CHANGED, locked, remote.id, f"{changed} changed", fields))
@@ -91,7 +94,3 @@ def _drift(
 
 def _recorded_fields(locked: LockedFinetune) -> dict[str, object]:
     return dict(locked.fields) if locked.fields is not None else {"model": locked.model}
-
-
-def _remote_fields(locked: LockedFinetune, remote: RemoteFinetune) -> dict[str, object]:
-    return project(dict(remote.fields), _recorded_fields(locked))
