@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .common import Figure, say
 
-BENCHES = ("startup", "hashing", "scale", "upload", "apply")
+BENCHES = ("startup", "hashing", "header", "scale", "upload", "apply")
 
 
 def main() -> int:
