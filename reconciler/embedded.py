@@ -3,6 +3,8 @@
 The sandbox listens on an ephemeral port on 127.0.0.1 for as long as the command runs; its
 data lives in <config dir>/.reconciler/sandbox/, so successive commands see the same remote
 state. The environment is overlaid so that no real credential is used, or needed.
+RECONCILER_SANDBOX_CATALOGUE names a file that extends (or replaces) the sandbox's Workers AI
+model catalogue (reconciler/sandbox/catalogue.py documents its format).
 """
 
 from __future__ import annotations
@@ -23,11 +25,17 @@ def data_dir(config_path: Path) -> Path:
 
 @contextmanager
 def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    from .errors import ReconcilerError
     from .sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from .sandbox.catalogue import ENV_VAR, Catalogue, CatalogueError
     from .sandbox.server import SandboxServer
 
     speed = float(env.get("RECONCILER_SANDBOX_CLOCK_SPEED", DEFAULT_CLOCK_SPEED))
-    with SandboxServer(data_dir(config_path), clock_speed=speed) as server:
+    try:
+        catalogue = Catalogue.from_env(env)
+    except CatalogueError as exc:
+        raise ReconcilerError(f"{ENV_VAR}: {exc}") from None
+    with SandboxServer(data_dir(config_path), clock_speed=speed, catalogue=catalogue) as server:
         overlay = dict(env)
         overlay["CLOUDFLARE_API_TOKEN"] = DEFAULT_TOKEN  # never send a real token to the sandbox
         overlay["CLOUDFLARE_API_BASE_URL"] = server.cloudflare_base_url

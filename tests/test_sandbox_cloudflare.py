@@ -19,8 +19,9 @@ import pytest
 from sandbox_clients import client_for, serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+from reconciler.sandbox.defaults import RESERVED_NAME_PREFIX
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits, published
+from reconciler.sandbox.store import SandboxLimits
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
@@ -103,15 +104,74 @@ def test_create_keeps_public_flag_and_leaves_description_null_when_absent(
     assert result["description"] is None
 
 
+def listed(finetune: dict[str, Any]) -> dict[str, Any]:
+    """What the account's list shows of a finetune as create returned it: all but `public`."""
+    return {k: v for k, v in finetune.items() if k != "public"}
+
+
 def test_list_returns_the_accounts_finetunes_in_creation_order(api: httpx.Client) -> None:
     first = created(api, "alpha")
     second = created(api, "beta")
     created(api, "elsewhere", account=OTHER_ACCOUNT)
     body = envelope(api.get(FINETUNES), 200)
-    assert body["result"] == [first, second]
+    assert body["result"] == [listed(first), listed(second)]
     assert "result_info" not in body  # no paging on this list
     other = envelope(api.get(f"/accounts/{OTHER_ACCOUNT}/ai/finetunes"), 200)["result"]
     assert [f["name"] for f in other] == ["elsewhere"]
+
+
+def test_list_leaves_out_public_which_only_create_and_the_public_list_carry(
+    api: httpx.Client,
+) -> None:
+    # The SDKs' FinetuneListResponse is {id, created_at, model, modified_at, name,
+    # description?}; only the create response (and the public list) has `public`.
+    made = envelope(create(api, "shared", public=True, description="for all"), 200)["result"]
+    assert made["public"] is True
+    [item] = envelope(api.get(FINETUNES), 200)["result"]
+    assert "public" not in item
+    assert set(item) == {"id", "name", "model", "description", "created_at", "modified_at"}
+    assert item == listed(made)
+    for finetune in envelope(public(api), 200)["result"]:
+        assert finetune["public"] is True
+
+
+@pytest.mark.parametrize(
+    "model", ["@cf/meta/llama-9-1t-instruct", "@cf/mistral/mistral-7b-instruct-v0.3-lora"]
+)
+def test_create_on_a_model_the_catalogue_does_not_have_is_5007(
+    api: httpx.Client, model: str
+) -> None:
+    body = envelope(api.post(FINETUNES, json={"model": model, "name": "x"}), 400)
+    assert body["errors"] == [{"code": 5007, "message": f"No such model {model}"}]
+    assert envelope(api.get(FINETUNES), 200)["result"] == []
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "@cf/meta/llama-3.3-70b-instruct-fp8-fast",  # named by the LoRA page, no `lora` property
+        "@cf/meta/llama-3.1-8b-instruct-fast",
+        "@cf/baai/bge-base-en-v1.5",
+    ],
+)
+def test_create_on_a_model_without_lora_is_400_5005(api: httpx.Client, model: str) -> None:
+    body = envelope(api.post(FINETUNES, json={"model": model, "name": "x"}), 400)
+    assert body["errors"] == [{"code": 5005, "message": f"The model {model} does not support LoRA"}]
+    assert envelope(api.get(FINETUNES), 200)["result"] == []
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "@cf/mistralai/mistral-small-3.1-24b-instruct",
+        "@cf/meta/llama-3.2-11b-vision-instruct",
+        "@cf/qwen/qwq-32b",
+        "@hf/mistral/mistral-7b-instruct-v0.2",
+    ],
+)
+def test_create_on_any_lora_model_of_the_catalogue(api: httpx.Client, model: str) -> None:
+    result = envelope(api.post(FINETUNES, json={"model": model, "name": "x"}), 200)["result"]
+    assert result["model"] == model
 
 
 def test_list_of_a_fresh_account_is_empty(api: httpx.Client) -> None:
@@ -187,7 +247,7 @@ def test_duplicate_name_in_one_account_is_refused_but_allowed_in_another(
 def test_reserved_name_prefix_is_refused(api: httpx.Client, name: str) -> None:
     body = envelope(create(api, name), 400)
     assert codes(body) == [3010]
-    assert published()["reserved_name_prefix"] in body["errors"][0]["message"]
+    assert RESERVED_NAME_PREFIX in body["errors"][0]["message"]
     assert envelope(api.get(FINETUNES), 200)["result"] == []
 
 
@@ -262,11 +322,17 @@ def test_upload_both_assets_records_name_size_and_sha256(
     assert list((sb.data_dir / "tmp").iterdir()) == []  # no spool files left behind
 
 
-def test_upload_takes_the_wrangler_blob_part_and_the_name_from_file_name(
+def test_upload_takes_the_name_from_file_name_not_from_the_part_s_filename(
     sb: SandboxServer, api: httpx.Client
 ) -> None:
+    # wrangler sends the part `file` with the filename `blob` (packages/wrangler/src/ai).
     finetune = created(api, "from-blob")
-    envelope(upload(api, finetune["id"], "adapter_config.json", b"{}", part="blob"), 200)
+    response = api.post(
+        f"{FINETUNES}/{finetune['id']}/finetune-assets",
+        data={"file_name": "adapter_config.json"},
+        files={"file": ("blob", b"{}", "application/octet-stream")},
+    )
+    envelope(response, 200)
     [asset] = sb.store.list_assets(finetune["id"])
     assert (asset.file_name, asset.sha256) == (
         "adapter_config.json",
@@ -302,12 +368,16 @@ def test_upload_without_file_name_or_file_is_refused(api: httpx.Client) -> None:
     assert "'file'" in envelope(no_file, 400)["errors"][0]["message"]
 
 
-def test_upload_takes_a_lone_file_part_whatever_its_name(
-    sb: SandboxServer, api: httpx.Client
+@pytest.mark.parametrize("part", ["blob", "upload", "File"])
+def test_upload_needs_the_file_part_named_file(
+    sb: SandboxServer, api: httpx.Client, part: str
 ) -> None:
+    # The API reference and the SDKs: `file` and `file_name` are both required.
     finetune_id = created(api, "odd-part")["id"]
-    envelope(upload(api, finetune_id, "adapter_config.json", b'{"r": 4}', part="upload"), 200)
-    assert [a.size for a in sb.store.list_assets(finetune_id)] == [8]
+    body = envelope(upload(api, finetune_id, "adapter_config.json", b'{"r": 4}', part=part), 400)
+    assert body["errors"][0]["message"] == "Missing file part 'file'"
+    assert sb.store.list_assets(finetune_id) == []
+    assert list((sb.data_dir / "tmp").iterdir()) == []
 
 
 def test_upload_that_is_not_multipart_is_refused(api: httpx.Client) -> None:
@@ -316,16 +386,20 @@ def test_upload_that_is_not_multipart_is_refused(api: httpx.Client) -> None:
     assert "multipart/form-data" in envelope(response, 400)["errors"][0]["message"]
 
 
-def test_upload_to_an_unknown_finetune_is_404(api: httpx.Client) -> None:
+def test_upload_to_an_unknown_finetune_is_404_5033(api: httpx.Client) -> None:
     missing = str(uuid.uuid4())
     body = envelope(upload(api, missing, "adapter_config.json", b"{}"), 404)
-    assert codes(body) == [3037]
-    assert missing in body["errors"][0]["message"]
+    assert body["errors"] == [
+        {
+            "code": 5033,
+            "message": f"Finetune not found: {missing} does not exist or is not accessible",
+        }
+    ]
 
 
 def test_upload_to_another_accounts_finetune_is_404(api: httpx.Client) -> None:
     theirs = created(api, "theirs", account=OTHER_ACCOUNT)["id"]
-    assert codes(envelope(upload(api, theirs, "adapter_config.json", b"{}"), 404)) == [3037]
+    assert codes(envelope(upload(api, theirs, "adapter_config.json", b"{}"), 404)) == [5033]
 
 
 def test_second_upload_with_other_bytes_is_refused_and_keeps_the_first(
@@ -401,8 +475,17 @@ def public(api: httpx.Client, **query: Any) -> httpx.Response:
 
 def test_public_list_is_seeded_with_cf_public_finetunes(api: httpx.Client) -> None:
     result = envelope(public(api), 200)["result"]
-    assert len(result) >= 5
+    # Exactly the three the docs name, on a base the docs name for them.
+    assert sorted(f["name"] for f in result) == [
+        "cf-public-cnn-summarization",
+        "cf-public-jigsaw-classification",
+        "cf-public-magicoder",
+    ]
     for finetune in result:
+        assert finetune["model"] in (
+            "@cf/mistral/mistral-7b-instruct-v0.1",
+            "@hf/mistral/mistral-7b-instruct-v0.2",
+        )
         assert finetune["name"].startswith("cf-public-")
         assert finetune["public"] is True
         assert uuid.UUID(finetune["id"])
@@ -420,8 +503,7 @@ def test_public_list_pages_by_limit_and_offset_in_the_chosen_order(api: httpx.Cl
         envelope(public(api, limit=2, offset=offset, orderBy="name"), 200)["result"]
         for offset in range(0, len(names) + 2, 2)
     ]
-    assert [len(p) for p in pages[:2]] == [2, 2]
-    assert pages[-1] == []
+    assert [len(p) for p in pages] == [2, 1, 0]
     assert [f["name"] for page in pages for f in page] == names
     descending = envelope(public(api, orderBy="name DESC", limit=3), 200)["result"]
     assert [f["name"] for f in descending] == sorted(names, reverse=True)[:3]
@@ -434,10 +516,45 @@ def test_public_list_pages_by_limit_and_offset_in_the_chosen_order(api: httpx.Cl
 
 @pytest.mark.parametrize(
     "query",
-    [{"limit": "-1"}, {"limit": "ten"}, {"offset": "1.5"}, {"orderBy": "name; DROP TABLE"}],
+    [
+        {"limit": "-1"},
+        {"limit": "ten"},
+        {"offset": "1.5"},
+        {"orderBy": "name; DROP TABLE"},
+    ],
 )
 def test_public_list_refuses_bad_paging(api: httpx.Client, query: dict[str, str]) -> None:
     assert codes(envelope(public(api, **query), 400)) == [3010]
+
+
+def test_a_data_dir_seeded_by_an_older_sandbox_lists_only_the_documented_adapters(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    with SandboxServer(data):
+        pass
+    # What the sandbox seeded before: two invented adapters, the real ones on other bases.
+    with sqlite3.connect(data / "sandbox.sqlite3") as db:
+        db.execute(
+            "INSERT INTO finetunes (id, account_id, name, model, description, public,"
+            " created_at, modified_at) VALUES (?, NULL, 'cf-public-sql-generation',"
+            " '@cf/google/gemma-7b-it-lora', 'Text to SQL', 1, '2024-04-04T17:00:00.000Z',"
+            " '2024-04-04T17:00:00.000Z')",
+            (str(uuid.uuid4()),),
+        )
+        db.execute(
+            "UPDATE finetunes SET model = '@cf/google/gemma-2b-it-lora' WHERE account_id IS NULL"
+        )
+    with SandboxServer(data) as sb, client_for(sb) as api:
+        result = envelope(public(api), 200)["result"]
+    assert sorted(f["name"] for f in result) == [
+        "cf-public-cnn-summarization",
+        "cf-public-jigsaw-classification",
+        "cf-public-magicoder",
+    ]
+    assert {f["model"] for f in result} == {"@cf/mistral/mistral-7b-instruct-v0.1"}
 
 
 def test_public_list_with_an_unknown_column_lists_the_allowed_ones(api: httpx.Client) -> None:
@@ -608,7 +725,7 @@ def test_state_survives_a_restart_with_the_same_data_dir(tmp_path: Path) -> None
         envelope(upload(api, finetune["id"], "adapter_model.safetensors", weights), 200)
         first_port = sb.port
     with SandboxServer(data_dir) as sb, client_for(sb) as api:
-        assert envelope(api.get(FINETUNES), 200)["result"] == [finetune]
+        assert envelope(api.get(FINETUNES), 200)["result"] == [listed(finetune)]
         assert codes(envelope(create(api, "durable"), 400)) == [3010]
         [asset] = sb.store.list_assets(finetune["id"])
         assert asset.sha256 == hashlib.sha256(weights).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,9 @@ def test_public_list_with_paging(client: Any) -> None:
     everything = [
         f.name for f in client.ai.finetunes.public.list(account_id=ACCOUNT, order_by="name")
     ]
-    assert everything == sorted(everything) and len(everything) >= 4
-    page = client.ai.finetunes.public.list(account_id=ACCOUNT, limit=2, offset=2, order_by="name")
-    assert [f.name for f in page] == everything[2:4]
+    assert everything == sorted(everything) and len(everything) == 3
+    page = client.ai.finetunes.public.list(account_id=ACCOUNT, limit=2, offset=1, order_by="name")
+    assert [f.name for f in page] == everything[1:3]
     assert all(f.public is True for f in page)
 
 
@@ -190,7 +191,10 @@ def test_run_with_lora_by_name_and_id_through_the_sdk(client: Any) -> None:
     assert by_name == by_id
     assert by_name["response"].startswith("[sdk-support] Thanks for asking about Cancel and order.")
     public = client.ai.run(
-        MODEL, account_id=ACCOUNT, prompt="Cancel my order", lora="cf-public-magicoder"
+        "@cf/mistral/mistral-7b-instruct-v0.1",
+        account_id=ACCOUNT,
+        prompt="Cancel my order",
+        lora="cf-public-magicoder",
     )
     assert public["response"].startswith("[cf-public-magicoder] ")
     chat = client.ai.run(
@@ -206,19 +210,21 @@ def test_run_with_lora_by_name_and_id_through_the_sdk(client: Any) -> None:
 def test_run_refusals_map_to_the_sdks_exceptions_without_retries(
     client: Any, sb: SandboxServer
 ) -> None:
-    with pytest.raises(cloudflare.NotFoundError, match="3037"):
+    with pytest.raises(cloudflare.NotFoundError, match="5033"):
         client.ai.run(MODEL, account_id=ACCOUNT, prompt="hi", lora="no-such-adapter")
     with pytest.raises(cloudflare.APIStatusError, match="5005") as excinfo:
         client.ai.run(
-            "@cf/meta/llama-3.1-8b-instruct",
+            "@cf/meta/llama-3.1-8b-instruct-fast",
             account_id=ACCOUNT,
             prompt="hi",
             lora="cf-public-magicoder",
         )
     assert excinfo.value.status_code == 405
+    with pytest.raises(cloudflare.BadRequestError, match="3030"):
+        client.ai.run(MODEL, account_id=ACCOUNT, prompt="hi", lora="cf-public-magicoder")
     with pytest.raises(cloudflare.BadRequestError, match="5007"):
         client.ai.run("@cf/meta/llama-9-1t-instruct", account_id=ACCOUNT, prompt="hi")
-    assert len(sb.request_log) == 3
+    assert len(sb.request_log) == 4
 
 
 def test_public_list_pages_through_the_whole_catalogue(client: Any) -> None:
@@ -234,19 +240,85 @@ def test_public_list_pages_through_the_whole_catalogue(client: Any) -> None:
         pages.append(names)
         offset += len(names)
         assert len(pages) < 10, "paging does not end"
-    assert len(pages) == 3
-    assert [len(p) for p in pages] == [2, 2, 1]
-    assert pages[0] != pages[1] != pages[2]
+    assert [len(p) for p in pages] == [2, 1]
     flat = [name for page in pages for name in page]
     assert flat == sorted(flat) and len(set(flat)) == len(flat)
     assert set(flat) == {
         "cf-public-magicoder",
         "cf-public-cnn-summarization",
         "cf-public-jigsaw-classification",
-        "cf-public-sql-generation",
-        "cf-public-chat-support",
     }
     newest_first = client.ai.finetunes.public.list(
         account_id=ACCOUNT, limit=2, offset=0, order_by="created_at DESC"
     )
-    assert [f.name for f in newest_first] == ["cf-public-chat-support", "cf-public-sql-generation"]
+    assert [f.name for f in newest_first] == [
+        "cf-public-cnn-summarization",
+        "cf-public-jigsaw-classification",
+    ]
+
+
+# --- ai.models.list (the catalogue) ------------------------------------------------------
+
+MODELS_PATH = f"/client/v4/accounts/{ACCOUNT}/ai/models/search"
+LORA_MODELS = {
+    "@cf/mistral/mistral-7b-instruct-v0.2-lora",
+    "@cf/google/gemma-2b-it-lora",
+    "@cf/google/gemma-7b-it-lora",
+    "@cf/meta-llama/llama-2-7b-chat-hf-lora",
+    "@cf/mistral/mistral-7b-instruct-v0.1",
+    "@hf/mistral/mistral-7b-instruct-v0.2",
+    "@hf/google/gemma-7b-it",
+    "@cf/meta/llama-3.2-11b-vision-instruct",
+    "@cf/google/gemma-3-12b-it",
+    "@cf/mistralai/mistral-small-3.1-24b-instruct",
+    "@cf/qwen/qwen2.5-coder-32b-instruct",
+    "@cf/qwen/qwq-32b",
+}
+
+
+def lora(record: dict[str, Any]) -> bool:
+    return {"property_id": "lora", "value": "true"} in record["properties"]
+
+
+def test_models_list_with_search_through_the_sdk(client: Any, sb: SandboxServer) -> None:
+    page = client.ai.models.list(account_id=ACCOUNT, search="mistral")
+    records = list(page)  # the SDK follows `page` until an empty one
+    names = {r["name"] for r in records}
+    assert "@cf/mistral/mistral-7b-instruct-v0.2-lora" in names
+    assert "@cf/mistralai/mistral-small-3.1-24b-instruct" in names
+    assert all("mistral" in (r["name"] + r["description"]).lower() for r in records)
+    assert "@cf/qwen/qwq-32b" not in names
+    assert page.result_info is not None and page.result_info.page == 1
+    assert sb.request_log == [("GET", MODELS_PATH)] * 2  # one page, then an empty one
+
+
+def test_models_list_pages_through_the_whole_catalogue(client: Any, sb: SandboxServer) -> None:
+    records = list(client.ai.models.list(account_id=ACCOUNT))
+    names = [r["name"] for r in records]
+    assert len(names) == len(set(names)) > 20  # more than one default page
+    assert {n for n, r in zip(names, records, strict=True) if lora(r)} == LORA_MODELS
+    # A page of 20 by default, then the rest, then an empty page that stops the SDK.
+    assert len(sb.request_log) == 3
+    for record in records:
+        assert set(record) == {"id", "source", "name", "description", "task", "tags", "properties"}
+        assert uuid.UUID(record["id"])
+        assert isinstance(record["source"], int)
+        assert set(record["task"]) == {"id", "name", "description"}
+        for item in record["properties"]:
+            assert set(item) == {"property_id", "value"}
+
+
+def test_models_list_filters_through_the_sdk(client: Any) -> None:
+    embeddings = list(client.ai.models.list(account_id=ACCOUNT, task="Text Embeddings"))
+    assert "@cf/baai/bge-base-en-v1.5" in {r["name"] for r in embeddings}
+    assert {r["task"]["name"] for r in embeddings} == {"Text Embeddings"}
+    meta = list(client.ai.models.list(account_id=ACCOUNT, author="meta", per_page=2))
+    assert meta and all(r["name"].split("/")[1] == "meta" for r in meta)
+    hf = list(client.ai.models.list(account_id=ACCOUNT, source=2))
+    assert {r["name"] for r in hf} == {
+        "@hf/mistral/mistral-7b-instruct-v0.2",
+        "@hf/google/gemma-7b-it",
+    }
+    stable = list(client.ai.models.list(account_id=ACCOUNT, hide_experimental=True))
+    assert all({"property_id": "beta", "value": "true"} not in r["properties"] for r in stable)
+    assert len(stable) < len(list(client.ai.models.list(account_id=ACCOUNT)))

@@ -3,6 +3,7 @@ routing of the model name, the deterministic answer, LoRA resolution, and every 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,9 @@ ACCOUNT = DEFAULT_ACCOUNT_ID
 OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
 MISTRAL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
 GEMMA = "@cf/google/gemma-2b-it-lora"
-PLAIN = "@cf/meta/llama-3.1-8b-instruct"
+PLAIN = "@cf/meta/llama-3.1-8b-instruct-fast"  # in the catalogue, without `lora`
+V01 = "@cf/mistral/mistral-7b-instruct-v0.1"  # the public adapters' documented bases
+HF_V02 = "@hf/mistral/mistral-7b-instruct-v0.2"
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
 REF = re.compile(r"\[ref [0-9a-f]{8}\]$")
 
@@ -229,15 +232,21 @@ def test_public_finetunes_run_from_any_account_by_name_or_id(api: httpx.Client) 
         f["name"]: f for f in api.get(f"/accounts/{ACCOUNT}/ai/finetunes/public").json()["result"]
     }
     magicoder = public["cf-public-magicoder"]
-    by_name = answered(run(api, prompt="Sort a list in Python", lora="cf-public-magicoder"))
+    by_name = answered(
+        run(api, model=V01, prompt="Sort a list in Python", lora="cf-public-magicoder")
+    )
     assert by_name.startswith(
         "[cf-public-magicoder] Thanks for asking about Sort, list and Python."
     )
-    assert answered(run(api, prompt="Sort a list in Python", lora=magicoder["id"])) == by_name
+    assert (
+        answered(run(api, model=V01, prompt="Sort a list in Python", lora=magicoder["id"]))
+        == by_name
+    )
     assert (
         answered(
             run(
                 api,
+                model=V01,
                 account=OTHER_ACCOUNT,
                 prompt="Sort a list in Python",
                 lora="cf-public-magicoder",
@@ -245,15 +254,20 @@ def test_public_finetunes_run_from_any_account_by_name_or_id(api: httpx.Client) 
         )
         == by_name
     )
-    sql = answered(
-        run(
-            api,
-            model=public["cf-public-sql-generation"]["model"],
-            prompt="Top customers",
-            lora="cf-public-sql-generation",
-        )
-    )
-    assert sql.startswith("[cf-public-sql-generation] ")
+    assert set(public) == {
+        "cf-public-magicoder",
+        "cf-public-jigsaw-classification",
+        "cf-public-cnn-summarization",
+    }
+
+
+@pytest.mark.parametrize("name", ["cf-public-jigsaw-classification", "cf-public-cnn-summarization"])
+@pytest.mark.parametrize("model", [V01, HF_V02])
+def test_public_finetunes_run_on_both_bases_the_docs_name(
+    api: httpx.Client, name: str, model: str
+) -> None:
+    # "Compatible with @cf/mistral/mistral-7b-instruct-v0.1 @hf/mistral/mistral-7b-instruct-v0.2"
+    assert answered(run(api, model=model, prompt="Summarize", lora=name)).startswith(f"[{name}] ")
 
 
 def test_quickstart_support_bot_answer_is_the_one_the_readme_quotes(api: httpx.Client) -> None:
@@ -276,16 +290,19 @@ def test_quickstart_support_bot_answer_is_the_one_the_readme_quotes(api: httpx.C
 # --- refusals ----------------------------------------------------------------------------
 
 
-def test_unknown_finetune_is_3037(api: httpx.Client) -> None:
-    message = refused(run(api, prompt="hi", lora="no-such-bot"), 404, 3037)
-    assert message == "AiError: AiError: Finetune no-such-bot not found"
+def test_unknown_finetune_is_5033(api: httpx.Client) -> None:
+    message = refused(run(api, prompt="hi", lora="no-such-bot"), 404, 5033)
+    assert message == (
+        "AiError: AiError: Finetune not found: no-such-bot does not exist or is not accessible"
+    )
     assert run(api, prompt="hi", lora="no-such-bot").json()["result"] == {}
 
 
 def test_another_accounts_finetune_is_not_found(api: httpx.Client) -> None:
     theirs = finetune(api, "their-bot", account=OTHER_ACCOUNT)
     for ref in (theirs["id"], "their-bot"):
-        assert f"Finetune {ref} not found" in refused(run(api, prompt="hi", lora=ref), 404, 3037)
+        message = refused(run(api, prompt="hi", lora=ref), 404, 5033)
+        assert f"Finetune not found: {ref} does not exist" in message
 
 
 def test_finetune_without_both_files_is_3039(api: httpx.Client) -> None:
@@ -301,7 +318,11 @@ def test_lora_on_a_model_without_lora_support_is_5005(api: httpx.Client) -> None
     message = refused(run(api, model=PLAIN, prompt="hi", lora="support-bot"), 405, 5005)
     assert message == f"AiError: AiError: The model {PLAIN} does not support LoRa inference"
     # Without lora the same model answers, as itself.
-    assert answered(run(api, model=PLAIN, prompt="hi")).startswith("[llama-3.1-8b-instruct] ")
+    assert answered(run(api, model=PLAIN, prompt="hi")).startswith("[llama-3.1-8b-instruct-fast] ")
+    # The catalogue decides, not the name: "-fp8-fast" takes no LoRA, the v0.1 base does.
+    fast = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    refused(run(api, model=fast, prompt="hi", lora="support-bot"), 405, 5005)
+    refused(run(api, model=V01, prompt="hi", lora="support-bot"), 400, 3030)
 
 
 @pytest.mark.parametrize("lora", [None, "support-bot"])
@@ -316,14 +337,39 @@ def test_malformed_model_name_is_3042(api: httpx.Client, model: str) -> None:
     refused(api.post(f"/accounts/{ACCOUNT}/ai/run/{model}", json={"prompt": "hi"}), 404, 3042)
 
 
-def test_finetune_of_another_base_model_is_3037_naming_both_models(api: httpx.Client) -> None:
-    finetune(api, "gemma-bot", model=GEMMA)
-    message = refused(run(api, model=MISTRAL, prompt="hi", lora="gemma-bot"), 404, 3037)
-    assert message.startswith("AiError: AiError: Finetune gemma-bot not found")
-    assert GEMMA in message and MISTRAL in message
+def test_finetune_on_another_lora_base_is_3030(api: httpx.Client) -> None:
+    bot = finetune(api, "gemma-bot", model=GEMMA)
+    for ref in ("gemma-bot", bot["id"]):
+        message = refused(run(api, model=MISTRAL, prompt="hi", lora=ref), 400, 3030)
+        assert message == "AiError: AiError: Lora not compatible with model"
     assert answered(run(api, model=GEMMA, prompt="hi", lora="gemma-bot")).startswith("[gemma-bot] ")
-    # Public finetunes are bound to their model the same way.
-    refused(run(api, model=GEMMA, prompt="hi", lora="cf-public-magicoder"), 404, 3037)
+    # Public finetunes run on the bases the docs name for them, and on no other.
+    refused(run(api, model=GEMMA, prompt="hi", lora="cf-public-magicoder"), 400, 3030)
+    refused(run(api, model=MISTRAL, prompt="hi", lora="cf-public-magicoder"), 400, 3030)
+
+
+def test_a_model_of_another_task_is_not_run_as_text_generation(api: httpx.Client) -> None:
+    message = refused(run(api, model="@cf/baai/bge-base-en-v1.5", prompt="hi"), 400, 3010)
+    assert "Text Generation models only" in message and "Text Embeddings" in message
+
+
+def test_run_follows_a_catalogue_that_adds_a_lora_model(tmp_path: Path) -> None:
+    newer = "@cf/meta/llama-5-8b-instruct"
+    extra = tmp_path / "catalogue.json"
+    extra.write_text(
+        json.dumps(
+            [
+                {"name": newer, "properties": {"lora": "true"}},
+                # and one the bundled snapshot marks LoRA-capable, here without it
+                {"name": GEMMA, "properties": []},
+            ]
+        )
+    )
+    with SandboxServer(tmp_path / "data", catalogue=extra) as sb, client_for(sb) as api:
+        finetune(api, "new-bot", model=newer)
+        assert answered(run(api, model=newer, prompt="hi", lora="new-bot")).startswith("[new-bot] ")
+        refused(run(api, model=GEMMA, prompt="hi", lora="new-bot"), 405, 5005)
+        refused(run(api, model="@cf/meta/llama-6-8b-instruct", prompt="hi"), 400, 5007)
 
 
 @pytest.mark.parametrize(

@@ -183,3 +183,31 @@ def test_bad_token_fails_with_10000_and_wrangler_verifies_the_token(
     assert "Authentication error [code: 10000]" in out
     assert "not-the-sandbox-token" not in out
     assert ("GET", "/client/v4/user/tokens/verify") in sb.request_log
+
+
+def test_models_lists_the_whole_catalogue_in_pages_of_50(
+    wrangler: Wrangler, sb: SandboxServer
+) -> None:
+    code, out = wrangler("ai", "models", "--json")
+    assert code == 0, out
+    models = json.loads(out[out.index("[") :])
+    names = [m["name"] for m in models]
+    assert len(names) == len(set(names)) > 20
+    assert "@cf/mistralai/mistral-small-3.1-24b-instruct" in names
+    assert all(m["task"]["name"] for m in models)
+    # One page of 50 holds it all: wrangler stops at that short page.
+    assert sb.request_log == [("GET", f"/client/v4/accounts/{ACCOUNT}/ai/models/search")]
+
+    code, out = wrangler("ai", "models")
+    assert code == 0, out
+    assert "@cf/qwen/qwq-32b" in out and "Text Generation" in out
+
+
+def test_create_on_a_model_without_lora_is_refused_with_the_code(
+    wrangler: Wrangler, sb: SandboxServer, tmp_path: Path
+) -> None:
+    write_adapter(tmp_path / "adapter")
+    model = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    _, out = wrangler("ai", "finetune", "create", model, "no-lora", str(tmp_path / "adapter"))
+    assert f"The model {model} does not support LoRA [code: 5005]" in out
+    assert sb.store.list_finetunes(ACCOUNT) == []

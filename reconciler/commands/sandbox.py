@@ -46,6 +46,16 @@ from .common import handle_errors
     help="Inject faults, reproducibly under a seed: error statuses, latency, resets, "
     "'commit then drop', the real rate limit. See README (Fault injection).",
 )
+@click.option(
+    "--catalogue",
+    "catalogue_file",
+    metavar="FILE",
+    envvar="RECONCILER_SANDBOX_CATALOGUE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='A JSON file of Workers AI model records that extends (or, with "mode": '
+    '"replace", replaces) the bundled catalogue served at /ai/models/search. '
+    "Env: RECONCILER_SANDBOX_CATALOGUE.",
+)
 @handle_errors
 def sandbox(
     host: str,
@@ -54,16 +64,22 @@ def sandbox(
     tokens: tuple[str, ...],
     clock_speed: float,
     faults: str | None,
+    catalogue_file: Path | None,
 ) -> None:
     """Run the local emulator of the Cloudflare and Cohere APIs until interrupted."""
     from ..sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from ..sandbox.app import validate_tokens
+    from ..sandbox.catalogue import Catalogue, CatalogueError
     from ..sandbox.server import serve
 
     try:
         accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token") from None
+    try:
+        catalogue = Catalogue.load(catalogue_file)
+    except CatalogueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--catalogue") from None
     if not tokens:
         click.echo(
             f"Accepting the default sandbox token: export CLOUDFLARE_API_TOKEN={DEFAULT_TOKEN}"
@@ -80,7 +96,15 @@ def sandbox(
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        serve(host, port, data_dir, accepted, clock_speed=clock_speed, faults=spec)
+        serve(
+            host,
+            port,
+            data_dir,
+            accepted,
+            clock_speed=clock_speed,
+            faults=spec,
+            catalogue=catalogue,
+        )
     except OSError as exc:
         raise ReconcilerError(
             f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler.sandbox.auth import Tokens, token_id, validate_tokens
+from reconciler.sandbox.catalogue import Catalogue
 from reconciler.sandbox.clock import Clock, SystemClock
 from reconciler.sandbox.cloudflare import (
     AUTH_ERROR,
@@ -60,8 +61,9 @@ class SandboxApp:
         *,
         clock: Clock | None = None,
         cohere_store: CohereStore | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
-        self.api = CloudflareApi(store, limits)
+        self.api = CloudflareApi(store, limits, catalogue)
         self.limits = limits
         self._tokens = Tokens(tokens)
         self.cohere = CohereApi(
@@ -90,6 +92,8 @@ class SandboxApp:
             }
             if reply.with_result:
                 body["result"] = reply.result
+            if reply.result_info is not None:
+                body["result_info"] = reply.result_info
         except ApiError as exc:
             status = exc.status
             body = {"success": False, "errors": exc.errors, "messages": [], "result": exc.result}

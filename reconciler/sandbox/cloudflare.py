@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from reconciler.sandbox import inference
+from reconciler.sandbox.catalogue import MODEL_NAME_RE, TEXT_GENERATION, Catalogue
+from reconciler.sandbox.defaults import REQUIRED_FILES, RESERVED_NAME_PREFIX
 from reconciler.sandbox.paging import whole_number
 from reconciler.sandbox.store import (
+    PUBLIC_ADAPTER_BASES,
     PUBLIC_ORDER_COLUMNS,
     AssetExists,
     DuplicateName,
     FinetuneLimitReached,
     SandboxLimits,
     SandboxStore,
-    published,
 )
 from reconciler.sandbox.uploads import (
     NotMultipart,
@@ -50,7 +52,10 @@ NO_ROUTE = 7000  # "No route for that URI", HTTP 400
 BAD_IDENTIFIER = 7003  # "Could not route to ..., perhaps your object identifier is invalid?"
 METHOD_NOT_ALLOWED = 7001  # "Method PUT not available for that URI." (HTTP 405: sandbox choice)
 TOO_LARGE = 3006  # request too large, HTTP 413
-FINETUNE_NOT_FOUND = 3037  # "Finetune <x> not found", HTTP 404
+# "Finetune not found: <x> does not exist or is not accessible" (2026 reports; 2024-2025
+# reports show 3037 "Finetune <x> not found" for the same case, with HTTP 404).
+FINETUNE_NOT_FOUND = 5033
+LORA_MISMATCH = 3030  # "Lora not compatible with model": an adapter on another LoRA base
 NO_SUCH_MODEL = 5007  # no such model, HTTP 400
 # Workers AI's own table (developers.cloudflare.com/workers-ai/platform/errors/):
 FINETUNE_INCOMPLETE = 3039  # "Finetune is missing required files ...", HTTP 400
@@ -62,11 +67,16 @@ INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
 
 # A JSON body for create is a few hundred bytes; anything near this is not a finetune.
 MAX_JSON_BYTES = 1 << 20
-# The file part's name: the official SDK and wrangler 4.86 say `file` (wrangler's *filename* is
-# `blob`); api-notes.md records wranglers naming the part itself `blob`. Either is accepted.
-FILE_PART_NAMES = ("file", "blob")
+# The file part's name: `file`, required (the API reference and the SDKs: "file and file_name
+# are both required"); wrangler names the part `file` too, with the *filename* `blob`.
+FILE_PART = "file"
 
-_MODEL_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
+# GET .../ai/models/search paging. Sandbox choices, no public source gives them: pages count
+# from 1; 20 models a page unless `per_page` says otherwise (the Cloudflare v4 API's usual
+# default, and fewer than the bundled catalogue holds, so a client that does not page is
+# caught); a larger `per_page` than 100 is served 100, which `result_info.per_page` reports.
+MODELS_DEFAULT_PER_PAGE = 20
+MODELS_MAX_PER_PAGE = 100
 
 
 class ApiError(Exception):
@@ -105,6 +115,8 @@ class Reply:
     # The asset upload answers `{"success": true}` with no `result` key at all.
     with_result: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # Paged lists (the model search) add `result_info` beside `result`.
+    result_info: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,16 +170,20 @@ def _required_text(body: dict[str, Any], key: str) -> str:
 
 
 class CloudflareApi:
-    def __init__(self, store: SandboxStore, limits: SandboxLimits) -> None:
+    def __init__(
+        self, store: SandboxStore, limits: SandboxLimits, catalogue: Catalogue | None = None
+    ) -> None:
         self.store = store
         self.limits = limits
-        rules = published()
-        self.reserved_prefix: str = rules["reserved_name_prefix"]
-        self.asset_names: tuple[str, ...] = tuple(rules["required_files"])
+        self.catalogue = catalogue if catalogue is not None else Catalogue.bundled()
+        self.reserved_prefix = RESERVED_NAME_PREFIX
+        self.asset_names = REQUIRED_FILES
 
     # GET /accounts/{account_id}/ai/finetunes
     def list_finetunes(self, call: Call) -> Reply:
-        return Reply([f.to_api() for f in self.store.list_finetunes(call.params["account_id"])])
+        # No `public` here: the real list leaves it out (see Finetune.to_api).
+        finetunes = self.store.list_finetunes(call.params["account_id"])
+        return Reply([f.to_api(with_public=False) for f in finetunes])
 
     # POST /accounts/{account_id}/ai/finetunes
     def create_finetune(self, call: Call) -> Reply:
@@ -176,11 +192,17 @@ class CloudflareApi:
         name = _required_text(body, "name")
         description = _optional(body, "description", str, "a string")
         public = _optional(body, "public", bool, "a boolean")
-        # Only the shape of a model name is checked: the LoRA-capable catalogue grows faster
-        # than reconciler/data/cloudflare.json, and refusing a model the real API takes would
-        # make the sandbox stricter than the thing it stands in for.
-        if not _MODEL_RE.fullmatch(model):
+        # Sandbox choice: no public source shows what create answers for a model that does not
+        # exist or takes no LoRA. The sandbox refuses both, against its catalogue (which a
+        # test can extend), so that a client that gets past it never creates an adapter the
+        # real API could not run: 5007 (400) as for a malformed name, and 5005, the code
+        # Workers AI gives for "model does not support LoRA", with HTTP 400 rather than run's
+        # 405 since the request itself is what is wrong.
+        known = self.catalogue.get(model) if MODEL_NAME_RE.fullmatch(model) else None
+        if known is None:
             raise fail(400, NO_SUCH_MODEL, f"No such model {model}")
+        if not known.lora:
+            raise fail(400, LORA_UNSUPPORTED, f"The model {model} does not support LoRA")
         if name.lower().startswith(self.reserved_prefix):
             raise invalid(
                 f"Finetune names starting with '{self.reserved_prefix}' are reserved for"
@@ -212,7 +234,9 @@ class CloudflareApi:
         finetune_id = call.params["finetune_id"]
         finetune = self.store.get_finetune(call.params["account_id"], finetune_id)
         if finetune is None:
-            raise fail(404, FINETUNE_NOT_FOUND, f"Finetune {finetune_id} not found")
+            # Sandbox choice: the upload's answer to an unknown finetune is not shown in any
+            # public source; the sandbox gives the run's 2026 answer (5033, HTTP 404).
+            raise fail(404, FINETUNE_NOT_FOUND, _not_found(finetune_id))
         spools: list[Spool] = []
         try:
             file_name, spool = self._receive(call.environ, spools)
@@ -256,11 +280,9 @@ class CloudflareApi:
         if file_name not in self.asset_names:
             allowed = " or ".join(f"'{n}'" for n in self.asset_names)
             raise invalid(f"Invalid file_name '{file_name}': must be {allowed}")
-        part = next((files[n] for n in FILE_PART_NAMES if n in files), None)
-        if part is None and len(files) == 1:
-            part = next(iter(files.values()))
+        part = files.get(FILE_PART)
         if part is None:
-            raise invalid("Missing file part 'file'")
+            raise invalid(f"Missing file part '{FILE_PART}'")
         return file_name, spool_of(spools, part)
 
     def _too_large(self) -> ApiError:
@@ -281,18 +303,59 @@ class CloudflareApi:
         )
         return Reply([f.to_api() for f in rows])
 
+    # GET /accounts/{account_id}/ai/models/search?search=&task=&author=&source=
+    #     &hide_experimental=&page=&per_page=
+    def search_models(self, call: Call) -> Reply:
+        """The catalogue (catalogue.py), filtered, one page of it.
+
+        Paged as wrangler and the SDKs expect: `page` from 1 and `per_page` (see
+        MODELS_DEFAULT_PER_PAGE), a page past the end is empty (wrangler stops at a short page,
+        the SDK's iterator at an empty one), and `result_info` carries `page` and `per_page`
+        (the SDKs read only those, as optional) plus `count` (this page) and `total_count`:
+        sandbox choice, Cloudflare's usual v4 fields; no source shows this endpoint's.
+        """
+        query = dict(parse_qsl(str(call.environ.get("QUERY_STRING", "")), keep_blank_values=True))
+        page = _positive(query.get("page"), "page") or 1
+        per_page = _positive(query.get("per_page"), "per_page") or MODELS_DEFAULT_PER_PAGE
+        per_page = min(per_page, MODELS_MAX_PER_PAGE)
+        source = _count(query.get("source"), "source")
+        hide_experimental = _flag(query.get("hide_experimental"), "hide_experimental")
+        # `include_deprecated` (SDK 5.x: "If true, include models for up to three months after
+        # their deprecation date. Defaults to false") is accepted and changes nothing: the
+        # sandbox lists a model whatever its planned_deprecation_date, since api-notes.md
+        # lists @hf/mistral/mistral-7b-instruct-v0.2 (2026-05-30) among 2026's records. A
+        # client must not rely on that: the real search may leave such a model out.
+        _flag(query.get("include_deprecated"), "include_deprecated")
+        if query.get("format"):
+            # Sandbox choice: SDK 5.x offers `format=openrouter` ("return models in the
+            # requested marketplace format"), a shape no public source shows.
+            raise invalid(f"The sandbox does not serve format={query['format']}")
+        found = self.catalogue.search(
+            search=query.get("search"),
+            task=query.get("task"),
+            author=query.get("author"),
+            source=source,
+            hide_experimental=hide_experimental,
+        )
+        start = (page - 1) * per_page
+        served = [m.record for m in found[start : start + per_page]]
+        info = {"page": page, "per_page": per_page, "count": len(served), "total_count": len(found)}
+        return Reply(served, result_info=info)
+
     # POST /accounts/{account_id}/ai/run/{model_name}
     def run_model(self, call: Call) -> Reply:
         """Text generation, optionally through a LoRA finetune (`lora`: its name or id).
 
         The answer is deterministic: inference.py documents the rule. Checks, in order: the
-        model name's shape (3042), the model (5007), the body (6007, 5006), LoRA support
-        (5005), the finetune (3037), its base model (3037), its files (3039).
+        model name's shape (3042), the model, in the catalogue (5007), the body (6007, 5006),
+        LoRA support, in the catalogue (5005), the finetune (5033), its base model (3030),
+        its files (3039).
         """
         model = _wsgi_text(call.params["model_name"])
-        if not inference.MODEL_NAME_RE.fullmatch(model):
+        if not MODEL_NAME_RE.fullmatch(model):
             raise _ai_error(404, INVALID_MODEL_NAME, "The model name is invalid")
-        if model not in inference.known_models():
+        known = self.catalogue.get(model)
+        if known is None:
             raise _ai_error(400, NO_SUCH_MODEL, f"No such model {model} or task")
         body = read_json_object(call.environ)
         try:
@@ -303,9 +366,15 @@ class CloudflareApi:
             # Sandbox choice: the real API streams server-sent events; the sandbox does not,
             # and a JSON answer to a streaming client would be misread.
             raise invalid("The sandbox does not stream: leave out 'stream' or set it to false")
+        if known.task != TEXT_GENERATION:
+            # Sandbox choice: the sandbox answers text generation only; other tasks (embeddings,
+            # speech, images) take other inputs and give other outputs it does not emulate.
+            raise invalid(
+                f"The sandbox runs Text Generation models only; {model} is a {known.task} model"
+            )
         adapter = None
         if run.lora is not None:
-            if model not in inference.lora_models():
+            if not known.lora:
                 raise _ai_error(
                     405, LORA_UNSUPPORTED, f"The model {model} does not support LoRa inference"
                 )
@@ -315,18 +384,15 @@ class CloudflareApi:
     def _adapter(self, account_id: str, ref: str, model: str) -> inference.Adapter:
         finetune = self.store.find_finetune(account_id, ref)
         if finetune is None:
-            raise _ai_error(404, FINETUNE_NOT_FOUND, f"Finetune {ref} not found")
-        if finetune.model != model:
-            # Sandbox choice: a finetune belongs to the model it was created for, so run on
-            # another model it is "not found", the answer the real API gives for a finetune
-            # it cannot use (3037); the parenthesis, which the real API fills with a request
-            # id, says why.
-            raise _ai_error(
-                404,
-                FINETUNE_NOT_FOUND,
-                f"Finetune {ref} not found (it is a finetune of {finetune.model}, not of {model})",
-            )
-        if finetune.account_id is None:  # Cloudflare's own public adapters are complete
+            raise _ai_error(404, FINETUNE_NOT_FOUND, _not_found(ref))
+        public = finetune.account_id is None
+        bases = PUBLIC_ADAPTER_BASES if public else frozenset({finetune.model})
+        if model not in bases:
+            # An adapter on a LoRA-capable base other than its own (api-notes.md: 3030, seen
+            # in reports). Sandbox choice: HTTP 400, as the request is what is wrong; no
+            # report shows the status.
+            raise _ai_error(400, LORA_MISMATCH, "Lora not compatible with model")
+        if public:  # Cloudflare's own public adapters are complete
             return inference.Adapter(finetune.name)
         digests = {a.file_name: a.sha256 for a in self.store.list_assets(finetune.id)}
         if any(name not in digests for name in self.asset_names):
@@ -354,8 +420,12 @@ class CloudflareApi:
 def _ai_error(status: int, code: int, message: str) -> ApiError:
     """An error from Workers AI's model layer: the real API wraps the message twice in
     `AiError: ` and sends `result: {}` (observed on 3037, cloudflare-docs issues #14757 and
-    #23272; assumed for 3039, 3042, 5005 and 5007, which come from the same layer)."""
+    #23272; assumed for 3030, 3039, 3042, 5005, 5007 and 5033, from the same layer)."""
     return fail(status, code, f"AiError: AiError: {message}", result={})
+
+
+def _not_found(ref: str) -> str:
+    return f"Finetune not found: {ref} does not exist or is not accessible"
 
 
 def _wsgi_text(value: str) -> str:
@@ -371,6 +441,24 @@ def _count(raw: str | None, key: str) -> int | None:
         return whole_number(raw)
     except ValueError:
         raise invalid(f"Query parameter '{key}' must be a non-negative integer") from None
+
+
+def _positive(raw: str | None, key: str) -> int | None:
+    number = _count(raw, key)
+    if number == 0:
+        raise invalid(f"Query parameter '{key}' must be a positive integer")
+    return number
+
+
+def _flag(raw: str | None, key: str) -> bool:
+    """A boolean query parameter: the SDKs send `true`/`false`. Sandbox choice: `1`/`0` are
+    taken too, anything else is refused rather than guessed at."""
+    if raw is None or raw == "":
+        return False
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise invalid(f"Query parameter '{key}' must be true or false")
+    return value in ("true", "1")
 
 
 def _order(raw: str | None) -> tuple[str, bool]:
@@ -391,6 +479,7 @@ ROUTES: tuple[Route, ...] = (
     Route(re.compile(r"/user/tokens/verify"), {"GET": CloudflareApi.verify_token}, True),
     Route(re.compile(r"/user"), {"GET": CloudflareApi.user}),
     Route(re.compile(_ACCOUNT + r"/ai/finetunes/public"), {"GET": CloudflareApi.list_public}),
+    Route(re.compile(_ACCOUNT + r"/ai/models/search"), {"GET": CloudflareApi.search_models}),
     Route(
         re.compile(_ACCOUNT + r"/ai/finetunes/(?P<finetune_id>[^/]+)/finetune-assets"),
         {"POST": CloudflareApi.upload_asset},

@@ -19,3 +19,11 @@ ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
 # Real API tokens use this alphabet; other characters get 6003/6111 from the real API
 # (e.g. a pasted `curl ...` command), so the sandbox refuses them in the same way.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+# Cloudflare's published Workers AI LoRA rules (api-notes.md; Workers AI LoRA page, 2026). The
+# sandbox keeps its own copy, apart from the client's reconciler/data/cloudflare.json: it
+# stands in for the API, whose rules do not change when the client's snapshot does.
+MAX_ASSET_BYTES = 300_000_000  # "each adapter file under 300 MB"
+MAX_FINETUNES_PER_ACCOUNT = 100
+RESERVED_NAME_PREFIX = "cf-public-"
+REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")

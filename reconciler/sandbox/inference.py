@@ -49,37 +49,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.sandbox.store import published
-
-# The name shape every Workers AI model has: `@<namespace>/<author>/<model>`.
-MODEL_NAME_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
-
-# LoRA-capable models beyond reconciler/data/cloudflare.json's `lora_models`, from the Workers
-# AI docs (fine-tunes/loras and the model catalogue's LoRA tag, 2025-2026). The catalogue
-# tags @cf/mistral/mistral-7b-instruct-v0.1 with LoRA, so it is here and not among the plain
-# models below.
-EXTRA_LORA_MODELS = (
-    "@cf/mistral/mistral-7b-instruct-v0.1",
-    "@cf/meta/llama-3.2-11b-vision-instruct",
-    "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-    "@cf/meta/llama-guard-3-8b",
-    "@cf/deepseek-ai/deepseek-r1-distill-qwen-32b",
-    "@cf/qwen/qwen2.5-coder-32b-instruct",
-    "@cf/qwen/qwq-32b",
-    "@cf/mistralai/mistral-small-3.1-24b-instruct",
-    "@cf/google/gemma-3-12b-it",
-)
-
-# Well-known text-generation models that take no LoRA (quantized ones never do).
-PLAIN_MODELS = (
-    "@cf/meta/llama-3.1-8b-instruct",
-    "@cf/meta/llama-3-8b-instruct",
-    "@cf/meta/llama-2-7b-chat-int8",
-    "@cf/meta/llama-2-7b-chat-fp16",
-    "@cf/qwen/qwen1.5-7b-chat-awq",
-    "@hf/mistral/mistral-7b-instruct-v0.2",
-    "@hf/google/gemma-7b-it",
-)
+# Which models exist and which take a `lora` is the catalogue's to say (catalogue.py), as on
+# the real API; this module only shapes the answer.
 
 DEFAULT_MAX_TOKENS = 256  # the schema's default
 MAX_PROMPT_CHARS = 131072  # the schema's maxLength for `prompt` and a message's `content`
@@ -114,15 +85,6 @@ SENTENCES = (
 )
 
 _WORD_RE = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*")
-
-
-def lora_models() -> frozenset[str]:
-    """Models a `lora` may be run on: the published list plus EXTRA_LORA_MODELS."""
-    return frozenset(published()["lora_models"]) | frozenset(EXTRA_LORA_MODELS)
-
-
-def known_models() -> frozenset[str]:
-    return lora_models() | frozenset(PLAIN_MODELS)
 
 
 class BadInput(ValueError):

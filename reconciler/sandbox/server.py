@@ -12,6 +12,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from reconciler.sandbox.app import SandboxApp, validate_tokens
+from reconciler.sandbox.catalogue import Catalogue
 from reconciler.sandbox.clock import Clock, SystemClock
 from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
@@ -61,6 +62,9 @@ class SandboxServer:
     clock_speed: how many simulated seconds pass per real second for Cohere's dataset
     validation and training (clock.py); or pass a `clock` (e.g. ManualClock) to drive time.
     faults: what to inject (faults.py); what was injected is appended to `fault_log`.
+    catalogue: the Workers AI model catalogue (catalogue.py), or a file that extends or
+    replaces the bundled one; by default the bundled one, extended by the file
+    RECONCILER_SANDBOX_CATALOGUE names.
     """
 
     def __init__(
@@ -75,12 +79,19 @@ class SandboxServer:
         clock_speed: float = 1.0,
         clock: Clock | None = None,
         faults: FaultSpec | None = None,
+        catalogue: Catalogue | Path | None = None,
     ) -> None:
         if clock is not None and clock_speed != 1.0:
             raise ValueError("give the clock its speed, or pass clock_speed without a clock")
         self.data_dir = Path(data_dir)
         self.tokens = validate_tokens(tokens)
         self.host = host
+        # None: the bundled catalogue, extended by RECONCILER_SANDBOX_CATALOGUE if it is set.
+        if catalogue is None:
+            catalogue = Catalogue.from_env()
+        elif not isinstance(catalogue, Catalogue):
+            catalogue = Catalogue.load(Path(catalogue))
+        self.catalogue = catalogue
         self.limits = limits if limits is not None else SandboxLimits()
         self.clock: Clock = clock if clock is not None else SystemClock(clock_speed)
         self.faults = faults
@@ -137,11 +148,13 @@ class SandboxServer:
             self.request_log,
             clock=self.clock,
             cohere_store=self.cohere_store,
+            catalogue=self.catalogue,
         )
         if self.faults is not None:
             app = FaultInjector(app, self.faults, self.fault_log, self.clock)
+        handler = _handler(self._access_log)
         self._server = make_server(
-            self.host, self._port, app, threaded=True, request_handler=_handler(self._access_log)
+            self.host, self._port, app, threaded=True, request_handler=handler
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -185,6 +198,7 @@ def serve(
     *,
     clock_speed: float = 1.0,
     faults: FaultSpec | None = None,
+    catalogue: Catalogue | Path | None = None,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
 
@@ -208,6 +222,7 @@ def serve(
         access_log=True,
         clock_speed=clock_speed,
         faults=faults,
+        catalogue=catalogue,
     )
     try:
         sandbox.start()

@@ -8,20 +8,20 @@ lets readers run while a writer holds the lock.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import sqlite3
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from reconciler.sandbox import db as sqlite
-from reconciler.sandbox.defaults import ACCOUNT_ID_RE
+from reconciler.sandbox.defaults import (
+    ACCOUNT_ID_RE,
+    MAX_ASSET_BYTES,
+    MAX_FINETUNES_PER_ACCOUNT,
+)
 
 SCHEMA_VERSION = 1
 
@@ -54,26 +54,12 @@ CREATE TABLE IF NOT EXISTS assets (
 PUBLIC_ORDER_COLUMNS = ("id", "name", "model", "description", "public", "created_at", "modified_at")
 
 
-@functools.cache
-def published() -> dict[str, Any]:
-    """Cloudflare's published limits and rules, kept as data in reconciler/data/cloudflare.json."""
-    text = resources.files("reconciler").joinpath("data/cloudflare.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-def _published_int(key: str) -> int:
-    return int(published()[key])
-
-
 @dataclass(frozen=True)
 class SandboxLimits:
     """What the sandbox enforces; defaults are the published numbers, tests shrink them."""
 
-    max_asset_bytes: int = field(default_factory=lambda: _published_int("max_asset_bytes"))
-    max_finetunes_per_account: int = field(
-        default_factory=lambda: _published_int("max_finetunes_per_account")
-    )
+    max_asset_bytes: int = MAX_ASSET_BYTES
+    max_finetunes_per_account: int = MAX_FINETUNES_PER_ACCOUNT
     # None: any well-formed account id exists. Otherwise only these do (others get 403).
     allowed_accounts: Collection[str] | None = None
     # Cohere: "a Dataset can be as large as 1.5GB" (docs.cohere.com/docs/datasets).
@@ -108,17 +94,24 @@ class Finetune:
     created_at: str
     modified_at: str
 
-    def to_api(self) -> dict[str, object]:
-        """The shape the API returns (account_id is implied by the URL, never echoed)."""
-        return {
+    def to_api(self, *, with_public: bool = True) -> dict[str, object]:
+        """The shape the API returns (account_id is implied by the URL, never echoed).
+
+        `public` is in the create response and in the public list, but not in the account's
+        list: the SDKs' FinetuneListResponse is {id, created_at, model, modified_at, name,
+        description?} (api-notes.md), so a client can learn it only from what it created.
+        """
+        shape: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "model": self.model,
             "description": self.description,
-            "public": self.public,
-            "created_at": self.created_at,
-            "modified_at": self.modified_at,
         }
+        if with_public:
+            shape["public"] = self.public
+        shape["created_at"] = self.created_at
+        shape["modified_at"] = self.modified_at
+        return shape
 
 
 @dataclass(frozen=True)
@@ -320,28 +313,38 @@ def _insert(db: sqlite3.Connection, f: Finetune) -> None:
     )  # fmt: skip
 
 
-# Cloudflare's public adapters, as `GET .../finetunes/public` would list them: fixed ids and
-# dates so every sandbox shows the same catalogue and tests can rely on it.
+# Cloudflare's public adapters: the three the docs name (Workers AI, "Public LoRA adapters"),
+# each "compatible with @cf/mistral/mistral-7b-instruct-v0.1 and
+# @hf/mistral/mistral-7b-instruct-v0.2". A record has one `model`; sandbox choice: every seed
+# names v0.1 (the base the docs' own example runs them on), and a run accepts each of them on
+# either base (PUBLIC_ADAPTER_BASES). Fixed ids and dates so every sandbox shows the same list.
+PUBLIC_ADAPTER_BASES = frozenset(
+    {"@cf/mistral/mistral-7b-instruct-v0.1", "@hf/mistral/mistral-7b-instruct-v0.2"}
+)
 _PUBLIC_SEED = (
-    ("cf-public-magicoder", "@cf/mistral/mistral-7b-instruct-v0.2-lora",
-     "Code generation adapter trained on Magicoder data", "2024-04-01T17:00:00.000Z"),
-    ("cf-public-cnn-summarization", "@cf/mistral/mistral-7b-instruct-v0.2-lora",
-     "News summarization adapter trained on CNN/DailyMail", "2024-04-02T17:00:00.000Z"),
-    ("cf-public-jigsaw-classification", "@cf/google/gemma-2b-it-lora",
-     "Toxic comment classification adapter", "2024-04-03T17:00:00.000Z"),
-    ("cf-public-sql-generation", "@cf/google/gemma-7b-it-lora",
-     "Text to SQL adapter", "2024-04-04T17:00:00.000Z"),
-    ("cf-public-chat-support", "@cf/meta-llama/llama-2-7b-chat-hf-lora",
-     "Customer support tone adapter", "2024-04-05T17:00:00.000Z"),
+    ("cf-public-magicoder", "@cf/mistral/mistral-7b-instruct-v0.1",
+     "Coding tasks in multiple languages", "2024-04-01T17:00:00.000Z"),
+    ("cf-public-jigsaw-classification", "@cf/mistral/mistral-7b-instruct-v0.1",
+     "Toxic comment classification", "2024-04-02T17:00:00.000Z"),
+    ("cf-public-cnn-summarization", "@cf/mistral/mistral-7b-instruct-v0.1",
+     "Article summarization", "2024-04-03T17:00:00.000Z"),
 )  # fmt: skip
 
 _SEED_NAMESPACE = uuid.UUID("6f1c7a52-93a4-4a7e-9d2b-6c1f0e5d8b3a")
 
 
 def _seed_public(db: sqlite3.Connection) -> None:
+    """Make the public list exactly the seed, also in a data dir an older sandbox seeded
+    (which invented two adapters and put these on other bases)."""
+    names = [name for name, *_ in _PUBLIC_SEED]
+    marks = ", ".join("?" for _ in names)
+    db.execute(f"DELETE FROM finetunes WHERE account_id IS NULL AND name NOT IN ({marks})", names)
     for name, model, description, stamp in _PUBLIC_SEED:
         db.execute(
-            "INSERT OR IGNORE INTO finetunes (id, account_id, name, model, description, public,"
-            " created_at, modified_at) VALUES (?, NULL, ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO finetunes (id, account_id, name, model, description, public,"
+            " created_at, modified_at) VALUES (?, NULL, ?, ?, ?, 1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET name = excluded.name, model = excluded.model,"
+            " description = excluded.description, created_at = excluded.created_at,"
+            " modified_at = excluded.modified_at",
             (str(uuid.uuid5(_SEED_NAMESPACE, name)), name, model, description, stamp, stamp),
         )
