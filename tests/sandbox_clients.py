@@ -28,6 +28,7 @@ def client_for(
 @dataclass
 class Served:
     line: str  # the one line serve() prints when it listens
+    pid: int = 0  # the process's id (to kill it some other way than the SIGTERM at the end)
     out: str = ""  # what it printed after that line, until it stopped
     err: str = ""
     returncode: int | None = None
@@ -49,7 +50,7 @@ def serve_process(data: Path, arguments: str = "", imports: str = "") -> Iterato
     )
     try:
         assert proc.stdout is not None
-        served = Served(proc.stdout.readline())
+        served = Served(proc.stdout.readline(), proc.pid)
         yield served
         proc.send_signal(signal.SIGTERM)
         served.out, served.err = proc.communicate(timeout=20)

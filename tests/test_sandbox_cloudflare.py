@@ -521,10 +521,23 @@ def test_public_list_pages_by_limit_and_offset_in_the_chosen_order(api: httpx.Cl
         {"limit": "ten"},
         {"offset": "1.5"},
         {"orderBy": "name; DROP TABLE"},
+        # Past SQLite's 64-bit integers: these used to come back as a 500.
+        {"limit": "9223372036854775808"},
+        {"offset": "9223372036854775808"},
+        {"offset": "99999999999999999999999999"},
+        {"limit": "1e30"},
+        {"offset": "nan"},
+        {"limit": "inf"},
     ],
 )
 def test_public_list_refuses_bad_paging(api: httpx.Client, query: dict[str, str]) -> None:
     assert codes(envelope(public(api, **query), 400)) == [3010]
+
+
+def test_public_list_takes_the_largest_64_bit_paging(api: httpx.Client) -> None:
+    top = str(2**63 - 1)
+    assert envelope(public(api, limit=top), 200)["result"]
+    assert envelope(public(api, offset=top), 200)["result"] == []
 
 
 def test_a_data_dir_seeded_by_an_older_sandbox_lists_only_the_documented_adapters(

@@ -70,12 +70,15 @@ def sandbox(
     from ..sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from ..sandbox.app import validate_tokens
     from ..sandbox.catalogue import Catalogue, CatalogueError
-    from ..sandbox.server import serve
+    from ..sandbox.server import exposure_problem, serve
 
     try:
         accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token") from None
+    problem = exposure_problem(host, accepted)
+    if problem is not None:
+        raise ReconcilerError(problem)
     try:
         catalogue = Catalogue.load(catalogue_file)
     except CatalogueError as exc:

@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reconciler.sandbox")
 
+# The client went quiet past the server's read timeout, or went away, while the body was being
+# read: nobody is left to answer. werkzeug's handler takes these as a dropped connection and
+# closes it (server.py), instead of a 500 and a traceback in the log.
+_CONNECTION_LOST = (TimeoutError, ConnectionError)
+
 # Re-exported: the CLI validates --token values with it.
 __all__ = ["SandboxApp", "token_id", "validate_tokens"]
 
@@ -97,6 +102,8 @@ class SandboxApp:
         except ApiError as exc:
             status = exc.status
             body = {"success": False, "errors": exc.errors, "messages": [], "result": exc.result}
+        except _CONNECTION_LOST:
+            raise
         except Exception:
             log.exception("sandbox: unexpected error on %s %s", method, path)
             status = 500
@@ -108,6 +115,8 @@ class SandboxApp:
     ) -> Iterable[bytes]:
         try:
             status, body = self.cohere.respond(environ, method, path)
+        except _CONNECTION_LOST:
+            raise
         except Exception:
             log.exception("sandbox: unexpected error on %s %s", method, path)
             status, body = 500, {"message": "internal server error"}

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from reconciler.sandbox import inference
 from reconciler.sandbox.catalogue import MODEL_NAME_RE, TEXT_GENERATION, Catalogue
 from reconciler.sandbox.defaults import REQUIRED_FILES, RESERVED_NAME_PREFIX
-from reconciler.sandbox.paging import whole_number
+from reconciler.sandbox.paging import MAX_INT64, whole_number
 from reconciler.sandbox.store import (
     PUBLIC_ADAPTER_BASES,
     PUBLIC_ORDER_COLUMNS,
@@ -255,9 +255,8 @@ class CloudflareApi:
                     " instead"
                 ) from None
         finally:
-            for leftover in spools:  # the accepted one has been renamed away already
-                leftover.close()
-                leftover.path.unlink(missing_ok=True)
+            for spool in spools:  # the accepted one has been renamed away already
+                spool.discard()
         return Reply(with_result=False)
 
     def _receive(self, environ: WSGIEnvironment, spools: list[Spool]) -> tuple[str, Spool]:
@@ -440,13 +439,13 @@ def _count(raw: str | None, key: str) -> int | None:
     try:
         return whole_number(raw)
     except ValueError:
-        raise invalid(f"Query parameter '{key}' must be a non-negative integer") from None
+        raise invalid(f"Query parameter '{key}' must be an integer from 0 to {MAX_INT64}") from None
 
 
 def _positive(raw: str | None, key: str) -> int | None:
     number = _count(raw, key)
     if number == 0:
-        raise invalid(f"Query parameter '{key}' must be a positive integer")
+        raise invalid(f"Query parameter '{key}' must be an integer from 1 to {MAX_INT64}")
     return number
 
 

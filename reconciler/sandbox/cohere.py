@@ -149,8 +149,7 @@ class CohereApi:
             )
         finally:
             for spool in spools:  # accepted parts have been moved away already
-                spool.close()
-                spool.path.unlink(missing_ok=True)
+                spool.discard()
         return {"id": dataset.id}
 
     def _receive(self, environ: WSGIEnvironment, spools: list[Spool]) -> list[Part]:

@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.sandbox import db as sqlite
 from reconciler.sandbox.cohere_datasets import Verdict
 from reconciler.sandbox.training import Run
+from reconciler.sandbox.uploads import sweep
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cohere_meta (
@@ -113,6 +114,7 @@ class CohereStore:
         self.tmp_dir = self.data_dir / "tmp"
         for directory in (self.datasets_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        sweep(self.tmp_dir)  # uploads a kill cut short (uploads.py)
         sqlite.create_schema(self.db_path, _SCHEMA)
         with sqlite.write(self.db_path) as db:
             # Fixed once per data dir: page tokens stay valid, and ids stay put, on restart.

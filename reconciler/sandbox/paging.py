@@ -24,6 +24,11 @@ DEFAULT_PAGE_SIZE = 50  # the spec: "If 0, defaults to 50"
 # Sandbox choice: no maximum is published; a larger ask is served this many, as Google-style
 # APIs (which Cohere's follows: page_size/page_token/next_page_token) do.
 MAX_PAGE_SIZE = 1000
+# Cohere's spec types page_size as int32: a larger value is not a page size at all.
+MAX_INT32 = 2**31 - 1
+# The largest count any query parameter may carry (SQLite's integers are 64-bit; a larger one
+# used to reach SQLite and come back as a 500). Sandbox choice: such a value is a 400.
+MAX_INT64 = 2**63 - 1
 
 
 class BadPageToken(ValueError):
@@ -96,21 +101,31 @@ def page_size(raw: str | None) -> int:
         number = float(raw)
     except ValueError:
         number = -1.0
-    if number < 0 or not number.is_integer():
-        raise ValueError(f"invalid page_size {raw!r}: must be a non-negative integer")
+    if number < 0 or not number.is_integer() or number > MAX_INT32:
+        raise ValueError(
+            f"invalid page_size {raw!r}: must be an integer from 0 to {MAX_INT32} (int32)"
+        )
     size = int(number)
     return DEFAULT_PAGE_SIZE if size == 0 else min(size, MAX_PAGE_SIZE)
 
 
-def whole_number(raw: str | None) -> int | None:
-    """A query parameter that must be a non-negative whole number (None when absent). The
-    SDKs type these as floats, so `2.0` is accepted. Raises ValueError otherwise."""
+def whole_number(raw: str | None, maximum: int = MAX_INT64) -> int | None:
+    """A query parameter that must be a whole number from 0 to `maximum` (None when absent).
+    The SDKs type these as floats, so `2.0` is accepted. Raises ValueError otherwise."""
     if raw is None or raw == "":
         return None
-    try:
-        number = float(raw)
-    except ValueError:
-        number = -1.0
-    if number < 0 or not number.is_integer():
+    text = raw.strip()
+    # Digits alone are read exactly: float() would round 9223372036854775808 into range.
+    if text.isascii() and text.isdigit():
+        number = int(text)
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(raw) from None
+        if not value.is_integer():  # also nan and inf
+            raise ValueError(raw)
+        number = int(value)
+    if number < 0 or number > maximum:
         raise ValueError(raw)
-    return int(number)
+    return number

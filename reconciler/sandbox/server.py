@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import struct
@@ -20,14 +21,33 @@ from reconciler.sandbox.fault_spec import FaultSpec
 from reconciler.sandbox.faults import FaultInjector, InjectedFault, ResetConnection
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
+# How long a connection may wait for its request line, and then how long any read of the rest
+# (headers, body) may wait for a byte. Sandbox choices, not Cloudflare's or Cohere's figures:
+# long enough for any client that is sending (clients write the request as soon as they
+# connect, and werkzeug closes each connection after one answer, so there is no keep-alive
+# wait), short enough that a silent or half-sent connection does not hold a thread for ever.
+IDLE_TIMEOUT = 15.0
+READ_TIMEOUT = 60.0
 
-def _handler(access_log: bool) -> Any:
-    """werkzeug's request handler, able to cut connections for faults.py; without the
-    per-request access log unless asked (tests make thousands of requests)."""
+
+def _handler(access_log: bool, idle_timeout: float, read_timeout: float) -> Any:
+    """werkzeug's request handler, able to cut connections for faults.py, closing connections
+    that go quiet; without the per-request access log unless asked (tests make thousands of
+    requests)."""
     from werkzeug.serving import WSGIRequestHandler
 
     class SandboxHandler(WSGIRequestHandler):
         _abort = False
+        # socketserver applies this to the connection in setup(): the wait for the request
+        # line. http.server answers a timeout there by closing the connection.
+        timeout = idle_timeout
+
+        def parse_request(self) -> bool:
+            # The request line is in: from here on each read may wait `read_timeout`. A timeout
+            # while reading headers closes the connection (http.server); one while the app
+            # reads the body reaches the app, which lets it through to connection_dropped.
+            self.connection.settimeout(read_timeout)
+            return bool(super().parse_request())
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if access_log:
@@ -52,6 +72,39 @@ def _handler(access_log: bool) -> Any:
     return SandboxHandler
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or a name that resolves only to loopback)."""
+    name = host.strip("[]")
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    if name.lower() == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def exposure_problem(host: str, tokens: Sequence[str]) -> str | None:
+    """Why the sandbox must not listen on `host` with these tokens, or None if it may.
+
+    Beyond loopback anyone who reaches the port can call the sandbox; with the documented
+    default token (printed in the README and by `reconciler sandbox`) that is anyone at all.
+    """
+    if is_loopback(host) or DEFAULT_TOKEN not in tokens:
+        return None
+    return (
+        f"refusing to listen on {host}, which is not a loopback address, while accepting the"
+        " documented default sandbox token: anyone who can reach the port could use it. Pass"
+        " --token with a token of your own (not the default one), or listen on 127.0.0.1."
+    )
+
+
 class SandboxServer:
     """The sandbox on a real socket, served from a background thread.
 
@@ -65,6 +118,10 @@ class SandboxServer:
     catalogue: the Workers AI model catalogue (catalogue.py), or a file that extends or
     replaces the bundled one; by default the bundled one, extended by the file
     RECONCILER_SANDBOX_CATALOGUE names.
+    idle_timeout, read_timeout: see IDLE_TIMEOUT and READ_TIMEOUT.
+
+    Refuses (ValueError) to listen beyond loopback while accepting the documented default
+    token, which anyone can read in the README.
     """
 
     def __init__(
@@ -80,11 +137,18 @@ class SandboxServer:
         clock: Clock | None = None,
         faults: FaultSpec | None = None,
         catalogue: Catalogue | Path | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         if clock is not None and clock_speed != 1.0:
             raise ValueError("give the clock its speed, or pass clock_speed without a clock")
+        if not (idle_timeout > 0 and read_timeout > 0):
+            raise ValueError("timeouts must be positive numbers of seconds")
         self.data_dir = Path(data_dir)
         self.tokens = validate_tokens(tokens)
+        problem = exposure_problem(host, self.tokens)
+        if problem is not None:
+            raise ValueError(problem)
         self.host = host
         # None: the bundled catalogue, extended by RECONCILER_SANDBOX_CATALOGUE if it is set.
         if catalogue is None:
@@ -92,6 +156,8 @@ class SandboxServer:
         elif not isinstance(catalogue, Catalogue):
             catalogue = Catalogue.load(Path(catalogue))
         self.catalogue = catalogue
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
         self.limits = limits if limits is not None else SandboxLimits()
         self.clock: Clock = clock if clock is not None else SystemClock(clock_speed)
         self.faults = faults
@@ -152,7 +218,7 @@ class SandboxServer:
         )
         if self.faults is not None:
             app = FaultInjector(app, self.faults, self.fault_log, self.clock)
-        handler = _handler(self._access_log)
+        handler = _handler(self._access_log, self.idle_timeout, self.read_timeout)
         self._server = make_server(
             self.host, self._port, app, threaded=True, request_handler=handler
         )

@@ -22,6 +22,7 @@ from reconciler.sandbox.defaults import (
     MAX_ASSET_BYTES,
     MAX_FINETUNES_PER_ACCOUNT,
 )
+from reconciler.sandbox.uploads import sweep
 
 SCHEMA_VERSION = 1
 
@@ -164,6 +165,8 @@ class SandboxStore:
         self.tmp_dir = self.data_dir / "tmp"
         for directory in (self.data_dir, self.assets_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # Uploads a kill cut short (uploads.py): nothing else would ever remove them.
+        sweep(self.tmp_dir)
         sqlite.create_schema(self.db_path, _SCHEMA)
         with self._write() as db:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

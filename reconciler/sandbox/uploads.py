@@ -1,8 +1,17 @@
-"""Receiving uploaded files: multipart parts streamed to disk, sized and hashed on the way."""
+"""Receiving uploaded files: multipart parts streamed to disk, sized and hashed on the way.
+
+An upload in progress lives in the data dir's tmp/ as one file, flock-ed by the process that
+writes it until the file has been moved into place or discarded. A server killed mid-upload
+leaves its file behind, unlocked (the kernel drops the lock with the process): sweep() removes
+such files when a store opens the data dir, and leaves alone those another live server is
+still writing.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +34,10 @@ class Spool:
         self.size = 0
         self.digest = hashlib.sha256()
         self._file = path.open("x+b")
+        # A second descriptor holds the lock, so that closing the data file (before it is
+        # moved into place) does not release it: sweep() must not take a file in flight.
+        self._lock = os.open(path, os.O_RDONLY)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
@@ -45,6 +58,40 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+
+    def discard(self) -> None:
+        """Done with this upload: remove the file if it is still in tmp/ (it is not once it
+        has been moved into place), then let go of the lock."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def sweep(tmp_dir: Path) -> list[Path]:
+    """Remove the files in `tmp_dir` that no live process holds: uploads cut short by a kill.
+
+    Returns what was removed. A file is kept while its writer holds its lock (Spool); the
+    window between creating a spool file and locking it is two system calls.
+    """
+    removed = []
+    for entry in sorted(tmp_dir.iterdir()):
+        if not entry.is_file():
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # an upload in progress
+        finally:
+            os.close(fd)
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 # room for the multipart framing and small text fields around the file parts
