@@ -7,14 +7,18 @@
     ├── PlanError                   the plan cannot be made or carried out as declared
     │   ├── PlanFileError           a saved plan file is missing, foreign or damaged
     │   └── StalePlanError          a saved plan's inputs changed since it was made
-    ├── CredentialsError            a token or account id is missing from the environment
+    ├── EnvError                    a setting in the environment is malformed (named, not shown)
+    │   └── CredentialsError        a token or an endpoint URL is missing or malformed
+    ├── AssetChangedError           a file changed while it was being uploaded
     └── ProviderError               a remote call failed
         ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
         ├── AuthError               the API rejected the token
         └── EndpointError           the endpoint is unreachable or did not answer the API's shape
 
-Messages never contain secrets: no exception here is built from request headers, and logs.py
-redacts every token from every log line.
+Messages never contain secrets: no exception here is built from request headers or from an
+httpx error's text where that could hold one (providers/http.py), a malformed credential is
+refused by name before any request (credentials.py), logs.py redacts every secret value from
+every log line, and commands/common.py from every message it prints.
 """
 
 from __future__ import annotations
@@ -73,7 +77,15 @@ class LockHeldError(ReconcilerError):
     pass
 
 
-class CredentialsError(ReconcilerError):
+class EnvError(ReconcilerError):
+    pass
+
+
+class CredentialsError(EnvError):
+    pass
+
+
+class AssetChangedError(ReconcilerError):
     pass
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import serving
 
-from reconciler.errors import EndpointError, OutcomeUnknown, ProviderError
+from reconciler.errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
 from reconciler.model import DesiredFinetune
 from reconciler.providers.cloudflare import CloudflareProvider, _error_text
 from reconciler.providers.http import Api
@@ -161,3 +161,68 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
     with pytest.raises(EndpointError, match=r"cannot reach .* after 4 attempts"):
         api(f"http://127.0.0.1:{port}", slept).call("list", "GET", "/x")
     assert len(slept) == 3
+
+
+# --- local errors and what a message may carry ---------------------------------------------
+
+CANARY = "canary-http-7d2e-never-printed"
+
+
+def test_a_request_that_cannot_be_formed_is_not_retried_and_shows_no_header(
+    scripted: Scripted,
+) -> None:
+    slept: list[float] = []
+    client = api(scripted.url, slept)
+    # a header value the HTTP library refuses as it sends (as a token with a newline was)
+    client._settings["headers"]["Authorization"] = f"Bearer {CANARY}\n"
+    with pytest.raises(EndpointError) as info:
+        client.call("list finetunes of account x", "GET", "/x")
+    assert str(info.value) == (
+        "list finetunes of account x: the request could not be sent as formed "
+        "(LocalProtocolError); check CLOUDFLARE_API_TOKEN and CLOUDFLARE_API_BASE_URL"
+    )
+    assert slept == [] and scripted.seen == []
+
+
+@pytest.mark.parametrize(
+    ("token", "what"),
+    [
+        ("t0ken\n", "ends with a line break (as `echo` or a file's last line adds)"),
+        ("t0ken ", "starts or ends with whitespace"),
+        ("t0k\u00e9n", "contains a character outside printable ASCII"),
+        ("t0\x01ken", "contains a control character"),
+    ],
+)
+def test_an_api_never_holds_a_malformed_token(token: str, what: str) -> None:
+    with pytest.raises(CredentialsError) as info:
+        Api(
+            base_url="http://127.0.0.1:1",
+            token=token,
+            token_variable="CLOUDFLARE_API_TOKEN",
+            url_variable="CLOUDFLARE_API_BASE_URL",
+            parse_error=_error_text,
+        )
+    assert str(info.value).startswith(f"CLOUDFLARE_API_TOKEN {what}; ")
+    assert "t0k" not in str(info.value)
+
+
+def test_a_remote_error_is_one_clean_line_without_the_token(scripted: Scripted) -> None:
+    echoed = f"bad header 'Bearer {CANARY}'\nPlan: 9 to create.\x1b[31m\u202e"
+    scripted.script = [(400, {}, error(6003, echoed))]
+    client = Api(
+        base_url=scripted.url,
+        token=CANARY,
+        token_variable="CLOUDFLARE_API_TOKEN",
+        url_variable="CLOUDFLARE_API_BASE_URL",
+        parse_error=_error_text,
+        retry=RetryPolicy(attempts=1),
+    )
+    with pytest.raises(ProviderError) as info:
+        client.call("list", "GET", "/x")
+    assert str(info.value) == (
+        "list: HTTP 400: bad header 'Bearer ***'\\nPlan: 9 to create.\\x1b[31m\\u202e [code: 6003]"
+    )
+    scripted.script = [(400, {}, error(1, "x" * 5000))]
+    with pytest.raises(ProviderError) as info:
+        client.call("list", "GET", "/x")
+    assert len(str(info.value)) < 600 and str(info.value).endswith("…")

@@ -128,3 +128,53 @@ def test_tls_is_verified_unless_the_endpoint_is_named(
     assert allowed.exit_code == 0, allowed.output
     assert f"TLS verification is off for {tls_server}" in allowed.stderr
     assert "Plan: 2 to create" in allowed.stdout
+
+
+def test_logs_redact_every_secret_the_environment_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from reconciler import logs
+
+    other = "ghp_" + CANARY_TOKEN[::-1]
+    env = {
+        "CLOUDFLARE_API_TOKEN": CANARY_TOKEN + "\n",  # as a malformed one would be
+        "GITHUB_TOKEN": other,
+        "CO_API_URL": "https://user:p4ssw0rd-secret@127.0.0.1/v1?api_key=k3y-secret-value",
+        "HOME": "/home/not-a-secret",
+    }
+    logs.configure(0, env)
+    try:
+        logging.getLogger("reconciler.test").warning(
+            "saw %s, %s, p4ssw0rd-secret, k3y-secret-value in /home/not-a-secret\x1b[2J",
+            CANARY_TOKEN,
+            other,
+        )
+    finally:
+        logs.configure(0, {})
+    err = capsys.readouterr().err
+    assert "saw ***, ***, ***, *** in /home/not-a-secret\\x1b[2J" in err
+    assert CANARY_TOKEN not in err and other not in err
+
+
+def test_every_printed_message_is_redacted_and_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.commands.common import shown
+
+    monkeypatch.setenv("CO_API_KEY", CANARY_TOKEN)
+    assert shown(f"Internal error (X): {CANARY_TOKEN}\nsecond line\x1b[31m\u202e") == (
+        "Internal error (X): ***\nsecond line\\x1b[31m\\u202e"
+    )
+
+
+def test_a_malformed_cohere_key_is_named_not_shown() -> None:
+    from reconciler.errors import CredentialsError
+    from reconciler.providers.cohere import endpoint_from_env as cohere_endpoint
+
+    with pytest.raises(CredentialsError) as info:
+        cohere_endpoint({"CO_API_KEY": CANARY_TOKEN + "\n"})
+    assert str(info.value).startswith("CO_API_KEY ends with a line break")
+    assert CANARY_TOKEN not in str(info.value)
+    with pytest.raises(CredentialsError) as info:
+        cohere_endpoint({"CO_API_KEY": CANARY_TOKEN, "CO_API_URL": "http://127.0.0.1:1/\r\n"})
+    assert str(info.value).startswith("CO_API_URL contains a line break")

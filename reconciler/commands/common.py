@@ -27,8 +27,18 @@ def color_on() -> bool:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(message, err=True)
+    click.echo(shown(message), err=True)
     sys.exit(code)
+
+
+def shown(message: str) -> str:
+    """A message as it may be printed: no secret of the environment in it (whatever built
+    it), and no control or bidi character from a remote string or a file acting on the
+    terminal. Its own line breaks stay."""
+    from ..credentials import redact, secret_values
+    from ..untrusted import visible
+
+    return visible(redact(message, secret_values(os.environ)), keep_newlines=True)
 
 
 def handle_errors(fn: F) -> F:

@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuthError, EndpointError, OutcomeUnknown, ProviderError
+from ..credentials import redact, token_problem, url_problem
+from ..errors import AuthError, CredentialsError, EndpointError, OutcomeUnknown, ProviderError
+from ..untrusted import visible
 from .registry import Endpoint
 from .retry import RETRY_STATUSES, RetryPolicy
 
@@ -22,6 +24,7 @@ log = logging.getLogger("reconciler.http")
 ErrorParser = Callable[[Any], str]
 
 TIMEOUTS = {"connect": 10.0, "read": 60.0, "write": 300.0, "pool": 10.0}
+MAX_REMOTE_TEXT = 500  # characters of a remote error message shown in ours
 
 
 class Api:
@@ -41,6 +44,14 @@ class Api:
         verify: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # endpoint_from_env has refused these already; an Api made some other way is held to
+        # the same rules, so that the HTTP library never sees (and echoes) a malformed token
+        problem = token_problem(token_variable, token) or url_problem(
+            url_variable, self.base_url, token_variable
+        )
+        if problem:
+            raise CredentialsError(problem)
+        self._secrets = [token]
         self._token_variable = token_variable
         self._url_variable = url_variable
         self._parse_error = parse_error
@@ -132,32 +143,44 @@ class Api:
                 response = self._client.request(
                     method, path, json=json, params=params, data=data, files=files
                 )
+            except (
+                httpx.LocalProtocolError,
+                httpx.UnsupportedProtocol,
+                httpx.InvalidURL,
+                UnicodeEncodeError,
+            ) as exc:
+                # A request this side could not form: repeating it cannot help, and the text
+                # of such an error may quote a header (the token) or the URL. Never retried.
+                raise EndpointError(
+                    f"{what}: the request could not be sent as formed ({type(exc).__name__}); "
+                    f"check {self._token_variable} and {self._url_variable}"
+                ) from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # not transient: say so at once
                     raise EndpointError(
                         f"{what}: the TLS certificate of {self.base_url} could not be verified "
-                        f"({_reason(exc)}). If it is a test endpoint you trust, name it in "
+                        f"({self._reason(exc)}). If it is a test endpoint you trust, name it in "
                         "RECONCILER_INSECURE_TLS to turn verification off for it alone"
                     ) from None
                 # never sent: safe to try again whatever the request
                 if last:
                     raise EndpointError(
-                        f"{what}: cannot reach {self.base_url} ({_reason(exc)}) after "
+                        f"{what}: cannot reach {self.base_url} ({self._reason(exc)}) after "
                         f"{attempts} attempts; check {self._url_variable} and the network"
                     ) from None
-                self._wait(what, attempt, None, _reason(exc))
+                self._wait(what, attempt, None, self._reason(exc))
                 continue
             except httpx.TransportError as exc:
                 # sent, perhaps acted on, answer lost: a timeout or a reset mid-way
                 if not idempotent:
                     raise OutcomeUnknown(
-                        f"{what}: {_reason(exc)} after the request was sent"
+                        f"{what}: {self._reason(exc)} after the request was sent"
                     ) from None
                 if last:
                     raise EndpointError(
-                        f"{what}: {self.base_url} failed {attempts} times ({_reason(exc)})"
+                        f"{what}: {self.base_url} failed {attempts} times ({self._reason(exc)})"
                     ) from None
-                self._wait(what, attempt, None, _reason(exc))
+                self._wait(what, attempt, None, self._reason(exc))
                 continue
             log.debug(
                 "%s %s -> %s in %.0f ms",
@@ -187,13 +210,29 @@ class Api:
         self._sleep(delay)
 
     def _error_text(self, body: Any, response: httpx.Response) -> str:
+        """The remote's error text as one visible line: an API may echo the request (the
+        token) or carry line breaks and escapes into our message."""
         if body is _NOT_JSON:
             return f"HTTP {response.status_code}"
-        return self._parse_error(body) or f"HTTP {response.status_code}"
+        try:
+            text = str(self._parse_error(body) or "")
+        except Exception:  # an envelope of an unexpected shape: say less, not crash
+            text = ""
+        return self._clean(text) or f"HTTP {response.status_code}"
+
+    def _clean(self, text: str) -> str:
+        text = visible(redact(text, self._secrets))
+        return text if len(text) <= MAX_REMOTE_TEXT else text[: MAX_REMOTE_TEXT - 1] + "…"
+
+    def _reason(self, exc: Exception) -> str:
+        text = str(exc) or type(exc).__name__
+        # httpx's messages carry the errno text, never headers; keep them short, and clean
+        # in case a future one quotes what it was given
+        return self._clean(text.splitlines()[0][:200])
 
     def _result(self, what: str, response: httpx.Response, body: Any, ok: tuple[int, ...]) -> Any:
         if body is _NOT_JSON:
-            kind = response.headers.get("content-type", "no content type")
+            kind = visible(response.headers.get("content-type", "no content type")[:100])
             raise EndpointError(
                 f"{what}: {self.base_url} answered HTTP {response.status_code} with {kind}, "
                 f"not the API's JSON; is {self._url_variable} right?"
@@ -217,9 +256,3 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return _NOT_JSON
-
-
-def _reason(exc: httpx.TransportError) -> str:
-    text = str(exc) or type(exc).__name__
-    # httpx's messages carry the errno text, never headers; keep them short
-    return text.splitlines()[0][:200]

@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..credentials import token_problem, url_problem
 from ..errors import CredentialsError
 from .base import Provider
 
@@ -42,13 +43,18 @@ def endpoint_from_env(
     missing: str,
 ) -> Endpoint:
     """Where a provider is and its token, from the environment only (never the config).
-    `missing` says how to get a token when there is none."""
+    `missing` says how to get a token when there is none. A malformed token or URL is refused
+    here, before any request, by the variable's name: its value is never shown."""
     token = env.get(token_variable, "")
     if not token:
         raise CredentialsError(
             f"{token_variable} is not set: {missing}, or try reconciler with --sandbox"
         )
+    problem = token_problem(token_variable, token)
     base_url = (env.get(url_variable) or default_url).rstrip("/")
+    problem = problem or url_problem(url_variable, base_url, token_variable)
+    if problem:
+        raise CredentialsError(problem)
     verify = verify_tls(base_url, env)
     if not verify:
         log.warning("TLS verification is off for %s (named in %s)", base_url, INSECURE_ENV)

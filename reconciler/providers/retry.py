@@ -13,7 +13,26 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..errors import EnvError
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 100
+MAX_BACKOFF = 300.0
+
+
+def _number(variable: str, env: Mapping[str, str], default: float, *, whole: bool) -> float:
+    text = env.get(variable, "").strip()
+    if not text:
+        return default
+    low, high = (1, MAX_ATTEMPTS) if whole else (0.0, MAX_BACKOFF)
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or not (low <= value <= high):  # NaN fails both comparisons
+        what = "a whole number of attempts" if whole else "a number of seconds"
+        raise EnvError(f"{variable} must be {what} from {low:g} to {high:g}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,14 +44,12 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RetryPolicy:
-        """RECONCILER_HTTP_ATTEMPTS and RECONCILER_HTTP_BACKOFF (base seconds) tune it."""
+        """RECONCILER_HTTP_ATTEMPTS and RECONCILER_HTTP_BACKOFF (base seconds) tune it. A value
+        that is not one is refused by name, rather than quietly replaced by the default."""
         policy = cls()
-        try:
-            attempts = int(env.get("RECONCILER_HTTP_ATTEMPTS", policy.attempts))
-            base = float(env.get("RECONCILER_HTTP_BACKOFF", policy.base_delay))
-        except ValueError:
-            return policy
-        return cls(attempts=max(1, attempts), base_delay=max(0.0, base))
+        attempts = _number("RECONCILER_HTTP_ATTEMPTS", env, policy.attempts, whole=True)
+        base = _number("RECONCILER_HTTP_BACKOFF", env, policy.base_delay, whole=False)
+        return cls(attempts=int(attempts), base_delay=base)
 
     def delay(self, attempt: int, retry_after: str | None, rng: random.Random) -> float:
         """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
