@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
+from .credentials import secret_variables
 from .errors import ConfigError, Problem
+from .interpolate import expand, references
 from .model import AssetFile, Desired, DesiredFinetune, SourceMark
 from .preflight import Limits, LimitsError, check_finetune
 from .providers.registry import required_assets
 from .statcache import StatCache
-from .yamlsource import Path_, Source, parse
+from .yamlsource import Path_, Source, parse, read_text
 
-# ${NAME} or ${NAME:-default}; $${ is a literal ${
-_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 ACCOUNT_ENV = {"cloudflare": "CLOUDFLARE_ACCOUNT_ID"}
 MAX_CONFIG_BYTES = 10_000_000  # 1,000 finetunes take about 200 kB
 # providers whose API key is scoped to one organisation: no account id, one "account"
@@ -43,37 +43,7 @@ def load(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> 
     so an unchanged adapter is not read again (the caller saves the cache)."""
     shown = str(path)
     fence = cache.fence() if cache is not None else None  # before the config is read
-    try:
-        st = path.stat()
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                [
-                    Problem(
-                        shown,
-                        None,
-                        None,
-                        f"is larger than {MAX_CONFIG_BYTES // 1_000_000} MB; a config that large "
-                        "is not one reconciler wrote or reads: is it the right file?",
-                    )
-                ]
-            )
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            [Problem(shown, None, None, "file not found (use -c to name the config)")]
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            [Problem(shown, None, None, "is a directory, expected a YAML file")]
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            [Problem(shown, None, None, "cannot be read: permission denied")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [Problem(shown, None, None, f"is not UTF-8 text ({exc.reason})")]
-        ) from None
+    text, st = read_text(path, shown, MAX_CONFIG_BYTES)
 
     source, problems = parse(text, shown)
     if source is None:
@@ -82,7 +52,7 @@ def load(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> 
     # The schema check is a pure function of the text and the variables it names: a pass is
     # remembered, and the same text with the same values is not checked again (~0.2 s for
     # 1,000 finetunes).
-    names = sorted({m.group(1) for m in _REF.finditer(text) if m.group(1)})
+    names = sorted(references(text))
     values = json.dumps([[n, env.get(n)] for n in names])
     passed = schema.token("finetunes.schema.json", text, values) if cache is not None else None
     if passed is None or cache is None or cache.get(path, st, SCHEMA_FACT) != passed:
@@ -99,29 +69,32 @@ def load(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> 
 
 
 def _interpolate(source: Source, env: Mapping[str, str], problems: list[Problem]) -> set[Path_]:
-    """Replace ${VAR} in every string value, in place. Returns the paths left unresolved."""
+    """Replace ${VAR} in every string value, in place (interpolate.py has the syntax). Returns
+    the paths left unresolved. A reference to a secret, or a value holding one, is refused:
+    the config is shown in plans and saved in plan files; the message names, never shows."""
     unresolved: set[Path_] = set()
+    secrets = secret_variables(env)
 
     def sub(value: str, path: Path_) -> str:
-        def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            name, default = match.group(1), match.group(2)
-            if name in env and env[name] != "":
-                return env[name]
-            if default is not None:
-                return default
+        expansion = expand(value, env)
+        for message in expansion.problems:
+            problems.append(source.problem(path, f"{schema.display_path(path)}: {message}"))
+        if not expansion.resolved:
+            unresolved.add(path)
+            return value
+        held = [
+            n for n, secret in secrets.items() if len(secret) >= 8 and secret in expansion.value
+        ]
+        if held:
             unresolved.add(path)
             problems.append(
                 source.problem(
                     path,
-                    f"{schema.display_path(path)}: environment variable {name} is not set "
-                    f"(referenced as ${{{name}}}); set it or write ${{{name}:-default}}",
+                    f"{schema.display_path(path)}: holds the value of {held[0]}, a secret; "
+                    "a config is shown in plans and saved in plan files: remove it",
                 )
             )
-            return match.group(0)
-
-        return _REF.sub(one, value)
+        return expansion.value
 
     def walk(node: Any, path: Path_) -> Any:
         if isinstance(node, str):
