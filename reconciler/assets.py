@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import AssetChangedError
 from .model import AssetDigest, AssetFile, Digests
 from .statcache import StatCache, key_of
 
@@ -178,7 +179,12 @@ Progress = Callable[[int, int], None]
 
 class HashingReader:
     """A file wrapper that hashes exactly the bytes read from it, so the lockfile records what
-    was sent even if the file changes between plan and apply."""
+    was sent even if the file changes between plan and apply.
+
+    The HTTP library declares the file's size (Content-Length) before it sends a byte; a file
+    that is cut short or grows while it is read would then fail deep in the HTTP layer, with
+    an error about framing. The reader holds the file to the size it had when the upload
+    began and raises AssetChangedError the moment it differs."""
 
     def __init__(self, f: BinaryIO, name: str, progress: Progress | None = None) -> None:
         self._f = f
@@ -193,6 +199,10 @@ class HashingReader:
 
     def read(self, n: int = -1) -> bytes:
         chunk = self._f.read(n)
+        if (not chunk and n != 0 and self._size < self._total) or (
+            self._size + len(chunk) > self._total
+        ):
+            self._changed()
         self._hash.update(chunk)
         self._size += len(chunk)
         if self._progress is not None:
@@ -207,6 +217,18 @@ class HashingReader:
 
     def tell(self) -> int:
         return self._f.tell()
+
+    def _changed(self) -> None:
+        try:
+            now = f"{os.fstat(self._f.fileno()).st_size} bytes now"
+        except OSError:
+            now = "unreadable now"
+        where = getattr(self._f, "name", self._name)
+        raise AssetChangedError(
+            f"{where} changed while it was uploaded ({self._total} bytes when the upload "
+            f"began, {now}); the upload was abandoned and nothing was recorded for it: "
+            "run apply again once the file is settled"
+        )
 
     def fileno(self) -> int:
         return self._f.fileno()
