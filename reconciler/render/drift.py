@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..drift import Drift, DriftKind
+from ..untrusted import visible
 
 SYMBOLS = {
     DriftKind.GONE: "-",
@@ -15,9 +16,11 @@ SYMBOLS = {
 
 
 def _line(d: Drift) -> str:
-    text = f"{SYMBOLS[d.kind]} {d.provider}.{d.name} ({d.kind.value}): {d.detail}"
-    for f in d.fields:
-        text += f"\n    {f.field}: {json.dumps(f.before)} -> {json.dumps(f.after)}"
+    # names, ids and details come from the accounts and the lockfile: one visible line each
+    text = f"{SYMBOLS[d.kind]} {visible(d.provider)}.{visible(d.name)} ({d.kind.value}): "
+    text += visible(d.detail)
+    for f in d.fields:  # json.dumps writes every non-ASCII character as an escape
+        text += f"\n    {visible(f.field)}: {json.dumps(f.before)} -> {json.dumps(f.after)}"
     return text
 
 
@@ -49,7 +52,12 @@ def render(items: tuple[Drift, ...], fmt: str) -> str:
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
     if fmt == "markdown":
+        from .markdown import code, prose
+
         lines = [f"### reconciler: {summary(items)}", ""]
-        lines += [f"- `{d.provider}.{d.name}` **{d.kind.value}**: {d.detail}" for d in items]
+        lines += [
+            f"- {code(f'{d.provider}.{d.name}')} **{d.kind.value}**: {prose(d.detail)}"
+            for d in items
+        ]
         return "\n".join(lines) + "\n"
     return "\n".join([*(_line(d) for d in items), summary(items)]) + "\n"

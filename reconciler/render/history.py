@@ -1,4 +1,7 @@
-"""One finetune's story for `reconciler show NAME`: records, status, events, and the loss."""
+"""One finetune's story for `reconciler show NAME`: records, status, events, and the loss.
+
+What the account and the lockfile say is shown through untrusted.visible: one line each.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 
 from ..model import LockedFinetune, RemoteFinetune
 from ..providers.base import History, StepMetric
+from ..untrusted import visible
 
 CHART_ROWS = 8
 CHART_WIDTH = 60
@@ -14,22 +18,28 @@ CHART_WIDTH = 60
 def render(
     name: str, locked: LockedFinetune | None, remote: RemoteFinetune | None, history: History
 ) -> str:
-    out = [f"finetune {name}"]
+    out = [f"finetune {visible(name)}"]
     if locked is None:
         out.append("  recorded: not in the lockfile")
     else:
-        out.append(f"  recorded: {locked.provider} account {locked.account}, id {locked.id}")
+        out.append(
+            f"  recorded: {visible(locked.provider)} account {visible(locked.account)}, "
+            f"id {visible(locked.id)}"
+        )
         for asset in locked.assets.values():
-            out.append(f"    asset {asset.name}: {asset.sha256} ({asset.size} bytes)")
+            out.append(
+                f"    asset {visible(asset.name)}: {visible(asset.sha256)} ({asset.size} bytes)"
+            )
     if remote is None:
         out.append("  remote:   not found")
     else:
-        out.append(f"  remote:   {remote.model}, status {remote.status or 'n/a'}")
-        for key, value in sorted(remote.fields.items()):
-            out.append(f"    {key}: {json.dumps(value, sort_keys=True)}")
+        status = visible(str(remote.status)) if remote.status else "n/a"
+        out.append(f"  remote:   {visible(remote.model)}, status {status}")
+        for key, value in sorted(remote.fields.items()):  # json.dumps escapes non-ASCII
+            out.append(f"    {visible(key)}: {json.dumps(value, sort_keys=True)}")
     if history.events:
         out += ["", "events:"]
-        out += [f"  {e.created_at}  {e.status}" for e in history.events]
+        out += [f"  {visible(str(e.created_at))}  {visible(str(e.status))}" for e in history.events]
     if history.metrics:
         out += ["", *chart(history.metrics, _loss_key(history.metrics))]
     return "\n".join(out) + "\n"
@@ -46,6 +56,7 @@ def _loss_key(metrics: tuple[StepMetric, ...]) -> str:
 def chart(metrics: tuple[StepMetric, ...], key: str) -> list[str]:
     """A small text chart of one metric over the training steps."""
     points = [(m.step, m.metrics[key]) for m in metrics if key in m.metrics]
+    key = visible(key)  # a metric's name, as the account reports it
     if not points:
         return [f"no {key} recorded"]
     if len(points) > CHART_WIDTH:  # one column a bucket of steps: keep the last value of each

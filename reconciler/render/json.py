@@ -7,6 +7,7 @@ from typing import Any
 
 from ..codec import digest_to_data
 from ..plan import Action, Change, Plan
+from ..untrusted import json_safe
 
 FORMAT_VERSION = 1
 
@@ -81,4 +82,6 @@ def _asset(d: Any) -> dict[str, Any] | None:
 
 
 def render(plan: Plan) -> str:
-    return json.dumps(to_data(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    # non-ASCII text stays readable; control and bidi characters a remote string may hold
+    # are written as \u escapes: the same data for a parser, nothing for a terminal to act on
+    return json_safe(json.dumps(to_data(plan), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"

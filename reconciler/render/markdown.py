@@ -3,6 +3,12 @@
 GitHub refuses comments over 65,536 characters. Rather than let a large plan be cut off
 somewhere (or the comment fail), the details are cut at a line, the fences are closed and a
 note says how much was left out and where to find the rest.
+
+Remote strings (names, ids, reasons quoting them) are escaped for where they stand: code spans
+fenced longer than any backtick run inside, table cells with their pipes escaped, prose with
+every character Markdown acts on escaped and mentions and links put in code, and the details
+fenced longer than any backtick run in the plan. A comment shows one summary line, whatever
+the names hold.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import re
 
 from ..plan import Action, Plan
+from ..untrusted import visible
 from . import text
 from .json import ACTIONS, address
 
@@ -18,13 +25,48 @@ GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- reconciler-plan -->"
 DESTRUCTIVE = {"delete"}
 _SYMBOL = re.compile(r"^(\s*)([+~!.?]) ")
+_ACTIVE = re.compile(r"[\\`*_\[\]<>|~&#!]")  # what Markdown (or HTML) acts on inside a line
+# '@someone' pings a person and 'https://...' or 'www.' makes a link, unless in code
+_INERT = re.compile(r"@[\w./-]+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+_BACKTICKS = re.compile(r"`+")
+
+
+def _fence_for(texts: list[str], least: int = 1) -> str:
+    """Backticks enough to fence `texts`: one more than their longest run."""
+    longest = max((len(m.group()) for t in texts for m in _BACKTICKS.finditer(t)), default=0)
+    return "`" * max(least, longest + 1)
+
+
+def code(value: str, table: bool = False) -> str:
+    """`value` as an inline code span, whatever backticks it holds; in a table cell its
+    pipes are escaped too (GitHub splits cells at a pipe even inside code)."""
+    value = visible(value)
+    fence = _fence_for([value])
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    if table:
+        value = value.replace("|", "\\|")
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def prose(value: str, table: bool = False) -> str:
+    """`value` as Markdown text that reads as itself: nothing in it formats, links, pings or
+    starts HTML."""
+    value = visible(value)
+    out: list[str] = []
+    last = 0
+    for m in _INERT.finditer(value):
+        out.append(_ACTIVE.sub(r"\\\g<0>", value[last : m.start()]))
+        out.append(code(m.group(), table))
+        last = m.end()
+    out.append(_ACTIVE.sub(r"\\\g<0>", value[last:]))
+    return "".join(out)
 
 
 def warnings(plan: Plan) -> list[str]:
     found: list[str] = []
     destructive = [c for c in plan.changes if DESTRUCTIVE & set(ACTIONS[c.action])]
     if destructive:
-        names = ", ".join(f"`{address(c)}`" for c in destructive)
+        names = ", ".join(code(address(c)) for c in destructive)
         found.append(f"**Destructive:** {names} will be deleted or replaced.")
     public = [
         c
@@ -33,10 +75,10 @@ def warnings(plan: Plan) -> list[str]:
         or any(f.field == "public" and f.after is True for f in c.fields)
     ]
     if public:
-        names = ", ".join(f"`{address(c)}`" for c in public)
+        names = ", ".join(code(address(c)) for c in public)
         found.append(f"**Public:** {names} will be visible to every Cloudflare account.")
     if plan.blocked:
-        names = ", ".join(f"`{address(c)}`" for c in plan.blocked)
+        names = ", ".join(code(address(c)) for c in plan.blocked)
         found.append(f"**Blocked:** {names} cannot be changed as declared; apply will refuse.")
     return found
 
@@ -59,8 +101,8 @@ def render(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     if notes:
         head += ["> [!WARNING]", *[f"> {n}  " for n in notes], ""]
     rows = [
-        f"| `{c.action.symbol.strip() or '='}` | `{address(c)}` | {', '.join(ACTIONS[c.action])} "
-        f"| {c.reason.replace('|', '/')} |"
+        f"| `{c.action.symbol.strip() or '='}` | {code(address(c), table=True)} "
+        f"| {', '.join(ACTIONS[c.action])} | {prose(c.reason, table=True)} |"
         for c in plan.changes
         if c.action is not Action.NOOP
     ]
@@ -69,8 +111,10 @@ def render(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     )
     if not plan.has_changes and not plan.blocked:
         table = ["No changes: the finetunes match the configuration and the lockfile.", ""]
-    details = ["<details><summary>Plan details</summary>", "", "```diff", *_diff_lines(plan)]
-    closing = ["```", "", "</details>", ""]
+    diff = _diff_lines(plan)
+    fence = _fence_for(diff, least=3)  # a remote name holding ``` cannot close it early
+    details = ["<details><summary>Plan details</summary>", "", f"{fence}diff", *diff]
+    closing = [fence, "", "</details>", ""]
     return _fit(head, table + details, closing, limit)
 
 
@@ -87,7 +131,7 @@ def _fit(head: list[str], body: list[str], closing: list[str], limit: int) -> st
             break
         kept.append(line)
         size += len(line) + 1
-        in_fence = in_fence or line == "```diff"
+        in_fence = in_fence or (line.startswith("```") and line.strip("`") == "diff")
     if in_fence:
         kept += closing[:-1]
     kept += [

@@ -1,4 +1,9 @@
-"""The human view of a plan, in the style Terraform users read every day."""
+"""The human view of a plan, in the style Terraform users read every day.
+
+Every string that did not come from reconciler itself (a remote name, id, description or
+status, a lockfile entry, a config value) goes through untrusted.visible or .quoted: one
+line each, with no control or bidi character left to act on the terminal or the layout.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from ..apply import Outcome, Result
 from ..diff import FieldChange
 from ..model import AssetDigest
 from ..plan import Action, AssetChange, Change, Plan
+from ..untrusted import quoted, visible
 
 COLOURS = {
     Action.CREATE: "green",
@@ -47,7 +53,7 @@ def _digest(d: AssetDigest | None) -> str:
 
 
 def _value(v: object) -> str:
-    return "null" if v is None else json.dumps(v, ensure_ascii=False)
+    return "null" if v is None else visible(json.dumps(v, ensure_ascii=False))
 
 
 def summary(plan: Plan) -> str:
@@ -80,12 +86,15 @@ def render(plan: Plan, color: bool = False) -> str:
         out += _block(c, paint)
     notes = [w for c in plan.changes if c.action is Action.NOOP for w in c.warnings]
     if notes:
-        out += [paint(f"Warning: {w}", Action.FORGET) for w in notes] + [""]
+        out += [paint(f"Warning: {visible(w)}", Action.FORGET) for w in notes] + [""]
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
         out.append("Unmanaged finetunes (in the account, not in the config; left untouched):")
         for c in unmanaged:
-            line = f'  ? finetune "{c.name}" ({c.provider} account {c.account}, id {c.remote_id})'
+            line = (
+                f"  ? finetune {quoted(c.name)} ({visible(c.provider)} account "
+                f"{visible(c.account)}, id {visible(str(c.remote_id))})"
+            )
             out.append(paint(line, Action.UNMANAGED))
         out.append("")
     if not plan.has_changes and not plan.blocked:
@@ -99,7 +108,7 @@ def render(plan: Plan, color: bool = False) -> str:
 
 
 def blocked_message(plan: Plan) -> str:
-    names = ", ".join(c.name for c in plan.blocked)
+    names = ", ".join(visible(c.name) for c in plan.blocked)
     count = len(plan.blocked)
     return (
         f"Error: {count} finetune{'s' if count != 1 else ''} cannot be changed as declared "
@@ -110,17 +119,17 @@ def blocked_message(plan: Plan) -> str:
 def _block(c: Change, paint: object) -> list[str]:
     assert callable(paint)
     sym = c.action.symbol
-    lines = [f"  # {c.name} {HEADLINES[c.action]}: {c.reason}"]
-    lines.append(paint(f'  {sym} finetune "{c.name}" {{', c.action))
+    lines = [f"  # {visible(c.name)} {HEADLINES[c.action]}: {visible(c.reason)}"]
+    lines.append(paint(f"  {sym} finetune {quoted(c.name)} {{", c.action))
     rows: list[tuple[str, str, str]] = []  # (symbol, key, value)
     if c.action is Action.CREATE:
         rows.append(("+", "provider", _value(c.provider)))
         rows.append(("+", "account", _value(c.account)))
-        rows += [("+", f.field, _value(f.after)) for f in c.fields]
+        rows += [("+", visible(f.field), _value(f.after)) for f in c.fields]
     else:
         if c.remote_id:
             rows.append((" ", "id", _value(c.remote_id)))
-        rows += [("~", f.field, _field_change(f)) for f in c.fields]
+        rows += [("~", visible(f.field), _field_change(f)) for f in c.fields]
     rows += [_asset_row(a) for a in c.assets]
     width = max((len(k) for _, k, _ in rows), default=0)
     for s, key, value in rows:
@@ -131,7 +140,7 @@ def _block(c: Change, paint: object) -> list[str]:
         )
         lines.append(paint(text, c.action) if s != " " else text)
     lines.append(paint("    }", c.action))
-    lines += [paint(f"  Warning: {w}", Action.FORGET) for w in c.warnings]
+    lines += [paint(f"  Warning: {visible(w)}", Action.FORGET) for w in c.warnings]
     lines.append("")
     return lines
 
@@ -141,7 +150,7 @@ def _field_change(f: FieldChange) -> str:
 
 
 def _asset_row(a: AssetChange) -> tuple[str, str, str]:
-    key = f'asset "{a.name}"'
+    key = f"asset {quoted(a.name)}"
     if a.before is None:
         return ("+", key, _digest(a.after))
     return ("~", key, f"{_digest(a.before)} -> {_digest(a.after)}")
@@ -149,7 +158,7 @@ def _asset_row(a: AssetChange) -> tuple[str, str, str]:
 
 def render_outcome(o: Outcome, color: bool = False) -> str:
     mark = "ok " if o.ok else "ERR"
-    text = f"  {mark} {o.name}: {o.step}: {o.detail}"
+    text = f"  {mark} {visible(o.name)}: {visible(o.step)}: {visible(o.detail)}"
     if color:
         return click.style(text, fg="green" if o.ok else "red")
     return text
