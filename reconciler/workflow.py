@@ -22,6 +22,7 @@ from .preflight import check_account_capacity
 from .providers import registry
 from .providers.base import History, Provider
 from .statcache import StatCache, default_path
+from .untrusted import visible
 
 
 @dataclass(frozen=True)
@@ -208,12 +209,20 @@ def import_finetune(
     existing = recorded.finetunes.get(name)
     if existing is not None and not (confirm and existing.unverified):
         raise PlanError(f"{name} is already in the lockfile (id {existing.id})")
-    remote = next((r for r in provider.list_finetunes(declared.account) if r.name == name), None)
-    if remote is None:
+    named = [r for r in provider.list_finetunes(declared.account) if r.name == name]
+    if not named:
         raise PlanError(
             f"no finetune named {name} in {declared.provider} account {declared.account}: "
             "nothing to import (plan and apply create it)"
         )
+    if len(named) > 1:  # which one is ours is not for reconciler to guess
+        ids = ", ".join(visible(r.id) for r in sorted(named, key=lambda r: r.id))
+        raise PlanError(
+            f"{len(named)} finetunes named {name} in {declared.provider} account "
+            f"{declared.account} (ids {ids}); reconciler cannot tell which one the config "
+            "means, so none was imported: remove or rename the others in the account first"
+        )
+    remote = named[0]
     digests = assets.digest_all(declared.assets)
     entry = LockedFinetune(
         name=name,
