@@ -1,7 +1,8 @@
 """The bad-input corpus: each case breaks one thing in a copy of the quick start.
 
 A case is (id, how to break the project, the exact message expected on stderr). The message
-is the line that names the problem; `{config}` and `{lock}` stand for the paths.
+is the line that names the problem; `{config}` and `{lock}` stand for the paths. A break may
+return a Setup: variables to set in the environment (None: unset), or another config path.
 """
 
 from __future__ import annotations
@@ -9,9 +10,27 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-Break = Callable[[Path], None]  # given the config path
+from conftest import CANARY_TOKEN
+
+
+@dataclass(frozen=True)
+class Setup:
+    env: dict[str, str | None] = field(default_factory=dict)
+    config: Path | None = None  # run with -c this instead of the project's config
+
+
+Break = Callable[[Path], "Setup | None"]  # given the config path
+
+
+def env(**values: str | None) -> Break:
+    return lambda config: Setup(env=values)
+
+
+def use_config(make: Callable[[Path], Path]) -> Break:
+    return lambda config: Setup(config=make(config))
 
 
 def edit(old: str, new: str, count: int = 1) -> Break:
@@ -326,4 +345,244 @@ CASES: list[tuple[str, Break, str]] = [
         "Error: {lock}:1:1: not valid JSON (Expecting value); the lockfile is corrupt or truncated: restore it from version control",
     ),
     ("lock-is-a-folder", lock_dir, "Error: {lock}: cannot be read (Is a directory)"),
+]
+
+
+# --- odd files, deep documents, line breaks in names --------------------------------------
+
+
+def fifo(config: Path) -> Setup:
+    pipe = config.parent / "pipe.yaml"
+    os.mkfifo(pipe)
+    return Setup(config=pipe)
+
+
+def nested(document: str) -> Break:
+    return write("version: 1\n" + document + "\n")
+
+
+DEEP = "values nested more than 64 levels deep (or a YAML alias inside itself); refused"
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+LITERAL = (
+    "write ${NAME} or ${NAME:-default} (NAME: letters, digits and '_'), or $${ for a literal ${"
+)
+
+
+def secret_ref(name: str) -> str:
+    return (
+        f"${{{name}}} would copy a secret into the config: reconciler treats {name} as a "
+        "credential, which it reads from the environment itself and which would otherwise be "
+        "shown in plans and saved in plan files; remove the reference"
+    )
+
+
+def token_error(what: str) -> str:
+    return (
+        f"Error: CLOUDFLARE_API_TOKEN {what}; a token is printable ASCII without spaces. It "
+        "was not sent: export it again without that (e.g. "
+        "CLOUDFLARE_API_TOKEN=\"$(tr -d '[:space:]' < token-file)\")"
+    )
+
+
+URL_SHAPE = "a base URL is http(s)://host[:port][/path]"
+DESCRIPTION = "description: Answers from the product FAQ"
+
+CASES += [
+    (
+        "config-dev-zero",
+        use_config(lambda config: Path("/dev/zero")),
+        "{config}: error: is a character device, expected a regular YAML file",
+    ),
+    (
+        "config-fifo",
+        fifo,
+        "{config}: error: is a named pipe (FIFO), expected a regular YAML file",
+    ),
+    (
+        "yaml-nested-flow",
+        nested("finetunes: " + "[" * 5000 + "]" * 5000),
+        "{config}:2:1011: error: " + DEEP,
+    ),
+    (
+        "yaml-nested-block",
+        nested("finetunes:\n" + "".join(" " * i + "-\n" for i in range(1, 3000)) + "   x"),
+        "{config}:1001:1000: error: " + DEEP,
+    ),
+    ("yaml-alias-in-itself", nested("finetunes: &a [*a]"), "{config}:2:12: error: " + DEEP),
+    (
+        "name-trailing-newline",
+        edit("name: faq-bot-v1", 'name: "faq-bot-v1\\n"'),
+        "{config}:21:11: error: finetunes[1].name: 'faq-bot-v1\\n' is not allowed: a name is "
+        "one line, without a line break",
+    ),
+    (
+        "model-trailing-newline",
+        edit('"@cf/google/gemma-2b-it-lora"', '"@cf/google/gemma-2b-it-lora\\n"'),
+        "{config}:23:12: error: finetunes[1].model: '@cf/google/gemma-2b-it-lora\\n' is not "
+        "allowed: a model name is one line, without a line break",
+    ),
+    (
+        "account-trailing-newline",
+        env(CLOUDFLARE_ACCOUNT_ID=ACCOUNT + "\n"),
+        f"{{config}}:6:17: error: providers.cloudflare.account_id: '{ACCOUNT}\\n' is not "
+        "allowed: an account id is one line, without a line break",
+    ),
+    # --- secrets in the config ---
+    (
+        "interpolates-the-token",
+        edit(DESCRIPTION, "description: ${CLOUDFLARE_API_TOKEN}"),
+        "{config}:24:18: error: finetunes[1].description: " + secret_ref("CLOUDFLARE_API_TOKEN"),
+    ),
+    (
+        "interpolates-the-cohere-key",
+        edit(DESCRIPTION, "description: key ${CO_API_KEY}"),
+        "{config}:24:18: error: finetunes[1].description: " + secret_ref("CO_API_KEY"),
+    ),
+    (
+        "interpolates-a-secret-in-a-default",
+        edit(DESCRIPTION, "description: ${RECONCILER_NOT_SET:-${CLOUDFLARE_API_TOKEN}}"),
+        "{config}:24:18: error: finetunes[1].description: " + secret_ref("CLOUDFLARE_API_TOKEN"),
+    ),
+    (
+        "interpolates-another-secret",
+        edit(DESCRIPTION, "description: ${GITHUB_TOKEN}"),
+        "{config}:24:18: error: finetunes[1].description: " + secret_ref("GITHUB_TOKEN"),
+    ),
+    (
+        "holds-the-token-itself",
+        edit(DESCRIPTION, f"description: pasted {CANARY_TOKEN}"),
+        "{config}:24:18: error: finetunes[1].description: holds the value of "
+        "CLOUDFLARE_API_TOKEN, a secret; a config is shown in plans and saved in plan files: "
+        "remove it",
+    ),
+    # --- ${...} that does not parse ---
+    (
+        "reference-not-a-name",
+        edit(DESCRIPTION, "description: costs ${5}"),
+        "{config}:24:18: error: finetunes[1].description: '${' at character 7 does not start "
+        "a reference; " + LITERAL,
+    ),
+    (
+        "reference-unclosed",
+        edit(DESCRIPTION, "description: ${RECONCILER_A:-${RECONCILER_B}"),
+        "{config}:24:18: error: finetunes[1].description: ${RECONCILER_A at character 1 is "
+        "not closed: expected '}' or ':-default}' after the name; " + LITERAL,
+    ),
+    (
+        "reference-nested-too-deep",
+        edit(DESCRIPTION, "description: " + "${RC:-" * 9 + "x" + "}" * 9),
+        "{config}:24:18: error: finetunes[1].description: references nested more than 8 deep "
+        "in defaults (at character 49); " + LITERAL,
+    ),
+    # --- credentials and endpoints from the environment: named, never shown ---
+    (
+        "token-trailing-newline",
+        env(CLOUDFLARE_API_TOKEN=CANARY_TOKEN + "\n"),
+        token_error("ends with a line break (as `echo` or a file's last line adds)"),
+    ),
+    (
+        "token-trailing-crlf",
+        env(CLOUDFLARE_API_TOKEN=CANARY_TOKEN + "\r\n"),
+        token_error("ends with a line break (as `echo` or a file's last line adds)"),
+    ),
+    (
+        "token-trailing-space",
+        env(CLOUDFLARE_API_TOKEN=CANARY_TOKEN + "  "),
+        token_error("starts or ends with whitespace"),
+    ),
+    (
+        "token-leading-tab",
+        env(CLOUDFLARE_API_TOKEN="\t" + CANARY_TOKEN),
+        token_error("starts or ends with whitespace"),
+    ),
+    (
+        "token-inner-space",
+        env(CLOUDFLARE_API_TOKEN="Bearer " + CANARY_TOKEN),
+        token_error("contains whitespace"),
+    ),
+    (
+        "token-control-char",
+        env(CLOUDFLARE_API_TOKEN=CANARY_TOKEN + "\x1b"),
+        token_error("contains a control character"),
+    ),
+    (
+        "token-non-ascii",
+        env(CLOUDFLARE_API_TOKEN=CANARY_TOKEN + "\u00e9"),
+        token_error("contains a character outside printable ASCII"),
+    ),
+    (
+        "token-only-whitespace",
+        env(CLOUDFLARE_API_TOKEN="   \n"),
+        token_error("holds only whitespace"),
+    ),
+    (
+        "token-empty",
+        env(CLOUDFLARE_API_TOKEN=""),
+        "Error: CLOUDFLARE_API_TOKEN is not set: create an API token with the 'Workers AI "
+        "Write' permission and export it, or try reconciler with --sandbox",
+    ),
+    (
+        "base-url-with-credentials",
+        env(CLOUDFLARE_API_BASE_URL=f"https://user:{CANARY_TOKEN}@127.0.0.1:1/client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL carries credentials before the host (user:password@); "
+        "reconciler sends the token from CLOUDFLARE_API_TOKEN and refuses credentials in the "
+        "URL, where they would be shown in messages and recorded in the lockfile",
+    ),
+    (
+        "base-url-with-token-query",
+        env(CLOUDFLARE_API_BASE_URL=f"https://127.0.0.1:1/client/v4?token={CANARY_TOKEN}"),
+        "Error: CLOUDFLARE_API_BASE_URL has a query string or fragment (?... or #...); "
+        f"{URL_SHAPE}, and a token belongs in CLOUDFLARE_API_TOKEN",
+    ),
+    (
+        "base-url-crlf",
+        env(CLOUDFLARE_API_BASE_URL="https://127.0.0.1:1/client/v4\r\nX-Injected: 1"),
+        "Error: CLOUDFLARE_API_BASE_URL contains a line break or another control character; "
+        "set it again",
+    ),
+    (
+        "base-url-trailing-newline",
+        env(CLOUDFLARE_API_BASE_URL="https://127.0.0.1:1/client/v4\n"),
+        "Error: CLOUDFLARE_API_BASE_URL contains a line break or another control character; "
+        "set it again",
+    ),
+    (
+        "base-url-ftp",
+        env(CLOUDFLARE_API_BASE_URL="ftp://127.0.0.1:1/client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL does not start with https:// (or http:// for a local "
+        f"endpoint); {URL_SHAPE}",
+    ),
+    (
+        "base-url-no-scheme",
+        env(CLOUDFLARE_API_BASE_URL="localhost:8787/client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL does not start with https:// (or http:// for a local "
+        f"endpoint); {URL_SHAPE}",
+    ),
+    (
+        "base-url-non-ascii",
+        env(CLOUDFLARE_API_BASE_URL="https://ex\u00e4mple.com/client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL contains a character outside ASCII; write the host in "
+        "its ASCII (xn--) form and percent-encode the path",
+    ),
+    (
+        "base-url-no-host",
+        env(CLOUDFLARE_API_BASE_URL="https:///client/v4"),
+        f"Error: CLOUDFLARE_API_BASE_URL names no host; {URL_SHAPE}",
+    ),
+    (
+        "base-url-bad-port",
+        env(CLOUDFLARE_API_BASE_URL="https://127.0.0.1:99999/client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL is not a valid URL (its port or host cannot be read); "
+        + URL_SHAPE,
+    ),
+    (
+        "http-attempts-not-a-number",
+        env(RECONCILER_HTTP_ATTEMPTS="five"),
+        "Error: RECONCILER_HTTP_ATTEMPTS must be a whole number of attempts from 1 to 100",
+    ),
+    (
+        "http-backoff-negative",
+        env(RECONCILER_HTTP_BACKOFF="-1"),
+        "Error: RECONCILER_HTTP_BACKOFF must be a number of seconds from 0 to 300",
+    ),
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bad_input_cases import CASES, Break
-from conftest import Cli
+from bad_input_cases import CASES, Break, Setup
+from conftest import CANARY_TOKEN, Cli
 
 from reconciler.sandbox.server import SandboxServer
 
@@ -25,13 +25,27 @@ def test_the_corpus_is_large_and_distinct() -> None:
 
 @pytest.mark.parametrize(("case_id", "breaks", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input(
-    cli: Cli, cf_env: SandboxServer, project: Path, case_id: str, breaks: Break, expected: str
+    cli: Cli,
+    cf_env: SandboxServer,
+    project: Path,
+    case_id: str,
+    breaks: Break,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lock = project.with_suffix(".lock")
     lock.write_text(EMPTY_LOCK)
-    breaks(project)
+    setup = breaks(project)
+    if not isinstance(setup, Setup):
+        setup = Setup()
+    for variable, value in setup.env.items():
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+    config = setup.config or project
     message = (
-        expected.replace("{config}", str(project))
+        expected.replace("{config}", str(config))
         .replace("{lock}", str(lock))
         .replace("{project}", str(project.parent))
         .replace("{parent}", str(project.parent.parent))
@@ -40,11 +54,14 @@ def test_bad_input(
     for command in (["plan"], ["apply", "--auto-approve"], ["validate"]):
         if command == ["validate"] and message.startswith("Error: "):
             continue  # validate reads no lockfile
-        result = cli(*command, "-c", project)
+        result = cli(*command, "-c", config)
         assert result.exit_code == 1, result.output
         assert result.stdout == ""
         assert result.stderr.splitlines()[0] == message
         assert "Traceback" not in result.output
+        for secret in setup.env.values():  # a malformed secret is named, never shown
+            if secret and CANARY_TOKEN in secret:
+                assert CANARY_TOKEN not in result.output
         assert snapshot(lock) == before
     assert [c for c in cf_env.request_log if "/accounts/" in c[1]] == []
 
