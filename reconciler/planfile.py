@@ -1,7 +1,11 @@
 """Saved plans: the plan plus fingerprints of everything it was computed from.
 
-`apply PLANFILE` recomputes the fingerprints and refuses, naming each difference, if any input
-moved since review: the config, the lockfile, an asset's content or an account's remote state.
+`apply PLANFILE` plans again from the current inputs and carries out that fresh plan only if it
+equals the saved one in every action, field, path and digest: a plan file is a record of what
+was reviewed, never an instruction of its own (it is not signed, so anything in it could have
+been edited). When they differ, the fingerprints say which input moved since review (the
+config, the lockfile, an asset's content, an account's remote state); when no input moved, the
+file itself was edited, and each difference is named.
 A plan file holds no secrets: tokens are never part of a plan or of what is fingerprinted.
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,8 @@ from .plan import Plan
 
 KIND = "reconciler-plan"
 FORMAT_VERSION = 1
+MAX_PLAN_BYTES = 64 * 1024 * 1024  # 1,000 finetunes plan in about 3 MB
+MAX_LINES = 20  # differences named in a refusal; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ def save(path: Path, plan: Plan, prints: Fingerprints, config_path: Path) -> Non
         "format_version": FORMAT_VERSION,
         "reconciler_version": __version__,
         "config": str(config_path),
+        # the finetunes the plan covers (all, or those --target named): apply plans these again
+        "targets": [_address(c.provider, c.name) for c in plan.changes],
         "fingerprints": {
             "config": prints.config,
             "lockfile": prints.lockfile,
@@ -136,41 +145,132 @@ class Saved:
     config_path: Path
     fingerprints: Fingerprints
     data: Mapping[str, Any]
+    targets: tuple[str, ...] = ()  # provider.name of each change the file covers
+    version: str = __version__  # of the reconciler that made it
 
     def plan(self, config_path: Path) -> Plan:
         return codec.plan_from_data(dict(self.data), config_path.resolve().parent)
 
 
-def load(path: Path) -> Saved:
+def _address(provider: str, name: str) -> str:
+    return f"{provider}.{name}"
+
+
+class _Refused(ValueError):
+    """What the strict JSON reader refuses, said plainly."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Refused(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not JSON")
+
+
+def strict_json(text: str) -> Any:
+    """json.loads refusing what Python's reader lets through: a key twice in one object (the
+    last would silently win) and NaN or Infinity. Raises ValueError with a plain reason."""
     try:
-        data = json.loads(path.read_text("utf-8"))
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise _Refused("it is nested too deeply") from None
+
+
+def _read(path: Path) -> str:
+    """The text of a plan file: a regular file of sane size, read without blocking."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanFileError(f"{path}: not a reconciler plan file ({exc})") from None
+    except OSError as exc:
+        raise PlanFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PlanFileError(f"{path}: is not a regular file, so not a plan file (`plan -o`)")
+        limit = MAX_PLAN_BYTES // (1024 * 1024)
+        raw = f.read(MAX_PLAN_BYTES + 1)
+        if st.st_size > MAX_PLAN_BYTES or len(raw) > MAX_PLAN_BYTES:
+            raise PlanFileError(
+                f"{path}: is larger than {limit} MB, which no plan reconciler writes is; "
+                "is it the right file?"
+            )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(
+            f"{path}: is not UTF-8 text ({exc.reason}), so not a plan file"
+        ) from None
+
+
+def load(path: Path) -> Saved:
+    text = _read(path)
+    try:
+        data = strict_json(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "not a reconciler plan file, or a damaged one"
+        ) from None
+    except ValueError as exc:
+        raise PlanFileError(f"{path}: not a reconciler plan file: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise PlanFileError(f"{path}: not a reconciler plan file (made with `reconciler plan -o`)")
     if data.get("format_version") != FORMAT_VERSION:
         raise PlanFileError(
-            f"{path}: plan format_version {data.get('format_version')} is not the one this "
-            f"reconciler reads ({FORMAT_VERSION}); make the plan again with this version"
+            f"{path}: plan format_version {str(data.get('format_version'))[:20]} is not the one "
+            f"this reconciler reads ({FORMAT_VERSION}); make the plan again with this version"
         )
     try:
         f = data["fingerprints"]
         prints = Fingerprints(
-            config=f["config"],
-            lockfile=f["lockfile"],
-            assets=dict(f["assets"]),
-            observed=dict(f["observed"]),
-            endpoints=dict(f["endpoints"]),
+            config=_text(f["config"]),
+            lockfile=_text(f["lockfile"]),
+            assets=_strings(f["assets"]),
+            observed=_strings(f["observed"]),
+            endpoints=_strings(f["endpoints"]),
         )
-        saved = Saved(Path(data["config"]), prints, data["plan"])
+        plan = data["plan"]
+        if not isinstance(plan, dict) or not isinstance(plan.get("changes"), list):
+            raise TypeError("plan.changes is not a list")
+        targets = data.get("targets")
+        if targets is None:  # made before plan files recorded them: what the file holds
+            targets = [_address(c["provider"], c["name"]) for c in plan["changes"]]
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise TypeError("targets is not a list of provider.name addresses")
+        saved = Saved(
+            Path(_text(data["config"])),
+            prints,
+            plan,
+            tuple(targets),
+            str(data.get("reconciler_version", "?"))[:40],
+        )
         saved.plan(saved.config_path)  # every field present and well-typed
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        detail = str(exc)[:200]
         raise PlanFileError(
-            f"{path}: the plan file is damaged ({type(exc).__name__}: {exc})"
+            f"{path}: the plan file is damaged ({type(exc).__name__}: {detail}); make a new plan"
         ) from None
     return saved
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, found {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, found {type(value).__name__}")
+    return {_text(k): _text(v) for k, v in value.items()}
 
 
 def check_config(path: Path, planned_for: Path, given: Path) -> None:
@@ -194,3 +294,132 @@ def check_fresh(path: Path, saved: Fingerprints, now: Fingerprints) -> None:
             f"the saved plan {path} is stale; since it was made:\n{lines}\n"
             "Nothing was applied. Make and review a new plan."
         )
+
+
+def matching(path: Path, saved: Saved, plan: Plan, config_path: Path, pruning: bool) -> Plan:
+    """The fresh plan (of every finetune, made from the current inputs) narrowed to what the
+    file covers, if it equals the file's plan exactly; else PlanFileError naming each
+    difference. What is then applied is this fresh plan, never what the file says."""
+    wanted = set(saved.targets)
+    fresh = Plan(
+        changes=tuple(c for c in plan.changes if _address(c.provider, c.name) in wanted),
+        endpoints=plan.endpoints,
+    )
+    base = config_path.resolve().parent
+    found = _plan_differences(saved.data, codec.plan_to_data(fresh, base), base, pruning)
+    if found:
+        shown = found[:MAX_LINES]
+        more = len(found) - len(shown)
+        lines = "\n".join(f"  - {line}" for line in shown)
+        if more:
+            lines += f"\n  - and {more} more difference(s)"
+        other = (
+            f" (or it was made by reconciler {saved.version}, which plans differently)"
+            if saved.version != __version__
+            else ""
+        )
+        raise PlanFileError(
+            f"the saved plan {path} does not match what the current inputs plan, so it is not "
+            f"what was reviewed:\n{lines}\nIts fingerprints match the current inputs: the file "
+            f"was edited after it was made{other}. Nothing was applied. Make and review a new "
+            "plan."
+        )
+    return fresh
+
+
+_MISSING = object()
+
+
+def _plan_differences(
+    saved: Mapping[str, Any], fresh: Mapping[str, Any], base: Path, pruning: bool
+) -> list[str]:
+    found: list[str] = []
+    rest_saved = {k: v for k, v in saved.items() if k != "changes"}
+    rest_fresh = {k: v for k, v in fresh.items() if k != "changes"}
+    _walk("", rest_saved, rest_fresh, base, found)
+    saved_changes = [c for c in saved["changes"] if isinstance(c, dict)]
+    if len(saved_changes) != len(saved["changes"]):
+        found.append("the file's changes include something that is not a change")
+    fresh_changes = list(fresh["changes"])
+
+    def address(c: Mapping[str, Any]) -> str:
+        return _address(str(c.get("provider")), str(c.get("name")))
+
+    by_saved = [address(c) for c in saved_changes]
+    by_fresh = [address(c) for c in fresh_changes]
+    for a in sorted({a for a in by_saved if by_saved.count(a) > 1}):
+        found.append(f"the file has {by_saved.count(a)} changes for {a}")
+    for a in by_fresh:
+        if a not in by_saved:
+            found.append(f"the file has no change for {a}, which the current inputs plan")
+    for a in by_saved:
+        if a not in by_fresh:
+            found.append(f"the file has a change for {a}, which the current inputs do not plan")
+    common = [a for a in by_fresh if a in by_saved]
+    if [a for a in by_saved if a in by_fresh] != common:
+        found.append("the file lists the changes in another order than the current inputs")
+    for a in common:
+        was = saved_changes[by_saved.index(a)]
+        now = fresh_changes[by_fresh.index(a)]
+        lines: list[str] = []
+        _walk("", was, now, base, lines)
+        if not pruning and was.get("action") == "delete" and now.get("action") == "forget":
+            lines.append("if the plan was made with --prune, apply it with --prune")
+        found += [f"{a}: {line}" for line in lines]
+    return found
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = repr(value) if isinstance(value, str) else _canonical(value)
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+def _walk(where: str, saved: Any, fresh: Any, base: Path, found: list[str]) -> None:
+    """One line per value that differs, named by its place in the change ("steps[1].path")."""
+    if saved is not _MISSING and fresh is not _MISSING and _canonical(saved) == _canonical(fresh):
+        return
+    if isinstance(saved, dict) and isinstance(fresh, dict):
+        if where.startswith("steps[") and _step(saved) != _step(fresh):
+            # another step altogether: one line for it, not one per field
+            line = f"{where}: the file says {_step(saved)}, the inputs plan {_step(fresh)}"
+            found.append(line + _where_outside(saved.get("path"), base))
+            return
+        for key in sorted(set(saved) | set(fresh), key=str):
+            place = f"{where}.{key}" if where else str(key)
+            _walk(place, saved.get(key, _MISSING), fresh.get(key, _MISSING), base, found)
+        return
+    if isinstance(saved, list) and isinstance(fresh, list):
+        if len(saved) != len(fresh):
+            found.append(f"{where}: the file has {len(saved)}, the inputs plan {len(fresh)}")
+        for i, (was, now) in enumerate(zip(saved, fresh, strict=False)):
+            _walk(f"{where}[{i}]", was, now, base, found)
+        return
+    line = f"{where}: the file says {_show(saved)}, the inputs plan {_show(fresh)}"
+    found.append(line + (_where_outside(saved, base) if where.endswith("path") else ""))
+
+
+def _step(step: Mapping[str, Any]) -> str:
+    words = [str(step.get("kind")), *([str(step["asset"])] if step.get("asset") else [])]
+    if step.get("path"):
+        words.append(f"from {step['path']}")
+    return repr(" ".join(words))
+
+
+def _where_outside(path: Any, base: Path) -> str:
+    if not isinstance(path, str) or not _outside(path, base):
+        return ""
+    return f"; {path} is outside the config's folder {base}, and no asset of the config is there"
+
+
+def _outside(value: str, base: Path) -> bool:
+    try:
+        target = Path(value) if os.path.isabs(value) else base / value
+        return not target.resolve().is_relative_to(base)
+    except (OSError, ValueError, RuntimeError):
+        return True

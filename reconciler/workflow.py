@@ -161,11 +161,15 @@ def apply(
     return apply_mod.run(planned.plan, providers, writer, report, parallelism)
 
 
-def use_saved(path: Path, saved: planfile.Saved, now: Planned) -> Planned:
-    """The saved plan in place of the fresh one, if nothing it was made from has moved."""
+def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = False) -> Planned:
+    """`now`, planned afresh from the current inputs (every finetune), narrowed to what the
+    saved plan covers, if it equals the saved plan exactly: what is applied is always a plan
+    of the current inputs, never the file's text. Refuses naming each input that moved since
+    the plan was made (stale), or else each difference (the file was edited)."""
     planfile.check_config(path, saved.config_path, now.config_path)
     planfile.check_fresh(path, saved.fingerprints, now.fingerprints)
-    return replace(now, plan=saved.plan(now.config_path))
+    fresh = planfile.matching(path, saved, now.plan, now.config_path, pruning)
+    return replace(now, plan=fresh)
 
 
 def detect_drift(

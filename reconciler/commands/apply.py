@@ -94,7 +94,7 @@ def apply(
     ):
         planned = make_plan(config_path, env, providers, targets, prune, desired)
         if saved is not None and planfile is not None:
-            planned = use_saved(planfile, saved, planned)
+            planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
             click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
         else:
             click.echo(text.render(planned.plan, color=color), nl=False, color=color)
