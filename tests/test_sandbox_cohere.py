@@ -454,6 +454,23 @@ def test_dataset_list_filters_and_delete_answers_empty_json(
     assert [d["id"] for d in body(api.get("/v1/datasets"), 200)["datasets"]] == [chat]
 
 
+def test_a_dataset_is_deleted_30_days_after_its_creation(
+    sb: SandboxServer, api: httpx.Client, clock: ManualClock
+) -> None:
+    # api-notes.md: "datasets are deleted 30 days after creation".
+    old = validated(api, clock, name="old one")
+    clock.advance(29 * 86400)
+    young = validated(api, clock, name="young one")
+    assert created(api, "still-fine", old)["name"] == "still-fine"
+    clock.advance(86400 - VALIDATION_SECONDS)  # `old` is now exactly 30 days old
+    assert message(api.get(f"/v1/datasets/{old}"), 404) == f"dataset {old} not found"
+    assert [d["id"] for d in body(api.get("/v1/datasets"), 200)["datasets"]] == [young]
+    assert message(create(api, "too-late", old), 404) == f"dataset {old} not found"
+    assert message(api.delete(f"/v1/datasets/{old}"), 404) == f"dataset {old} not found"
+    assert not (sb.data_dir / "cohere" / "datasets" / old).exists()  # its files went too
+    assert dataset(api, young)["validation_status"] == "validated"
+
+
 # --- fine-tuned models: create and validate ---------------------------------------------
 
 

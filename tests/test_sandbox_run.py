@@ -391,6 +391,15 @@ def test_run_follows_a_catalogue_that_adds_a_lora_model(tmp_path: Path) -> None:
         ({"prompt": "hi", "max_tokens": 0}, "'/max_tokens'"),
         ({"prompt": "hi", "lora": 3}, "Type mismatch of '/lora'"),
         ({"prompt": "hi", "raw": "yes"}, "Type mismatch of '/raw'"),
+        # The sampling parameters, as the models' input schemas type and bound them.
+        ({"prompt": "hi", "temperature": "hot"}, "Type mismatch of '/temperature'"),
+        ({"prompt": "hi", "temperature": 7}, "Value at '/temperature' is more than 5: 7"),
+        ({"prompt": "hi", "top_k": 2.5}, "Type mismatch of '/top_k', 'number' not in 'integer'"),
+        ({"prompt": "hi", "top_k": 0}, "Value at '/top_k' is less than 1: 0"),
+        ({"prompt": "hi", "seed": 0}, "Value at '/seed' is less than 1: 0"),
+        ({"prompt": "hi", "top_p": True}, "Type mismatch of '/top_p', 'boolean' not in 'number'"),
+        ({"prompt": "hi", "repetition_penalty": -1}, "'/repetition_penalty' is less than 0"),
+        ({"prompt": "hi", "presence_penalty": 3}, "'/presence_penalty' is more than 2"),
     ],
 )
 def test_input_outside_the_schema_is_5006(
@@ -399,6 +408,22 @@ def test_input_outside_the_schema_is_5006(
     message = refused(api.post(run_path(MISTRAL), json=body), 400, 5006)
     assert message.startswith("AiError: Bad input: Error: oneOf at '/' not met, ")
     assert detail in message
+
+
+def test_sampling_parameters_inside_the_schema_change_nothing(api: httpx.Client) -> None:
+    plain = answered(run(api, prompt="Where is my parcel?"))
+    tuned = run(
+        api,
+        prompt="Where is my parcel?",
+        temperature=0.2,
+        top_p=0.9,
+        top_k=40,
+        seed=42,
+        repetition_penalty=1.1,
+        frequency_penalty=-0.5,
+        presence_penalty=0.5,
+    )
+    assert answered(tuned) == plain
 
 
 def test_raw_as_the_string_true_is_taken(api: httpx.Client) -> None:

@@ -293,6 +293,10 @@ class CloudflareApi:
 
     # GET /accounts/{account_id}/ai/finetunes/public?limit=&offset=&orderBy=
     def list_public(self, call: Call) -> Reply:
+        # Sandbox choice: only Cloudflare's own adapters are listed. No source says whether an
+        # account's own `public: true` finetunes appear here (api-notes.md), so a client can
+        # rely on neither; the sandbox takes the narrower answer. For the same reason a run's
+        # `lora` finds another account's finetune, public or not, nowhere (store.find_finetune).
         query = dict(parse_qsl(str(call.environ.get("QUERY_STRING", "")), keep_blank_values=True))
         limit = _count(query.get("limit"), "limit")
         offset = _count(query.get("offset"), "offset") or 0

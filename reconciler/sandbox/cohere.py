@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 COHERE_PREFIX = "/v1"
 MAX_JSON_BYTES = 1 << 20
 MAX_DATASET_NAME = 49  # "a dataset name is under 50 characters"
+# "Datasets are deleted 30 days after creation" (api-notes.md). Real time, not simulated: the
+# clock's speed scales validation and training only.
+DATASET_LIFETIME_SECONDS = 30 * 24 * 3600
 FILE_PARTS = ("data", "eval_data")
 _ORDER_RE = re.compile(r"\s*created_at(?:\s+(asc|desc))?\s*", re.IGNORECASE)
 
@@ -179,8 +182,20 @@ class CohereApi:
             413, f"dataset is too large: at most {self.limits.max_dataset_bytes} bytes"
         )
 
-    def _dataset_or_404(self, ident: str) -> Dataset:
+    def _expired(self, dataset: Dataset) -> bool:
+        return self.clock.now() - dataset.created_at >= DATASET_LIFETIME_SECONDS
+
+    def _live_dataset(self, ident: str) -> Dataset | None:
+        """The dataset, unless it is gone: never made, deleted, or past its 30 days (then it
+        is deleted now, as Cohere would have done)."""
         dataset = self.store.get_dataset(ident)
+        if dataset is not None and self._expired(dataset):
+            self.store.delete_dataset(dataset.id)
+            return None
+        return dataset
+
+    def _dataset_or_404(self, ident: str) -> Dataset:
+        dataset = self._live_dataset(ident)
         if dataset is None:
             raise CohereError(404, f"dataset {ident} not found")
         return dataset
@@ -194,7 +209,12 @@ class CohereApi:
     def list_datasets(self, call: Call) -> dict[str, Any]:
         query = call.query()
         now, speed = self.clock.now(), self.clock.speed
-        rows = self.store.list_datasets()
+        rows = []
+        for dataset in self.store.list_datasets():
+            if self._expired(dataset):
+                self.store.delete_dataset(dataset.id)
+            else:
+                rows.append(dataset)
         if query.get("datasetType"):
             rows = [d for d in rows if d.dataset_type == query["datasetType"]]
         if query.get("validationStatus"):
@@ -214,7 +234,9 @@ class CohereApi:
 
     # DELETE /v1/datasets/{id}
     def delete_dataset(self, call: Call) -> dict[str, Any]:
-        if not self.store.delete_dataset(call.params["id"]):
+        if self._live_dataset(call.params["id"]) is None or not self.store.delete_dataset(
+            call.params["id"]
+        ):
             raise CohereError(404, f"dataset {call.params['id']} not found")
         return {}
 
@@ -241,7 +263,7 @@ class CohereApi:
     def _training_plan(self, settings: dict[str, Any]) -> RunPlan:
         """Check the referenced dataset can train this base type; settle multi_label."""
         ident = settings["dataset_id"]
-        dataset = self.store.get_dataset(ident)
+        dataset = self._live_dataset(ident)
         if dataset is None:
             raise CohereError(404, f"dataset {ident} not found")
         status = views.dataset_status(dataset, self.clock.now(), self.clock.speed)

@@ -29,8 +29,10 @@ The answer
   space-separated words, as a model stops at its token limit (the ref goes first). A whole
   answer is 26 to 38 words plus its keywords (and their "and"); the keywords end by word
   6 + the number of keywords, so a smaller `max_tokens` cuts into them.
-- Everything else in the request (`raw`, `temperature`, `seed`, `top_p`, ...) is checked
-  for type where the schema types it, and otherwise ignored: it never changes the text.
+- The sampling parameters (`temperature`, `top_p`, `top_k`, `seed`, `repetition_penalty`,
+  `frequency_penalty`, `presence_penalty`) and `raw` are checked for type and range as the
+  models' published input schemas set them (SAMPLING below), and otherwise ignored: they
+  never change the text. Other keys are ignored.
 
 So a `contains:` check may rely on: the label, and every keyword of the input among its
 first six, verbatim.
@@ -53,6 +55,19 @@ from typing import Any
 # the real API; this module only shapes the answer.
 
 DEFAULT_MAX_TOKENS = 256  # the schema's default
+# name: (JSON type, minimum, maximum), from the text-generation models' input schemas in
+# Cloudflare's catalogue records. Where two records differ (top_p: 0.001-1 or 0-2; the two
+# penalties: 0-2 or -2-2) the sandbox takes the wider range: it refuses only what no model's
+# schema allows.
+SAMPLING: dict[str, tuple[str, float, float]] = {
+    "temperature": ("number", 0, 5),
+    "top_p": ("number", 0, 2),
+    "top_k": ("integer", 1, 50),
+    "seed": ("integer", 1, 9999999999),
+    "repetition_penalty": ("number", 0, 2),
+    "frequency_penalty": ("number", -2, 2),
+    "presence_penalty": ("number", -2, 2),
+}
 MAX_PROMPT_CHARS = 131072  # the schema's maxLength for `prompt` and a message's `content`
 MAX_KEYWORDS = 6
 
@@ -199,6 +214,23 @@ def _flag(body: Mapping[str, Any], key: str, problems: list[str]) -> bool:
     return False
 
 
+def _sampling_problems(key: str, value: object, kind: str, low: float, high: float) -> list[str]:
+    if value is None:
+        return []
+    number: float | None = None
+    if kind == "integer":
+        number = _integer(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        number = value  # (NaN is not equal to itself, and is no number)
+    if number is None:
+        return [_mismatch("/" + key, value, kind)]
+    if number < low:
+        return [f"Value at '/{key}' is less than {low:g}: {number:g}"]
+    if number > high:
+        return [f"Value at '/{key}' is more than {high:g}: {number:g}"]
+    return []
+
+
 def parse_input(body: Mapping[str, Any]) -> RunInput:
     """Check a run body against the text-generation schema (`prompt` xor `messages`).
 
@@ -236,6 +268,8 @@ def parse_input(body: Mapping[str, Any]) -> RunInput:
             problems.append(f"Value at '/max_tokens' is less than 1: {number}")
         else:
             max_tokens = number
+    for key, (kind, low, high) in SAMPLING.items():
+        problems += _sampling_problems(key, body.get(key), kind, low, high)
     _flag(body, "raw", problems)
     stream = _flag(body, "stream", problems)
     if problems:
