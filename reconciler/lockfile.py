@@ -14,34 +14,50 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import crashpoints, schema
+from . import crashpoints, schema, strictjson
 from .errors import LockfileError
 from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
+from .providers import registry
 from .statcache import StatCache
 
 FORMAT_VERSION = 1
 SCHEMA_FACT = "schema-passed"  # in the stat cache: schema.token() of a lock found valid
 
 
+MAX_LOCK_BYTES = 256 * 1024 * 1024  # 1,000 finetunes take about 700 kB
+RESTORE = "restore it from version control, or correct it by hand"
+
+
 def load(path: Path, cache: StatCache | None = None) -> Recorded:
     """The recorded state; an absent lockfile is an empty record. With `cache`, a text found
-    valid once is not checked against the schema again (~0.1 s for 1,000 finetunes)."""
+    valid once is not checked against the schema again (~0.1 s for 1,000 finetunes).
+
+    Refused (LockfileError), before anything is sent: what is not a regular file, text that is
+    not strict JSON (a key twice, as a bad merge leaves; NaN), what the schema refuses, and
+    what no apply writes: two finetunes with one remote id, an asset name or a provider
+    reconciler does not know."""
     fence = cache.fence() if cache is not None else None  # before the lock is read
     try:
         st = path.stat()
-        text = path.read_text(encoding="utf-8")
+        text = strictjson.read_bytes(path, MAX_LOCK_BYTES).decode("utf-8")
     except FileNotFoundError:
         return EMPTY_RECORD
+    except strictjson.Refused as exc:
+        raise LockfileError(f"{path}: {exc}, which no lockfile is; is it the right file?") from None
     except OSError as exc:
         raise LockfileError(f"{path}: cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise LockfileError(f"{path}: not UTF-8 text ({exc.reason}); it is corrupt") from None
     try:
-        data = json.loads(text)
+        data = strictjson.loads(text)
     except json.JSONDecodeError as exc:
         raise LockfileError(
             f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the lockfile is corrupt "
             "or truncated: restore it from version control"
+        ) from None
+    except strictjson.Refused as exc:
+        raise LockfileError(
+            f"{path}: {exc} (a merge that kept both sides?); {RESTORE}, then plan again"
         ) from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
@@ -50,19 +66,74 @@ def load(path: Path, cache: StatCache | None = None) -> Recorded:
             f"(this one reads {FORMAT_VERSION}); upgrade reconciler"
         )
     passed = schema.token("lock.schema.json", text)
-    if cache is not None and cache.get(path, st, SCHEMA_FACT) == passed:
-        return _from_json(data)
-    errors = sorted(schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path)
-    if not errors and cache is not None:
-        cache.put(path, st, SCHEMA_FACT, passed, fence)
-    if errors:
-        first = errors[0]
-        where = schema.display_path(tuple(first.absolute_path))
-        raise LockfileError(
-            f"{path}: not a reconciler lockfile of format_version {FORMAT_VERSION} "
-            f"({where}: {first.message}); restore it from version control"
+    if cache is None or cache.get(path, st, SCHEMA_FACT) != passed:
+        errors = sorted(
+            schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path
         )
+        if errors:
+            first = errors[0]
+            where = schema.display_path(tuple(first.absolute_path))
+            raise LockfileError(
+                f"{path}: not a reconciler lockfile of format_version {FORMAT_VERSION} "
+                f"({where}: {_short(first.message)}); restore it from version control"
+            )
+        if cache is not None:
+            cache.put(path, st, SCHEMA_FACT, passed, fence)
+    _check(path, data)
     return _from_json(data)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def asset_names(provider: str) -> frozenset[str] | None:
+    """The assets a finetune of this provider has; None for a provider reconciler lacks."""
+    if provider not in registry.FACTORIES:
+        return None
+    if provider in DATASET_PROVIDERS:
+        return frozenset({"dataset"})
+    return frozenset(registry.required_assets(provider))
+
+
+DATASET_PROVIDERS = ("cohere",)  # trained from one dataset, named "dataset" in the config
+
+
+def _check(path: Path, data: dict[str, Any]) -> None:
+    """What the schema cannot say: each entry names a known provider and its assets, and no
+    remote finetune is recorded twice (`apply --prune` would delete it as the entry the config
+    dropped, while the other entry still declares it)."""
+    known = ", ".join(sorted(registry.FACTORIES))
+    owners: dict[tuple[str, str], str] = {}
+    for name, entry in sorted(data["finetunes"].items()):
+        provider = entry["provider"]
+        names = asset_names(provider)
+        if names is None:
+            raise LockfileError(
+                f"{path}: finetunes.{name}: provider {provider!r} is not one reconciler knows "
+                f"({known}); {RESTORE}"
+            )
+        for asset in sorted(entry["assets"]):
+            if asset not in names:
+                raise LockfileError(
+                    f"{path}: finetunes.{name} records an asset named {asset!r}, but a "
+                    f"{provider} finetune has only {', '.join(sorted(names))}; {RESTORE}"
+                )
+        key = (provider, entry["id"])
+        if key in owners:
+            raise LockfileError(
+                f"{path}: finetunes {owners[key]} and {name} both record the remote id "
+                f"{entry['id']} ({provider}), but one remote finetune is one entry (a bad "
+                "merge?). Keep the entry that is right and delete the other from the lockfile, "
+                "or restore it from version control; nothing was changed"
+            )
+        owners[key] = name
+    for name, pending in sorted(data.get("pending", {}).items()):
+        if pending["provider"] not in registry.FACTORIES:
+            raise LockfileError(
+                f"{path}: pending.{name}: provider {pending['provider']!r} is not one "
+                f"reconciler knows ({known}); {RESTORE}"
+            )
 
 
 def _from_json(data: dict[str, Any]) -> Recorded:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, codec, lockfile
+from . import __version__, codec, lockfile, strictjson
 from .errors import PlanFileError, StalePlanError
 from .model import Desired, Digests, Observed, Recorded
 from .plan import Plan
@@ -156,52 +155,18 @@ def _address(provider: str, name: str) -> str:
     return f"{provider}.{name}"
 
 
-class _Refused(ValueError):
-    """What the strict JSON reader refuses, said plainly."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _Refused(f"the key {key!r} appears twice in one object")
-        found[key] = value
-    return found
-
-
-def _no_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not JSON")
-
-
-def strict_json(text: str) -> Any:
-    """json.loads refusing what Python's reader lets through: a key twice in one object (the
-    last would silently win) and NaN or Infinity. Raises ValueError with a plain reason."""
-    try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except RecursionError:
-        raise _Refused("it is nested too deeply") from None
-
-
 def _read(path: Path) -> str:
     """The text of a plan file: a regular file of sane size, read without blocking."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        raw = strictjson.read_bytes(path, MAX_PLAN_BYTES)
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file") from None
+    except strictjson.Refused as exc:
+        raise PlanFileError(
+            f"{path}: {exc}, which no plan file (`reconciler plan -o`) is; is it the right file?"
+        ) from None
     except OSError as exc:
         raise PlanFileError(f"{path}: cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PlanFileError(f"{path}: is not a regular file, so not a plan file (`plan -o`)")
-        limit = MAX_PLAN_BYTES // (1024 * 1024)
-        raw = f.read(MAX_PLAN_BYTES + 1)
-        if st.st_size > MAX_PLAN_BYTES or len(raw) > MAX_PLAN_BYTES:
-            raise PlanFileError(
-                f"{path}: is larger than {limit} MB, which no plan reconciler writes is; "
-                "is it the right file?"
-            )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -213,7 +178,7 @@ def _read(path: Path) -> str:
 def load(path: Path) -> Saved:
     text = _read(path)
     try:
-        data = strict_json(text)
+        data = strictjson.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanFileError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
