@@ -226,3 +226,24 @@ def test_a_remote_error_is_one_clean_line_without_the_token(scripted: Scripted) 
     with pytest.raises(ProviderError) as info:
         client.call("list", "GET", "/x")
     assert len(str(info.value)) < 600 and str(info.value).endswith("…")
+
+
+def test_an_answer_nested_without_end_is_not_the_apis_json(tmp_path: Path) -> None:
+    class Deep(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"result": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Deep) as url, pytest.raises(EndpointError) as info:
+        api(url, []).call("list", "GET", "/x")
+    assert str(info.value) == (
+        f"list: {url} answered HTTP 200 with application/json, not the API's JSON; "
+        "is CLOUDFLARE_API_BASE_URL right?"
+    )

@@ -254,5 +254,5 @@ _NOT_JSON = object()
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return _NOT_JSON
