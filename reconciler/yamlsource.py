@@ -159,8 +159,19 @@ def parse(text: str, file: str) -> tuple[Source | None, list[Problem]]:
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         what = exc.problem or exc.context or "invalid YAML"
         return None, [Problem(file, line, column, f"invalid YAML: {what}")]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark of its own
+        position = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        what = (
+            f"unacceptable character #x{exc.character:04x}"
+            if isinstance(exc.character, int)
+            else "unacceptable byte"
+        )
+        return None, [Problem(file, line, column, f"invalid YAML: {what}: {exc.reason}")]
     except yaml.YAMLError as exc:
-        return None, [Problem(file, None, None, f"invalid YAML: {exc}")]
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, [Problem(file, None, None, f"invalid YAML: {first}")]
     source = Source(file=file, data=None)
     if root is None:
         return None, [

@@ -586,3 +586,18 @@ CASES += [
         "Error: RECONCILER_HTTP_BACKOFF must be a number of seconds from 0 to 300",
     ),
 ]
+
+CASES += [
+    (
+        "yaml-escape-character",
+        edit(DESCRIPTION, "description: Answers \x1b[2J from the FAQ"),
+        "{config}:24:26: error: invalid YAML: unacceptable character #x001b: special "
+        "characters are not allowed",
+    ),
+    (
+        "yaml-nul-byte",
+        write_bytes(b"version: 1\nfinetunes: []\n\x00\n"),
+        "{config}:3:1: error: invalid YAML: unacceptable character #x0000: special "
+        "characters are not allowed",
+    ),
+]
