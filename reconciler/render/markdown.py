@@ -80,6 +80,12 @@ def warnings(plan: Plan) -> list[str]:
     if plan.blocked:
         names = ", ".join(code(address(c)) for c in plan.blocked)
         found.append(f"**Blocked:** {names} cannot be changed as declared; apply will refuse.")
+    # what the plan warns about (a deprecated base model, a catalogue that could not be read)
+    # belongs where a reviewer reads, not only in the folded details
+    found += [
+        f"**Warning:** {code(address(c))}: {prose(w)}" for c in plan.changes for w in c.warnings
+    ]
+    found += [f"**Warning:** {prose(w)}" for w in plan.warnings]
     return found
 
 

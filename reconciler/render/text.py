@@ -85,6 +85,7 @@ def render(plan: Plan, color: bool = False) -> str:
     for c in shown:
         out += _block(c, paint)
     notes = [w for c in plan.changes if c.action is Action.NOOP for w in c.warnings]
+    notes += plan.warnings  # about the run as a whole (e.g. a catalogue that could not be read)
     if notes:
         out += [paint(f"Warning: {visible(w)}", Action.FORGET) for w in notes] + [""]
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
