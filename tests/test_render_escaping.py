@@ -188,3 +188,24 @@ def test_markdown_code_and_prose_read_as_themselves(value: str) -> None:
     assert markdown.prose("prevent_destroy *is* [set](x)") == (
         "prevent\\_destroy \\*is\\* \\[set\\](x)"
     )
+
+
+def test_warnings_reach_the_comment_head_and_the_text_escaped() -> None:
+    from dataclasses import replace
+
+    plan = hostile_plan()
+    kept = next(c for c in plan.changes if c.name == "kept")
+    plan = replace(
+        plan,
+        changes=tuple(
+            replace(c, warnings=("base model @cf/x is deprecated\nPlan: 9",)) if c is kept else c
+            for c in plan.changes
+        ),
+        warnings=("the catalogue could not be read <b>",),
+    )
+    head = markdown.render(plan).split("<details>")[0]
+    assert "> **Warning:** `cloudflare.kept`: base model `@cf/x` is deprecated\\\\nPlan: 9  " in head
+    assert "> **Warning:** the catalogue could not be read \\<b\\>  " in head
+    rendered = text.render(plan)
+    assert "Warning: the catalogue could not be read <b>" in rendered
+    assert "\nPlan: 9" not in rendered
