@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import crashpoints
-from .errors import ReconcilerError
+from . import adoption, crashpoints
+from .errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from .lockfile import LockWriter
 from .model import AssetDigest, LockedFinetune, Pending
 from .plan import Change, Plan, StepKind
@@ -73,7 +73,14 @@ def _one(
 ) -> None:
     provider = providers.get(change.provider)
     remote_id = change.remote_id
-    held: dict[str, AssetDigest] = {}  # uploaded ahead of the create or update that names them
+    # uploaded ahead of the create or update that names them: by an apply cut short (the plan
+    # carries their ids and has no upload for them), then by this one
+    uploading = {s.asset.name for s in change.steps if s.asset is not None}
+    held: dict[str, AssetDigest] = {
+        a.name: a.after
+        for a in change.assets
+        if a.after is not None and a.after.remote_id and a.name not in uploading
+    }
     journaled = False  # the previous write already journaled this step
     for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
@@ -97,10 +104,28 @@ def _one(
             d = change.desired
             endpoint = plan.endpoints.get(change.provider, provider.endpoint)
             if step.kind is StepKind.CREATE:
-                writer.intend(change.name, Pending("create", d.provider, d.account))
+                if not journaled:
+                    writer.intend(change.name, _create_intent(change, held))
                 crashpoints.hit("create.before")
                 remote = provider.create_finetune(d, held)
                 crashpoints.hit("create.after")
+                unlike = adoption.unlike(d, remote, held)
+                if unlike:
+                    # found by name after a lost answer (names are unique, so ours was
+                    # refused): someone else's, which nothing of ours may go into
+                    writer.settle(change.name)
+                    emit(
+                        Outcome(
+                            change.name,
+                            label,
+                            False,
+                            f"the finetune named {d.name} (id {remote.id}) is not the one sent: "
+                            f"{'; '.join(unlike)}. The name is taken, perhaps by someone else: "
+                            "give this finetune another name, or, if you know it is yours, "
+                            f"`reconciler import {d.name}`",
+                        )
+                    )
+                    return
                 remote_id = remote.id
                 then = _intent(change, index + 1)
                 entry = _entry(change, remote.id, remote.model, remote.fields, held)
@@ -110,7 +135,7 @@ def _one(
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
             elif step.kind is StepKind.ADOPT:
                 assert remote_id is not None
-                writer.put(_entry(change, remote_id, d.model, d.fields, {}), endpoint)
+                writer.put(_entry(change, remote_id, d.model, d.fields, held), endpoint)
                 emit(Outcome(change.name, label, True, f"recorded (id {remote_id})"))
             elif step.kind is StepKind.UPDATE:
                 assert remote_id is not None
@@ -130,6 +155,14 @@ def _one(
                 crashpoints.hit("upload.after")
                 if later & {StepKind.CREATE, StepKind.UPDATE}:
                     held[sent.name] = sent  # recorded with the create or update that uses it
+                    if StepKind.CREATE in later:
+                        # journaled at once, with the next step's intent: an apply cut short
+                        # from here on leaves its id, and the next one reuses the upload
+                        writer.intend(
+                            change.name,
+                            _intent(change, index + 1, held) or _create_intent(change, held),
+                        )
+                        journaled = True
                 else:
                     then = _intent(change, index + 1)
                     writer.add_asset(change.name, sent, then=then)
@@ -153,6 +186,10 @@ def _one(
                     )
                 )
         except ReconcilerError as exc:
+            if _definite(exc):
+                # refused: nothing was made, so the journal has nothing left to resolve (the
+                # next plan must not take a finetune of this name for one this apply made)
+                writer.settle(change.name)
             emit(Outcome(change.name, label, False, str(exc)))
             return  # the next steps of this finetune depend on this one
         except OSError as exc:
@@ -160,17 +197,34 @@ def _one(
             return
 
 
-def _upload_intent(change: Change, asset: str) -> Pending:
-    return Pending("upload", change.provider, change.account, asset)
+def _definite(exc: ReconcilerError) -> bool:
+    """An answer that says the operation was not carried out (a 4xx, a 429 after retries, a
+    refusal before sending). Not: a lost or unreadable answer, after which it may have been."""
+    return isinstance(exc, ProviderError) and not isinstance(exc, OutcomeUnknown | EndpointError)
 
 
-def _intent(change: Change, index: int) -> Pending | None:
+def _upload_intent(
+    change: Change, asset: str, held: Mapping[str, AssetDigest] | None = None
+) -> Pending:
+    return Pending("upload", change.provider, change.account, asset, assets=dict(held or {}))
+
+
+def _create_intent(change: Change, held: Mapping[str, AssetDigest]) -> Pending:
+    # `since`: a finetune of this name made before this moment is not the one we create
+    return Pending(
+        "create", change.provider, change.account, since=adoption.now(), assets=dict(held)
+    )
+
+
+def _intent(
+    change: Change, index: int, held: Mapping[str, AssetDigest] | None = None
+) -> Pending | None:
     """The journal entry of step `index`, when it is an upload that can be journaled together
     with the write that records the step before it."""
     if index < len(change.steps):
         step = change.steps[index]
         if step.kind is StepKind.UPLOAD and step.asset is not None:
-            return _upload_intent(change, step.asset.name)
+            return _upload_intent(change, step.asset.name, held)
     return None
 
 

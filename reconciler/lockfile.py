@@ -158,7 +158,15 @@ def _from_json(data: dict[str, Any]) -> Recorded:
     }
     pending = {
         name: Pending(
-            op=p["op"], provider=p["provider"], account=p["account"], asset=p.get("asset")
+            op=p["op"],
+            provider=p["provider"],
+            account=p["account"],
+            asset=p.get("asset"),
+            since=p.get("since"),
+            assets={
+                file: AssetDigest(file, a["size"], a["sha256"], remote_id=a.get("id"))
+                for file, a in p.get("assets", {}).items()
+            },
         )
         for name, p in data.get("pending", {}).items()
     }
@@ -178,11 +186,7 @@ def to_json(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | Non
         "finetunes": _PLACEHOLDER,
     }
     if record.pending:
-        data["pending"] = {
-            name: {"op": p.op, "provider": p.provider, "account": p.account}
-            | ({"asset": p.asset} if p.asset else {})
-            for name, p in record.pending.items()
-        }
+        data["pending"] = {name: _pending_to_json(p) for name, p in record.pending.items()}
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
     # Values never hold a raw newline (JSON escapes it), so this line is the key's own.
     slot = '\n  "finetunes": ' + json.dumps(_PLACEHOLDER)
@@ -209,6 +213,19 @@ def _finetunes_text(record: Recorded, cache: dict[str, tuple[LockedFinetune, str
     return "{\n" + ",\n".join(lines) + "\n  }"
 
 
+def _pending_to_json(p: Pending) -> dict[str, Any]:
+    return (
+        {"op": p.op, "provider": p.provider, "account": p.account}
+        | ({"asset": p.asset} if p.asset else {})
+        | ({"since": p.since} if p.since else {})
+        | ({"assets": {a.name: _asset_to_json(a) for a in p.assets.values()}} if p.assets else {})
+    )
+
+
+def _asset_to_json(a: AssetDigest) -> dict[str, Any]:
+    return {"size": a.size, "sha256": a.sha256} | ({"id": a.remote_id} if a.remote_id else {})
+
+
 def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "provider": f.provider,
@@ -232,7 +249,9 @@ def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
 def save(
     path: Path, record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None = None
 ) -> None:
-    """Write atomically: a reader (or a crash) sees the old lock or the new one, never a mix."""
+    """Write atomically: a reader (or a crash) sees the old lock or the new one, never a mix.
+    A lockfile that is a symlink stays one: its target is what is replaced."""
+    path = path.resolve()
     text = to_json(record, cache)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -309,6 +328,16 @@ class LockWriter:
             entry = self._finetunes[name]
             self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
             self._journal(name, then)
+            mine = self._changed()
+        self._commit(mine)
+
+    def settle(self, name: str) -> None:
+        """End the journal entry of `name`: its operation got a definite answer (it was refused,
+        so nothing was made), and the next plan must not take it for one cut off."""
+        with self._mutex:
+            if name not in self._pending:
+                return
+            self._pending.pop(name)
             mine = self._changed()
         self._commit(mine)
 

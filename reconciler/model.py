@@ -120,6 +120,11 @@ class Pending:
     provider: str
     account: str
     asset: str | None = None
+    # when it was journaled (UTC, ISO 8601): a finetune created before it is not this apply's
+    since: str | None = None
+    # assets uploaded for the operation, not yet in the finetune's entry (a Cohere dataset
+    # uploaded ahead of its create): the next apply reuses them instead of uploading again
+    assets: Mapping[str, AssetDigest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import adoption
 from .catalogue import Catalogue, base_problem, deprecation_note
 from .changes import (
     SYMBOLS,
@@ -142,31 +143,73 @@ def _plan_one(
 
     remote = _find(remotes, locked.id if locked else None, d.name)
     if locked is None:
-        interrupted = (
-            pending is not None
-            and pending.op == "create"
-            and (pending.provider, pending.account) == (d.provider, d.account)
+        journaled = pending is not None and (pending.provider, pending.account) == (
+            d.provider,
+            d.account,
         )
-        if remote is not None and interrupted:
-            # our own create, cut off before the lock recorded it: adopt it, upload its assets
+        interrupted = journaled and pending is not None and pending.op == "create"
+        # uploaded by an apply cut short before its create (a Cohere dataset): reused, if the
+        # local file is still what was uploaded
+        held = {
+            n: a
+            for n, a in (pending.assets.items() if journaled and pending is not None else ())
+            if n in local and a == local[n] and a.remote_id
+        }
+        if remote is not None and interrupted and pending is not None:
+            not_ours = adoption.differences(d, remote, pending.since, held)
+            if not not_ours:
+                # our own create, cut off before the lock recorded it: adopt it, upload its
+                # assets (those the create already used are recorded as they are)
+                return change(
+                    Action.UPLOAD,
+                    "an interrupted apply created it (the lockfile's journal says so, and it "
+                    "has what was sent): recording it and uploading its assets",
+                    remote_id=remote.id,
+                    assets=tuple(
+                        AssetChange(a.name, None, held.get(a.name, local[a.name]))
+                        for a in d.assets
+                    ),
+                    steps=(
+                        Step(StepKind.ADOPT),
+                        *(
+                            Step(StepKind.UPLOAD, a, local[a.name])
+                            for a in d.assets
+                            if a.name not in held
+                        ),
+                    ),
+                )
             return change(
-                Action.UPLOAD,
-                "an interrupted apply created it (the lockfile's journal says so): recording "
-                "it and uploading its assets",
+                Action.BLOCKED,
+                f"an apply that was creating {d.name} was cut off before it heard back, and a "
+                f"finetune of that name (id {remote.id}) is in account {d.account}, but it is "
+                f"not the one that apply was creating: {'; '.join(not_ours)}. It may be someone "
+                "else's: give this finetune another name; if you know it is yours, record it "
+                f"with `reconciler import {d.name}`, then plan again",
                 remote_id=remote.id,
-                assets=tuple(AssetChange(a.name, None, local[a.name]) for a in d.assets),
-                steps=(
-                    Step(StepKind.ADOPT),
-                    *(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets),
-                ),
             )
         if remote is not None:
             return change(
                 Action.BLOCKED,
                 f"a finetune named {d.name} already exists in account {d.account} but is not "
                 "in the lockfile, so what was uploaded to it is unknown; give this finetune "
-                "another name",
+                f"another name, or, if you know it is yours, `reconciler import {d.name}`",
                 remote_id=remote.id,
+            )
+        if held:
+            created = creation("not in the account yet")
+            reused = ", ".join(f"{n} {a.remote_id}" for n, a in sorted(held.items()))
+            return replace(
+                created,
+                reason=f"not in the account yet; reusing what an interrupted apply uploaded "
+                f"for it ({reused})",
+                assets=tuple(
+                    AssetChange(a.name, None, held.get(a.name, local[a.name])) for a in d.assets
+                ),
+                steps=tuple(
+                    s
+                    for s in created.steps
+                    if not (s.kind is StepKind.UPLOAD and s.asset and s.asset.name in held)
+                ),
             )
         return creation("not in the account yet")
     if remote is None:

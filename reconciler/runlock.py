@@ -1,8 +1,9 @@
 """The apply lock: one writer of a lockfile at a time, across processes.
 
-An advisory flock on a file beside the lockfile. The kernel drops it when the holder exits,
-however it exits, so a killed apply never leaves a stale lock behind. The file also says who
-holds it, for the message a waiting apply gives when it gives up.
+An advisory flock on a file beside the lockfile (beside the file a symlink leads to, if the
+lockfile or its folder is one). The kernel drops it when the holder exits, however it exits,
+so a killed apply never leaves a stale lock behind. The file also says who holds it, for the
+message a waiting apply gives when it gives up.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from .errors import LockHeldError
 
 
 def lock_path_for(lockfile: Path) -> Path:
-    return lockfile.with_name(f".{lockfile.name}.apply-lock")
+    """Beside the lockfile itself: two configs that reach one lockfile by different paths (a
+    symlinked lockfile or folder) take one lock, the lock of the file they both write."""
+    real = lockfile.resolve()
+    return real.with_name(f".{real.name}.apply-lock")
 
 
 def _holder() -> str:

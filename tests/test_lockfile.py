@@ -75,3 +75,29 @@ def test_corrupt_or_foreign_lockfile_is_refused(
     path.write_text(content)
     with pytest.raises(LockfileError, match=expected):
         lockfile.load(path)
+
+
+def test_the_journal_round_trips_with_its_time_and_held_assets(tmp_path: Path) -> None:
+    from reconciler.model import Pending
+
+    dataset = AssetDigest("dataset", 9, SHA, remote_id="ds-1")
+    pending = Pending(
+        "create", "cohere", "default", since="2026-12-01T10:00:00.000Z", assets={"dataset": dataset}
+    )
+    path = tmp_path / "finetunes.lock"
+    lockfile.save(path, Recorded(finetunes={}, endpoints={}, pending={"c": pending}))
+    loaded = lockfile.load(path).pending["c"]
+    assert loaded == pending
+    assert loaded.assets["dataset"].remote_id == "ds-1"
+
+
+def test_a_symlinked_lockfile_stays_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "shared" / "finetunes.lock"
+    real.parent.mkdir()
+    lockfile.save(real, record())
+    link = tmp_path / "finetunes.lock"
+    link.symlink_to(real)
+    writer = lockfile.LockWriter(link, lockfile.load(link))
+    writer.forget("zeta")
+    assert link.is_symlink()
+    assert list(json.loads(real.read_text())["finetunes"]) == ["alpha"]

@@ -20,6 +20,18 @@ def reference(record: Recorded) -> str:
         data["pending"] = {
             n: {"op": p.op, "provider": p.provider, "account": p.account}
             | ({"asset": p.asset} if p.asset else {})
+            | ({"since": p.since} if p.since else {})
+            | (
+                {
+                    "assets": {
+                        a.name: {"size": a.size, "sha256": a.sha256}
+                        | ({"id": a.remote_id} if a.remote_id else {})
+                        for a in p.assets.values()
+                    }
+                }
+                if p.assets
+                else {}
+            )
             for n, p in record.pending.items()
         }
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -49,6 +61,18 @@ def test_to_json_is_the_indented_dump_with_or_without_the_cache() -> None:
             endpoints={"cloudflare": "x"},
             finetunes={"a": entry("a", "changed")},
             pending={"a": Pending("upload", "cloudflare", "0" * 32, "a.json")},
+        ),
+        replace(
+            EMPTY_RECORD,
+            pending={
+                "c": Pending(
+                    "create",
+                    "cohere",
+                    "default",
+                    since="2026-12-01T10:00:00.000Z",
+                    assets={"dataset": AssetDigest("dataset", 9, "sha256:" + "1" * 64, "ds-1")},
+                )
+            },
         ),
         replace(EMPTY_RECORD, endpoints={"cloudflare": "x"}, finetunes=finetunes),
     ]
