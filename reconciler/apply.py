@@ -17,7 +17,7 @@ from . import adoption, crashpoints
 from .errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from .lockfile import LockWriter
 from .model import AssetDigest, LockedFinetune, Pending
-from .plan import Change, Plan, StepKind
+from .plan import Change, Plan, Step, StepKind
 from .providers.base import Provider
 
 
@@ -82,6 +82,9 @@ def _one(
         if a.after is not None and a.after.remote_id and a.name not in uploading
     }
     journaled = False  # the previous write already journaled this step
+    # the journal as the last apply left it: an upload it was sending when it stopped may have
+    # arrived, and is looked for before this apply sends it again (its first step only)
+    left = writer.journaled(change.name)
     for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
         later = {s.kind for s in change.steps[index + 1 :]}
@@ -148,10 +151,14 @@ def _one(
                 emit(Outcome(change.name, label, True, f"updated (id {remote.id})"))
             elif step.kind is StepKind.UPLOAD:
                 assert step.asset is not None
+                inflight = _inflight(left, change, step) if index == 0 else None
                 if not journaled:
-                    writer.intend(change.name, _upload_intent(change, step.asset.name))
+                    since = inflight.since if inflight else None
+                    writer.intend(change.name, _upload_intent(change, step, held, since))
                 crashpoints.hit("upload.before")
-                sent = provider.upload_asset(change.account, remote_id, step.asset)
+                sent = _found(provider, change, step, inflight) or provider.upload_asset(
+                    change.account, remote_id, step.asset
+                )
                 crashpoints.hit("upload.after")
                 if later & {StepKind.CREATE, StepKind.UPDATE}:
                     held[sent.name] = sent  # recorded with the create or update that uses it
@@ -204,9 +211,50 @@ def _definite(exc: ReconcilerError) -> bool:
 
 
 def _upload_intent(
-    change: Change, asset: str, held: Mapping[str, AssetDigest] | None = None
+    change: Change,
+    step: Step,
+    held: Mapping[str, AssetDigest] | None = None,
+    since: str | None = None,
 ) -> Pending:
-    return Pending("upload", change.provider, change.account, asset, assets=dict(held or {}))
+    assert step.asset is not None
+    return Pending(
+        "upload",
+        change.provider,
+        change.account,
+        step.asset.name,
+        since=since or adoption.now(),
+        assets=dict(held or {}),
+        sha256=step.digest.sha256 if step.digest else None,
+    )
+
+
+def _inflight(left: Pending | None, change: Change, step: Step) -> Pending | None:
+    """The journal entry of this very upload (same asset, same content), if the last apply
+    stopped while sending it."""
+    if (
+        left is None
+        or left.op != "upload"
+        or step.asset is None
+        or left.asset != step.asset.name
+        or (left.provider, left.account) != (change.provider, change.account)
+        or not left.since
+        or step.digest is None
+        or left.sha256 != step.digest.sha256
+    ):
+        return None
+    return left
+
+
+def _found(
+    provider: Provider, change: Change, step: Step, inflight: Pending | None
+) -> AssetDigest | None:
+    """What an upload cut short left at the provider, where the provider can look (Cohere:
+    the dataset it made), so that it is not uploaded a second time."""
+    find = getattr(provider, "find_upload", None)
+    if inflight is None or step.asset is None or step.digest is None or not callable(find):
+        return None
+    found: AssetDigest | None = find(change.account, step.asset, step.digest, inflight.since)
+    return found
 
 
 def _create_intent(change: Change, held: Mapping[str, AssetDigest]) -> Pending:
@@ -224,7 +272,7 @@ def _intent(
     if index < len(change.steps):
         step = change.steps[index]
         if step.kind is StepKind.UPLOAD and step.asset is not None:
-            return _upload_intent(change, step.asset.name, held)
+            return _upload_intent(change, step, held)
     return None
 
 

@@ -163,6 +163,7 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             account=p["account"],
             asset=p.get("asset"),
             since=p.get("since"),
+            sha256=p.get("sha256"),
             assets={
                 file: AssetDigest(file, a["size"], a["sha256"], remote_id=a.get("id"))
                 for file, a in p.get("assets", {}).items()
@@ -218,6 +219,7 @@ def _pending_to_json(p: Pending) -> dict[str, Any]:
         {"op": p.op, "provider": p.provider, "account": p.account}
         | ({"asset": p.asset} if p.asset else {})
         | ({"since": p.since} if p.since else {})
+        | ({"sha256": p.sha256} if p.sha256 else {})
         | ({"assets": {a.name: _asset_to_json(a) for a in p.assets.values()}} if p.assets else {})
     )
 
@@ -330,6 +332,11 @@ class LockWriter:
             self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
+
+    def journaled(self, name: str) -> Pending | None:
+        """The journal entry of `name` as it stands."""
+        with self._mutex:
+            return self._pending.get(name)
 
     def settle(self, name: str) -> None:
         """End the journal entry of `name`: its operation got a definite answer (it was refused,

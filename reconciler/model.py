@@ -125,6 +125,7 @@ class Pending:
     # assets uploaded for the operation, not yet in the finetune's entry (a Cohere dataset
     # uploaded ahead of its create): the next apply reuses them instead of uploading again
     assets: Mapping[str, AssetDigest] = field(default_factory=dict)
+    sha256: str | None = None  # an upload: the content being sent (to know it again)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""Waiting for asynchronous training to finish after an apply (apply --wait)."""
+"""Waiting for asynchronous training to finish after an apply (apply --wait).
+
+The wait ends for each finetune when it is ready, when its training failed, when it is gone,
+or when its provider says its training will not finish by itself (a provider may answer
+`stopped(remote)` with the reason: Cohere's paused or temporarily offline models), and for all
+at the timeout. Every end but ready says what happened.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .changes import Action, Plan
-from .model import Recorded
+from .model import Recorded, RemoteFinetune
 from .providers.base import Provider
 
 TRAINS = {Action.CREATE, Action.UPDATE, Action.REPLACE}
@@ -27,6 +33,26 @@ class Finished:
     name: str
     status: str | None  # the last status seen; None when the finetune is gone
     ok: bool
+    why: str = ""  # what happened, when not ok
+    timed_out: bool = False  # still training when the wait gave up
+
+
+def _end(provider: Provider, name: str, remote: RemoteFinetune | None) -> Finished | None:
+    """How the wait for this finetune ends now, or None while it goes on."""
+    if remote is None:
+        return Finished(
+            name, None, False, "it is gone from the account (deleted while it trained?)"
+        )
+    status = remote.status
+    if remote.ready:
+        return Finished(name, status, True)
+    if remote.failed:
+        return Finished(name, status, False, f"training failed ({status})")
+    stopped = getattr(provider, "stopped", None)
+    why = stopped(remote) if callable(stopped) else None
+    if why:
+        return Finished(name, status, False, f"{why} ({status})")
+    return None
 
 
 def wait(
@@ -39,8 +65,8 @@ def wait(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Finished]:
-    """Poll each finetune this plan (re)trained until it is ready or failed, reporting every
-    status change as it is seen. Gives up after `timeout` seconds (not ok)."""
+    """Poll each finetune this plan (re)trained until it is ready, failed, gone or stopped,
+    reporting every status change as it is seen. Gives up after `timeout` seconds (not ok)."""
     watched = {
         c.name: recorded.finetunes[c.name]
         for c in plan.changes
@@ -55,15 +81,21 @@ def wait(
         for name, entry in watched.items():
             if name in done:
                 continue
-            remote = providers[entry.provider].get_finetune(entry.account, entry.id)
+            provider = providers[entry.provider]
+            remote = provider.get_finetune(entry.account, entry.id)
             status = remote.status if remote else None
             if status != last.get(name, "") and status is not None:
                 on_status(name, status)
             last[name] = status
-            if remote is None or remote.failed or remote.ready:
-                done[name] = Finished(name, status, bool(remote and remote.ready))
+            end = _end(provider, name, remote)
+            if end is not None:
+                done[name] = end
         if len(done) == len(watched):
             return [done[n] for n in watched]
         if clock() >= deadline:
-            return [done.get(n) or Finished(n, last.get(n), False) for n in watched]
+            return [
+                done.get(n)
+                or Finished(n, last.get(n), False, f"still {last.get(n)} after {timeout:g}s", True)
+                for n in watched
+            ]
         sleep(interval)

@@ -3,10 +3,13 @@
 For each kill point: a fresh sandbox and project; `apply` killed at that point (see
 reconciler/crashpoints.py); `apply` run again to completion; then the invariants: every
 finetune exists exactly once, every asset is stored once with the digest of its file, the
-lockfile parses and matches the remote state, and a final plan shows no changes.
+lockfile parses and matches the remote state, and a final plan shows no changes. For Cohere
+also: each dataset is uploaded once (a dataset uploaded before a kill is reused, never sent
+again), and each model trains on the dataset its lockfile entry records.
 
-    python tests/crash_harness.py            # every kill point of a 6-finetune apply
-    python tests/crash_harness.py --every 7  # a sample
+    python tests/crash_harness.py                     # every kill point of a 6-finetune apply
+    python tests/crash_harness.py --every 7           # a sample
+    python tests/crash_harness.py --provider cohere   # Cohere: datasets, then models
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -43,7 +47,9 @@ class Figures:
         )
 
 
-def make_project(folder: Path, count: int) -> Path:
+def make_project(folder: Path, count: int, provider: str = "cloudflare") -> Path:
+    if provider == "cohere":
+        return make_cohere_project(folder, count)
     sys.path.insert(0, str(ROOT / "examples"))
     from make_adapter import make_adapter
 
@@ -61,45 +67,70 @@ def make_project(folder: Path, count: int) -> Path:
     return config
 
 
+def make_cohere_project(folder: Path, count: int) -> Path:
+    chat = (ROOT / "examples" / "cohere" / "data" / "support-chat.jsonl").read_text()
+    (folder / "data").mkdir(parents=True)
+    lines = ["version: 1", "providers:", "  cohere: {}", "finetunes:"]
+    for i in range(count):
+        extra = chat.splitlines()[i % len(chat.splitlines())]
+        (folder / "data" / f"c{i}.jsonl").write_text(chat + extra + "\n")
+        lines += [
+            f"  - name: crash-{i}",
+            "    provider: cohere",
+            "    base_model: {base_type: BASE_TYPE_CHAT}",
+            f"    dataset: {{path: data/c{i}.jsonl, type: chat-finetune-input}}",
+            "    hyperparameters: {train_epochs: 1}",
+        ]
+    config = folder / "finetunes.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
 def run(config: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "reconciler", *extra, "-c", str(config)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
-def count_points(count: int) -> int:
+def count_points(count: int, provider: str = "cloudflare") -> int:
     from reconciler.sandbox.server import SandboxServer
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = make_project(Path(tmp) / "p", count)
+        config = make_project(Path(tmp) / "p", count, provider)
         tally = Path(tmp) / "tally"
-        with SandboxServer(Path(tmp) / "remote") as sandbox:
-            env = _env(sandbox.cloudflare_base_url) | {"RECONCILER_CRASH_TALLY": str(tally)}
+        with SandboxServer(Path(tmp) / "remote", clock_speed=SPEED) as sandbox:
+            env = _env(sandbox) | {"RECONCILER_CRASH_TALLY": str(tally)}
             done = run(config, env, "apply", "--auto-approve", "--parallelism", "1")
             assert done.returncode == 0, done.stdout + done.stderr
         return int(tally.read_text())
 
 
-def _env(base_url: str) -> dict[str, str]:
+SPEED = 300  # the sandbox's clock: Cohere's validation and training take a fraction of a second
+
+
+def _env(sandbox: Any) -> dict[str, str]:
     from reconciler.sandbox import DEFAULT_TOKEN
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_CRASH")}
     return env | {
         "CLOUDFLARE_API_TOKEN": DEFAULT_TOKEN,
         "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
-        "CLOUDFLARE_API_BASE_URL": base_url,
+        "CLOUDFLARE_API_BASE_URL": sandbox.cloudflare_base_url,
+        "CO_API_KEY": DEFAULT_TOKEN,
+        "CO_API_URL": sandbox.url,
+        "RECONCILER_POLL_INTERVAL": "0.02",
         "NO_COLOR": "1",
     }
 
 
-def try_point(point: int, count: int, figures: Figures) -> None:
+def try_point(point: int, count: int, figures: Figures, provider: str = "cloudflare") -> None:
     from reconciler.sandbox.server import SandboxServer
 
     figures.tried += 1
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "p"
-        config = make_project(folder, count)
-        with SandboxServer(Path(tmp) / "remote") as sandbox:
-            env = _env(sandbox.cloudflare_base_url)
+        config = make_project(folder, count, provider)
+        with SandboxServer(Path(tmp) / "remote", clock_speed=SPEED) as sandbox:
+            env = _env(sandbox)
             killed = run(
                 config,
                 env | {"RECONCILER_CRASH_AFTER": str(point)},
@@ -112,15 +143,20 @@ def try_point(point: int, count: int, figures: Figures) -> None:
                 figures.killed += 1
             finish = run(config, env, "apply", "--auto-approve")
             final = run(config, env, "plan", "--detailed-exitcode")
-            problems = _check(config, sandbox, count, figures)
+            check = _check_cohere if provider == "cohere" else _check
+            problems = check(config, sandbox, count, figures)
             if finish.returncode != 0:
                 problems.append(
                     f"re-run apply exited {finish.returncode}: {finish.stderr.strip()[-300:]}"
                 )
             if final.returncode != 0:
                 problems.append(f"final plan exited {final.returncode}: {final.stdout[-300:]}")
-            uploads = [c for c in sandbox.request_log if c[1].endswith("/finetune-assets")]
-            figures.reuploads += max(0, len(uploads) - 2 * count)
+            if provider == "cohere":
+                datasets = [c for c in sandbox.request_log if c == ("POST", "/v1/datasets")]
+                figures.reuploads += max(0, len(datasets) - count)
+            else:
+                uploads = [c for c in sandbox.request_log if c[1].endswith("/finetune-assets")]
+                figures.reuploads += max(0, len(uploads) - 2 * count)
     if problems:
         figures.failures.append(f"kill point {point}: " + "; ".join(problems))
     else:
@@ -163,11 +199,49 @@ def _check(config: Path, sandbox: object, count: int, figures: Figures) -> list[
     return problems
 
 
-def harness(count: int, every: int) -> Figures:
-    total = count_points(count)
+def _check_cohere(config: Path, sandbox: Any, count: int, figures: Figures) -> list[str]:
+    problems: list[str] = []
+    store = sandbox.cohere_store
+    listed = store.list_models()
+    datasets = store.list_datasets()
+    if len(datasets) != count:
+        problems.append(f"{len(datasets)} datasets stored for {count} models")
+    try:
+        lock = json.loads(config.with_suffix(".lock").read_text())
+    except (OSError, ValueError) as exc:
+        return [*problems, f"lockfile unreadable: {exc}"]
+    for i in range(count):
+        name = f"crash-{i}"
+        models = [m for m in listed if m.name == name]
+        if len(models) != 1:
+            figures.duplicates += max(0, len(models) - 1)
+            problems.append(f"{name} exists {len(models)} times")
+            continue
+        (model,) = models
+        entry = lock["finetunes"].get(name)
+        if entry is None or entry["id"] != model.id:
+            problems.append(f"{name}: lock and remote disagree")
+            continue
+        recorded = entry["assets"].get("dataset", {})
+        local = hashlib.sha256((config.parent / "data" / f"c{i}.jsonl").read_bytes()).hexdigest()
+        if recorded.get("sha256") != f"sha256:{local}":
+            figures.lost_uploads += 1
+            problems.append(f"{name}: dataset not recorded with the file's digest")
+        if recorded.get("id") != model.settings.get("dataset_id"):
+            problems.append(
+                f"{name}: trains on {model.settings.get('dataset_id')}, the lock records "
+                f"{recorded.get('id')}"
+            )
+    if lock.get("pending"):
+        problems.append(f"journal not settled: {lock['pending']}")
+    return problems
+
+
+def harness(count: int, every: int, provider: str = "cloudflare") -> Figures:
+    total = count_points(count, provider)
     figures = Figures()
     for point in range(1, total + 1, every):
-        try_point(point, count, figures)
+        try_point(point, count, figures, provider)
     return figures
 
 
@@ -175,9 +249,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finetunes", type=int, default=6)
     parser.add_argument("--every", type=int, default=1, help="try every Nth kill point")
+    parser.add_argument("--provider", choices=("cloudflare", "cohere"), default="cloudflare")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    figures = harness(args.finetunes, args.every)
+    figures = harness(args.finetunes, args.every, args.provider)
     print(figures.line())
     for failure in figures.failures:
         print("FAILED", failure)

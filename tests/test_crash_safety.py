@@ -13,3 +13,15 @@ def test_apply_killed_at_sampled_points_always_converges(capsys) -> None:
     assert figures.killed == figures.tried  # each run really died at its point
     assert figures.failures == []
     assert (figures.converged, figures.duplicates, figures.lost_uploads) == (figures.tried, 0, 0)
+
+
+def test_a_cohere_apply_killed_anywhere_uploads_each_dataset_once(capsys) -> None:
+    """A kill right after a dataset upload used to lose its id: every re-run uploaded the
+    dataset again. The id is journaled at once, and the re-run reuses the dataset."""
+    figures = harness(count=2, every=1, provider="cohere")
+    with capsys.disabled():
+        print(f"\ncrash harness (cohere): {figures.line()}")
+    assert figures.tried >= 10
+    assert figures.killed == figures.tried
+    assert figures.failures == []
+    assert (figures.converged, figures.duplicates, figures.reuploads) == (figures.tried, 0, 0)

@@ -137,10 +137,17 @@ def _wait(planned: Any, providers: Any, timeout: float) -> None:
     if not finished:
         return
     ready = [f for f in finished if f.ok]
-    click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
+    waiting = [f for f in finished if f.timed_out]
+    if waiting:
+        click.echo(
+            f"Stopped waiting after {timeout:g}s (--wait-timeout): {len(ready)} ready, "
+            f"{len(waiting)} still training, {len(finished) - len(ready) - len(waiting)} not."
+        )
+    else:
+        click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
     for f in finished:
         if not f.ok:
-            click.echo(f"  {f.name}: {f.status or 'gone'}", err=True)
+            click.echo(f"  {f.name}: {f.why or f.status or 'gone'}", err=True)
     if len(ready) != len(finished):
         sys.exit(EXIT_ERROR)
 

@@ -3,16 +3,28 @@
 Everything Cloudflare is not: a finetune can be renamed, retrained with new settings or data,
 and deleted; it trains asynchronously; and its training data is uploaded first, as a dataset
 that Cohere validates before a finetune may use it.
+
+The upload returns as soon as Cohere has the dataset and its id, so that apply journals the id
+at once; the create or update that names the dataset waits for its validation first. An apply
+cut short anywhere after the upload therefore leaves the id behind, and the next one reuses the
+dataset instead of uploading it again.
+
+Cohere retired fine-tuning on 2025-09-15 (see RETIRED); this provider runs against the sandbox,
+the model of a provider that trains, updates and deletes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
+from .. import adoption
 from ..assets import HashingReader
 from ..errors import EndpointError, ProviderError
 from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
@@ -32,6 +44,23 @@ MODELS = "/v1/finetuning/finetuned-models"
 PAGE_SIZE = 50
 GONE = {"STATUS_DELETED"}
 DATASET_NAME_MAX = 49  # Cohere: a dataset name is under 50 characters
+MAX_OFFSET = 10_000  # a look for one dataset reads at most this many (recent ones: `after`)
+# A dataset is being validated while queued or processing; validated, it may be trained on;
+# any other validation_status (failed, unknown, skipped, cancelled, or one not known yet) is
+# an end without validation.
+VALIDATING = {"queued", "processing"}
+# Training that will not finish by itself: what apply --wait says instead of waiting on
+STOPPED = {
+    "STATUS_PAUSED": "training is paused; it will not finish until it is resumed",
+    "STATUS_TEMPORARILY_OFFLINE": "the model is temporarily offline at Cohere; its training "
+    "is not going on",
+    "STATUS_DELETED": "the model was deleted while it trained",
+}
+RETIRED = (
+    'Cohere retired fine-tuning on 2025-09-15 ("All fine-tuning options via dashboard and API '
+    '... are being retired"); {url} is not the sandbox, so its fine-tuning calls are expected '
+    "to fail (try --sandbox)"
+)
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
@@ -69,6 +98,8 @@ class CohereProvider:
         dataset_timeout: float = 1800.0,
     ) -> None:
         self.endpoint = endpoint.label
+        self.base_url = endpoint.base_url
+        self._told = False  # whether notices() were logged
         self._sleep = sleep
         self._dataset_timeout = dataset_timeout
         self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, _error_text, transport)
@@ -94,6 +125,10 @@ class CohereProvider:
             seen.add(token)
 
     def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
+        if not self._told:
+            self._told = True  # once a run: the first read of a plan, an apply or a drift
+            for notice in self.notices():
+                log.warning("%s", notice)
         items = self._pages("list finetuned models", MODELS, "finetuned_models")
         found = (_remote(item) for item in items)
         return tuple(r for r in found if r.status not in GONE)
@@ -113,7 +148,8 @@ class CohereProvider:
         self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest]
     ) -> RemoteFinetune:
         what = f"create finetuned model {desired.name}"
-        payload = {"name": desired.name, "settings": _settings(desired, assets)}
+        settings = _settings(desired, assets)
+        payload = {"name": desired.name, "settings": settings}
 
         def send() -> RemoteFinetune:
             body = self._api.call(what, "POST", MODELS, json=payload, idempotent=False)
@@ -122,6 +158,7 @@ class CohereProvider:
         def find() -> RemoteFinetune | None:
             return next((r for r in self.list_finetunes("") if r.name == desired.name), None)
 
+        self._wait_validated(settings["dataset_id"], what)
         return create_once(what, send, find)
 
     def update_finetune(
@@ -138,7 +175,9 @@ class CohereProvider:
                 assets = {**assets, "dataset": replace(dataset, remote_id=str(dataset_id))}
         # the API wants both the name and the full settings; a PATCH of the same body twice
         # leaves the same model, so it may be retried
-        payload = {"name": desired.name, "settings": _settings(desired, assets)}
+        settings = _settings(desired, assets)
+        payload = {"name": desired.name, "settings": settings}
+        self._wait_validated(settings["dataset_id"], what)
         body = self._api.call(what, "PATCH", f"{MODELS}/{remote_id}", json=payload)
         return _remote(_field(body, "finetuned_model", what))
 
@@ -185,41 +224,151 @@ class CohereProvider:
         asset: AssetFile,
         progress: Progress | None = None,
     ) -> AssetDigest:
-        """Upload the training data as a dataset and wait until Cohere has validated it."""
+        """Upload the training data as a dataset; returns once Cohere has it and its id (the
+        create or update that uses it waits for its validation).
+
+        Each upload makes a new dataset, so it is not sent twice blindly: after a lost answer
+        the dataset is looked for first (create_once), as a lost create is."""
         if asset.kind is None:
             raise ProviderError(f"upload {asset.path}: a Cohere dataset needs a type")
-        name = asset.path.stem[:DATASET_NAME_MAX]
+        name = _dataset_name(asset)
         what = f"upload dataset {asset.path.name}"
+        since = adoption.now()
         with asset.path.open("rb") as f:
             reader = HashingReader(f, asset.name, progress)
-            body = self._api.call(
-                what,
-                "POST",
-                "/v1/datasets",
-                params={"name": name, "type": asset.kind},
-                files={"data": (asset.path.name, reader, "application/octet-stream")},
-            )
-        dataset_id = _field(body, "id", what)
-        self._wait_validated(str(dataset_id), asset)
-        sent = reader.result()
-        return AssetDigest(sent.name, sent.size, sent.sha256, remote_id=str(dataset_id))
+            whole = os.fstat(f.fileno()).st_size
 
-    def _wait_validated(self, dataset_id: str, asset: AssetFile) -> None:
-        what = f"validate dataset {asset.path.name} ({dataset_id})"
+            def send() -> AssetDigest:
+                body = self._api.call(
+                    what,
+                    "POST",
+                    "/v1/datasets",
+                    params={"name": name, "type": asset.kind},
+                    files={"data": (asset.path.name, reader, "application/octet-stream")},
+                    idempotent=False,
+                )
+                dataset_id = _field(body, "id", what)
+                if not isinstance(dataset_id, str) or not dataset_id:
+                    raise EndpointError(f"{what}: the answer's id is not a dataset id")
+                sent = reader.result()
+                return AssetDigest(sent.name, sent.size, sent.sha256, remote_id=dataset_id)
+
+            def find() -> AssetDigest | None:
+                sent = reader.result()
+                if sent.size != whole:
+                    return None  # cut off mid-way: no dataset was made of it
+                return self.find_upload(account, asset, sent, since)
+
+            return create_once(what, send, find)
+
+    def find_upload(
+        self, account: str, asset: AssetFile, digest: AssetDigest, since: str | None
+    ) -> AssetDigest | None:
+        """The dataset an upload cut short made, if Cohere has it: of this name, type and size,
+        created since the upload was journaled, and not refused. Cohere takes no idempotency
+        key, so an upload whose answer (or journal write) was lost is found this way instead
+        of being sent again."""
+        began = adoption.instant(since)
+        if began is None or asset.kind is None:
+            return None
+        after = (began - adoption.CLOCK_SKEW).isoformat(timespec="milliseconds")
+        params = {"datasetType": asset.kind, "after": after.replace("+00:00", "Z")}
+        name = _dataset_name(asset)
+        found = [
+            d
+            for d in self._offset_pages("look for an uploaded dataset", "/v1/datasets", params)
+            if isinstance(d, dict)
+            and d.get("name") == name
+            and isinstance(d.get("id"), str)
+            and d.get("validation_status") in VALIDATING | {"validated"}
+            and _size_fits(d, digest.size)
+        ]
+        if not found:
+            return None
+        first = min(found, key=lambda d: str(d.get("created_at", "")))
+        log.info("dataset %s was uploaded by an apply cut short: reusing it", first["id"])
+        return AssetDigest(digest.name, digest.size, digest.sha256, remote_id=first["id"])
+
+    def _offset_pages(
+        self, what: str, path: str, params: Mapping[str, str]
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a list paged by limit and offset (the datasets list), until a short
+        page."""
+        offset = 0
+        while True:
+            query = {**params, "limit": PAGE_SIZE, "offset": offset}
+            body = self._api.call(what, "GET", path, params=query)
+            items = body.get("datasets") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise EndpointError(f"{what}: the answer has no datasets list")
+            yield from items
+            if len(items) < PAGE_SIZE or offset >= MAX_OFFSET:
+                return
+            offset += len(items)
+
+    def _wait_validated(self, dataset_id: str, why: str) -> None:
+        """Return once Cohere has validated the dataset; ProviderError if its validation ended
+        any other way, or did not end in time."""
+        what = f"{why}: validate dataset {dataset_id}"
         deadline = time.monotonic() + self._dataset_timeout
         interval = poll_interval()
         while True:
             body = self._api.call(what, "GET", f"/v1/datasets/{dataset_id}")
             dataset = _field(body, "dataset", what)
+            if not isinstance(dataset, dict):
+                raise EndpointError(f"{what}: the answer's dataset is not an object")
             status = dataset.get("validation_status")
             if status == "validated":
                 return
-            if status == "failed":
+            if status not in VALIDATING:
                 reason = dataset.get("validation_error") or "no reason given"
-                raise ProviderError(f"{what}: Cohere refused the dataset: {reason}")
+                if status == "failed":
+                    raise ProviderError(f"{what}: Cohere refused the dataset: {reason}")
+                raise ProviderError(
+                    f"{what}: its validation ended as {status!r}, not validated ({reason}); "
+                    "it cannot be trained on. Apply again to upload it again"
+                )
             if time.monotonic() > deadline:
                 raise ProviderError(f"{what}: still {status} after {self._dataset_timeout:g}s")
             self._sleep(interval)
+
+    def stopped(self, remote: RemoteFinetune) -> str | None:
+        """Why this finetune's training will not finish by itself (paused, offline, deleted),
+        for apply --wait; None while it may."""
+        return STOPPED.get(remote.status or "")
+
+    def notices(self) -> tuple[str, ...]:
+        """What a run against this endpoint should be told: that Cohere's fine-tuning is
+        retired, unless it talks to the sandbox (--sandbox, or a loopback address). Logged
+        as a warning at the first read (the CLI shows warnings on stderr, one line each); the
+        library prints nothing itself."""
+        if self.endpoint == "sandbox" or _loopback(self.base_url):
+            return ()
+        return (RETIRED.format(url=self.base_url),)
+
+
+def _dataset_name(asset: AssetFile) -> str:
+    return asset.path.stem[:DATASET_NAME_MAX]
+
+
+def _size_fits(dataset: dict[str, Any], size: int) -> bool:
+    """Whether the dataset's training part has `size` bytes, where Cohere says its size."""
+    sizes = [
+        p.get("size_bytes")
+        for p in dataset.get("dataset_parts") or []
+        if isinstance(p, dict) and isinstance(p.get("size_bytes"), int)
+    ]
+    return not sizes or size in sizes
+
+
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _settings(desired: DesiredFinetune, assets: Mapping[str, AssetDigest]) -> dict[str, Any]:
