@@ -129,11 +129,19 @@ def _check(path: Path, data: dict[str, Any]) -> None:
             )
         owners[key] = name
     for name, pending in sorted(data.get("pending", {}).items()):
-        if pending["provider"] not in registry.FACTORIES:
+        names = asset_names(pending["provider"])
+        if names is None:
             raise LockfileError(
                 f"{path}: pending.{name}: provider {pending['provider']!r} is not one "
                 f"reconciler knows ({known}); {RESTORE}"
             )
+        for asset in sorted({*pending.get("assets", {}), *filter(None, [pending.get("asset")])}):
+            if asset not in names:
+                raise LockfileError(
+                    f"{path}: pending.{name} names an asset {asset!r}, but a "
+                    f"{pending['provider']} finetune has only {', '.join(sorted(names))}; "
+                    f"{RESTORE}"
+                )
 
 
 def _from_json(data: dict[str, Any]) -> Recorded:

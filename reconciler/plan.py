@@ -166,8 +166,7 @@ def _plan_one(
                     "has what was sent): recording it and uploading its assets",
                     remote_id=remote.id,
                     assets=tuple(
-                        AssetChange(a.name, None, held.get(a.name, local[a.name]))
-                        for a in d.assets
+                        AssetChange(a.name, None, held.get(a.name, local[a.name])) for a in d.assets
                     ),
                     steps=(
                         Step(StepKind.ADOPT),

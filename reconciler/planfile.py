@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +188,10 @@ def load(path: Path) -> Saved:
         raise PlanFileError(f"{path}: not a reconciler plan file: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise PlanFileError(f"{path}: not a reconciler plan file (made with `reconciler plan -o`)")
-    if data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise PlanFileError(
-            f"{path}: plan format_version {str(data.get('format_version'))[:20]} is not the one "
+            f"{path}: plan format_version {str(version)[:20]} is not the one "
             f"this reconciler reads ({FORMAT_VERSION}); make the plan again with this version"
         )
     try:
@@ -266,9 +267,8 @@ def matching(path: Path, saved: Saved, plan: Plan, config_path: Path, pruning: b
     file covers, if it equals the file's plan exactly; else PlanFileError naming each
     difference. What is then applied is this fresh plan, never what the file says."""
     wanted = set(saved.targets)
-    fresh = Plan(
-        changes=tuple(c for c in plan.changes if _address(c.provider, c.name) in wanted),
-        endpoints=plan.endpoints,
+    fresh = replace(
+        plan, changes=tuple(c for c in plan.changes if _address(c.provider, c.name) in wanted)
     )
     base = config_path.resolve().parent
     found = _plan_differences(saved.data, codec.plan_to_data(fresh, base), base, pruning)

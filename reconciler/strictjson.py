@@ -47,10 +47,12 @@ def read_bytes(path: Path, limit: int) -> bytes:
     OSError, or Refused (not a regular file, too large)."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores the flag
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise Refused(f"is {what}")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused("is not a regular file")
         raw = f.read(limit + 1)
     if st.st_size > limit or len(raw) > limit:
         raise Refused(f"is larger than {limit // (1024 * 1024)} MB")

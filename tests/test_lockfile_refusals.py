@@ -108,6 +108,42 @@ CASES: dict[str, tuple[str, str]] = {
         ),
         "finetunes.c-bot.assets.dataset.id",
     ),
+    "an id with a line break": (
+        lock_text({"a-bot": entry("id-1\n+ finetune")}),
+        "finetunes.a-bot.id",
+    ),
+    "an account that is empty": (
+        lock_text({"a-bot": {**entry(), "account": ""}}),
+        "finetunes.a-bot.account",
+    ),
+    "a pending upload of an unknown asset": (
+        lock_text(
+            {},
+            pending={
+                "a-bot": {
+                    "op": "upload",
+                    "provider": "cloudflare",
+                    "account": "x",
+                    "asset": "run.sh",
+                }
+            },
+        ),
+        "pending.a-bot names an asset 'run.sh'",
+    ),
+    "a pending dataset on cloudflare": (
+        lock_text(
+            {},
+            pending={
+                "a-bot": {
+                    "op": "create",
+                    "provider": "cloudflare",
+                    "account": "x",
+                    "assets": {"dataset": {"size": 1, "sha256": SHA, "id": "d"}},
+                }
+            },
+        ),
+        "pending.a-bot names an asset 'dataset'",
+    ),
     "a pending entry for an unknown provider": (
         lock_text({}, pending={"a-bot": {"op": "create", "provider": "aws", "account": "x"}}),
         "pending.a-bot: provider 'aws' is not one reconciler knows",
@@ -137,6 +173,10 @@ def test_a_lockfile_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path
     linked.symlink_to("/dev/zero")
     with pytest.raises(LockfileError, match="is not a regular file"):
         lockfile.load(linked)
+    folder = tmp_path / "folder.lock"
+    folder.mkdir()
+    with pytest.raises(LockfileError, match="is a folder, which no lockfile is"):
+        lockfile.load(folder)
 
 
 @pytest.fixture

@@ -115,6 +115,16 @@ def _dotdot_path(data: dict[str, Any], folder: Path) -> None:
             step["path"] = "../private.json"
 
 
+def _plan_key(data: dict[str, Any], folder: Path) -> None:
+    data["plan"]["retry"] = True
+
+
+def _git_path(data: dict[str, Any], folder: Path) -> None:
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[core]\n")
+    change(data, "faq-bot-v1")["steps"][1]["path"] = ".git/config"
+
+
 def _endpoint(data: dict[str, Any], folder: Path) -> None:
     data["plan"]["endpoints"]["cloudflare"] = "https://evil.example"
 
@@ -160,6 +170,17 @@ EDITS: dict[str, tuple[Edit, str]] = {
     "sibling's file": (_sibling_path, "adapters/support-v3/adapter_config.json"),
     "../ path": (_dotdot_path, "is outside the config's folder"),
     "endpoint": (_endpoint, "endpoints.cloudflare"),
+    "a key added to a change": (
+        _set("note", "ok"),
+        "note: the file says 'ok', the inputs plan nothing",
+    ),
+    "a key added to the plan": (_plan_key, "retry: the file says true, the inputs plan nothing"),
+    "desired set to null": (_set("desired", None), "desired: the file says null"),
+    "a path into .git": (
+        _git_path,
+        "steps[1]: the file says 'upload adapter_config.json from .git/config', the inputs plan "
+        "'upload adapter_config.json from adapters/faq-v1/adapter_config.json'",
+    ),
 }
 
 
@@ -259,6 +280,15 @@ FILES: dict[str, tuple[Callable[[str], str], str]] = {
     "changes not a list": (
         lambda t: json.dumps({**json.loads(t), "plan": {"changes": {"a": 1}, "endpoints": {}}}),
         "damaged",
+    ),
+    "format_version true": (
+        lambda t: t.replace('"format_version": 1', '"format_version": true', 1),
+        "plan format_version True is not the one this reconciler reads",
+    ),
+    "a byte order mark": (lambda t: "\ufeff" + t, "not valid JSON"),
+    "targets not a list": (
+        lambda t: json.dumps({**json.loads(t), "targets": "cloudflare.faq-bot-v1"}),
+        "targets is not a list",
     ),
     "a step without its kind": (
         lambda t: t.replace('"kind": "create",', "", 1),

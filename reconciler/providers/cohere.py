@@ -318,6 +318,8 @@ class CohereProvider:
             if not isinstance(dataset, dict):
                 raise EndpointError(f"{what}: the answer's dataset is not an object")
             status = dataset.get("validation_status")
+            if not isinstance(status, str):
+                raise EndpointError(f"{what}: the answer's dataset has no validation_status")
             if status == "validated":
                 return
             if status not in VALIDATING:
