@@ -2,7 +2,9 @@
 
 Python's reader lets through what no file reconciler writes contains and what would be read
 wrongly without a word: a key twice in one object (the last silently wins, as after a bad
-merge of a lockfile) and NaN or Infinity. A file that is not a regular file (a FIFO that would
+merge of a lockfile), NaN or Infinity, a number too large for a float (1e400 reads as
+infinity) and an integer of thousands of digits (Python refuses to convert it, with an error
+that is not a JSON error). A file that is not a regular file (a FIFO that would
 block, /dev/zero that never ends) or is far larger than any reconciler writes is refused before
 it is read.
 """
@@ -10,6 +12,7 @@ it is read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -37,9 +40,31 @@ def loads(text: str) -> Any:
     """json.loads, refusing duplicate keys, NaN and Infinity, and nesting too deep to read.
     Raises json.JSONDecodeError for text that is not JSON, Refused for the rest."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            parse_int=_integer,
+        )
     except RecursionError:
         raise Refused("it is nested too deeply") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise Refused(f"the number {text[:40]} is too large")
+    return value
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise Refused(f"a number of {len(text)} digits is too large")
+    return int(text)
+
+
+MAX_DIGITS = 400  # far beyond any size, count or id reconciler writes
 
 
 def read_bytes(path: Path, limit: int) -> bytes:

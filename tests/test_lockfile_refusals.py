@@ -97,6 +97,14 @@ CASES: dict[str, tuple[str, str]] = {
         ),
         "NaN is not JSON",
     ),
+    "a size of 1e400": (
+        lock_text({"a-bot": entry()}).replace('"size": 3', '"size": 1e400'),
+        "the number 1e400 is too large",
+    ),
+    "a size of 5,000 digits": (
+        lock_text({"a-bot": entry()}).replace('"size": 3', '"size": ' + "9" * 5000),
+        "a number of 5000 digits is too large",
+    ),
     "a name with a newline": (lock_text({"a-bot\n": entry()}), "finetunes"),
     "an empty asset id": (
         lock_text(
