@@ -330,6 +330,8 @@ def _plan_differences(
         _walk("", was, now, base, lines)
         if not pruning and was.get("action") == "delete" and now.get("action") == "forget":
             lines.append("if the plan was made with --prune, apply it with --prune")
+        if pruning and was.get("action") == "forget" and now.get("action") == "delete":
+            lines.append("the plan was made without --prune: apply it without --prune")
         found += [f"{a}: {line}" for line in lines]
     return found
 

@@ -257,3 +257,29 @@ def test_apply_wait_that_times_out_says_so(cli: Cli, cohere: SandboxServer, conf
     )
     assert "support-chat: still STATUS_" in result.stderr
     assert "Training finished" not in result.stdout
+
+
+def test_a_saved_plan_prunes_only_as_it_was_made(
+    cli: Cli, cohere: SandboxServer, config: Path, tmp_path: Path
+) -> None:
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    text = config.read_text()
+    config.write_text(
+        text[: text.index("  - name: support-chat")] + text[text.index("  - name: legal-rerank") :]
+    )
+    pruned, kept = tmp_path / "pruned.plan", tmp_path / "kept.plan"
+    assert cli("plan", "-c", config, "--prune", "-o", pruned).exit_code == 0
+    assert cli("plan", "-c", config, "-o", kept).exit_code == 0
+    deletes = len([c for c in cohere.request_log if c[0] == "DELETE"])
+
+    without = cli("apply", pruned, "-c", config)
+    assert without.exit_code == 1
+    assert "if the plan was made with --prune, apply it with --prune" in without.stderr
+    wrongly = cli("apply", kept, "-c", config, "--prune")
+    assert wrongly.exit_code == 1
+    assert "the plan was made without --prune: apply it without --prune" in wrongly.stderr
+    assert len([c for c in cohere.request_log if c[0] == "DELETE"]) == deletes
+
+    done = cli("apply", pruned, "-c", config, "--prune")
+    assert done.exit_code == 0, done.output
+    assert "support-chat: delete: deleted" in done.stdout
