@@ -21,6 +21,7 @@ def reference(record: Recorded) -> str:
             n: {"op": p.op, "provider": p.provider, "account": p.account}
             | ({"asset": p.asset} if p.asset else {})
             | ({"since": p.since} if p.since else {})
+            | ({"sha256": p.sha256} if p.sha256 else {})
             | (
                 {
                     "assets": {
@@ -60,7 +61,11 @@ def test_to_json_is_the_indented_dump_with_or_without_the_cache() -> None:
             EMPTY_RECORD,
             endpoints={"cloudflare": "x"},
             finetunes={"a": entry("a", "changed")},
-            pending={"a": Pending("upload", "cloudflare", "0" * 32, "a.json")},
+            pending={
+                "a": Pending(
+                    "upload", "cloudflare", "0" * 32, "a.json", sha256="sha256:" + "2" * 64
+                )
+            },
         ),
         replace(
             EMPTY_RECORD,
