@@ -11,6 +11,7 @@ it is read.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -69,14 +70,15 @@ MAX_DIGITS = 400  # far beyond any size, count or id reconciler writes
 
 def read_bytes(path: Path, limit: int) -> bytes:
     """The content of a regular file of at most `limit` bytes. Raises FileNotFoundError,
-    OSError, or Refused (not a regular file, too large)."""
+    OSError (IsADirectoryError for a folder), or Refused (not a regular file, too large)."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores the flag
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise Refused(f"is {what}")
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise Refused("is not a regular file")
     with os.fdopen(fd, "rb") as f:
         raw = f.read(limit + 1)
     if st.st_size > limit or len(raw) > limit:
