@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import CACHED, LIVE, Catalogue, from_records, from_snapshot, to_records
-from .errors import ReconcilerError
+from .errors import EndpointError, ReconcilerError
 from .model import Desired
 from .providers.base import Provider, ServesCatalogue
 
@@ -87,6 +87,8 @@ def load(
             continue
         try:
             models = provider.read_catalogue(account)
+            if not models:  # Workers AI always serves models: an empty answer is no catalogue
+                raise EndpointError("it came back empty")
         except ReconcilerError as exc:
             found[(provider_name, account)], note = _fallback(
                 desired, provider_name, account, cached, read_at, exc

@@ -16,7 +16,7 @@ from .credentials import secret_variables
 from .errors import ConfigError, Problem
 from .interpolate import expand, references
 from .model import AssetFile, Desired, DesiredFinetune, SourceMark
-from .preflight import Limits, LimitsError, check_finetune
+from .preflight import Limits, LimitsError, check_finetune, model_notes
 from .providers.registry import required_assets
 from .statcache import StatCache
 from .yamlsource import Path_, Source, parse, read_text
@@ -124,6 +124,7 @@ def _build(
         source, providers, {item["provider"] for item in data.get("finetunes") or []}, problems
     )
     seen: dict[str, int] = {}
+    notes: list[str] = []
     finetunes: list[DesiredFinetune] = []
     accounts: dict[str, set[str]] = {}
     for i, item in enumerate(data.get("finetunes") or []):
@@ -165,6 +166,11 @@ def _build(
                 checks=tuple(item.get("checks") or ()),
             )
             _check_patterns(source, where, item, problems)
+            if provider in limits:
+                notes += [
+                    _warning(source, (*where, "model"), f"finetune '{name}': {m}")
+                    for m in model_notes(desired, limits[provider])
+                ]
             if folder is not None and provider in limits:
                 _preflight(source, where, item, desired, folder, limits[provider], problems, cache)
         finetunes.append(desired)
@@ -181,7 +187,13 @@ def _build(
         accounts={p: tuple(sorted(a)) for p, a in sorted(accounts.items())},
         limits=limits,
         prune=bool((data.get("settings") or {}).get("prune", False)),
+        warnings=tuple(notes),
     )
+
+
+def _warning(source: Source, where: Path_, message: str) -> str:
+    problem = source.problem(where, message)
+    return str(problem).replace(": error: ", ": warning: ", 1)
 
 
 def _check_patterns(

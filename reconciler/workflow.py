@@ -16,6 +16,7 @@ from pathlib import Path
 from . import apply as apply_mod
 from . import assets, catalogues, config, drift, lockfile, planfile
 from . import plan as plan_mod
+from .catalogue import base_problem, deprecation_note
 from .errors import PlanError, ReconcilerError
 from .model import Desired, Digests, LockedFinetune, Observed, Recorded, RemoteFinetune
 from .preflight import check_account_capacity
@@ -284,3 +285,40 @@ def describe(
         remote = next((r for r in provider.list_finetunes(account) if r.name == name), None)
     history = provider.history(account, remote.id) if remote is not None else History()
     return locked, remote, history
+
+
+def base_model_notes(
+    config_path: Path,
+    env: Mapping[str, str],
+    desired: Desired,
+    providers: Mapping[str, Provider],
+    names: tuple[str, ...] = (),
+    refresh: bool = False,
+) -> tuple[str, ...]:
+    """What the accounts' model catalogues say about the base models of the named finetunes
+    (all when none are named): a base that takes no adapter, a planned deprecation, and any
+    catalogue that could not be read. For the commands that use a finetune without planning
+    it (`test`, `import`)."""
+    chosen = tuple(d for d in desired.finetunes if not names or d.name in names)
+    found, notes = catalogues.load(
+        replace(desired, finetunes=chosen),
+        providers,
+        catalogues.cache_path(config_path),
+        refresh=refresh,
+        ttl=catalogues.ttl_from_env(env),
+    )
+    today = date.today().isoformat()
+    out = list(notes)
+    for d in chosen:
+        catalogue = found.get((d.provider, d.account))
+        if catalogue is None:
+            continue
+        limits = desired.limits.get(d.provider)
+        declared: frozenset[str] = getattr(limits, "declared_models", frozenset())
+        problem = base_problem(d.model, catalogue, declared, "")
+        if problem is not None:
+            out.append(f"{d.name}: {problem}")
+        note = deprecation_note(d.model, catalogue, today)
+        if note is not None:
+            out.append(f"{d.name}: {note}")
+    return tuple(out)

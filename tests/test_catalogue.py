@@ -268,16 +268,17 @@ def test_public_absent_from_the_list_is_compared_with_the_lock(public: bool) -> 
 class Reader:
     """A provider that serves a catalogue, counting its reads; `fail` makes it refuse."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, empty: bool = False) -> None:
         self.endpoint = "sandbox"
         self.reads = 0
         self.fail = fail
+        self.empty = empty
 
     def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
         self.reads += 1
         if self.fail:
             raise EndpointError("403 Authentication error [code: 10000]")
-        return dict(CATALOGUE.models)
+        return {} if self.empty else dict(CATALOGUE.models)
 
 
 def load(reader: Reader, cache: Path, **kw: Any) -> tuple[dict[Any, Catalogue], tuple[str, ...]]:
@@ -312,6 +313,14 @@ def test_an_unreadable_catalogue_falls_back_to_the_snapshot_with_one_warning(
         "Authentication error [code: 10000]); checking base models against the bundled "
         f"snapshot of {LIMITS.snapshot_date} instead"
     )
+
+
+def test_an_empty_catalogue_is_no_catalogue(tmp_path: Path) -> None:
+    # a server that answers every GET with an empty list must not block every base model
+    found, notes = load(Reader(empty=True), tmp_path / "catalogue.json")
+    assert found[("cloudflare", ACCOUNT)].source == SNAPSHOT
+    assert "could not be read (it came back empty)" in notes[0]
+    assert not (tmp_path / "catalogue.json").exists()
 
 
 def test_an_unreadable_catalogue_falls_back_to_a_stale_copy_first(tmp_path: Path) -> None:

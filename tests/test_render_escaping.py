@@ -204,7 +204,8 @@ def test_warnings_reach_the_comment_head_and_the_text_escaped() -> None:
         warnings=("the catalogue could not be read <b>",),
     )
     head = markdown.render(plan).split("<details>")[0]
-    assert "> **Warning:** `cloudflare.kept`: base model `@cf/x` is deprecated\\\\nPlan: 9  " in head
+    deprecated = "base model `@cf/x` is deprecated\\\\nPlan: 9  "
+    assert f"> **Warning:** `cloudflare.kept`: {deprecated}" in head
     assert "> **Warning:** the catalogue could not be read \\<b\\>  " in head
     rendered = text.render(plan)
     assert "Warning: the catalogue could not be read <b>" in rendered

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from ..options import config_option, lock_timeout_option, sandbox_option
+from ..options import (
+    config_option,
+    lock_timeout_option,
+    refresh_catalogue_option,
+    sandbox_option,
+)
 from .common import handle_errors, session
 
 
@@ -21,9 +26,15 @@ from .common import handle_errors, session
 )
 @sandbox_option
 @lock_timeout_option
+@refresh_catalogue_option
 @handle_errors
 def import_(
-    name: str, config_path: Path, confirm: bool, sandbox: bool, lock_timeout: float
+    name: str,
+    config_path: Path,
+    confirm: bool,
+    sandbox: bool,
+    lock_timeout: float,
+    refresh_catalogue: bool,
 ) -> None:
     """Adopt a finetune that already exists in the account into the lockfile.
 
@@ -33,13 +44,17 @@ def import_(
     """
     from ..config import lockfile_path
     from ..runlock import exclusive
-    from ..workflow import import_finetune
+    from ..workflow import base_model_notes, import_finetune
 
     with (
         exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (env, providers, _),
+        session(config_path, sandbox) as (env, providers, desired),
     ):
         entry = import_finetune(config_path, env, providers, name, confirm)
+        for note in base_model_notes(
+            config_path, env, desired, providers, (name,), refresh_catalogue
+        ):
+            click.echo(f"Warning: {note}", err=True)
     state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"
     click.echo(
         f"Imported {name} (id {entry.id}) into the lockfile; assets {state}.".replace("NAME", name)

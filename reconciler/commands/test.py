@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..options import config_option, sandbox_option, target_option
+from ..options import config_option, refresh_catalogue_option, sandbox_option, target_option
 from .common import EXIT_ERROR, handle_errors, session
 
 
@@ -16,19 +16,29 @@ from .common import EXIT_ERROR, handle_errors, session
 @config_option
 @target_option
 @sandbox_option
+@refresh_catalogue_option
 @handle_errors
-def test_(config_path: Path, targets: tuple[str, ...], sandbox: bool) -> None:
+def test_(
+    config_path: Path, targets: tuple[str, ...], sandbox: bool, refresh_catalogue: bool
+) -> None:
     """Run the finetunes' smoke tests (checks:) through Workers AI and print a pass/fail table.
 
     Each check sends its prompt or messages to the finetune's base model with the finetune as
     the LoRA; exit 1 if any check fails.
     """
-    with session(config_path, sandbox) as (_env, providers, loaded):
+    from ..workflow import base_model_notes
+
+    with session(config_path, sandbox) as (env, providers, loaded):
         desired = loaded.finetunes
         if targets:
             desired = tuple(
                 d for d in desired if d.name in targets or f"{d.provider}.{d.name}" in targets
             )
+        names = tuple(d.name for d in desired if d.checks)
+        if names:
+            notes = base_model_notes(config_path, env, loaded, providers, names, refresh_catalogue)
+            for note in notes:
+                click.echo(f"Warning: {note}", err=True)
         run_checks(desired, providers)
 
 
