@@ -1,5 +1,6 @@
-"""A local emulator of the Cloudflare Workers AI finetune API (and of `/ai/run` text generation
-with deterministic answers, see inference.py) and of Cohere's v1 fine-tuning and datasets API,
+"""A local emulator of the Cloudflare Workers AI finetune API (with `/ai/run` text generation
+answering deterministically, see inference.py, and the model catalogue of `/ai/models/search`,
+see catalogue.py) and of Cohere's v1 fine-tuning and datasets API,
 served over real HTTP on one port (Cloudflare under /client/v4, Cohere under /v1), with
 optional fault injection (faults.py).
 
