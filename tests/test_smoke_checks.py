@@ -53,18 +53,26 @@ def test_checks_against_a_finetune_that_does_not_exist_fail_clearly(
         "Failures:\n  faq-bot-v1 / knows about shipping: run @cf/google/gemma-2b-it-lora with lora "
         in result.stdout
     )
-    assert "Finetune faq-bot-v1 not found [code: 3037]" in result.stdout
+    # the 2026 answer (3037 "Finetune <x> not found" in 2024-2025 reports)
+    assert (
+        "Finetune not found: faq-bot-v1 does not exist or is not accessible [code: 5033]"
+        in result.stdout
+    )
     assert result.stdout.rstrip().endswith("0 passed, 1 failed")
 
 
 def test_a_check_may_use_a_public_adapter(cli: Cli, cf_env: SandboxServer, project: Path) -> None:
     public = json.loads(cli("public", "-c", project, "--format", "json").stdout)
-    adapter = next(p for p in public if p["model"] == "@cf/mistral/mistral-7b-instruct-v0.2-lora")
+    # the public adapters run on the bases Cloudflare names for them, not on the -lora ones
+    base = "@cf/mistral/mistral-7b-instruct-v0.1"
+    adapter = next(p for p in public if p["model"] == base)
     project.write_text(
-        project.read_text().replace(
+        project.read_text()
+        .replace(
             "      - name: answers refund questions\n",
             f"      - name: answers refund questions\n        lora: {adapter['name']}\n",
         )
+        .replace("@cf/mistral/mistral-7b-instruct-v0.2-lora", base)
     )
     result = cli("test", "-c", project, "--target", "support-bot-v3")
     assert result.exit_code == 0, result.output
@@ -75,7 +83,7 @@ def test_public_pages_through_every_page(cli: Cli, cf_env: SandboxServer, projec
     everything = json.loads(
         cli("public", "-c", project, "--format", "json", "--order-by", "name").stdout
     )
-    assert len(everything) == 5
+    assert len(everything) == 3  # the three public adapters Cloudflare documents
     assert [p["name"] for p in everything] == sorted(p["name"] for p in everything)
     paged = json.loads(
         cli(
@@ -84,7 +92,7 @@ def test_public_pages_through_every_page(cli: Cli, cf_env: SandboxServer, projec
     )
     assert paged == everything
     requests = [c for c in cf_env.request_log if c[1].endswith("/finetunes/public")]
-    assert len(requests) == 1 + 3  # one page of 100, then pages of 2, 2 and 1
+    assert len(requests) == 1 + 2  # one page of 100, then pages of 2 and 1
     table = cli("public", "-c", project, "--order-by", "name")
     assert table.stdout.splitlines()[0].split() == ["name", "model", "description", "created"]
-    assert table.stdout.rstrip().endswith("5 public finetunes")
+    assert table.stdout.rstrip().endswith("3 public finetunes")
