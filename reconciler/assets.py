@@ -119,7 +119,8 @@ def digest_all(
     With a cache, a file whose stat matches its entry is not opened at all; everything hashed
     is recorded (if settled), and the cache is saved before returning.
     """
-    unique = {a.path: a for a in assets}
+    # a remote source's files (hf:, files:) are not here: sources.resolve gives their digests
+    unique = {a.path: a for a in assets if a.source is None}
     found: dict[Path, AssetDigest] = {}
     todo: list[tuple[int, AssetFile]] = []
     for path, asset in unique.items():

@@ -18,12 +18,26 @@ class SourceMark:
 
 
 @dataclass(frozen=True)
+class AssetSource:
+    """Where a remote asset's bytes are (sources/ reads them): a Hub repo or an HTTPS URL."""
+
+    kind: str  # a key of sources.SOURCES: "hf" or "url"
+    location: str  # hf: the repo id (acme/support-lora); url: the URL
+    revision: str | None = None  # hf: as declared: a commit, a tag or a branch
+    subfolder: str | None = None  # hf: the folder of the repo the files are in
+    sha256: str | None = None  # url: the digest declared for the file ("sha256:<hex>")
+
+
+@dataclass(frozen=True)
 class AssetFile:
-    """A local file to upload as one asset of a finetune."""
+    """A file to upload as one asset of a finetune: a local file, or one a source names."""
 
     name: str  # the remote file name, e.g. adapter_config.json, or "dataset"
+    # the local file; for a remote source, a stand-in path that names it (the key of its
+    # digest, shown in messages): <config dir>/hf:acme/support-lora@v1/adapter_model.safetensors
     path: Path
     kind: str | None = None  # what the provider calls it, e.g. a Cohere dataset type
+    source: AssetSource | None = None  # None: the local file at `path`
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,9 @@ class AssetDigest:
     size: int
     sha256: str  # "sha256:<64 hex>"
     remote_id: str | None = field(default=None, compare=False)  # e.g. a Cohere dataset id
+    # where the content came from, for a remote source: "hf://REPO@COMMIT/PATH" or the URL.
+    # Not part of equality: the same bytes from elsewhere are the same asset.
+    source: str | None = field(default=None, compare=False)
 
     @property
     def short(self) -> str:

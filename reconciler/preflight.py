@@ -1,7 +1,8 @@
 """Adapter pre-flight checks: run by validate and plan before any remote call.
 
 Uploads to Cloudflare are one-way (no update, no delete), so an adapter found bad after its
-upload costs a finetune name. Everything here reads local files only. The limits are data
+upload costs a finetune name. The checks read an adapter through an AdapterFiles: a local
+folder (read_config, read_weights) or a remote source's commit. The limits are data
 (reconciler/data/<provider>.json) that the config may override, since Cloudflare changes them.
 
 Messages name the file they are about (relative to the adapter folder) and say what to do;
@@ -13,13 +14,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from .model import DesiredFinetune
-from .safetensors import Header, SafetensorsError, read_header
+from .safetensors import Header, SafetensorsError, parse_header, read_header
 from .statcache import StatCache
 
 CONFIG = "adapter_config.json"
@@ -136,6 +137,24 @@ def _mapping(data: Mapping[str, Any], key: str) -> dict[str, str | None]:
     return dict(value)
 
 
+class AdapterFiles(Protocol):
+    """What the checks read of an adapter's files, wherever they are: a local folder
+    (sources.local) or a remote source's commit (sources.hf, sources.url). Each answer may come
+    from a cache: an unchanged file, or an immutable commit, is not read twice."""
+
+    def names(self) -> Collection[str]:
+        """Every file name in the adapter's folder; OSError if it cannot be listed."""
+
+    def entry(self, name: str) -> tuple[int, str | None]:
+        """(size, None), or (0, why the file cannot be used: "cannot be read (...)")."""
+
+    def config(self, name: str) -> dict[str, Any]:
+        """adapter_config.json as parse_config reads it."""
+
+    def weights(self, name: str) -> dict[str, Any]:
+        """The safetensors header as weights_summary reads it."""
+
+
 def check_finetune(
     desired: DesiredFinetune, folder: Path, limits: Limits, cache: StatCache | None = None
 ) -> list[str]:
@@ -144,32 +163,33 @@ def check_finetune(
     With a cache, what was read from an unchanged file is taken from it: no byte is read.
     Whether the base model takes adapters is not checked here (see model_notes): only the
     account's live catalogue can say, and plan asks it."""
+    from .sources.local import LocalSource
+
+    return check_adapter(desired, LocalSource(folder, cache), limits)
+
+
+def check_adapter(desired: DesiredFinetune, files: AdapterFiles, limits: Limits) -> list[str]:
+    """check_finetune over any source's files."""
     problems: list[str] = []
     config: dict[str, Any] | None = None
     weights: dict[str, Any] | None = None
     try:
-        present = {p.name: p for p in folder.iterdir()}
+        present = set(files.names())
     except OSError as exc:
         return [*problems, f"the adapter folder cannot be listed ({exc.strerror or exc})"]
     for name in limits.required_files:
-        path = present.get(name)  # exact names: a case-insensitive disk must not hide a typo
-        if path is None:
+        if name not in present:  # exact names: a case-insensitive disk must not hide a typo
             problems.append(_missing(name, present, limits.required_files))
             continue
-        try:
-            st = path.stat()
-            size = st.st_size
-        except OSError as exc:
-            problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
-            continue
-        if not path.is_file():
-            problems.append(f"{name}: is not a regular file; expected the adapter's {name}")
+        size, unusable = files.entry(name)
+        if unusable is not None:
+            problems.append(f"{name}: {unusable}")
             continue
         if size == 0:
             problems.append(f"{name}: is empty (0 bytes); expected the adapter's {name}")
             continue
         if name == WEIGHTS:
-            weights = _read_weights(path, st, cache)
+            weights = files.weights(name)
             problems.extend(f"{name}: {p}" for p in weights["problems"])
         if size > limits.max_asset_bytes:
             problems.append(
@@ -183,7 +203,7 @@ def check_finetune(
                 f"{name}: is {size:,} bytes; an adapter config is a few kB: is it the right file?"
             )
         elif name == CONFIG:
-            config = _read_config(path, st, cache)
+            config = files.config(name)
             problems.extend(f"{name}: {p}" for p in _check_config(config, desired.model, limits))
     if config is not None and weights is not None and not weights["problems"]:
         problems.extend(f"{WEIGHTS}: {p}" for p in _check_ranks(config, weights, limits))
@@ -237,7 +257,7 @@ def check_account_capacity(
     )
 
 
-def _missing(name: str, present: Mapping[str, Path], required: tuple[str, ...]) -> str:
+def _missing(name: str, present: Collection[str], required: tuple[str, ...]) -> str:
     # only other names: a present required file is no near-miss of the missing one
     others = [n for n in present if n not in required]
     stem = name.split(".")[0].lower()
@@ -263,7 +283,7 @@ _CONFIG_KEYS = ("model_type", "r", "rank_pattern")  # all the checks look at
 LARGEST_KEPT = 3  # the non-LoRA tensors named when a file is too large
 
 
-def _read_config(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
+def read_config(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
     """adapter_config.json, as far as the checks need it: {"error": why it is unusable}, or
     {"keys": the keys they look at, those present}."""
     if cache is not None:
@@ -279,9 +299,16 @@ def _read_config(path: Path, st: os.stat_result, cache: StatCache | None) -> dic
 
 def _parse_config(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         return {"error": f"cannot be read ({exc.strerror or exc})"}
+    return parse_config(raw)
+
+
+def parse_config(raw: bytes) -> dict[str, Any]:
+    """read_config's answer for the file's bytes, wherever they were read from."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return {"error": f"is not UTF-8 text (invalid byte at offset {exc.start})"}
     try:
@@ -350,7 +377,7 @@ def _no_constant(token: str) -> None:
     raise ValueError(f"{token} is not a JSON number")
 
 
-def _read_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
+def read_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> dict[str, Any]:
     """What the checks need of the safetensors header: its problems, the LoRA ranks its
     tensors have ({rank: [count, an example tensor]}) and its largest non-LoRA tensors."""
     if cache is not None:
@@ -365,6 +392,15 @@ def _read_weights(path: Path, st: os.stat_result, cache: StatCache | None) -> di
     if cache is not None:
         cache.put(path, st, WEIGHTS_FACT, summary, fence)
     return summary
+
+
+def weights_summary(f: BinaryIO, size: int) -> dict[str, Any]:
+    """read_weights' answer for a file of `size` bytes read through `f` (a remote source's
+    Range reads): reads at most the 8-byte length and the header it announces."""
+    try:
+        return summarize(parse_header(f, size))
+    except SafetensorsError as exc:
+        return {"problems": list(exc.problems), "ranks": {}, "largest": []}
 
 
 def summarize(header: Header) -> dict[str, Any]:
@@ -443,12 +479,18 @@ def _check_ranks(
 
 
 __all__ = [
+    "AdapterFiles",
     "Limits",
     "LimitsError",
     "check_account_capacity",
+    "check_adapter",
     "check_finetune",
     "ignored_files",
     "model_notes",
+    "parse_config",
     "quantized_hint",
+    "read_config",
+    "read_weights",
     "summarize",
+    "weights_summary",
 ]

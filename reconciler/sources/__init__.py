@@ -1,0 +1,156 @@
+"""Where adapter files come from: a local folder, a Hugging Face Hub repo, HTTPS URLs.
+
+A source is chosen by the config's shape, as a provider is by its name: one module each,
+behind one protocol, registered in one dict (SOURCES). What a source does:
+
+    resolve()          the files it holds: size, and sha256 where known without reading the
+                       content (the Hub's LFS metadata, a URL's declared digest); a revision
+                       resolved to its commit
+    header(name, n)    the first n bytes of a file, for the pre-flight checks (Range reads)
+    open(name)         a byte stream of a file, for apply
+
+Plan reads metadata and headers only, never weights; apply streams, and verifies every byte
+against the expected sha256 itself (huggingface_hub checks a download's size, never its
+sha256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from ..errors import ReconcilerError
+from ..model import AssetSource
+
+
+class SourceError(ReconcilerError):
+    """A source cannot be read as declared: a repo, revision or file missing, a network
+    failure, a digest that differs from the one expected, huggingface_hub not installed."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str  # relative to the source's folder: adapter_model.safetensors
+    size: int
+    sha256: str | None  # "sha256:<hex>" where known without reading the content
+    label: str  # where it is: hf://acme/support-lora@<commit>/adapter_model.safetensors, a URL
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a source holds, at the commit a revision names now."""
+
+    label: str  # shown in plans: hf://acme/support-lora@3f2a91c, or the URL's host and path
+    files: Mapping[str, SourceFile]  # every file of the folder, by name
+    # what the declaration resolved to, for a saved plan's staleness: a commit, or None
+    pin: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+
+class Source(Protocol):
+    def resolve(self) -> Resolved: ...
+
+    def header(self, name: str, length: int) -> bytes:
+        """The first `length` bytes of the file (fewer if it is shorter)."""
+
+    def open(self, name: str) -> AbstractContextManager[BinaryIO]:
+        """The file's bytes as a stream; not verified: the reader hashes what it reads."""
+
+
+class RemoteSource(Source, Protocol):
+    """A source that is not a local folder: it also answers what the pre-flight checks read
+    (preflight.AdapterFiles: names, entry, config, weights), from what it keeps per commit or
+    per declared digest."""
+
+    def digest(self, name: str) -> str:
+        """The sha256 of a file resolve() knew none for (a Hub file not in LFS), read once."""
+
+    def fetch(self, name: str) -> Path:
+        """The file in a local file (the HF cache, a download), streamed there, for apply."""
+
+    def names(self) -> Collection[str]: ...
+
+    def entry(self, name: str) -> tuple[int, str | None]: ...
+
+    def config(self, name: str) -> dict[str, Any]: ...
+
+    def weights(self, name: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every source may need: the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)
+    and the project's cache folder (<config dir>/.reconciler)."""
+
+    env: Mapping[str, str]
+    cache_dir: Path
+
+
+Factory = Callable[[AssetSource, Mapping[str, AssetSource], Context], RemoteSource]
+
+
+def _hf(spec: AssetSource, files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
+    from .hf import HfSource
+
+    return HfSource(spec.location, spec.revision, spec.subfolder, ctx)
+
+
+def _url(spec: AssetSource, files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
+    from .url import UrlSource
+
+    return UrlSource(files, ctx)
+
+
+# kind -> how to build the source of a finetune's assets (all its AssetFiles' sources, by name).
+# The local folder needs no factory: config.py finds its files and preflight reads them through
+# local.LocalSource.
+SOURCES: dict[str, Factory] = {"hf": _hf, "url": _url}
+
+
+def build(files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
+    """The source of one finetune's remote assets (all of one kind, as the config declares)."""
+    first = next(iter(files.values()))
+    return SOURCES[first.kind](first, files, ctx)
+
+
+class HeadReader:
+    """A read-only file over a source's header(): what safetensors.parse_header reads from,
+    so that it reads exactly the length and the header it announces, nothing more."""
+
+    def __init__(self, source: Source, name: str) -> None:
+        self._source, self._name, self._pos = source, name, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.header(self._name, self._pos + n)[self._pos :]
+        self._pos += len(data)
+        return data
+
+
+def cache_dir(config_path: Path) -> Path:
+    return config_path.parent / ".reconciler"
+
+
+def is_true(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+from .resolve import Fetcher, Resolution, resolve_all  # noqa: E402  (they use the above)
+
+__all__ = [
+    "SOURCES",
+    "Context",
+    "Fetcher",
+    "HeadReader",
+    "RemoteSource",
+    "Resolution",
+    "Resolved",
+    "Source",
+    "SourceError",
+    "SourceFile",
+    "build",
+    "cache_dir",
+    "resolve_all",
+]

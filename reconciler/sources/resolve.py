@@ -1,0 +1,152 @@
+"""The remote sources of a config, at plan time (resolve_all: digests, pins, checks) and at
+apply time (Fetcher: each file in a local file, verified against the planned sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import ConfigError, Problem
+from ..model import AssetDigest, AssetFile, Desired, DesiredFinetune
+from . import Context, RemoteSource, SourceError, build
+
+CHUNK = 256 * 1024
+WORKERS = 4  # sources read at once: each is a few small requests, mostly waiting
+
+
+@dataclass(frozen=True)
+class Resolution:
+    # the stand-in path of each remote asset -> its digest (size and sha256 from metadata or
+    # the declaration, `source` the file's place at the resolved commit)
+    digests: Mapping[Path, AssetDigest] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    # each declared source -> what it resolved to: a saved plan is stale when one moves
+    pins: Mapping[str, str] = field(default_factory=dict)
+    fetcher: Fetcher | None = None
+
+
+def declared(d: DesiredFinetune) -> str | None:
+    """One finetune's remote source as declared, for pins: hf://REPO@REVISION[/SUBFOLDER]."""
+    specs = [a.source for a in d.assets if a.source is not None]
+    if not specs or specs[0].kind != "hf":
+        return None
+    s = specs[0]
+    return f"hf://{s.location}@{s.revision or 'main'}" + (f"/{s.subfolder}" if s.subfolder else "")
+
+
+def resolve_all(desired: Desired, ctx: Context) -> Resolution:
+    """Every remote asset's digest, from metadata only (no weight byte is read), with the
+    pre-flight checks of its adapter through the source. ConfigError names each finetune
+    whose source cannot be read or whose adapter fails a check, at its line."""
+    remote = [d for d in desired.finetunes if any(a.source is not None for a in d.assets)]
+    if not remote:
+        return Resolution()
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(remote))) as pool:
+        results = list(pool.map(lambda d: _one(d, desired, ctx), remote))
+    digests: dict[Path, AssetDigest] = {}
+    warnings: list[str] = []
+    pins: dict[str, str] = {}
+    problems: list[Problem] = []
+    sources: dict[str, RemoteSource] = {}
+    for d, (found, notes, pin, trouble, source) in zip(remote, results, strict=True):
+        digests.update(found)
+        warnings += [_warning(d, n) for n in notes]
+        problems += trouble
+        key = declared(d)
+        if key is not None and pin is not None:
+            pins[key] = pin
+        if source is not None:
+            sources[d.name] = source
+    if problems:
+        raise ConfigError(problems)
+    return Resolution(digests, tuple(dict.fromkeys(warnings)), pins, Fetcher(sources))
+
+
+def _one(
+    d: DesiredFinetune, desired: Desired, ctx: Context
+) -> tuple[
+    dict[Path, AssetDigest], tuple[str, ...], str | None, list[Problem], RemoteSource | None
+]:
+    files = {a.name: a.source for a in d.assets if a.source is not None}
+    try:
+        source = build(files, ctx)
+        resolved = source.resolve()
+        found: dict[Path, AssetDigest] = {}
+        problems: list[Problem] = []
+        limits = desired.limits.get(d.provider)
+        if limits is not None:
+            from ..preflight import check_adapter
+
+            problems += [
+                _problem(d, f"{resolved.label}/{m}") for m in check_adapter(d, source, limits)
+            ]
+        for a in d.assets:
+            if a.source is None:
+                continue
+            f = resolved.files.get(a.name)
+            if f is None:
+                if limits is None:  # else the checks said so, with near-misses
+                    problems.append(_problem(d, f"{resolved.label}: {a.name} not found"))
+                continue
+            sha = f.sha256 or source.digest(a.name)
+            found[a.path] = AssetDigest(a.name, f.size, sha, source=f.label)
+    except SourceError as exc:
+        return {}, (), None, [_problem(d, str(exc))], None
+    pin = resolved.pin or resolved.label
+    return found, resolved.warnings, pin, problems, source
+
+
+def _problem(d: DesiredFinetune, message: str) -> Problem:
+    mark = d.mark
+    return Problem(
+        mark.file if mark else "config",
+        mark.line if mark else None,
+        mark.column if mark else None,
+        f"finetune '{d.name}': adapter {message}",
+    )
+
+
+def _warning(d: DesiredFinetune, message: str) -> str:
+    return str(_problem(d, message)).replace(": error: ", ": warning: ", 1)
+
+
+class Fetcher:
+    """Apply's side: each remote asset in a local file holding exactly the planned bytes,
+    streamed there (the HF cache, a download), never held in memory. Verified here, before
+    the finetune is created, so a file that is not what was planned creates nothing."""
+
+    def __init__(self, sources: Mapping[str, RemoteSource]) -> None:
+        self._sources = dict(sources)
+
+    def stage(self, finetune: str, asset: AssetFile, expected: AssetDigest | None) -> AssetFile:
+        """The asset as a local file to upload. Raises SourceError if its bytes differ from
+        `expected` (the plan's digest), naming both digests."""
+        if asset.source is None:
+            return asset
+        source = self._sources.get(finetune)
+        if source is None:
+            raise SourceError(f"{finetune}: {asset.name}: its source was not resolved")
+        path = source.fetch(asset.name)
+        if expected is not None:
+            size, sha = _digest(path)
+            if sha != expected.sha256 or size != expected.size:
+                where = expected.source or asset.name
+                raise SourceError(
+                    f"{where}: the bytes fetched have {sha[:19]}… ({size:,} bytes), not the "
+                    f"planned {expected.short}… ({expected.size:,} bytes): nothing was "
+                    "uploaded or created for it; plan again"
+                )
+        return replace(asset, path=path, source=None)
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, "sha256:" + h.hexdigest()
