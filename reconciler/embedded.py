@@ -42,4 +42,8 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
         overlay.setdefault("CLOUDFLARE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
         overlay["CO_API_KEY"] = DEFAULT_TOKEN  # the same sandbox serves Cohere's API
         overlay["CO_API_URL"] = server.url
+        # hf: adapters come from the sandbox's Hub (filled by `sandbox hf-push`), never the
+        # real one, and no real HF token is sent to it
+        overlay["HF_ENDPOINT"] = server.hub_url
+        overlay["HF_TOKEN"] = ""
         yield overlay

@@ -10,7 +10,7 @@ from ..errors import ReconcilerError
 from .common import handle_errors
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -56,8 +56,10 @@ from .common import handle_errors
     '"replace", replaces) the bundled catalogue served at /ai/models/search. '
     "Env: RECONCILER_SANDBOX_CATALOGUE.",
 )
+@click.pass_context
 @handle_errors
 def sandbox(
+    ctx: click.Context,
     host: str,
     port: int,
     data_dir: Path,
@@ -66,7 +68,10 @@ def sandbox(
     faults: str | None,
     catalogue_file: Path | None,
 ) -> None:
-    """Run the local emulator of the Cloudflare and Cohere APIs until interrupted."""
+    """Run the local emulator of the Cloudflare and Cohere APIs (and of the Hugging Face Hub,
+    at /hf) until interrupted; `sandbox hf-push` fills its Hub."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from ..sandbox.app import validate_tokens
     from ..sandbox.catalogue import Catalogue, CatalogueError
@@ -113,3 +118,33 @@ def sandbox(
             f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
         ) from None
+
+
+@sandbox.command("hf-push")
+@click.argument("repo_id")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".reconciler/sandbox"),
+    show_default=True,
+    help="The sandbox's state folder (the one `--sandbox` uses is .reconciler/sandbox beside "
+    "the config).",
+)
+@click.option("--tag", help="Point this tag at the new commit (made, or moved from where it was).")
+@handle_errors
+def hf_push(repo_id: str, folder: Path, data_dir: Path, tag: str | None) -> None:
+    """Add a commit to a model repo of the sandbox's Hub (HF_ENDPOINT=http://HOST:PORT/hf)
+    holding FOLDER's files, as `huggingface_hub.upload_folder` would; print its 40-hex sha last.
+    A running sandbox with the same --data serves it at once."""
+    from ..sandbox.hub_store import HubStore
+
+    try:
+        sha = HubStore(data_dir).push(repo_id, folder, tag=tag)
+    except ValueError as exc:
+        raise ReconcilerError(f"hf-push: {exc}") from None
+    except OSError as exc:
+        raise ReconcilerError(f"hf-push: {exc.strerror or exc}") from None
+    click.echo(f"pushed {folder} to {repo_id} (main{f', tag {tag}' if tag else ''})")
+    click.echo(sha)

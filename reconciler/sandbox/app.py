@@ -39,6 +39,8 @@ from reconciler.sandbox.cloudflare import (
 from reconciler.sandbox.cohere import CohereApi, is_cohere_path
 from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import ACCOUNT_ID_RE, CLOUDFLARE_PREFIX, TOKEN_RE
+from reconciler.sandbox.hub import HubApi, Served, is_hub_path
+from reconciler.sandbox.hub_store import HubStore
 from reconciler.sandbox.responses import cloudflare_error, send_json
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
@@ -67,6 +69,7 @@ class SandboxApp:
         clock: Clock | None = None,
         cohere_store: CohereStore | None = None,
         catalogue: Catalogue | None = None,
+        hub_log: list[Served] | None = None,
     ) -> None:
         self.api = CloudflareApi(store, limits, catalogue)
         self.limits = limits
@@ -78,6 +81,8 @@ class SandboxApp:
             limits,
         )
         self.request_log: list[tuple[str, str]] = [] if request_log is None else request_log
+        # /hf: the Hub's model-reading API (hub.py), repos filled by `sandbox hf-push`
+        self.hub = HubApi(HubStore(store.data_dir), hub_log)
         self._log_lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -85,6 +90,8 @@ class SandboxApp:
         path = str(environ.get("PATH_INFO", ""))
         with self._log_lock:
             self.request_log.append((method, path))
+        if is_hub_path(path):
+            return self.hub(environ, start_response)
         if is_cohere_path(path):
             return self._cohere(environ, start_response, method, path)
         try:

@@ -19,6 +19,8 @@ from reconciler.sandbox.cohere_store import CohereStore
 from reconciler.sandbox.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
 from reconciler.sandbox.fault_spec import FaultSpec
 from reconciler.sandbox.faults import FaultInjector, InjectedFault, ResetConnection
+from reconciler.sandbox.hub import PREFIX as HUB_PREFIX
+from reconciler.sandbox.hub import Served
 from reconciler.sandbox.store import SandboxLimits, SandboxStore
 
 # How long a connection may wait for its request line, and then how long any read of the rest
@@ -162,6 +164,7 @@ class SandboxServer:
         self.clock: Clock = clock if clock is not None else SystemClock(clock_speed)
         self.faults = faults
         self.request_log: list[tuple[str, str]] = []
+        self.hub_log: list[Served] = []  # what the Hub at /hf sent: tests count bytes
         self.fault_log: list[InjectedFault] = []
         self._port = port
         self._access_log = access_log
@@ -190,6 +193,11 @@ class SandboxServer:
         return self.url
 
     @property
+    def hub_url(self) -> str:
+        """HF_ENDPOINT for huggingface_hub: the sandbox's Hub."""
+        return self.url + HUB_PREFIX
+
+    @property
     def store(self) -> SandboxStore:
         """Direct access to the state, for tests that check what was stored (asset digests)."""
         if self._store is None:
@@ -215,6 +223,7 @@ class SandboxServer:
             clock=self.clock,
             cohere_store=self.cohere_store,
             catalogue=self.catalogue,
+            hub_log=self.hub_log,
         )
         if self.faults is not None:
             app = FaultInjector(app, self.faults, self.fault_log, self.clock)
@@ -297,7 +306,8 @@ def serve(
             extras += f", injecting faults ({faults.describe()})"
         print(
             f"reconciler sandbox: Cloudflare API at {sandbox.cloudflare_base_url},"
-            f" Cohere API at {sandbox.cohere_base_url}{extras} (Ctrl-C to stop)",
+            f" Cohere API at {sandbox.cohere_base_url}, Hub at {sandbox.hub_url}{extras}"
+            " (Ctrl-C to stop)",
             flush=True,
         )
         while not stopping.wait(0.5):

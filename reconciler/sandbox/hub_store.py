@@ -1,0 +1,255 @@
+"""The sandbox Hub's state: model repos as commits of files, the files' bytes stored once each.
+
+Under <data dir>/hub/: `blobs/<sha256>` holds each distinct content once;
+`repos/<owner>/<name>.json` holds a repo's commits (each the whole tree: path -> size, sha256,
+git blob id, whether it is an LFS file), its branches and its tags. A push writes the blobs
+first, then the repo file by atomic rename under a lock, so a server reading the same folder
+sees a commit whole or not at all. Commits are immutable; a tag or branch is a name that points
+at one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# What the Hub's default .gitattributes sends to LFS (weights and archives); anything larger than
+# 10 MB goes there too.
+LFS_SUFFIXES = (
+    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf",
+    ".npy", ".npz", ".pkl", ".zip", ".gz", ".tar", ".zst", ".parquet", ".arrow",
+)  # fmt: skip
+LFS_THRESHOLD = 10 * 1024 * 1024
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path: str
+    size: int
+    sha256: str  # hex
+    oid: str  # git blob id (sha1 of the file, or of its LFS pointer)
+    lfs: bool
+
+    @property
+    def pointer_size(self) -> int:
+        return len(lfs_pointer(self.sha256, self.size))
+
+
+@dataclass(frozen=True)
+class HubCommit:
+    sha: str
+    date: str
+    files: Mapping[str, HubFile]
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    id: str
+    created_at: str
+    commits: Mapping[str, HubCommit]
+    branches: Mapping[str, str]
+    tags: Mapping[str, str]
+
+    def resolve(self, revision: str) -> HubCommit | None:
+        """A branch, a tag or a commit sha (full, as the Hub takes it) -> its commit."""
+        sha = self.branches.get(revision) or self.tags.get(revision)
+        if sha is None and COMMIT.fullmatch(revision):
+            sha = revision
+        return self.commits.get(sha) if sha else None
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+    ).encode()
+
+
+class HubStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "hub"
+
+    def blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256
+
+    def _repo_file(self, repo_id: str) -> Path:
+        return self.root / "repos" / f"{repo_id}.json"
+
+    def repo(self, repo_id: str) -> HubRepo | None:
+        if not REPO_ID.fullmatch(repo_id):
+            return None
+        try:
+            data = json.loads(self._repo_file(repo_id).read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return _repo_from_json(data)
+
+    def push(
+        self,
+        repo_id: str,
+        folder: Path,
+        tag: str | None = None,
+        branch: str = "main",
+        now: datetime | None = None,
+    ) -> str:
+        """Add a commit to `branch` holding its tree with every file of `folder` added (or
+        replaced), as `huggingface_hub.upload_folder` does; move `tag` to it. Returns its sha."""
+        if not REPO_ID.fullmatch(repo_id):
+            raise ValueError(f"{repo_id!r} is not a repo id (owner/name)")
+        for name in (tag, branch):
+            if name is not None and not _ref_name_ok(name):
+                raise ValueError(f"{name!r} is not a usable tag or branch name")
+        added = {f.path: f for f in self._store_files(Path(folder))}
+        if not added:
+            raise ValueError(f"{folder} holds no file to push")
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._locked():
+            repo = self.repo(repo_id)
+            parent = repo.commits.get(repo.branches.get(branch, "")) if repo else None
+            files = {**(parent.files if parent else {}), **added}
+            body = json.dumps(
+                {
+                    "parent": parent.sha if parent else None,
+                    "date": stamp,
+                    "files": {p: f.oid for p, f in sorted(files.items())},
+                },
+                sort_keys=True,
+            )
+            sha = hashlib.sha1(body.encode()).hexdigest()
+            commit = HubCommit(sha, stamp, dict(sorted(files.items())))
+            repo = HubRepo(
+                id=repo_id,
+                created_at=repo.created_at if repo else stamp,
+                commits={**(repo.commits if repo else {}), sha: commit},
+                branches={**(repo.branches if repo else {}), branch: sha},
+                tags={**(repo.tags if repo else {}), **({tag: sha} if tag else {})},
+            )
+            _write_atomic(self._repo_file(repo_id), json.dumps(_repo_to_json(repo), indent=1))
+        return sha
+
+    def _store_files(self, folder: Path) -> Iterator[HubFile]:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder")
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink() or not path.is_file() or relative.split("/")[0] == ".git":
+                continue
+            yield self._store_file(path, relative)
+
+    def _store_file(self, path: Path, relative: str) -> HubFile:
+        self.root.joinpath("blobs").mkdir(parents=True, exist_ok=True)
+        sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+        size = path.stat().st_size
+        sha1.update(f"blob {size}\0".encode())
+        fd, tmp = tempfile.mkstemp(prefix=".incoming.", dir=self.root / "blobs")
+        try:
+            with path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+                read = 0
+                while chunk := src.read(CHUNK):
+                    sha256.update(chunk)
+                    sha1.update(chunk)
+                    dst.write(chunk)
+                    read += len(chunk)
+            if read != size:
+                raise ValueError(f"{path} changed while it was pushed")
+            target = self.blob(sha256.hexdigest())
+            if target.exists():
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        lfs = relative.lower().endswith(LFS_SUFFIXES) or size > LFS_THRESHOLD
+        hex256 = sha256.hexdigest()
+        if lfs:
+            pointer = lfs_pointer(hex256, size)
+            oid = hashlib.sha1(f"blob {len(pointer)}\0".encode() + pointer).hexdigest()
+        else:
+            oid = sha1.hexdigest()
+        return HubFile(relative, size, hex256, oid, lfs)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ref_name_ok(name: str) -> bool:
+    # git's rules, as far as a sandbox needs them; no 40-hex name, which would read as a commit
+    return (
+        re.fullmatch(r"[A-Za-z0-9._-][A-Za-z0-9._/-]{0,99}", name) is not None
+        and ".." not in name
+        and not name.endswith(("/", ".lock"))
+        and not COMMIT.fullmatch(name)
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _repo_to_json(repo: HubRepo) -> dict[str, Any]:
+    return {
+        "id": repo.id,
+        "created_at": repo.created_at,
+        "branches": dict(repo.branches),
+        "tags": dict(repo.tags),
+        "commits": {
+            c.sha: {
+                "date": c.date,
+                "files": {
+                    f.path: {"size": f.size, "sha256": f.sha256, "oid": f.oid, "lfs": f.lfs}
+                    for f in c.files.values()
+                },
+            }
+            for c in repo.commits.values()
+        },
+    }
+
+
+def _repo_from_json(data: dict[str, Any]) -> HubRepo:
+    return HubRepo(
+        id=data["id"],
+        created_at=data["created_at"],
+        branches=data["branches"],
+        tags=data["tags"],
+        commits={
+            sha: HubCommit(
+                sha,
+                c["date"],
+                {
+                    p: HubFile(p, f["size"], f["sha256"], f["oid"], f["lfs"])
+                    for p, f in c["files"].items()
+                },
+            )
+            for sha, c in data["commits"].items()
+        },
+    )

@@ -1,0 +1,138 @@
+"""The sandbox's Hub (/hf) as huggingface_hub sees it: the official client works unchanged, and
+the HTTP answers carry what the Hub's do (and never advertise Xet)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import QUICKSTART, Cli
+
+from reconciler.sandbox.hub_store import HubStore
+from reconciler.sandbox.server import SandboxServer
+
+REPO = "acme/support-lora"
+ADAPTER = QUICKSTART / "adapters" / "support-v3"
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+hf = pytest.importorskip("huggingface_hub")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pushed(sb: SandboxServer, tmp_path: Path) -> str:
+    folder = tmp_path / "repo"
+    (folder / "checkpoint-500").mkdir(parents=True)
+    for name in (CONFIG, WEIGHTS):
+        (folder / name).write_bytes((ADAPTER / name).read_bytes())
+        (folder / "checkpoint-500" / name).write_bytes((ADAPTER / name).read_bytes())
+    return HubStore(sb.data_dir).push(REPO, folder, tag="v1")
+
+
+def test_hf_push_prints_the_commit_last(cli: Cli, tmp_path: Path) -> None:
+    result = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", tmp_path / "d", "--tag", "v1")
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"[0-9a-f]{40}", result.stdout.splitlines()[-1])
+    again = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", tmp_path / "d")
+    assert again.stdout.splitlines()[-1] != result.stdout.splitlines()[-1]  # a new commit
+    bad = cli("sandbox", "hf-push", "not a repo", ADAPTER, "--data", tmp_path / "d")
+    assert bad.exit_code == 1 and "is not a repo id" in bad.output
+
+
+def test_official_client_reads_models_unchanged(
+    sb: SandboxServer, pushed: str, tmp_path: Path
+) -> None:
+    api = hf.HfApi(endpoint=sb.hub_url, token=False)
+    info = api.model_info(REPO, revision="v1", files_metadata=True)
+    assert info.sha == pushed
+    siblings = {s.rfilename: s for s in info.siblings}
+    assert siblings[WEIGHTS].lfs.sha256 == sha256(ADAPTER / WEIGHTS)
+    assert siblings[WEIGHTS].size == (ADAPTER / WEIGHTS).stat().st_size
+    assert (
+        siblings[CONFIG].lfs is None and siblings[CONFIG].size == (ADAPTER / CONFIG).stat().st_size
+    )
+
+    refs = api.list_repo_refs(REPO)
+    assert [(r.name, r.target_commit) for r in refs.tags] == [("v1", pushed)]
+    assert [(r.name, r.target_commit) for r in refs.branches] == [("main", pushed)]
+    tree = {e.path for e in api.list_repo_tree(REPO, revision=pushed, recursive=True)}
+    assert f"checkpoint-500/{WEIGHTS}" in tree and "checkpoint-500" in tree
+
+    for subfolder in (None, "checkpoint-500"):
+        got = hf.hf_hub_download(
+            REPO,
+            WEIGHTS,
+            subfolder=subfolder,
+            revision="v1",
+            endpoint=sb.hub_url,
+            cache_dir=tmp_path / "cache",
+            token=False,
+        )
+        assert Path(got).read_bytes() == (ADAPTER / WEIGHTS).read_bytes()  # the pushed bytes
+        assert pushed in got  # cached under the commit the tag named
+
+    fs = hf.HfFileSystem(endpoint=sb.hub_url, token=False)
+    with fs.open(f"{REPO}/{WEIGHTS}", "rb", revision=pushed) as f:
+        f.seek(8)
+        assert f.read(16) == (ADAPTER / WEIGHTS).read_bytes()[8:24]  # range reads
+
+    errors = hf.utils
+    with pytest.raises(errors.RepositoryNotFoundError):
+        api.model_info("acme/nothing")
+    with pytest.raises(errors.RevisionNotFoundError):
+        api.model_info(REPO, revision="v9")
+    with pytest.raises(errors.EntryNotFoundError):
+        hf.hf_hub_download(
+            REPO, "missing.json", endpoint=sb.hub_url, cache_dir=tmp_path / "c", token=False
+        )
+
+
+def test_resolve_answers_as_the_hub_does(sb: SandboxServer, pushed: str) -> None:
+    data = (ADAPTER / WEIGHTS).read_bytes()
+    with httpx.Client(base_url=sb.hub_url) as client:
+        head = client.head(f"/{REPO}/resolve/v1/{WEIGHTS}")
+        # an LFS file: a redirect carrying its commit, its sha256 and its size
+        assert head.status_code == 302
+        assert head.headers["X-Repo-Commit"] == pushed
+        assert head.headers["X-Linked-Etag"] == f'"{sha256(ADAPTER / WEIGHTS)}"'
+        assert head.headers["X-Linked-Size"] == str(len(data))
+        assert head.headers["ETag"] and head.headers["Location"]
+        small = client.head(f"/{REPO}/resolve/{pushed}/{CONFIG}")
+        assert small.status_code == 200 and small.headers["X-Repo-Commit"] == pushed
+        assert small.headers["Content-Length"] == str((ADAPTER / CONFIG).stat().st_size)
+        # Range: 206 with exactly the slice, wherever the redirect leads
+        part = client.get(
+            f"/{REPO}/resolve/v1/{WEIGHTS}", headers={"Range": "bytes=8-19"}, follow_redirects=True
+        )
+        assert part.status_code == 206 and part.content == data[8:20]
+        assert part.headers["Content-Range"] == f"bytes 8-19/{len(data)}"
+        tail = client.get(
+            f"/{REPO}/resolve/v1/{WEIGHTS}", headers={"Range": "bytes=-5"}, follow_redirects=True
+        )
+        assert tail.content == data[-5:]
+        beyond = client.get(
+            f"/{REPO}/resolve/v1/{WEIGHTS}",
+            headers={"Range": f"bytes={len(data)}-"},
+            follow_redirects=True,
+        )
+        assert beyond.status_code == 416
+        for path, code in (
+            (f"/acme/none/resolve/main/{CONFIG}", "RepoNotFound"),
+            (f"/{REPO}/resolve/v9/{CONFIG}", "RevisionNotFound"),
+            (f"/{REPO}/resolve/v1/nope.json", "EntryNotFound"),
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 404 and answer.headers["X-Error-Code"] == code
+        # never Xet: no header, link or listing field that would make a client use it
+        every = [head, small, part, client.get(f"/api/models/{REPO}/tree/v1")]
+        for answer in every:
+            assert not any(k.lower().startswith("x-xet") for k in answer.headers)
+            assert "xet" not in answer.headers.get("Link", "")
+        assert "xetHash" not in every[-1].text
