@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import adoption, crashpoints
 from .errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from .lockfile import LockWriter
-from .model import AssetDigest, LockedFinetune, Pending
+from .model import AssetDigest, AssetFile, LockedFinetune, Pending
 from .plan import Change, Plan, Step, StepKind
 from .providers.base import Provider
 
@@ -47,6 +47,7 @@ def run(
     writer: LockWriter,
     report: Report | None = None,
     parallelism: int = 4,
+    stage: Stage | None = None,
 ) -> Result:
     result = Result()
 
@@ -59,7 +60,9 @@ def run(
     if not changes:
         return result
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(changes)))) as pool:
-        for future in [pool.submit(_one, c, providers, writer, plan, emit) for c in changes]:
+        for future in [
+            pool.submit(_one, c, providers, writer, plan, emit, stage=stage) for c in changes
+        ]:
             future.result()
     return result
 
@@ -70,6 +73,7 @@ def _one(
     writer: LockWriter,
     plan: Plan,
     emit: Report,
+    stage: Stage | None = None,
 ) -> None:
     provider = providers.get(change.provider)
     remote_id = change.remote_id
@@ -85,6 +89,9 @@ def _one(
     # the journal as the last apply left it: an upload it was sending when it stopped may have
     # arrived, and is looked for before this apply sends it again (its first step only)
     left = writer.journaled(change.name)
+    fetched = _fetch(change, stage, emit)
+    if fetched is None:
+        return
     for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
         later = {s.kind for s in change.steps[index + 1 :]}
@@ -157,8 +164,10 @@ def _one(
                     writer.intend(change.name, _upload_intent(change, step, held, since))
                 crashpoints.hit("upload.before")
                 sent = _found(provider, change, step, inflight) or provider.upload_asset(
-                    change.account, remote_id, step.asset
+                    change.account, remote_id, fetched.get(step.asset.name, step.asset)
                 )
+                if step.digest is not None and step.digest.source:  # recorded beside it
+                    sent = replace(sent, source=step.digest.source)
                 crashpoints.hit("upload.after")
                 if later & {StepKind.CREATE, StepKind.UPDATE}:
                     held[sent.name] = sent  # recorded with the create or update that uses it
@@ -202,6 +211,29 @@ def _one(
         except OSError as exc:
             emit(Outcome(change.name, label, False, f"local file error: {exc}"))
             return
+
+
+# (finetune, asset, planned digest) -> the asset as a local file holding exactly those bytes
+Stage = Callable[[str, AssetFile, "AssetDigest | None"], AssetFile]
+
+
+def _fetch(change: Change, stage: Stage | None, emit: Report) -> dict[str, AssetFile] | None:
+    """A remote source's files (hf:, files:) fetched and verified before the change's first
+    step: a file that is not what was planned creates nothing (Cloudflare cannot delete a
+    finetune) and records nothing. None when one failed (the outcome says which)."""
+    fetched: dict[str, AssetFile] = {}
+    for s in change.steps:
+        if stage is None or s.asset is None or s.asset.source is None:
+            continue
+        try:
+            fetched[s.asset.name] = stage(change.name, s.asset, s.digest)
+        except ReconcilerError as exc:
+            emit(Outcome(change.name, f"fetch {s.asset.name}", False, str(exc)))
+            return None
+        except OSError as exc:
+            emit(Outcome(change.name, f"fetch {s.asset.name}", False, f"local file error: {exc}"))
+            return None
+    return fetched
 
 
 def _definite(exc: ReconcilerError) -> bool:

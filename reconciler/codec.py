@@ -10,20 +10,44 @@ from pathlib import Path
 from typing import Any
 
 from .diff import FieldChange
-from .model import AssetDigest, AssetFile, DesiredFinetune
+from .model import AssetDigest, AssetFile, AssetSource, DesiredFinetune
 from .plan import Action, AssetChange, Change, Plan, Step, StepKind
 
 
 def digest_to_data(d: AssetDigest | None) -> dict[str, Any] | None:
     if d is None:
         return None
-    return {"name": d.name, "size": d.size, "sha256": d.sha256, "remote_id": d.remote_id}
+    return {"name": d.name, "size": d.size, "sha256": d.sha256, "remote_id": d.remote_id} | (
+        {"source": d.source} if d.source else {}
+    )
 
 
 def digest_from_data(data: dict[str, Any] | None) -> AssetDigest | None:
     if data is None:
         return None
-    return AssetDigest(data["name"], data["size"], data["sha256"], data.get("remote_id"))
+    return AssetDigest(
+        data["name"], data["size"], data["sha256"], data.get("remote_id"), data.get("source")
+    )
+
+
+def _source_to_data(a: AssetFile) -> dict[str, Any]:
+    """An asset's remote source, where it has one (hf:, files:): a plan of it differs from a
+    plan of a local file of the same name."""
+    s = a.source
+    if s is None:
+        return {}
+    found = {"kind": s.kind, "location": s.location, "revision": s.revision}
+    found |= {"subfolder": s.subfolder, "sha256": s.sha256}
+    return {"source": {k: v for k, v in found.items() if v is not None}}
+
+
+def _source_from_data(data: dict[str, Any]) -> AssetSource | None:
+    s = data.get("source")
+    if s is None:
+        return None
+    return AssetSource(
+        s["kind"], s["location"], s.get("revision"), s.get("subfolder"), s.get("sha256")
+    )
 
 
 def relative(path: Path, base: Path, *, base_resolved: bool = False) -> str:
@@ -67,7 +91,9 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
             "prevent_destroy": d.prevent_destroy,
             "previous_name": d.previous_name,
             "assets": [
-                {"name": a.name, "path": relative(a.path, base), "kind": a.kind} for a in d.assets
+                {"name": a.name, "path": relative(a.path, base), "kind": a.kind}
+                | _source_to_data(a)
+                for a in d.assets
             ],
         },
         "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in c.fields],
@@ -83,6 +109,7 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
                 "asset_kind": None if s.asset is None else s.asset.kind,
                 "digest": digest_to_data(s.digest),
             }
+            | ({} if s.asset is None else _source_to_data(s.asset))
             for s in c.steps
         ],
         "warnings": list(c.warnings),
@@ -101,7 +128,8 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
             description=d["description"],
             public=d["public"],
             assets=tuple(
-                AssetFile(a["name"], base / a["path"], a.get("kind")) for a in d["assets"]
+                AssetFile(a["name"], base / a["path"], a.get("kind"), _source_from_data(a))
+                for a in d["assets"]
             ),
             fields=d["fields"],
             prevent_destroy=d["prevent_destroy"],
@@ -125,7 +153,9 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
                 StepKind(s["kind"]),
                 None
                 if s["asset"] is None
-                else AssetFile(s["asset"], base / s["path"], s.get("asset_kind")),
+                else AssetFile(
+                    s["asset"], base / s["path"], s.get("asset_kind"), _source_from_data(s)
+                ),
                 digest_from_data(s["digest"]),
             )
             for s in data["steps"]

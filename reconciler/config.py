@@ -5,17 +5,19 @@ Every problem is collected and reported at once; nothing here talks to a network
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import schema
 from .credentials import secret_variables
 from .errors import ConfigError, Problem
 from .interpolate import expand, references
-from .model import AssetFile, Desired, DesiredFinetune, SourceMark
+from .model import AssetFile, AssetSource, Desired, DesiredFinetune, SourceMark
 from .preflight import Limits, LimitsError, check_finetune, model_notes
 from .providers.registry import required_assets
 from .statcache import StatCache
@@ -343,8 +345,11 @@ def _assets(
     allow_external: bool,
 ) -> tuple[Path | None, tuple[AssetFile, ...]]:
     """The adapter folder (None if unusable) and the required files found in it. Files that
-    are missing or malformed are the pre-flight checks' to report, with hints."""
+    are missing or malformed are the pre-flight checks' to report, with hints. An adapter
+    from a source (hf:, files:) is read at plan time (sources/), never here."""
     key: Path_ = (*where, "adapter")
+    if isinstance(item["adapter"], dict):
+        return None, _remote_assets(source, key, item, base, provider, problems)
     folder = base / item["adapter"]
     label = f"finetune '{item['name']}': adapter folder {item['adapter']}"
     allow = "set settings.allow_external_assets: true to allow it"
@@ -372,6 +377,70 @@ def _assets(
             continue
         assets.append(AssetFile(name=name, path=file))
     return folder, tuple(assets)
+
+
+def _remote_assets(
+    source: Source,
+    key: Path_,
+    item: dict[str, Any],
+    base: Path,
+    provider: str,
+    problems: list[Problem],
+) -> tuple[AssetFile, ...]:
+    """The required files of an adapter at a Hub repo or at URLs, each with its source and a
+    stand-in path naming it (the key of its digest): <config dir>/hf:REPO@REVISION/NAME."""
+    adapter = item["adapter"]
+    required = required_assets(provider)
+    if "hf" in adapter:
+        revision = adapter.get("revision") or "main"
+        subfolder = adapter.get("subfolder")
+        spec = AssetSource("hf", adapter["hf"], revision, subfolder)
+        folder = base / f"hf:{adapter['hf']}@{revision}" / (subfolder or "")
+        return tuple(AssetFile(n, folder / n, source=spec) for n in required)
+    files: dict[str, Any] = adapter["files"]
+    label = f"finetune '{item['name']}': adapter.files"
+    assets: list[AssetFile] = []
+    for name in sorted(set(files) - set(required)):
+        problems.append(
+            source.problem(
+                (*key, "files", name),
+                f"{label}: {name} is not a file the provider takes; it takes {', '.join(required)}",
+                key=True,
+            )
+        )
+    for name in required:
+        entry = files.get(name)
+        if entry is None:
+            problems.append(source.problem((*key, "files"), f"{label}: {name} is missing"))
+            continue
+        url, sha = entry["url"], "sha256:" + entry["sha256"].removeprefix("sha256:")
+        if not _url_allowed(url):
+            problems.append(
+                source.problem(
+                    (*key, "files", name, "url"),
+                    f"{label}.{name}.url: plain http:// is refused except to a loopback "
+                    "address (the bytes could be changed on the way): use https://",
+                )
+            )
+            continue
+        spec = AssetSource("url", url, sha256=sha)
+        assets.append(AssetFile(name, base / f"url:{sha[7:23]}" / name, source=spec))
+    return tuple(assets)
+
+
+def _url_allowed(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _preflight(

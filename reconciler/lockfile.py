@@ -153,7 +153,9 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             id=entry["id"],
             model=entry["model"],
             assets={
-                file: AssetDigest(file, a["size"], a["sha256"], remote_id=a.get("id"))
+                file: AssetDigest(
+                    file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
+                )
                 for file, a in entry["assets"].items()
             },
             fields=entry.get("fields"),
@@ -173,7 +175,9 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             since=p.get("since"),
             sha256=p.get("sha256"),
             assets={
-                file: AssetDigest(file, a["size"], a["sha256"], remote_id=a.get("id"))
+                file: AssetDigest(
+                    file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
+                )
                 for file, a in p.get("assets", {}).items()
             },
         )
@@ -233,7 +237,11 @@ def _pending_to_json(p: Pending) -> dict[str, Any]:
 
 
 def _asset_to_json(a: AssetDigest) -> dict[str, Any]:
-    return {"size": a.size, "sha256": a.sha256} | ({"id": a.remote_id} if a.remote_id else {})
+    return (
+        {"size": a.size, "sha256": a.sha256}
+        | ({"id": a.remote_id} if a.remote_id else {})
+        | ({"source": a.source} if a.source else {})
+    )
 
 
 def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
@@ -243,9 +251,7 @@ def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
         "id": f.id,
         "model": f.model,
         "assets": {
-            a.name: {"size": a.size, "sha256": a.sha256}
-            | ({"id": a.remote_id} if a.remote_id else {})
-            | ({"verified": False} if a.name in f.unverified else {})
+            a.name: _asset_to_json(a) | ({"verified": False} if a.name in f.unverified else {})
             for a in f.assets.values()
         },
     }

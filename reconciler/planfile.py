@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Fingerprints:
     assets: Mapping[str, str]  # path relative to the config's folder -> sha256 of its content
     observed: Mapping[str, str]  # "provider/account" -> hash of what its list returned
     endpoints: Mapping[str, str]
+    # each remote source as declared (hf://REPO@REVISION) -> the commit it resolved to
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def _hash(data: Any) -> str:
@@ -50,6 +52,7 @@ def fingerprint(
     digests: Digests,
     observed: Observed,
     endpoints: Mapping[str, str],
+    pins: Mapping[str, str] | None = None,
 ) -> Fingerprints:
     base = desired.config_path.resolve().parent
     named: dict[Path, str] = {}
@@ -87,6 +90,7 @@ def fingerprint(
             for (provider, account), remotes in sorted(observed.finetunes.items())
         },
         endpoints=dict(endpoints),
+        sources=dict(sorted((pins or {}).items())),
     )
 
 
@@ -111,6 +115,12 @@ def differences(saved: Fingerprints, now: Fingerprints) -> list[str]:
                 found.append(f"{path} is no longer an asset of the config")
             else:
                 found.append(f"{path} changed content ({was[:19]}… -> {is_[:19]}…)")
+    for key in sorted(set(saved.sources) | set(now.sources)):
+        was, is_ = saved.sources.get(key), now.sources.get(key)
+        if was is not None and is_ is not None and was != is_:
+            found.append(
+                f"{key} moved: it named commit {was[:12]} when the plan was made, {is_[:12]} now"
+            )
     for key in sorted(set(saved.observed) | set(now.observed)):
         if saved.observed.get(key) != now.observed.get(key):
             provider, account = key.split("/", 1)
@@ -133,7 +143,8 @@ def save(path: Path, plan: Plan, prints: Fingerprints, config_path: Path) -> Non
             "assets": dict(prints.assets),
             "observed": dict(prints.observed),
             "endpoints": dict(prints.endpoints),
-        },
+        }
+        | ({"sources": dict(prints.sources)} if prints.sources else {}),
         "plan": codec.plan_to_data(plan, base),
     }
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
@@ -202,6 +213,7 @@ def load(path: Path) -> Saved:
             assets=_strings(f["assets"]),
             observed=_strings(f["observed"]),
             endpoints=_strings(f["endpoints"]),
+            sources=_strings(f.get("sources", {})),
         )
         plan = data["plan"]
         if not isinstance(plan, dict) or not isinstance(plan.get("changes"), list):

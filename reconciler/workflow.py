@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import assets, catalogues, config, drift, lockfile, planfile
+from . import assets, catalogues, config, drift, lockfile, planfile, sources
 from . import plan as plan_mod
 from .catalogue import base_problem, deprecation_note
 from .errors import PlanError, ReconcilerError
@@ -36,6 +36,8 @@ class Planned:
     lock_path: Path
     plan: plan_mod.Plan
     fingerprints: planfile.Fingerprints
+    # the resolved remote sources (hf:, files:): apply fetches and verifies their files
+    fetcher: sources.Fetcher | None = None
 
 
 def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
@@ -106,10 +108,14 @@ def make_plan(
             ttl=catalogues.ttl_from_env(env),
         )
         observed = read_observed(desired.accounts, providers)
+        # remote adapters (hf:, files:): digests from metadata, checks from headers
+        resolution = sources.resolve_all(
+            desired, sources.Context(env, sources.cache_dir(config_path))
+        )
     except BaseException:
         wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
         raise
-    digests = hashing.result()
+    digests = {**hashing.result(), **resolution.digests}
     cache.save()  # what lockfile.load recorded, if digest_all saved before it did
     endpoints = {n: p.endpoint for n, p in providers.items()}
     plan = plan_mod.build(
@@ -123,8 +129,8 @@ def make_plan(
         catalogues=found,
         today=date.today().isoformat(),
     )
-    if notes:
-        plan = replace(plan, warnings=(*plan.warnings, *notes))
+    if notes or resolution.warnings:
+        plan = replace(plan, warnings=(*plan.warnings, *notes, *resolution.warnings))
     _check_capacity(desired, observed, plan)
     return Planned(
         config_path=config_path,
@@ -134,7 +140,10 @@ def make_plan(
         digests=digests,
         lock_path=lock_path,
         plan=plan_mod.select(plan, targets),
-        fingerprints=planfile.fingerprint(desired, recorded, digests, observed, endpoints),
+        fingerprints=planfile.fingerprint(
+            desired, recorded, digests, observed, endpoints, resolution.pins
+        ),
+        fetcher=resolution.fetcher,
     )
 
 
@@ -159,7 +168,8 @@ def apply(
     parallelism: int = 4,
 ) -> apply_mod.Result:
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
-    return apply_mod.run(planned.plan, providers, writer, report, parallelism)
+    stage = planned.fetcher.stage if planned.fetcher else None
+    return apply_mod.run(planned.plan, providers, writer, report, parallelism, stage=stage)
 
 
 def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = False) -> Planned:

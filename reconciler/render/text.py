@@ -15,6 +15,7 @@ from ..apply import Outcome, Result
 from ..diff import FieldChange
 from ..model import AssetDigest
 from ..plan import Action, AssetChange, Change, Plan
+from ..sources.labels import source_label
 from ..untrusted import quoted, visible
 
 COLOURS = {
@@ -49,7 +50,10 @@ def human_size(size: int) -> str:
 
 
 def _digest(d: AssetDigest | None) -> str:
-    return "(none)" if d is None else f"{d.short}… ({human_size(d.size)})"
+    if d is None:
+        return "(none)"
+    origin = f" from {visible(source_label(d.source))}" if d.source else ""
+    return f"{d.short}… ({human_size(d.size)}){origin}"
 
 
 def _value(v: object) -> str:
