@@ -18,7 +18,16 @@ from . import assets, catalogues, config, drift, lockfile, planfile, sources
 from . import plan as plan_mod
 from .catalogue import base_problem, deprecation_note
 from .errors import PlanError, ReconcilerError
-from .model import Desired, Digests, LockedFinetune, Observed, Recorded, RemoteFinetune
+from .model import (
+    AssetDigest,
+    Desired,
+    DesiredFinetune,
+    Digests,
+    LockedFinetune,
+    Observed,
+    Recorded,
+    RemoteFinetune,
+)
 from .preflight import check_account_capacity
 from .providers import registry
 from .providers.base import History, Provider
@@ -238,7 +247,7 @@ def import_finetune(
             "means, so none was imported: remove or rename the others in the account first"
         )
     remote = named[0]
-    digests = assets.digest_all(declared.assets)
+    digests = {**assets.digest_all(declared.assets), **_remote_digests(config_path, env, declared)}
     entry = LockedFinetune(
         name=name,
         provider=declared.provider,
@@ -253,6 +262,17 @@ def import_finetune(
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.put(entry, provider.endpoint)
     return entry
+
+
+def _remote_digests(
+    config_path: Path, env: Mapping[str, str], declared: DesiredFinetune
+) -> Mapping[Path, AssetDigest]:
+    """The digests of a finetune's remote adapter (hf:, files:), from metadata, as plan has them."""
+    if all(a.source is None for a in declared.assets):
+        return {}
+    desired = config.load(config_path, env)
+    one = replace(desired, finetunes=(declared,))
+    return sources.resolve_all(one, sources.Context(env, sources.cache_dir(config_path))).digests
 
 
 def forget_finetune(

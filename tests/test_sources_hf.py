@@ -215,3 +215,17 @@ def test_missing_huggingface_hub_names_the_extra(
     result = cli("plan", "-c", config)
     assert result.exit_code == 1
     assert "pip install 'reconciler[hf]'" in result.stderr
+
+
+def test_import_records_the_digests_of_a_hub_adapter(
+    cli: Cli, hub_env: SandboxServer, tmp_path: Path
+) -> None:
+    push(cli, tmp_path / "sandbox-data", ADAPTER)
+    config = write_config(tmp_path / "project", f"      hf: {REPO}\n      revision: v1\n")
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    assert cli("forget", "support-bot", "-c", config).exit_code == 0
+    imported = cli("import", "support-bot", "-c", config, "--confirm")
+    assert imported.exit_code == 0, imported.output
+    lock = json.loads(config.with_suffix(".lock").read_text())["finetunes"]["support-bot"]
+    assert lock["assets"][WEIGHTS]["sha256"] == "sha256:" + sha256sum(ADAPTER / WEIGHTS)
+    assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
