@@ -1,10 +1,16 @@
 """Logging to stderr at the verbosity asked for, with every known secret redacted.
 
+0: warnings only (a retry is one: said on the first failure, so a slow endpoint is never
+silent); 1 (-v): one line per apply step and per HTTP request (method, path, status, time);
+2 (-vv): reconciler's own detail too (sizes, request ids, cache decisions). The HTTP libraries'
+debug output (httpcore's socket events) is never shown: it is noise, and it is where a
+header could leak.
+
 Secrets are what credentials.py says they are: the values of the token variables and of any
 variable named like a secret, and credentials inside an endpoint URL. The filter replaces them
-in the final message of every record, whoever logged it (httpx and httpcore included at -vv),
-so a token cannot reach a log even through an exception's text; and it shows control and bidi
-characters as escapes, so that a remote string in a log line cannot act on the terminal.
+in the final message of every record, whoever logged it, so a token cannot reach a log even
+through an exception's text; and it shows control and bidi characters as escapes, so that a
+remote string in a log line cannot act on the terminal.
 """
 
 from __future__ import annotations
@@ -37,12 +43,37 @@ class Redact(logging.Filter):
         return visible(redact(text, self._secrets), keep_newlines=True)
 
 
+class _Stderr:
+    """sys.stderr as it is when a line is written, not when logging was set up: a live
+    progress display replaces it meanwhile so that log lines print above the bars."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _Format(logging.Formatter):
+    """`Warning: ...` as the CLI's own warnings read; below that, the room it came from
+    (`http: GET /accounts/... -> 200 in 12 ms`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"Error: {message}"
+        if record.levelno >= logging.WARNING:
+            return f"Warning: {message}"
+        room = record.name.removeprefix("reconciler.").removeprefix("reconciler")
+        return f"{room or 'reconciler'}: {message}"
+
+
 def configure(verbosity: int, env: Mapping[str, str]) -> None:
-    """0: warnings only; 1 (-v): what reconciler does; 2 (-vv): every HTTP exchange too."""
+    """0: warnings only; 1 (-v): steps and requests; 2 (-vv): reconciler's debug detail too."""
     global _handler
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.addFilter(Redact(secret_values(env)))
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Format())
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     for name in ("reconciler", "httpx", "httpcore"):
         logger = logging.getLogger(name)
@@ -50,5 +81,13 @@ def configure(verbosity: int, env: Mapping[str, str]) -> None:
             logger.removeHandler(_handler)
         logger.addHandler(handler)
         logger.propagate = False
-        logger.setLevel(level if name == "reconciler" or verbosity >= 2 else logging.WARNING)
+        # httpx logs every request at INFO and httpcore its socket events at DEBUG: ours say
+        # the same in one line, so theirs stay quiet at every verbosity
+        logger.setLevel(level if name == "reconciler" else logging.WARNING)
     _handler = handler
+
+
+def verbosity() -> int:
+    """What configure() was last asked for, from the level it set (0 if never called)."""
+    level = logging.getLogger("reconciler").level
+    return 2 if level and level <= logging.DEBUG else 1 if level == logging.INFO else 0

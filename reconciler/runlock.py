@@ -3,7 +3,8 @@
 An advisory flock on a file beside the lockfile (beside the file a symlink leads to, if the
 lockfile or its folder is one). The kernel drops it when the holder exits, however it exits,
 so a killed apply never leaves a stale lock behind. The file also says who holds it, for the
-message a waiting apply gives when it gives up.
+messages a waiting apply gives: at once when it starts waiting (a warning: the CLI shows it
+whatever the verbosity), and when it gives up.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import logging
 import os
 import socket
 import sys
@@ -21,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import LockHeldError
+
+log = logging.getLogger("reconciler.lock")
 
 
 def lock_path_for(lockfile: Path) -> Path:
@@ -40,10 +44,15 @@ def _holder() -> str:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "user": user,
-            "command": " ".join(["reconciler", *sys.argv[1:2]]),
+            "command": " ".join(["reconciler", *_command(sys.argv[1:])]),
             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
+
+
+def _command(args: list[str]) -> list[str]:
+    """The subcommand a process runs (`apply`), past options such as -v before it."""
+    return [a for a in args if not a.startswith("-")][:1]
 
 
 def _describe(text: str) -> str:
@@ -62,11 +71,22 @@ def exclusive(lockfile: Path, timeout: float) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout
+        waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waiting and timeout > 0:
+                    waiting = True
+                    held_by = _describe(os.pread(fd, 4096, 0).decode(errors="replace"))
+                    log.warning(
+                        "waiting for the lock on %s, held by %s; giving up after %gs "
+                        "(--lock-timeout)",
+                        lockfile,
+                        held_by,
+                        timeout,
+                    )
                 if time.monotonic() >= deadline:
                     held_by = _describe(os.pread(fd, 4096, 0).decode(errors="replace"))
                     raise LockHeldError(

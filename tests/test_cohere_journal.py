@@ -223,7 +223,7 @@ def test_a_plan_against_cohere_itself_says_once_that_fine_tuning_is_retired(
         assert result.exit_code == 1
         lines = [line for line in result.stderr.splitlines() if RETIRED in line]
         assert len(lines) == 1, result.stderr
-        assert lines[0].startswith("WARNING ") and "https://api.cohere.invalid" in lines[0]
+        assert lines[0].startswith("Warning: ") and "https://api.cohere.invalid" in lines[0]
         assert "--sandbox" in lines[0]
         assert RETIRED not in result.stdout  # the JSON on stdout stays JSON
 

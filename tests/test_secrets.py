@@ -30,7 +30,7 @@ def test_canary_absent_everywhere_at_every_verbosity(
         cli("-vv", "drift", "-c", project),
     ]
     assert all(r.exit_code == 0 for r in outputs), [r.output for r in outputs]
-    assert "HTTP Request: GET" in outputs[0].stderr  # -vv really logs the exchanges
+    assert "http: GET /accounts/" in outputs[0].stderr  # -vv really logs the exchanges
     for result in outputs:  # (the cli fixture also checks every output for the canary)
         assert CANARY_TOKEN not in result.output
     for path in (project.with_suffix(".lock"), plan_file):

@@ -168,7 +168,8 @@ class Api:
                         f"{what}: cannot reach {self.base_url} ({self._reason(exc)}) after "
                         f"{attempts} attempts; check {self._url_variable} and the network"
                     ) from None
-                self._wait(what, attempt, None, self._reason(exc))
+                reason = f"cannot reach {self.base_url} ({self._reason(exc)})"
+                self._wait(what, attempt, None, reason)
                 continue
             except httpx.TransportError as exc:
                 # sent, perhaps acted on, answer lost: a timeout or a reset mid-way
@@ -182,13 +183,22 @@ class Api:
                     ) from None
                 self._wait(what, attempt, None, self._reason(exc))
                 continue
-            log.debug(
+            log.info(
                 "%s %s -> %s in %.0f ms",
                 method,
                 path,
                 response.status_code,
                 (time.monotonic() - started) * 1000,
             )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s: answered %s bytes (%s)%s",
+                    method,
+                    path,
+                    response.headers.get("content-length", "?"),
+                    visible(response.headers.get("content-type", "no content type")[:100]),
+                    f", request id {rid}" if (rid := _request_id(response)) else "",
+                )
             body = _json(response)
             if response.status_code in RETRY_STATUSES:
                 remote = self._error_text(body, response)
@@ -206,7 +216,17 @@ class Api:
 
     def _wait(self, what: str, attempt: int, retry_after: str | None, why: str) -> None:
         delay = self._retry.delay(attempt, retry_after, self._rng)
-        log.info("%s: %s; retrying in %.1fs (attempt %d)", what, why, delay, attempt + 1)
+        # said on the first failure, whatever the verbosity: a call that will spend seconds
+        # in backoff must not look like a hang; the later attempts only with -v
+        log.log(
+            logging.WARNING if attempt == 1 else logging.INFO,
+            "%s: %s; retrying in %.1fs (attempt %d of %d)",
+            what,
+            why,
+            delay,
+            attempt + 1,
+            self._retry.attempts,
+        )
         self._sleep(delay)
 
     def _error_text(self, body: Any, response: httpx.Response) -> str:
@@ -249,6 +269,15 @@ class Api:
 
 
 _NOT_JSON = object()
+
+
+def _request_id(response: httpx.Response) -> str:
+    """The id the API gives a request, for a support ticket (Cloudflare: cf-ray)."""
+    for header in ("cf-ray", "x-request-id", "request-id"):
+        value = response.headers.get(header)
+        if value:
+            return visible(value[:100])
+    return ""
 
 
 def _json(response: httpx.Response) -> Any:
