@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from . import adoption, crashpoints
 from .errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from .lockfile import LockWriter
 from .model import AssetDigest, AssetFile, LockedFinetune, Pending
 from .plan import Change, Plan, Step, StepKind
-from .providers.base import Provider
+from .providers.base import Progress, Provider
+from .units import human_size
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,25 @@ class Outcome:
     step: str  # e.g. "create", "upload adapter_config.json", "forget"
     ok: bool
     detail: str
+    skipped: bool = False  # not started: the apply was stopped before this step
 
 
 Report = Callable[[Outcome], None]
+
+
+class Events(Protocol):
+    """What apply tells whoever watches it while it runs, from its worker threads: the CLI
+    draws progress from these; the library draws nothing. Each step ends with its Outcome."""
+
+    def started(self, name: str, step: str, size: int | None) -> None:
+        """A step begins; `size`: the bytes an upload will send."""
+
+    def sent(self, name: str, step: str, done: int, total: int) -> None:
+        """An upload has sent `done` of `total` bytes (from 0 again if it is retried)."""
+
+    def stopping(self) -> bool:
+        """Asked before each step: True once no new step may start (Ctrl-C). The steps in
+        flight finish and are recorded; each finetune's next step is reported skipped."""
 
 
 @dataclass
@@ -38,7 +55,11 @@ class Result:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.ok]
+        return [o for o in self.outcomes if not o.ok and not o.skipped]
+
+    @property
+    def not_started(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.skipped]
 
 
 def run(
@@ -48,6 +69,7 @@ def run(
     report: Report | None = None,
     parallelism: int = 4,
     stage: Stage | None = None,
+    events: Events | None = None,
 ) -> Result:
     result = Result()
 
@@ -61,7 +83,8 @@ def run(
         return result
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(changes)))) as pool:
         for future in [
-            pool.submit(_one, c, providers, writer, plan, emit, stage=stage) for c in changes
+            pool.submit(_one, c, providers, writer, plan, emit, stage=stage, events=events)
+            for c in changes
         ]:
             future.result()
     return result
@@ -74,6 +97,7 @@ def _one(
     plan: Plan,
     emit: Report,
     stage: Stage | None = None,
+    events: Events | None = None,
 ) -> None:
     provider = providers.get(change.provider)
     remote_id = change.remote_id
@@ -95,6 +119,21 @@ def _one(
     for index, step in enumerate(change.steps):
         label = step.kind.value + (f" {step.asset.name}" if step.asset else "")
         later = {s.kind for s in change.steps[index + 1 :]}
+        if events is not None:
+            if events.stopping():
+                left_over = len(change.steps) - index
+                emit(
+                    Outcome(
+                        change.name,
+                        label,
+                        False,
+                        f"not started ({left_over} step{'s' if left_over != 1 else ''} left): "
+                        "the apply was interrupted",
+                        skipped=True,
+                    )
+                )
+                return
+            events.started(change.name, label, step.digest.size if step.digest else None)
         try:
             if step.kind is StepKind.FORGET:
                 writer.forget(change.name)
@@ -164,7 +203,10 @@ def _one(
                     writer.intend(change.name, _upload_intent(change, step, held, since))
                 crashpoints.hit("upload.before")
                 sent = _found(provider, change, step, inflight) or provider.upload_asset(
-                    change.account, remote_id, fetched.get(step.asset.name, step.asset)
+                    change.account,
+                    remote_id,
+                    fetched.get(step.asset.name, step.asset),
+                    progress=_sending(events, change, label),
                 )
                 if step.digest is not None and step.digest.source:  # recorded beside it
                     sent = replace(sent, source=step.digest.source)
@@ -191,14 +233,18 @@ def _one(
                             label,
                             False,
                             f"{step.asset.path} changed after the plan: uploaded {sent.short}… "
-                            f"({sent.size} bytes) instead of the planned {step.digest.short}…; "
+                            f"({human_size(sent.size)}) instead of the planned "
+                            f"{step.digest.short}…; "
                             "the lockfile records what was uploaded",
                         )
                     )
                     return
                 emit(
                     Outcome(
-                        change.name, label, True, f"uploaded ({sent.size} bytes, {sent.short}…)"
+                        change.name,
+                        label,
+                        True,
+                        f"uploaded ({human_size(sent.size)}, {sent.short}…)",
                     )
                 )
         except ReconcilerError as exc:
@@ -234,6 +280,12 @@ def _fetch(change: Change, stage: Stage | None, emit: Report) -> dict[str, Asset
             emit(Outcome(change.name, f"fetch {s.asset.name}", False, f"local file error: {exc}"))
             return None
     return fetched
+
+
+def _sending(events: Events | None, change: Change, label: str) -> Progress | None:
+    if events is None:
+        return None
+    return lambda done, total: events.sent(change.name, label, done, total)
 
 
 def _definite(exc: ReconcilerError) -> bool:

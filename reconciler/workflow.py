@@ -175,10 +175,13 @@ def apply(
     providers: Mapping[str, Provider],
     report: apply_mod.Report | None = None,
     parallelism: int = 4,
+    events: apply_mod.Events | None = None,
 ) -> apply_mod.Result:
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
     stage = planned.fetcher.stage if planned.fetcher else None
-    return apply_mod.run(planned.plan, providers, writer, report, parallelism, stage=stage)
+    return apply_mod.run(
+        planned.plan, providers, writer, report, parallelism, stage=stage, events=events
+    )
 
 
 def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = False) -> Planned:

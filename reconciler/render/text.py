@@ -16,6 +16,7 @@ from ..diff import FieldChange
 from ..model import AssetDigest
 from ..plan import Action, AssetChange, Change, Plan
 from ..sources.labels import source_label
+from ..units import human_size
 from ..untrusted import quoted, visible
 
 COLOURS = {
@@ -38,15 +39,6 @@ HEADLINES = {
     Action.BLOCKED: "cannot be changed as declared",
     Action.FORGET: "will be forgotten",
 }
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _digest(d: AssetDigest | None) -> str:
@@ -161,11 +153,12 @@ def _asset_row(a: AssetChange) -> tuple[str, str, str]:
     return ("~", key, f"{_digest(a.before)} -> {_digest(a.after)}")
 
 
-def render_outcome(o: Outcome, color: bool = False) -> str:
-    mark = "ok " if o.ok else "ERR"
-    text = f"  {mark} {visible(o.name)}: {visible(o.step)}: {visible(o.detail)}"
+def render_outcome(o: Outcome, color: bool = False, took: str = "") -> str:
+    """One finished step; `took`: what the terminal view adds (the time, an upload's rate)."""
+    mark = "ok " if o.ok else "-- " if o.skipped else "ERR"
+    text = f"  {mark} {visible(o.name)}: {visible(o.step)}: {visible(o.detail)}{took}"
     if color:
-        return click.style(text, fg="green" if o.ok else "red")
+        return click.style(text, fg="green" if o.ok else "yellow" if o.skipped else "red")
     return text
 
 
@@ -180,6 +173,15 @@ def render_result(result: Result, color: bool = False) -> str:
     }
     always = ("created", "uploaded", "forgotten")  # the others only when they happened
     tally = ", ".join(f"{n} {k}" for k, n in counts.items() if n or k in always)
+    if result.not_started:
+        stopped = len(result.not_started)
+        failed = f", {len(result.failed)} step(s) failed" if result.failed else ""
+        text = (
+            f"Apply interrupted: {tally}{failed}; {stopped} finetune"
+            f"{'s' if stopped != 1 else ''} not finished. The lockfile records every step that "
+            "finished: run apply again to finish."
+        )
+        return click.style(text, fg="yellow", bold=True) if color else text
     if not result.failed:
         text = f"Apply complete: {tally}."
         return click.style(text, fg="green", bold=True) if color else text
