@@ -11,16 +11,15 @@ import click
 
 from . import __version__
 from .commands import adopt, apply, drift, plan, public, sandbox, show, test, validate
+from .commands.usage import Group
+from .options import NO_COLOR_HELP, VERBOSE_HELP, no_color_callback
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
 @click.option(
-    "-v",
-    "--verbose",
-    count=True,
-    help="-v logs what reconciler does (retries included); -vv every HTTP exchange. "
-    "Tokens are redacted.",
+    "--no-color", is_flag=True, expose_value=False, callback=no_color_callback, help=NO_COLOR_HELP
 )
 def main(verbose: int) -> None:
     """Declare fine-tuned models in YAML; plan, apply and lock them like infrastructure."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .commands.complete import names
 from .render import FORMATS
 
 config_option = click.option(
@@ -56,6 +57,7 @@ target_option = click.option(
     multiple=True,
     metavar="NAME",
     help="Only this finetune (repeatable); NAME or provider.NAME.",
+    shell_complete=names(),
 )
 
 lock_timeout_option = click.option(
@@ -80,3 +82,49 @@ refresh_catalogue_option = click.option(
     help="Read each account's model catalogue from the provider even if the cached copy "
     "(.reconciler/catalogue.json, kept a day) is fresh.",
 )
+
+
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """-v after the command: added to any given before it (`reconciler -v plan -v` is -vv)."""
+    if value and not ctx.resilient_parsing:
+        import os
+
+        from .logs import configure
+
+        configure(int(ctx.find_root().params.get("verbose") or 0) + value, os.environ)
+
+
+NO_COLOR_KEY = "reconciler.no_color"  # in the root context's meta: --no-color was given
+
+
+def no_color_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta[NO_COLOR_KEY] = True
+
+
+VERBOSE_HELP = (
+    "-v: one line per apply step and per HTTP request (method, path, status, time); -vv: more "
+    "detail. Before or after the command. Tokens are redacted."
+)
+NO_COLOR_HELP = "No colour in the output (as NO_COLOR=1 does). Before or after the command."
+
+
+def verbose_param() -> click.Option:
+    """-v/--verbose for a command; the group takes it too (cli.py)."""
+    return click.Option(
+        ["-v", "--verbose"],
+        count=True,
+        expose_value=False,
+        callback=_more_verbose,
+        help=VERBOSE_HELP,
+    )
+
+
+def no_color_param() -> click.Option:
+    return click.Option(
+        ["--no-color"],
+        is_flag=True,
+        expose_value=False,
+        callback=no_color_callback,
+        help=NO_COLOR_HELP,
+    )

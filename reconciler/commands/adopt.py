@@ -13,11 +13,12 @@ from ..options import (
     refresh_catalogue_option,
     sandbox_option,
 )
-from .common import handle_errors, session
+from .common import handle_errors, require_config, session
+from .complete import names
 
 
 @click.command(name="import")
-@click.argument("name")
+@click.argument("name", shell_complete=names(lock=False))
 @config_option
 @click.option(
     "--confirm",
@@ -46,6 +47,7 @@ def import_(
     from ..runlock import exclusive
     from ..workflow import base_model_notes, import_finetune
 
+    require_config(config_path)  # before the apply lock's file is made beside it
     with (
         exclusive(lockfile_path(config_path), lock_timeout),
         session(config_path, sandbox) as (env, providers, desired),
@@ -62,7 +64,7 @@ def import_(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=names(config=False))
 @config_option
 @lock_timeout_option
 @handle_errors
@@ -80,6 +82,7 @@ def forget(name: str, config_path: Path, lock_timeout: float) -> None:
     if declared:
         click.echo(
             f"Warning: {config_path} still declares {name}; remove it there too, or the next "
-            "plan will find it in the account but not in the lockfile.",
+            "plan will find it in the account but not in the lockfile (to manage it again: "
+            f"`reconciler import {name}`).",
             err=True,
         )

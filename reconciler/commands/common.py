@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..errors import ConfigError, ReconcilerError
+from ..options import NO_COLOR_KEY
 
 if TYPE_CHECKING:
     from ..model import Desired
@@ -20,15 +21,47 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_ERROR, EXIT_CHANGES = 1, 2  # and 0: success, no changes
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a process a SIGINT ended
 
 
-def color_on() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+def color_on(stream: Any = None) -> bool:
+    """Colour for `stream` (stdout by default): off with --no-color or NO_COLOR (any
+    value, https://no-color.org), on with FORCE_COLOR, else on a terminal only."""
+    ctx = click.get_current_context(silent=True)
+    if (ctx is not None and ctx.find_root().meta.get(NO_COLOR_KEY)) or os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM", "") != "dumb"
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(shown(message), err=True)
+    click.echo(painted(shown(message)), err=True, color=color_on(sys.stderr))
     sys.exit(code)
+
+
+def painted(message: str) -> str:
+    """An error message as a terminal shows it: `Error:` in red, a config problem's `error:`
+    and `warning:` as compilers colour them. Plain text where colour is off."""
+    if not color_on(sys.stderr):
+        return message
+    marks = {
+        ": error: ": click.style("error:", fg="red", bold=True),
+        ": warning: ": click.style("warning:", fg="yellow", bold=True),
+    }
+    lines = []
+    for line in message.split("\n"):
+        if line.startswith("Error: "):
+            line = click.style("Error:", fg="red", bold=True) + line[len("Error:") :]
+        for mark, styled in marks.items():
+            if mark in line:
+                where, rest = line.split(mark, 1)
+                line = f"{click.style(where, bold=True)}: {styled} {rest}"
+                break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def shown(message: str) -> str:
@@ -53,9 +86,9 @@ def handle_errors(fn: F) -> F:
         except ReconcilerError as exc:
             fail(f"Error: {exc}", exc.exit_code)
         except click.ClickException:
-            raise  # usage errors: click prints them with the usage line, exit 2
-        except KeyboardInterrupt:
-            fail("Interrupted. The lockfile records every step that finished.", 130)
+            raise  # usage errors: click prints them with the usage line (cli.py: exit 1)
+        except (KeyboardInterrupt, click.Abort):  # Ctrl-C (or Ctrl-D at a prompt)
+            fail("Interrupted. The lockfile records every step that finished.", EXIT_INTERRUPTED)
         except Exception as exc:  # a bug of ours: say so plainly
             if os.environ.get("RECONCILER_DEBUG"):
                 raise
@@ -75,6 +108,7 @@ def session(
     sandbox if asked). The config is parsed here, once; commands pass it on."""
     from ..workflow import open_providers, validate
 
+    require_config(config_path)
     if not sandbox:
         env: Mapping[str, str] = dict(os.environ)
         desired = validate(config_path, env)
@@ -89,6 +123,22 @@ def session(
         desired = validate(config_path, env)
         with open_providers(config_path, env, LABEL, desired) as providers:
             yield env, providers, desired
+
+
+def require_config(config_path: Path) -> None:
+    """Refuse a config that is missing or not a file before anything is made beside it (the
+    stat cache's or the sandbox's folder): a mistyped -c leaves no .reconciler/ behind."""
+    if not config_path.is_file():
+        from ..config import load
+
+        load(config_path, {})  # raises its ConfigError: "file not found (use -c ...)", etc.
+
+
+def planning(message: str = "Planning: hashing adapter files, reading the accounts...") -> Any:
+    """A spinner on stderr while a plan is made, where it takes long enough to notice."""
+    from .progress import status, terminal
+
+    return status(message, terminal(sys.stderr))
 
 
 def relative(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..options import config_option, format_option, sandbox_option
-from .common import EXIT_CHANGES, handle_errors, session
+from .common import EXIT_CHANGES, color_on, handle_errors, session
 
 
 @click.command()
@@ -31,6 +31,7 @@ def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
 
     with session(config_path, sandbox) as (env, providers, _):
         items = detect_drift(config_path, env, providers)
-    click.echo(render_drift.render(items, fmt), nl=False)
+    color = color_on() and fmt == "text"
+    click.echo(render_drift.render(items, fmt, color), nl=False, color=color)
     if items:
         sys.exit(EXIT_CHANGES)

@@ -8,10 +8,11 @@ import click
 
 from ..options import config_option, format_option, sandbox_option
 from .common import echo_plan, handle_errors, session
+from .complete import names
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", shell_complete=names(files=True))
 @config_option
 @format_option
 @sandbox_option

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..options import config_option, refresh_catalogue_option, sandbox_option, target_option
-from .common import EXIT_ERROR, handle_errors, session
+from .common import EXIT_ERROR, color_on, handle_errors, session
 
 
 @click.command(name="test")
@@ -51,6 +51,7 @@ def run_checks(finetunes: Any, providers: Any) -> None:
         click.echo("No checks declared (add checks: to a finetune).")
         return
     found = checks.run(declared, lambda provider: providers[provider].run)
-    click.echo(render_checks.results(found), nl=False)
+    color = color_on()
+    click.echo(render_checks.results(found, color), nl=False, color=color)
     if not all(r.ok for r in found):
         sys.exit(EXIT_ERROR)

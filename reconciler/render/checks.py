@@ -1,9 +1,11 @@
-"""Tables for people: smoke-test results and public finetunes (plain text, no colour needed)."""
+"""Tables for people: smoke-test results, public finetunes, an account's finetunes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import click
 
 from ..checks import CheckResult
 from ..model import RemoteFinetune
@@ -16,23 +18,44 @@ def _cell(text: str) -> str:
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+Paint = Callable[[int, str], str]  # (column, padded cell) -> the cell as shown
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], paint: Paint | None = None) -> str:
+    """Columns padded to their widest cell; `paint` colours a body cell after padding, so
+    that escape codes never count towards a width."""
     cells = [list(header), *[[_cell(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
+
+    def line(row: Sequence[str], body: bool) -> str:
+        padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        if body and paint is not None:
+            padded = [paint(i, c) for i, c in enumerate(padded)]
+        return "  ".join(padded).rstrip()
+
+    lines = [line(cells[0], False), *(line(row, True) for row in cells[1:])]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
 
 
-def results(found: Sequence[CheckResult]) -> str:
+def painter(column: int, colours: Mapping[str, str]) -> Paint:
+    """Colour the cells of one column by their text (e.g. FAIL red)."""
+
+    def paint(index: int, cell: str) -> str:
+        colour = colours.get(cell.strip()) if index == column else None
+        return click.style(cell, fg=colour, bold=colour == "red" or None) if colour else cell
+
+    return paint
+
+
+def results(found: Sequence[CheckResult], color: bool = False) -> str:
     rows = [
         [r.finetune, r.check, "pass" if r.ok else "FAIL", r.detail if not r.ok else "", r.response]
         for r in found
     ]
     passed = sum(1 for r in found if r.ok)
-    body = table(["finetune", "check", "result", "why", "answer"], rows)
+    paint = painter(2, {"pass": "green", "FAIL": "red"}) if color else None
+    body = table(["finetune", "check", "result", "why", "answer"], rows, paint)
     failures = [r for r in found if not r.ok]
     if failures:  # the table cuts long cells; here nothing is cut
         body += "\nFailures:\n"
@@ -40,7 +63,10 @@ def results(found: Sequence[CheckResult]) -> str:
             body += f"  {r.finetune} / {r.check}: {r.detail}\n"
             if r.response:
                 body += f"    answer: {r.response}\n"
-    return body + f"\n{passed} passed, {len(found) - passed} failed\n"
+    tally = f"{passed} passed, {len(found) - passed} failed"
+    if color:
+        tally = click.style(tally, fg="red" if failures else "green", bold=True)
+    return body + f"\n{tally}\n"
 
 
 def public(found: Sequence[RemoteFinetune], fmt: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import click
+
 from ..drift import Drift, DriftKind
 from ..untrusted import visible
 
@@ -15,9 +17,18 @@ SYMBOLS = {
 }
 
 
-def _line(d: Drift) -> str:
+COLOURS = {
+    DriftKind.GONE: "red",
+    DriftKind.REPLACED: "red",
+    DriftKind.CHANGED: "yellow",
+    DriftKind.UNMANAGED: "cyan",
+}
+
+
+def _line(d: Drift, color: bool = False) -> str:
     # names, ids and details come from the accounts and the lockfile: one visible line each
-    text = f"{SYMBOLS[d.kind]} {visible(d.provider)}.{visible(d.name)} ({d.kind.value}): "
+    head = f"{SYMBOLS[d.kind]} {visible(d.provider)}.{visible(d.name)} ({d.kind.value}):"
+    text = (click.style(head, fg=COLOURS[d.kind], bold=True) if color else head) + " "
     text += visible(d.detail)
     for f in d.fields:  # json.dumps writes every non-ASCII character as an escape
         text += f"\n    {visible(f.field)}: {json.dumps(f.before)} -> {json.dumps(f.after)}"
@@ -31,7 +42,7 @@ def summary(items: tuple[Drift, ...]) -> str:
     return "Drift: " + ", ".join(f"{n} {k.value}" for k, n in counts.items()) + "."
 
 
-def render(items: tuple[Drift, ...], fmt: str) -> str:
+def render(items: tuple[Drift, ...], fmt: str, color: bool = False) -> str:
     if fmt == "json":
         data = {
             "format_version": 1,
@@ -60,4 +71,7 @@ def render(items: tuple[Drift, ...], fmt: str) -> str:
             for d in items
         ]
         return "\n".join(lines) + "\n"
-    return "\n".join([*(_line(d) for d in items), summary(items)]) + "\n"
+    total = summary(items)
+    if color:
+        total = click.style(total, fg="yellow" if items else "green", bold=True)
+    return "\n".join([*(_line(d, color) for d in items), total]) + "\n"
