@@ -17,7 +17,16 @@ from ..options import (
     sandbox_option,
     target_option,
 )
-from .common import EXIT_ERROR, color_on, fail, handle_errors, session
+from .common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    color_on,
+    fail,
+    handle_errors,
+    planning,
+    require_config,
+    session,
+)
 from .test import run_checks
 
 
@@ -88,11 +97,13 @@ def apply(
         if ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT:
             config_path = saved.config_path
     color = color_on()
+    require_config(config_path)  # before the apply lock's file is made beside it
     with (
         exclusive(lockfile_path(config_path), lock_timeout),
         session(config_path, sandbox) as (env, providers, desired),
     ):
-        planned = make_plan(config_path, env, providers, targets, prune, desired)
+        with planning():
+            planned = make_plan(config_path, env, providers, targets, prune, desired)
         if saved is not None and planfile is not None:
             planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
             click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
@@ -106,14 +117,18 @@ def apply(
         if saved is None and not auto_approve:
             _confirm()
         click.echo("")
-        result = run_apply(
-            planned,
-            providers,
-            report=lambda o: click.echo(text.render_outcome(o, color), color=color),
-            parallelism=parallelism,
-        )
+        from .progress import ApplyView, terminal
+
+        with ApplyView(live=terminal(sys.stdout), color=color) as view:
+            result = view.run(
+                lambda: run_apply(
+                    planned, providers, report=view.outcome, parallelism=parallelism, events=view
+                )
+            )
         click.echo("")
         click.echo(text.render_result(result, color), color=color)
+        if result.not_started:
+            sys.exit(EXIT_INTERRUPTED)
         if result.failed:
             sys.exit(EXIT_ERROR)
         if wait:
@@ -159,6 +174,10 @@ def _confirm() -> None:
             "Review the plan above and pass --auto-approve to apply without a prompt."
         )
     click.echo("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.")
-    answer = click.prompt("  Enter a value", default="", show_default=False)
+    try:
+        answer = click.prompt("  Enter a value", default="", show_default=False)
+    except click.Abort:  # Ctrl-C or Ctrl-D (end of input) at the prompt: a no
+        click.echo("", err=True)  # the terminal did not end the prompt's line
+        answer = ""
     if answer.strip() != "yes":
         fail("Apply cancelled; nothing was changed.")

@@ -16,7 +16,7 @@ from ..options import (
     sandbox_option,
     target_option,
 )
-from .common import EXIT_CHANGES, EXIT_ERROR, echo_plan, handle_errors, session
+from .common import EXIT_CHANGES, EXIT_ERROR, echo_plan, handle_errors, planning, session
 from .drift import report_drift
 
 
@@ -59,10 +59,8 @@ def plan(
     from .. import planfile
     from ..workflow import make_plan
 
-    with session(config_path, sandbox) as (env, providers, desired):
-        planned = make_plan(
-            config_path, env, providers, targets, prune, desired, refresh_catalogue
-        )
+    with session(config_path, sandbox) as (env, providers, desired), planning():
+        planned = make_plan(config_path, env, providers, targets, prune, desired, refresh_catalogue)
     echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)
