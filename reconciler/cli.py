@@ -10,7 +10,7 @@ import os
 import click
 
 from . import __version__
-from .commands import adopt, apply, drift, plan, public, sandbox, show, test, validate
+from .commands import adopt, apply, drift, listing, plan, public, sandbox, show, test, validate
 from .commands.usage import Group
 from .options import NO_COLOR_HELP, VERBOSE_HELP, no_color_callback
 
@@ -35,6 +35,7 @@ main.add_command(test.test_)
 main.add_command(public.public)
 main.add_command(show.show)
 main.add_command(drift.drift)
+main.add_command(listing.list_)
 main.add_command(adopt.import_)
 main.add_command(adopt.forget)
 main.add_command(sandbox.sandbox)

@@ -1,0 +1,63 @@
+"""Views of what the accounts hold (`reconciler list`): a table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import click
+
+from ..inventory import STATES, Held
+from ..untrusted import visible
+from .checks import painter, table
+
+COLOURS = {"managed": "green", "leftover": "yellow", "unmanaged": "cyan"}
+
+
+def render(found: Sequence[Held], fmt: str, color: bool = False) -> str:
+    if fmt == "json":
+        data = {
+            "format_version": 1,
+            "finetunes": [
+                {
+                    "provider": h.provider,
+                    "account": h.account,
+                    "id": h.id,
+                    "name": h.name,
+                    "model": h.model,
+                    "state": h.state,
+                    "finetune": h.finetune,
+                    "note": h.note,
+                    "created_at": h.created_at,
+                }
+                for h in found
+            ],
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    accounts = sorted({(h.provider, h.account) for h in found})
+    header = ["name", "state", "model", "id", "note"]
+    if len(accounts) > 1:
+        header.insert(0, "account")
+    rows = []
+    for h in found:
+        # every cell comes from an account or the lockfile: one visible line each
+        row = [visible(h.name), h.state, visible(h.model), visible(h.id), visible(h.note)]
+        if len(accounts) > 1:
+            row.insert(0, f"{visible(h.provider)}.{visible(h.account)}")
+        rows.append(row)
+    counts = ", ".join(f"{sum(1 for h in found if h.state == s)} {s}" for s in STATES)
+    noun = "finetune" if len(found) == 1 else "finetunes"
+    where = (
+        f" in {visible(accounts[0][0])} account {visible(accounts[0][1])}"
+        if len(accounts) == 1
+        else f" in {len(accounts)} accounts"
+        if accounts
+        else ""
+    )
+    tally = f"{len(found)} {noun}{where}: {counts}."
+    if not found:
+        return tally + "\n"
+    paint = painter(header.index("state"), COLOURS) if color else None
+    if color:
+        tally = click.style(tally, bold=True)
+    return table(header, rows, paint) + "\n" + tally + "\n"
