@@ -50,7 +50,9 @@ def load(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> 
     source, problems = parse(text, shown)
     if source is None:
         raise ConfigError(problems)
+    clean = not problems
     unresolved = _interpolate(source, env, problems)
+    interpolated = len(problems)
     # The schema check is a pure function of the text and the variables it names: a pass is
     # remembered, and the same text with the same values is not checked again (~0.2 s for
     # 1,000 finetunes).
@@ -62,12 +64,27 @@ def load(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> 
         problems.extend(found)
         if cache is not None and passed is not None and not found and not problems:
             cache.put(path, st, SCHEMA_FACT, passed, fence)
-    if problems:
+    if problems and not (clean and len(problems) == interpolated and _stand_in(source, unresolved)):
         raise ConfigError(problems)
     desired = _build(source, path, env, problems, cache)
     if problems:
         raise ConfigError(problems)
     return desired
+
+
+def _stand_in(source: Source, unresolved: set[Path_]) -> bool:
+    """When only account ids are unresolved (an unset ${CLOUDFLARE_ACCOUNT_ID}: the
+    environment's to fix, not the config's), put a well-formed stand-in in their place so
+    that the rest is checked too and every problem is reported at once (the unset variable
+    is among them, so the config still fails). False, changing nothing, otherwise."""
+    if not unresolved or any(not path or path[-1] != "account_id" for path in unresolved):
+        return False
+    for path in unresolved:
+        node: Any = source.data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = "0" * 32
+    return True
 
 
 def _interpolate(source: Source, env: Mapping[str, str], problems: list[Problem]) -> set[Path_]:

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Protocol
 from .model import DesiredFinetune
 from .safetensors import Header, SafetensorsError, parse_header, read_header
 from .statcache import StatCache
+from .suggest import NEAR_IDENTICAL, did_you_mean
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -219,7 +220,9 @@ def model_notes(desired: DesiredFinetune, limits: Limits) -> list[str]:
     if f"{model}-lora" in limits.lora_models:
         hint = f" (did you mean {model}-lora?)"
     else:
-        hint = quantized_hint(model)
+        hint = quantized_hint(model) or did_you_mean(
+            model, sorted(limits.lora_models), "", NEAR_IDENTICAL
+        )
     return [
         f"model {model} is not among the LoRA-capable models of the bundled snapshot "
         f"({limits.snapshot_date}){hint}; plan checks it against the account's live model "

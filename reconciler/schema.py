@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from .errors import Problem
+from .suggest import did_you_mean
 from .yamlsource import Path_, Source
 
 
@@ -69,8 +70,8 @@ def _explain(source: Source, path: Path_, error: ValidationError) -> list[Proble
         return [
             source.problem(
                 (*path, k),
-                f"{display_path((*path, k))}: unknown key '{k}'; expected one of: "
-                + ", ".join(allowed),
+                f"{display_path((*path, k))}: unknown key '{k}'{did_you_mean(k, allowed)}; "
+                "expected one of: " + ", ".join(allowed),
                 key=True,
             )
             for k in extras

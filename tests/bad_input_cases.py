@@ -179,7 +179,7 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "unknown-finetune-key",
         edit("public: false", "publik: false"),
-        "{config}:12:5: error: finetunes[0].publik: unknown key 'publik'; expected one of: account_id, adapter, checks, description, model, name, provider, public",
+        "{config}:12:5: error: finetunes[0].publik: unknown key 'publik' (did you mean 'public'?); expected one of: account_id, adapter, checks, description, model, name, provider, public",
     ),
     (
         "unknown-provider-key",

@@ -81,7 +81,8 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
     f = str(path)
     assert found == [
         f"{f}:3:5: error: finetunes[0]: missing required key 'model'",
-        f"{f}:5:5: error: finetunes[0].modle: unknown key 'modle'; expected one of: "
+        f"{f}:5:5: error: finetunes[0].modle: unknown key 'modle' (did you mean 'model'?); "
+        "expected one of: "
         "account_id, adapter, checks, description, model, name, provider, public",
         f"{f}:7:11: error: finetunes[1].name: 'cf-public-two' is not allowed: "
         "the prefix cf-public- is reserved by Cloudflare for its public adapters",
@@ -117,12 +118,17 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
     (tmp_path / "a" / "adapter_model.safetensors").unlink()
     found = problems(path, env={})
     f = str(path)
+    # an unset account variable hides nothing: every problem at once
     assert found == [
         f"{f}:4:17: error: providers.cloudflare.account_id: environment variable NOT_SET_ANYWHERE "
         "is not set (referenced as ${NOT_SET_ANYWHERE}); "
         "set it or write ${NOT_SET_ANYWHERE:-default}",
+        f"{f}:9:14: error: finetune 'same': a/adapter_model.safetensors: not found in the "
+        "adapter folder; the provider requires this exact name",
+        f"{f}:10:11: error: duplicate finetune name 'same' (first declared at line 6)",
+        f"{f}:17:14: error: finetune 'no-folder': adapter folder missing/ does not exist",
     ]
-    # once the variable is set, the next layer of problems shows, all of them at once
+    # once the variable is set, the same problems less that one
     found = problems(path, env={"NOT_SET_ANYWHERE": ACCOUNT})
     assert found == [
         f"{f}:9:14: error: finetune 'same': a/adapter_model.safetensors: not found in the "
@@ -188,7 +194,8 @@ def test_validate_command(cli: Cli, project: Path, monkeypatch: pytest.MonkeyPat
     assert bad.stdout == ""
     assert bad.stderr.splitlines() == [
         f"{project}:21:5: error: finetunes[1]: missing required key 'adapter'",
-        f"{project}:25:5: error: finetunes[1].adaptor: unknown key 'adaptor'; expected one of: "
+        f"{project}:25:5: error: finetunes[1].adaptor: unknown key 'adaptor' "
+        "(did you mean 'adapter'?); expected one of: "
         "account_id, adapter, checks, description, model, name, provider, public",
         "2 problems found; nothing was changed.",
     ]
