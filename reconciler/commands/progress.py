@@ -37,8 +37,9 @@ from ..untrusted import visible
 EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 log = logging.getLogger("reconciler.apply")
-# an upload that took at least this long says how long, and how fast
+# an upload that took at least this long says how long it took; one this big, how fast too
 TIMED = 1.0
+RATED = 1 << 20
 
 
 def terminal(stream: Any) -> bool:
@@ -67,6 +68,7 @@ class ApplyView:
         self._running: dict[tuple[str, str], _Running] = {}
         self._stop = threading.Event()
         self._progress: Any = None
+        self._width = 0  # the longest finetune name drawn so far: the step names line up
 
     # -- the display ------------------------------------------------------------------------
 
@@ -98,8 +100,13 @@ class ApplyView:
         with self._lock:
             self._running[(name, step)] = running
             if self._progress is not None:
+                if len(visible(name)) > self._width:
+                    self._width = len(visible(name))
+                    for other in self._running.values():
+                        if other.task is not None:
+                            self._progress.update(other.task, description=self._label(other))
                 running.task = self._progress.add_task(
-                    f"{visible(name)}  {visible(step)}", total=size if upload else None
+                    self._label(running), total=size if upload else None
                 )
         if self._progress is None:
             if upload:
@@ -108,6 +115,9 @@ class ApplyView:
                 self.say(f"  ... {visible(name)}: uploading {visible(what)}{shown}...")
             else:
                 log.info("%s: %s...", name, step)
+
+    def _label(self, r: _Running) -> str:
+        return f"{visible(r.name).ljust(self._width)}  {visible(r.step)}"
 
     def sent(self, name: str, step: str, done: int, total: int) -> None:
         with self._lock:
@@ -133,7 +143,7 @@ class ApplyView:
             elapsed = time.monotonic() - running.began
             if elapsed >= TIMED:
                 took = f" in {human_duration(elapsed)}"
-                if running.size:
+                if running.size and running.size >= RATED:
                     took += f", {human_rate(running.size / elapsed)}"
         self.say(render_outcome(o, self.color, took))
 
@@ -269,7 +279,11 @@ def _live_progress(color: bool) -> Any:
     class Left(ProgressColumn):
         def render(self, task: Task) -> Text:
             left = task.time_remaining
-            if task.total is None or left is None:
+            if task.total is None:
+                return Text("")
+            if task.completed >= task.total:  # all sent: the API has yet to answer
+                return Text("waiting for the answer", style="progress.remaining")
+            if left is None:
                 return Text("")
             return Text(f"{human_duration(left)} left", style="progress.remaining")
 
