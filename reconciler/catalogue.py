@@ -146,13 +146,29 @@ def base_problem(
     )
 
 
-def deprecation_note(model: str, catalogue: Catalogue, today: str | None) -> str | None:
-    """A warning for a base model with a planned deprecation date; None without one."""
+def deprecation_note(
+    model: str,
+    catalogue: Catalogue,
+    today: str | None,
+    snapshot: Mapping[str, str] | None = None,
+) -> str | None:
+    """A warning for a base model with a planned deprecation date; None without one. A model
+    the catalogue no longer lists (the search leaves a model out some months after its date)
+    falls back to the date the bundled snapshot knows, then to saying it is gone."""
     entry = catalogue.models.get(model)
     date = entry.deprecation if entry is not None else None
+    where = f"planned_deprecation_date in {catalogue.label}"
+    if entry is None and catalogue.source != SNAPSHOT:
+        date = (snapshot or {}).get(model)
+        where = "the bundled snapshot's planned_deprecation_date"
+        if date is None:
+            return (
+                f"base model {model} is no longer in {catalogue.label}: it may have been "
+                "deprecated and retired, and requests to it may fail; move the adapter to "
+                "another LoRA-capable base"
+            )
     if date is None:
         return None
-    where = f"planned_deprecation_date in {catalogue.label}"
     if today is not None and date <= today:
         return (
             f"base model {model} is deprecated since {date} ({where}): move the adapter to "

@@ -347,3 +347,15 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path, text: str) -> 
 )
 def test_the_ttl_comes_from_the_environment(raw: str, ttl: float) -> None:
     assert catalogues.ttl_from_env({"RECONCILER_CATALOGUE_TTL": raw}) == ttl
+
+
+def test_a_model_the_search_no_longer_lists_still_gets_its_deprecation() -> None:
+    # the real search drops a model some months after its planned_deprecation_date
+    gone = Catalogue({SMALL: CATALOGUE.models[SMALL]}, LIVE)
+    note = deprecation_note(OLD, gone, "2026-12-01", {OLD: "2026-05-30"})
+    assert note is not None and note.startswith(
+        f"base model {OLD} is deprecated since 2026-05-30 (the bundled snapshot's "
+        "planned_deprecation_date)"
+    )
+    unknown = deprecation_note("@cf/x/vanished", gone, "2026-12-01", {})
+    assert unknown is not None and "is no longer in the account's model catalogue" in unknown

@@ -134,7 +134,13 @@ class CloudflareProvider:
                     what,
                     "GET",
                     f"/accounts/{account}/ai/models/search",
-                    params={"per_page": CATALOGUE_PAGE, "page": page_number},
+                    # deprecated models are left out unless asked for (for up to three
+                    # months after their date, per the SDK): a plan must see them to warn
+                    params={
+                        "per_page": CATALOGUE_PAGE,
+                        "page": page_number,
+                        "include_deprecated": "true",
+                    },
                 ),
                 what,
             )
