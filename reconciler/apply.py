@@ -8,18 +8,20 @@ plan shows exactly the work that remains.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import adoption, crashpoints
+from .checks import CheckResult
 from .errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from .lockfile import LockWriter
-from .model import AssetDigest, AssetFile, LockedFinetune, Pending
+from .model import AssetDigest, AssetFile, LockedFinetune, LockedVersion, Pending
 from .plan import Change, Plan, Step, StepKind
 from .providers.base import Progress, Provider
 from .units import human_size
+from .versions import version_of
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,14 @@ class Events(Protocol):
         flight finish and are recorded; each finetune's next step is reported skipped."""
 
 
+# the promotion gate: runs a change's checks against the version it made (as `test` does)
+Gate = Callable[[Change], Sequence[CheckResult]]
+
+
 @dataclass
 class Result:
     outcomes: list[Outcome] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # what the gate ran
 
     @property
     def failed(self) -> list[Outcome]:
@@ -68,9 +75,12 @@ def run(
     writer: LockWriter,
     report: Report | None = None,
     parallelism: int = 4,
-    stage: Stage | None = None,
+    gate: Gate | None = None,
     events: Events | None = None,
+    stage: Stage | None = None,
 ) -> Result:
+    """`gate`: runs the checks of a versioned change before its version is made current;
+    None skips them (--skip-checks), and each outcome says so."""
     result = Result()
 
     def emit(outcome: Outcome) -> None:
@@ -82,10 +92,13 @@ def run(
     if not changes:
         return result
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(changes)))) as pool:
-        for future in [
-            pool.submit(_one, c, providers, writer, plan, emit, stage=stage, events=events)
+        futures = [
+            pool.submit(
+                _one, c, providers, writer, plan, emit, gate, result, events=events, stage=stage
+            )
             for c in changes
-        ]:
+        ]
+        for future in futures:
             future.result()
     return result
 
@@ -96,11 +109,16 @@ def _one(
     writer: LockWriter,
     plan: Plan,
     emit: Report,
-    stage: Stage | None = None,
+    gate: Gate | None = None,
+    result: Result | None = None,
     events: Events | None = None,
+    stage: Stage | None = None,
 ) -> None:
     provider = providers.get(change.provider)
     remote_id = change.remote_id
+    # versioned: what this change makes is a version record until PROMOTE makes it current
+    staged = any(s.kind is StepKind.PROMOTE for s in change.steps)
+    version = change.version
     # uploaded ahead of the create or update that names them: by an apply cut short (the plan
     # carries their ids and has no upload for them), then by this one
     uploading = {s.asset.name for s in change.steps if s.asset is not None}
@@ -145,9 +163,47 @@ def _one(
                 writer.intend(change.name, Pending("delete", change.provider, change.account))
                 provider.delete_finetune(change.account, remote_id)
                 crashpoints.hit("delete.after")
-                writer.forget(change.name)
-                emit(Outcome(change.name, label, True, f"deleted (id {remote_id})"))
+                if version is not None and change.remote_id != _current_id(writer, change.name):
+                    writer.forget_version(change.name, version)  # an older version of it
+                    what = f"deleted version {change.remote_name} (id {remote_id})"
+                else:
+                    writer.forget(change.name)
+                    what = f"deleted (id {remote_id})"
+                emit(Outcome(change.name, label, True, what))
                 remote_id = None
+                continue
+            if step.kind is StepKind.PROMOTE:
+                assert version is not None and change.desired is not None
+                was = writer.current.finetunes.get(change.name)
+                retired = version_of(was, change.desired.fields) if was is not None else None
+                entry = writer.promote(change.name, version, retired)
+                before = f" (was {was.remote_name or was.name})" if was is not None else ""
+                emit(Outcome(change.name, label, True, f"current: {entry.remote_name}{before}"))
+                continue
+            if step.kind is StepKind.CHECK:
+                assert version is not None
+                if gate is None:
+                    emit(Outcome(change.name, label, True, "skipped (--skip-checks)"))
+                    continue
+                found = list(gate(change))
+                if result is not None:
+                    result.checks.extend(found)
+                failed = [r for r in found if not r.ok]
+                if failed:
+                    writer.mark_version(change.name, version, "failed")
+                    keeps = _current_name(writer, change.name)
+                    emit(
+                        Outcome(
+                            change.name,
+                            label,
+                            False,
+                            f"{len(failed)} of {len(found)} checks failed against "
+                            f"{change.remote_name}: it is recorded as a failed candidate, and "
+                            + (f"{keeps} stays current" if keeps else "nothing is current yet"),
+                        )
+                    )
+                    return
+                emit(Outcome(change.name, label, True, f"{len(found)} passed"))
                 continue
             assert change.desired is not None
             d = change.desired
@@ -177,14 +233,22 @@ def _one(
                     return
                 remote_id = remote.id
                 then = _intent(change, index + 1)
-                entry = _entry(change, remote.id, remote.model, remote.fields, held)
-                writer.put(entry, endpoint, then=then)
+                if staged:
+                    made = _version(change, remote.id, remote.model, remote.fields, held)
+                    writer.add_version(change.name, made, endpoint, then=then)
+                else:
+                    entry = _entry(change, remote.id, remote.model, remote.fields, held)
+                    writer.put(entry, endpoint, then=then)
                 journaled = then is not None
                 crashpoints.hit("create.locked")
                 emit(Outcome(change.name, label, True, f"created (id {remote.id})"))
             elif step.kind is StepKind.ADOPT:
                 assert remote_id is not None
-                writer.put(_entry(change, remote_id, d.model, d.fields, held), endpoint)
+                if staged:
+                    made = _version(change, remote_id, d.model, d.fields, held)
+                    writer.add_version(change.name, made, endpoint)
+                else:
+                    writer.put(_entry(change, remote_id, d.model, d.fields, held), endpoint)
                 emit(Outcome(change.name, label, True, f"recorded (id {remote_id})"))
             elif step.kind is StepKind.UPDATE:
                 assert remote_id is not None
@@ -223,7 +287,11 @@ def _one(
                         journaled = True
                 else:
                     then = _intent(change, index + 1)
-                    writer.add_asset(change.name, sent, then=then)
+                    if staged:
+                        assert version is not None
+                        writer.add_version_asset(change.name, version, sent, then=then)
+                    else:
+                        writer.add_asset(change.name, sent, then=then)
                     journaled = then is not None
                 crashpoints.hit("upload.locked")
                 if step.digest is not None and sent != step.digest:
@@ -259,6 +327,12 @@ def _one(
             return
 
 
+def _sending(events: Events | None, change: Change, label: str) -> Progress | None:
+    if events is None:
+        return None
+    return lambda done, total: events.sent(change.name, label, done, total)
+
+
 # (finetune, asset, planned digest) -> the asset as a local file holding exactly those bytes
 Stage = Callable[[str, AssetFile, "AssetDigest | None"], AssetFile]
 
@@ -280,12 +354,6 @@ def _fetch(change: Change, stage: Stage | None, emit: Report) -> dict[str, Asset
             emit(Outcome(change.name, f"fetch {s.asset.name}", False, f"local file error: {exc}"))
             return None
     return fetched
-
-
-def _sending(events: Events | None, change: Change, label: str) -> Progress | None:
-    if events is None:
-        return None
-    return lambda done, total: events.sent(change.name, label, done, total)
 
 
 def _definite(exc: ReconcilerError) -> bool:
@@ -377,4 +445,41 @@ def _entry(
         assets=dict(assets),
         fields=dict(fields),
         prevent_destroy=bool(d and d.prevent_destroy),
+        remote_name=change.remote_name if change.version else None,
+        version=change.version,
+        created_at=adoption.now() if change.version else None,
     )
+
+
+def _version(
+    change: Change,
+    remote_id: str,
+    model: str,
+    fields: Mapping[str, Any],
+    assets: Mapping[str, AssetDigest],
+) -> LockedVersion:
+    """A version just made: a candidate until the PROMOTE step makes it current."""
+    assert change.version is not None and change.desired is not None
+    return LockedVersion(
+        version=change.version,
+        remote_name=change.desired.name,
+        provider=change.provider,
+        account=change.account,
+        id=remote_id,
+        model=model,
+        assets=dict(assets),
+        fields=dict(fields),
+        created_at=adoption.now(),
+        state="candidate",
+        prevent_destroy=change.desired.prevent_destroy,
+    )
+
+
+def _current_id(writer: LockWriter, name: str) -> str | None:
+    entry = writer.current.finetunes.get(name)
+    return entry.id if entry is not None else None
+
+
+def _current_name(writer: LockWriter, name: str) -> str | None:
+    entry = writer.current.finetunes.get(name)
+    return (entry.remote_name or entry.name) if entry is not None else None

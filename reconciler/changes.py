@@ -24,6 +24,7 @@ class Action(str, Enum):
     BLOCKED = "blocked"  # changed in a way the provider cannot apply
     FORGET = "forget"  # removed from the config: dropped from the lock, kept remotely
     UNMANAGED = "unmanaged"  # in the account, not in the config or lock: reported, never touched
+    SWITCH = "switch"  # versioned: make a version already made current again; nothing sent
 
     @property
     def symbol(self) -> str:
@@ -39,6 +40,7 @@ class Action(str, Enum):
             Action.REPLACE,
             Action.DELETE,
             Action.FORGET,
+            Action.SWITCH,
         )
 
 
@@ -52,6 +54,7 @@ SYMBOLS = {
     Action.BLOCKED: "!",
     Action.FORGET: ".",
     Action.UNMANAGED: "?",
+    Action.SWITCH: "<",
 }
 
 
@@ -62,6 +65,8 @@ class StepKind(str, Enum):
     ADOPT = "adopt"  # record a finetune an interrupted apply created (no remote call)
     UPLOAD = "upload"
     FORGET = "forget"
+    CHECK = "check"  # versioned: run the finetune's checks against the new version (the gate)
+    PROMOTE = "promote"  # versioned: make the version current (lock only; no remote call)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,11 @@ class Change:
     steps: tuple[Step, ...] = ()
     warnings: tuple[str, ...] = ()
     previous_name: str | None = None  # an update that renames: the lock entry's old name
+    # versioned: the version this change is about, its name at the provider, and the remote
+    # name of the version it takes over from as current (None: none was current)
+    version: str | None = None
+    remote_name: str | None = None
+    supersedes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class Plan:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     # about the whole run, not one finetune (e.g. a catalogue read from the bundled snapshot)
     warnings: tuple[str, ...] = ()
+    retired: int = 0  # earlier versions of versioned finetunes, kept remotely: counted only
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)
@@ -136,4 +147,5 @@ def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
         ),
         endpoints=plan.endpoints,
         warnings=plan.warnings,
+        retired=plan.retired,
     )

@@ -10,7 +10,19 @@ import os
 import click
 
 from . import __version__
-from .commands import adopt, apply, drift, listing, plan, public, sandbox, show, test, validate
+from .commands import (
+    adopt,
+    apply,
+    drift,
+    listing,
+    output,
+    plan,
+    public,
+    sandbox,
+    show,
+    test,
+    validate,
+)
 from .commands.usage import Group
 from .options import NO_COLOR_HELP, VERBOSE_HELP, no_color_callback
 
@@ -39,3 +51,4 @@ main.add_command(listing.list_)
 main.add_command(adopt.import_)
 main.add_command(adopt.forget)
 main.add_command(sandbox.sandbox)
+main.add_command(output.output)

@@ -62,6 +62,8 @@ def plan_to_data(plan: Plan, base: Path) -> dict[str, Any]:
     return {
         "endpoints": dict(plan.endpoints),
         "changes": [_change_to_data(c, base) for c in plan.changes],
+        "warnings": list(plan.warnings),
+        "retired": plan.retired,
     }
 
 
@@ -69,6 +71,8 @@ def plan_from_data(data: dict[str, Any], base: Path) -> Plan:
     return Plan(
         changes=tuple(_change_from_data(c, base) for c in data["changes"]),
         endpoints=dict(data["endpoints"]),
+        warnings=tuple(data.get("warnings", ())),
+        retired=int(data.get("retired", 0)),
     )
 
 
@@ -84,12 +88,15 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
         "desired": None
         if d is None
         else {
+            "name": d.name,
             "model": d.model,
             "description": d.description,
             "public": d.public,
             "fields": dict(d.fields),
             "prevent_destroy": d.prevent_destroy,
             "previous_name": d.previous_name,
+            "versioning": d.versioning,
+            "keep": d.keep,
             "assets": [
                 {"name": a.name, "path": relative(a.path, base), "kind": a.kind}
                 | _source_to_data(a)
@@ -113,6 +120,9 @@ def _change_to_data(c: Change, base: Path) -> dict[str, Any]:
             for s in c.steps
         ],
         "warnings": list(c.warnings),
+        "version": c.version,
+        "remote_name": c.remote_name,
+        "supersedes": c.supersedes,
     }
 
 
@@ -121,7 +131,7 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
     desired = None
     if d is not None:
         desired = DesiredFinetune(
-            name=data["name"],
+            name=d.get("name", data["name"]),
             provider=data["provider"],
             account=data["account"],
             model=d["model"],
@@ -134,6 +144,8 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
             fields=d["fields"],
             prevent_destroy=d["prevent_destroy"],
             previous_name=d["previous_name"],
+            versioning=d.get("versioning"),
+            keep=d.get("keep"),
         )
     return Change(
         name=data["name"],
@@ -161,4 +173,7 @@ def _change_from_data(data: dict[str, Any], base: Path) -> Change:
             for s in data["steps"]
         ),
         warnings=tuple(data["warnings"]),
+        version=data.get("version"),
+        remote_name=data.get("remote_name"),
+        supersedes=data.get("supersedes"),
     )

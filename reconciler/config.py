@@ -183,6 +183,8 @@ def _build(
                 mark=mark,
                 fields={"model": item["model"], "description": description, "public": public},
                 checks=tuple(item.get("checks") or ()),
+                versioning=_versioning(item, data),
+                keep=item.get("keep"),
             )
             _check_patterns(source, where, item, problems)
             if provider in limits:
@@ -192,6 +194,14 @@ def _build(
                 ]
             if folder is not None and provider in limits:
                 _preflight(source, where, item, desired, folder, limits[provider], problems, cache)
+        if desired.keep is not None and desired.versioning is None:
+            problems.append(
+                source.problem(
+                    (*where, "keep"),
+                    f"finetune '{name}': keep only applies to versions; add versioning: content "
+                    "(or settings.versioning: content)",
+                )
+            )
         finetunes.append(desired)
         if desired.account:
             accounts.setdefault(provider, set()).add(desired.account)
@@ -207,7 +217,19 @@ def _build(
         limits=limits,
         prune=bool((data.get("settings") or {}).get("prune", False)),
         warnings=tuple(notes),
+        ignore={
+            p: tuple((settings or {}).get("ignore") or ())
+            for p, settings in sorted(providers.items())
+            if (settings or {}).get("ignore")
+        },
+        outputs=tuple(o["path"] for o in data.get("outputs") or ()),
     )
+
+
+def _versioning(item: dict[str, Any], data: dict[str, Any]) -> str | None:
+    """The finetune's own versioning, else settings.versioning; "none" is no versioning."""
+    value = item.get("versioning") or (data.get("settings") or {}).get("versioning")
+    return None if value in (None, "none") else str(value)
 
 
 def _warning(source: Source, where: Path_, message: str) -> str:
@@ -281,6 +303,8 @@ def _cohere(
         },
         prevent_destroy=bool(item.get("prevent_destroy", False)),
         previous_name=item.get("previous_name"),
+        versioning=_versioning(item, source.data),
+        keep=item.get("keep"),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from fnmatch import fnmatchcase
 
 from .diff import FieldChange, field_changes, project
 from .model import LockedFinetune, Observed, Recorded
@@ -33,8 +34,12 @@ class Drift:
 
 
 def detect(
-    recorded: Recorded, observed: Observed, accounts: Mapping[str, tuple[str, ...]]
+    recorded: Recorded,
+    observed: Observed,
+    accounts: Mapping[str, tuple[str, ...]],
+    ignore: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[Drift, ...]:
+    """`ignore`: provider -> names or globs of finetunes made by hand and meant to stay."""
     found: list[Drift] = []
     for name, locked in sorted(recorded.finetunes.items()):
         remotes = observed.finetunes.get((locked.provider, locked.account))
@@ -64,10 +69,52 @@ def detect(
         if fields:
             changed = ", ".join(f.field for f in fields)
             found.append(_drift(DriftKind.CHANGED, locked, remote.id, f"{changed} changed", fields))
-    known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()}
+    # earlier versions of versioned finetunes: retired, not unmanaged; drift only if they
+    # vanish or change
+    for name, versions in sorted(recorded.versions.items()):
+        for version, v in sorted(versions.items()):
+            remotes = observed.finetunes.get((v.provider, v.account))
+            if remotes is None:
+                continue
+            remote = next((r for r in remotes if r.id == v.id), None)
+            label = f"{name}@{version}"
+            if remote is None:
+                found.append(
+                    Drift(
+                        DriftKind.GONE,
+                        label,
+                        v.provider,
+                        v.account,
+                        v.id,
+                        f"its {v.state} version {v.remote_name} is no longer in the account",
+                    )
+                )
+                continue
+            was = {
+                k: val for k, val in (v.fields or {"model": v.model}).items() if k in remote.fields
+            }
+            fields = field_changes(was, project(dict(remote.fields), was))
+            if fields:
+                changed = ", ".join(f.field for f in fields)
+                found.append(
+                    Drift(
+                        DriftKind.CHANGED,
+                        label,
+                        v.provider,
+                        v.account,
+                        v.id,
+                        f"{changed} of its {v.state} version {v.remote_name} changed",
+                        fields,
+                    )
+                )
+    known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()} | {
+        (v.provider, v.account, v.id) for vs in recorded.versions.values() for v in vs.values()
+    }
     for provider, account_ids in sorted(accounts.items()):
         for account in account_ids:
             for r in sorted(observed.finetunes.get((provider, account), ()), key=lambda r: r.name):
+                if any(fnmatchcase(r.name, p) for p in (ignore or {}).get(provider, ())):
+                    continue
                 if (provider, account, r.id) not in known:
                     found.append(
                         Drift(

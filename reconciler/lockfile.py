@@ -16,7 +16,7 @@ from typing import Any
 
 from . import crashpoints, schema, strictjson
 from .errors import LockfileError
-from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
+from .model import EMPTY_RECORD, AssetDigest, LockedFinetune, LockedVersion, Pending, Recorded
 from .providers import registry
 from .statcache import StatCache
 
@@ -128,6 +128,31 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                 "or restore it from version control; nothing was changed"
             )
         owners[key] = name
+    for name, by_version in sorted(data.get("versions", {}).items()):
+        for version, entry in sorted(by_version.items()):
+            where = f"versions.{name}.{version}"
+            names = asset_names(entry["provider"])
+            if names is None:
+                raise LockfileError(
+                    f"{path}: {where}: provider {entry['provider']!r} is not one reconciler "
+                    f"knows ({known}); {RESTORE}"
+                )
+            for asset in sorted(entry["assets"]):
+                if asset not in names:
+                    raise LockfileError(
+                        f"{path}: {where} records an asset named {asset!r}, but a "
+                        f"{entry['provider']} finetune has only {', '.join(sorted(names))}; "
+                        f"{RESTORE}"
+                    )
+            key = (entry["provider"], entry["id"])
+            if key in owners:
+                raise LockfileError(
+                    f"{path}: {owners[key]} and {where} both record the remote id "
+                    f"{entry['id']} ({entry['provider']}), but one remote finetune is one "
+                    "version (a bad merge?). Keep the record that is right and delete the "
+                    "other, or restore the lockfile from version control; nothing was changed"
+                )
+            owners[key] = where
     for name, pending in sorted(data.get("pending", {}).items()):
         names = asset_names(pending["provider"])
         if names is None:
@@ -163,8 +188,35 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             unverified=frozenset(
                 file for file, a in entry["assets"].items() if a.get("verified") is False
             ),
+            remote_name=entry.get("remote_name"),
+            version=entry.get("version"),
+            created_at=entry.get("created_at"),
         )
         for name, entry in data["finetunes"].items()
+    }
+    versions = {
+        name: {
+            version: LockedVersion(
+                version=version,
+                remote_name=v["remote_name"],
+                provider=v["provider"],
+                account=v["account"],
+                id=v["id"],
+                model=v["model"],
+                assets={
+                    file: AssetDigest(
+                        file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
+                    )
+                    for file, a in v["assets"].items()
+                },
+                fields=v.get("fields"),
+                created_at=v.get("created_at"),
+                state=v["state"],
+                prevent_destroy=bool(v.get("prevent_destroy", False)),
+            )
+            for version, v in by_version.items()
+        }
+        for name, by_version in data.get("versions", {}).items()
     }
     pending = {
         name: Pending(
@@ -183,7 +235,12 @@ def _from_json(data: dict[str, Any]) -> Recorded:
         )
         for name, p in data.get("pending", {}).items()
     }
-    return Recorded(finetunes=finetunes, endpoints=dict(data.get("endpoints", {})), pending=pending)
+    return Recorded(
+        finetunes=finetunes,
+        endpoints=dict(data.get("endpoints", {})),
+        pending=pending,
+        versions=versions,
+    )
 
 
 def to_json(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None = None) -> str:
@@ -200,6 +257,12 @@ def to_json(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | Non
     }
     if record.pending:
         data["pending"] = {name: _pending_to_json(p) for name, p in record.pending.items()}
+    if any(record.versions.values()):
+        data["versions"] = {
+            name: {v: _version_to_json(ver) for v, ver in by_version.items()}
+            for name, by_version in record.versions.items()
+            if by_version
+        }
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
     # Values never hold a raw newline (JSON escapes it), so this line is the key's own.
     slot = '\n  "finetunes": ' + json.dumps(_PLACEHOLDER)
@@ -259,6 +322,28 @@ def _entry_to_json(f: LockedFinetune) -> dict[str, Any]:
         entry["fields"] = dict(f.fields)
     if f.prevent_destroy:
         entry["prevent_destroy"] = True
+    for key in ("remote_name", "version", "created_at"):
+        if getattr(f, key):
+            entry[key] = getattr(f, key)
+    return entry
+
+
+def _version_to_json(v: LockedVersion) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "remote_name": v.remote_name,
+        "provider": v.provider,
+        "account": v.account,
+        "id": v.id,
+        "model": v.model,
+        "state": v.state,
+        "assets": {a.name: _asset_to_json(a) for a in v.assets.values()},
+    }
+    if v.fields is not None:
+        entry["fields"] = dict(v.fields)
+    if v.created_at:
+        entry["created_at"] = v.created_at
+    if v.prevent_destroy:
+        entry["prevent_destroy"] = True
     return entry
 
 
@@ -301,6 +386,7 @@ class LockWriter:
         self._finetunes = dict(start.finetunes)
         self._endpoints = dict(start.endpoints)
         self._pending = dict(start.pending)
+        self._versions = {n: dict(v) for n, v in start.versions.items()}
         self._mutex = threading.Lock()  # the state in memory
         self._io = threading.Lock()  # one save at a time
         self._changes = 0  # how many changes were made
@@ -366,6 +452,106 @@ class LockWriter:
         with self._mutex:
             self._finetunes.pop(name, None)
             self._pending.pop(name, None)
+            self._versions.pop(name, None)
+            mine = self._changed()
+        self._commit(mine)
+
+    # --- versioned finetunes: every version but the current one lives in `versions` ---
+
+    def add_version(
+        self, name: str, version: LockedVersion, endpoint: str, then: Pending | None = None
+    ) -> None:
+        """Record a version that was made (a candidate until promoted); `then` journals the
+        next operation in the same write."""
+        with self._mutex:
+            self._versions.setdefault(name, {})[version.version] = version
+            self._endpoints[version.provider] = endpoint
+            self._journal(name, then)
+            mine = self._changed()
+        self._commit(mine)
+
+    def add_version_asset(
+        self, name: str, version: str, asset: AssetDigest, then: Pending | None = None
+    ) -> None:
+        with self._mutex:
+            held = self._versions[name][version]
+            self._versions[name][version] = replace(held, assets={**held.assets, asset.name: asset})
+            self._journal(name, then)
+            mine = self._changed()
+        self._commit(mine)
+
+    def mark_version(self, name: str, version: str, state: str) -> None:
+        with self._mutex:
+            held = self._versions[name][version]
+            self._versions[name][version] = replace(held, state=state)
+            mine = self._changed()
+        self._commit(mine)
+
+    def promote(self, name: str, version: str, current_version: str | None) -> LockedFinetune:
+        """Make a recorded version current, in one write; the version that was current is
+        retired under `current_version` (its content version). Returns the new current."""
+        with self._mutex:
+            chosen = self._versions[name].pop(version)
+            was = self._finetunes.get(name)
+            if was is not None and current_version is not None:
+                self._versions[name][current_version] = LockedVersion(
+                    version=current_version,
+                    remote_name=was.remote_name or was.name,
+                    provider=was.provider,
+                    account=was.account,
+                    id=was.id,
+                    model=was.model,
+                    assets=dict(was.assets),
+                    fields=None if was.fields is None else dict(was.fields),
+                    created_at=was.created_at,
+                    state="retired",
+                    prevent_destroy=was.prevent_destroy,
+                )
+            entry = LockedFinetune(
+                name=name,
+                provider=chosen.provider,
+                account=chosen.account,
+                id=chosen.id,
+                model=chosen.model,
+                assets=dict(chosen.assets),
+                fields=chosen.fields,
+                prevent_destroy=chosen.prevent_destroy,
+                remote_name=chosen.remote_name,
+                version=chosen.version,
+                created_at=chosen.created_at,
+            )
+            self._finetunes[name] = entry
+            if not self._versions[name]:
+                del self._versions[name]
+            self._pending.pop(name, None)
+            mine = self._changed()
+        self._commit(mine)
+        return entry
+
+    def accept_fields(self, name: str, version: str | None, fields: dict[str, Any]) -> None:
+        """Record fields as the account now has them (apply --refresh-only): over what was
+        recorded, so a field the list does not return (Cloudflare's public) is kept."""
+        with self._mutex:
+            if version is None:
+                entry = self._finetunes[name]
+                merged = {**(entry.fields or {}), **fields}
+                self._finetunes[name] = replace(
+                    entry, fields=merged, model=str(fields.get("model", entry.model))
+                )
+            else:
+                held = self._versions[name][version]
+                merged = {**(held.fields or {}), **fields}
+                self._versions[name][version] = replace(held, fields=merged)
+            mine = self._changed()
+        self._commit(mine)
+
+    def forget_version(self, name: str, version: str) -> None:
+        with self._mutex:
+            held = self._versions.get(name, {})
+            held.pop(version, None)
+            if not held:
+                self._versions.pop(name, None)
+            self._pending.pop(name, None)
             mine = self._changed()
         self._commit(mine)
 
@@ -382,6 +568,7 @@ class LockWriter:
             finetunes=dict(sorted(self._finetunes.items())),
             endpoints=dict(self._endpoints),
             pending=dict(self._pending),
+            versions={n: dict(sorted(v.items())) for n, v in sorted(self._versions.items())},
         )
 
     def _changed(self) -> int:

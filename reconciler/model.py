@@ -72,6 +72,8 @@ class DesiredFinetune:
     prevent_destroy: bool = False
     previous_name: str | None = None  # a rename: the name this finetune had before
     checks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)  # smoke tests
+    versioning: str | None = None  # "content": remote names NAME-<8 hex> (versions.py)
+    keep: int | None = None  # versioned: delete versions beyond the N most recent (can_delete)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class Desired:
     # provider -> its limits (preflight.Limits: published values with the config's overrides)
     limits: Mapping[str, Any] = field(default_factory=dict)
     prune: bool = False  # settings.prune: delete what was removed, where the provider can
+    # provider -> names or globs of finetunes made by hand and meant to stay (providers.X.ignore)
+    ignore: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # files to write after an apply that changed a current version (outputs:), as given
+    outputs: tuple[str, ...] = ()
     # "file:line:col: warning: ..." lines: worth saying, never a reason to stop
     warnings: tuple[str, ...] = ()
 
@@ -127,6 +133,29 @@ class LockedFinetune:
     prevent_destroy: bool = False
     # assets recorded by `import` from the local files, not seen uploaded: unconfirmed
     unverified: frozenset[str] = frozenset()
+    # versioned: the current version's name at the provider and its content version
+    remote_name: str | None = None
+    version: str | None = None
+    created_at: str | None = None  # when apply made it (ISO 8601, UTC), where recorded
+
+
+@dataclass(frozen=True)
+class LockedVersion:
+    """A version of a versioned finetune other than its current one."""
+
+    version: str
+    remote_name: str
+    provider: str
+    account: str
+    id: str
+    model: str
+    assets: Mapping[str, AssetDigest]
+    fields: Mapping[str, Any] | None = None
+    created_at: str | None = None
+    # retired: was current once; candidate: made, not yet current (an apply cut short);
+    # failed: its checks failed, so it never became current
+    state: str = "retired"
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +181,8 @@ class Recorded:
     finetunes: Mapping[str, LockedFinetune]
     endpoints: Mapping[str, str]
     pending: Mapping[str, Pending] = field(default_factory=dict)
+    # versioned finetunes: logical name -> version -> every version but the current one
+    versions: Mapping[str, Mapping[str, LockedVersion]] = field(default_factory=dict)
 
 
 EMPTY_RECORD = Recorded(finetunes={}, endpoints={})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any
 
 from . import adoption
@@ -32,6 +33,7 @@ from .model import (
     DesiredFinetune,
     Digests,
     LockedFinetune,
+    LockedVersion,
     Observed,
     Pending,
     Recorded,
@@ -39,6 +41,7 @@ from .model import (
 )
 from .preflight import quantized_hint
 from .providers.base import Capabilities
+from .versions import content_version, remote_name, version_of
 
 __all__ = [
     "SYMBOLS",
@@ -77,18 +80,44 @@ def build(
         if locked is not None and (locked.provider, locked.account) != (d.provider, d.account):
             locked = None  # moved: the old one stays where it is, a new one is made
         pending = recorded.pending.get(d.name)
-        one = _plan_one(d, locked, observed, digests, capabilities[d.provider], pending)
+        caps = capabilities[d.provider]
+        if d.versioning:
+            found = _versioned(
+                d, locked, recorded.versions.get(d.name, {}), observed, digests, caps, pending
+            )
+            one, more = found[0], found[1:]
+        else:
+            one, more = _plan_one(d, locked, observed, digests, caps, pending), []
         catalogue = (catalogues or {}).get((d.provider, d.account))
         if catalogue is not None:
             one = _base_model(one, d, catalogue, desired.limits.get(d.provider), today)
         changes.append(one)
+        changes.extend(more)
     for name in sorted(set(recorded.finetunes) - declared - renamed_from):
         locked = recorded.finetunes[name]
-        changes.append(_removed(locked, capabilities.get(locked.provider), prune or desired.prune))
-    known_ids = {f.id for f in recorded.finetunes.values()}
+        caps_of = capabilities.get(locked.provider)
+        changes.append(_removed(locked, caps_of, prune or desired.prune))
+        changes.extend(
+            _removed_versions(
+                locked, recorded.versions.get(name, {}), caps_of, prune or desired.prune
+            )
+        )
+    known_ids = {f.id for f in recorded.finetunes.values()} | {
+        v.id for versions in recorded.versions.values() for v in versions.values()
+    }
+    retired = sum(
+        1
+        for name in declared
+        for v in recorded.versions.get(name, {}).values()
+        if v.state == "retired"
+    )
+    known_ids |= {c.remote_id for c in changes if c.remote_id}  # a change already names it
     for provider, accounts in desired.accounts.items():
+        ignored = desired.ignore.get(provider, ())
         for account in accounts:
             for remote in sorted(observed.in_account(provider, account), key=lambda r: r.name):
+                if any(fnmatchcase(remote.name, pattern) for pattern in ignored):
+                    continue  # made by hand and meant to stay: the config says so
                 if remote.name not in declared and remote.id not in known_ids:
                     changes.append(
                         Change(
@@ -100,7 +129,7 @@ def build(
                             remote_id=remote.id,
                         )
                     )
-    return Plan(changes=tuple(changes), endpoints=dict(endpoints))
+    return Plan(changes=tuple(changes), endpoints=dict(endpoints), retired=retired)
 
 
 def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str, str]) -> None:
@@ -218,7 +247,8 @@ def _plan_one(
                 Action.BLOCKED,
                 f"the recorded finetune (id {locked.id}) is gone from account {d.account} and "
                 f"another finetune named {d.name} (id {newcomer.id}) has taken its place; give "
-                "this finetune another name",
+                "this finetune another name, or, if the newcomer is yours, `reconciler forget "
+                f"{d.name}` then `reconciler import {d.name}`",
                 remote_id=newcomer.id,
             )
         return creation(
@@ -304,6 +334,261 @@ def _plan_one(
     return change(Action.NOOP, "up to date", remote_id=remote.id, warnings=notes)
 
 
+def _versioned(
+    d: DesiredFinetune,
+    current: LockedFinetune | None,
+    versions: Mapping[str, LockedVersion],
+    observed: Observed,
+    digests: Digests,
+    caps: Capabilities,
+    pending: Pending | None,
+) -> list[Change]:
+    """A versioned finetune (versioning: content): its remote name is NAME-<content version>.
+    The same content plans as today; new content as a new version (never blocked); content an
+    earlier version has as switching back to it (nothing sent). The first change is the
+    finetune's own; any more are deletions of versions beyond `keep`."""
+    local = {a.name: digests[a.path] for a in d.assets}
+    version = content_version(d.fields, local)
+    name = remote_name(d.name, version)
+    remotes = observed.in_account(d.provider, d.account)
+    by_id = {r.id: r for r in remotes}
+    if current is not None and (current.provider, current.account) != (d.provider, d.account):
+        current = None  # moved to another account: versions there start afresh
+        versions = {}
+    now = version_of(current, d.fields) if current is not None else None
+    now_name = (current.remote_name or current.name) if current is not None else None
+    supersedes = now_name if now != version else None
+
+    def tagged(change: Change) -> Change:
+        return replace(
+            change, name=d.name, version=version, remote_name=name, supersedes=supersedes
+        )
+
+    if d.keep is not None and not caps.can_delete:
+        return [
+            tagged(
+                Change(
+                    d.name,
+                    d.provider,
+                    d.account,
+                    Action.BLOCKED,
+                    f"keep: {d.keep} asks to delete old versions, but {d.provider} cannot "
+                    "delete a finetune: every version stays in the account. Remove keep (old "
+                    "versions are retired: counted, never reported as unmanaged)",
+                    desired=d,
+                )
+            )
+        ]
+    if current is not None and now == version:
+        # the current version: planned as an unversioned finetune under its remote name
+        change = _plan_one(
+            replace(d, name=now_name or name), current, observed, digests, caps, pending
+        )
+        change = replace(change, name=d.name, version=version, remote_name=now_name)
+        return [change, *_surplus(d, current, versions, by_id, caps, change)]
+    dv = replace(d, name=name)
+    earlier = versions.get(version)
+    checks = (Step(StepKind.CHECK),) if d.checks else ()
+    promote = (Step(StepKind.PROMOTE),)
+    if earlier is not None and earlier.id in by_id:
+        missing = [a for a in d.assets if a.name not in earlier.assets]
+        uploads = tuple(Step(StepKind.UPLOAD, a, local[a.name]) for a in missing)
+        base = Change(
+            d.name, d.provider, d.account, Action.SWITCH, "", remote_id=earlier.id, desired=dv
+        )
+        if earlier.state == "retired" and not missing:
+            return [
+                tagged(
+                    replace(
+                        base,
+                        reason=f"switching back to {earlier.remote_name}, the version made "
+                        f"{_when(earlier.created_at)}with this content: nothing is created or "
+                        "uploaded",
+                        steps=promote,
+                    )
+                )
+            ]
+        why = {
+            "candidate": "an apply made this version but was cut short before it became current",
+            "failed": "this version failed its checks at an earlier apply",
+            "retired": "this earlier version lacks some uploads",
+        }[earlier.state]
+        action = Action.UPLOAD if missing else Action.SWITCH
+        todo = "uploading what it lacks, " if missing else ""
+        gate = "checking it, " if checks else ""
+        return [
+            tagged(
+                replace(
+                    base,
+                    action=action,
+                    reason=f"{why}: {todo}{gate}then making it current",
+                    assets=tuple(AssetChange(a.name, None, local[a.name]) for a in missing),
+                    steps=(*uploads, *checks, promote[0]),
+                )
+            )
+        ]
+    squatter = next(
+        (r for r in remotes if r.name == name and r.id not in _ids(current, versions)), None
+    )
+    if (
+        squatter is not None
+        and pending is not None
+        and pending.op == "create"
+        and (pending.provider, pending.account) == (d.provider, d.account)
+        and not adoption.differences(dv, squatter, pending.since)
+    ):
+        # our own create of this version, cut off before the lock recorded it
+        return [
+            tagged(
+                Change(
+                    d.name,
+                    d.provider,
+                    d.account,
+                    Action.UPLOAD,
+                    f"an interrupted apply created version {name} (the lockfile's journal says "
+                    "so, and it has what was sent): recording it, uploading its assets, then "
+                    "making it current",
+                    remote_id=squatter.id,
+                    desired=dv,
+                    assets=tuple(AssetChange(a.name, None, local[a.name]) for a in d.assets),
+                    steps=(
+                        Step(StepKind.ADOPT),
+                        *(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets),
+                        *checks,
+                        promote[0],
+                    ),
+                )
+            )
+        ]
+    if squatter is not None:
+        return [
+            tagged(
+                Change(
+                    d.name,
+                    d.provider,
+                    d.account,
+                    Action.BLOCKED,
+                    f"a finetune named {name} (id {squatter.id}) is already in account "
+                    f"{d.account} but not in the lockfile. Its name is this content's version, "
+                    "so an earlier apply most likely made it from these very files and its "
+                    f"record was lost: `reconciler import {d.name}` records it",
+                    remote_id=squatter.id,
+                    desired=dv,
+                )
+            )
+        ]
+    uploads = tuple(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets)
+    create = (Step(StepKind.CREATE),)
+    made = (*uploads, *create) if caps.assets_before_create else (*create, *uploads)
+    if current is None:
+        reason = (
+            "not in the account yet"
+            if earlier is None
+            else f"version {name} was made before but is gone from the account: made again"
+        )
+        fields = field_changes({}, d.fields)
+        assets = tuple(AssetChange(a.name, None, local[a.name]) for a in d.assets)
+    else:
+        known = dict(current.fields or {})
+        before = {k: known.get(k) for k in d.fields}
+        fields = field_changes(before, dict(d.fields))
+        assets = tuple(
+            AssetChange(a.name, current.assets.get(a.name), local[a.name]) for a in d.assets
+        )
+        what = [f.field for f in fields] + [
+            f"{a.name} content" for a in assets if a.before != a.after
+        ]
+        reason = f"{', '.join(what) or 'content'} changed: new version {name} supersedes {now_name}"
+    return [
+        tagged(
+            Change(
+                d.name,
+                d.provider,
+                d.account,
+                Action.CREATE,
+                reason,
+                desired=dv,
+                fields=fields,
+                assets=assets,
+                steps=(*made, *checks, promote[0]),
+            )
+        )
+    ]
+
+
+def _when(created_at: str | None) -> str:
+    return f"on {created_at[:10]} " if created_at else ""
+
+
+def _ids(current: LockedFinetune | None, versions: Mapping[str, LockedVersion]) -> set[str]:
+    return ({current.id} if current is not None else set()) | {v.id for v in versions.values()}
+
+
+def _surplus(
+    d: DesiredFinetune,
+    current: LockedFinetune,
+    versions: Mapping[str, LockedVersion],
+    by_id: Mapping[str, RemoteFinetune],
+    caps: Capabilities,
+    change: Change,
+) -> list[Change]:
+    """keep: N deletes the versions beyond the N most recent, once the current one is ready
+    (create before destroy): never the current one, never one with prevent_destroy, never a
+    candidate an apply is still making current."""
+    if d.keep is None or not caps.can_delete or change.action is not Action.NOOP:
+        return []
+    remote = by_id.get(current.id)
+    if remote is None or not remote.ready:
+        return []  # the new one is not ready yet: the old ones stay until it is
+    older = sorted(
+        (v for v in versions.values() if v.state != "candidate"),
+        key=lambda v: (v.created_at or "", v.version),
+        reverse=True,
+    )
+    doomed = [v for v in older[max(d.keep - 1, 0) :] if not v.prevent_destroy]
+    return [
+        Change(
+            d.name,
+            d.provider,
+            d.account,
+            Action.DELETE,
+            f"a version of {d.name} older than the {d.keep} kept (keep: {d.keep})",
+            remote_id=v.id,
+            steps=(Step(StepKind.DELETE),),
+            version=v.version,
+            remote_name=v.remote_name,
+        )
+        for v in doomed
+    ]
+
+
+def _removed_versions(
+    locked: LockedFinetune,
+    versions: Mapping[str, LockedVersion],
+    caps: Capabilities | None,
+    prune: bool,
+) -> list[Change]:
+    """A versioned finetune removed from the config: its other versions go the way its
+    current one goes (deleted with pruning where the provider can; else forgotten with it)."""
+    if not (prune and caps is not None and caps.can_delete) or locked.prevent_destroy:
+        return []
+    return [
+        Change(
+            locked.name,
+            locked.provider,
+            locked.account,
+            Action.DELETE,
+            "removed from the config, and pruning is on",
+            remote_id=v.id,
+            steps=(Step(StepKind.DELETE),),
+            version=v.version,
+            remote_name=v.remote_name,
+        )
+        for v in sorted(versions.values(), key=lambda v: v.version)
+        if not v.prevent_destroy
+    ]
+
+
 def _base_model(
     change: Change, d: DesiredFinetune, catalogue: Catalogue, limits: Any, today: str | None
 ) -> Change:
@@ -314,7 +599,9 @@ def _base_model(
         declared: frozenset[str] = getattr(limits, "declared_models", frozenset())
         problem = base_problem(d.model, catalogue, declared, quantized_hint(d.model))
         if problem is not None and change.action is Action.CREATE:
-            return replace(change, action=Action.BLOCKED, reason=problem, steps=())
+            return replace(
+                change, action=Action.BLOCKED, reason=problem, steps=(), fields=(), assets=()
+            )
         families = getattr(limits, "lora_models", {})
         if problem is None and families.get(d.model) is None:
             notes.append(
@@ -322,7 +609,7 @@ def _base_model(
                 "model_type could not be checked against it (any of "
                 f"{', '.join(getattr(limits, 'supported_model_types', ()))} is accepted)"
             )
-    note = deprecation_note(d.model, catalogue, today)
+    note = deprecation_note(d.model, catalogue, today, getattr(limits, "deprecations", {}))
     if note is not None:
         notes.append(note)
     return replace(change, warnings=tuple(notes)) if notes != list(change.warnings) else change
@@ -343,8 +630,10 @@ def _cannot(
     result: Change = change(
         Action.BLOCKED,
         f"{', '.join(what)} changed, but {d.provider} cannot update a finetune or replace its "
-        "assets once uploaded: give the finetune a new name to create a new one (the old one "
-        "stays in the account), or revert the change",
+        "assets once uploaded: set `versioning: content` on it, so that each change is "
+        "applied as a new version (NAME-<hex>) and `reconciler output` names the current one, "
+        "or give it a new name by hand (the old one stays in the account), or revert the "
+        "change",
         remote_id=remote.id,
         fields=fields,
         assets=tuple(a for a in assets if a.before != a.after),

@@ -320,7 +320,9 @@ def _plan_differences(
     fresh_changes = list(fresh["changes"])
 
     def address(c: Mapping[str, Any]) -> str:
-        return _address(str(c.get("provider")), str(c.get("name")))
+        # a versioned finetune's older versions are deleted by changes of their own
+        version = f"@{c.get('version')}" if c.get("action") == "delete" and c.get("version") else ""
+        return _address(str(c.get("provider")), str(c.get("name"))) + version
 
     by_saved = [address(c) for c in saved_changes]
     by_fresh = [address(c) for c in fresh_changes]

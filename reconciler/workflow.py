@@ -6,7 +6,7 @@ about click or terminals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import assets, catalogues, config, drift, lockfile, planfile, sources
+from . import assets, catalogues, checks, config, drift, lockfile, outputs, planfile, sources
 from . import plan as plan_mod
 from .catalogue import base_problem, deprecation_note
 from .errors import PlanError, ReconcilerError
@@ -24,6 +24,7 @@ from .model import (
     DesiredFinetune,
     Digests,
     LockedFinetune,
+    LockedVersion,
     Observed,
     Recorded,
     RemoteFinetune,
@@ -33,6 +34,7 @@ from .providers import registry
 from .providers.base import History, Provider
 from .statcache import StatCache, default_path
 from .untrusted import visible
+from .versions import content_version, remote_name
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ def make_plan(
     )
     if notes or resolution.warnings:
         plan = replace(plan, warnings=(*plan.warnings, *notes, *resolution.warnings))
-    _check_capacity(desired, observed, plan)
+    crowded = _check_capacity(desired, observed, plan)
+    if crowded:
+        plan = replace(plan, warnings=(*plan.warnings, *crowded))
     return Planned(
         config_path=config_path,
         desired=desired,
@@ -156,18 +160,33 @@ def make_plan(
     )
 
 
-def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> None:
-    """Refuse a plan that would take an account past its finetune limit, before any call."""
+def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> tuple[str, ...]:
+    """Refuse a plan that would take an account past its finetune limit, before any call;
+    every finetune in the account counts (every version of a versioned one too). Returns a
+    warning for each account the plan leaves at 80 % of its limit or more."""
     creates: dict[tuple[str, str], int] = {}
     for c in plan.changes:
         if c.action is plan_mod.Action.CREATE:
             creates[(c.provider, c.account)] = creates.get((c.provider, c.account), 0) + 1
-    for (provider, account), count in sorted(creates.items()):
+    notes = []
+    for provider, accounts in sorted(desired.accounts.items()):
         limits = desired.limits.get(provider)
-        existing = len(observed.in_account(provider, account))
-        problem = limits and check_account_capacity(account, existing, count, limits)
-        if problem:
-            raise PlanError(problem)
+        if limits is None:
+            continue
+        for account in accounts:
+            count = creates.get((provider, account), 0)
+            existing = len(observed.in_account(provider, account))
+            problem = check_account_capacity(account, existing, count, limits)
+            if problem:
+                raise PlanError(problem)
+            cap = limits.max_finetunes_per_account
+            if existing + count >= 0.8 * cap:
+                notes.append(
+                    f"{provider} account {account} will hold {existing + count} of its "
+                    f"{cap} finetunes ({(existing + count) * 100 // cap} %): every version "
+                    "counts, and Cloudflare cannot delete one; plan for another account"
+                )
+    return tuple(notes)
 
 
 def apply(
@@ -175,13 +194,36 @@ def apply(
     providers: Mapping[str, Provider],
     report: apply_mod.Report | None = None,
     parallelism: int = 4,
+    skip_checks: bool = False,
     events: apply_mod.Events | None = None,
 ) -> apply_mod.Result:
+    """Carry the plan out. A versioned change with checks becomes current only when its checks
+    pass against the version it made (the promotion gate), unless `skip_checks`. Afterwards the
+    config's `outputs:` files are written where what is current changed."""
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
-    stage = planned.fetcher.stage if planned.fetcher else None
-    return apply_mod.run(
-        planned.plan, providers, writer, report, parallelism, stage=stage, events=events
-    )
+    gate = None if skip_checks else _gate(providers)
+    try:
+        return apply_mod.run(
+            planned.plan,
+            providers,
+            writer,
+            report,
+            parallelism,
+            gate,
+            events=events,
+            stage=planned.fetcher.stage if planned.fetcher else None,
+        )
+    finally:
+        if planned.desired.outputs:
+            outputs.write(planned.config_path, planned.desired.outputs, writer.current)
+
+
+def _gate(providers: Mapping[str, Provider]) -> apply_mod.Gate:
+    def run_checks(change: plan_mod.Change) -> list[checks.CheckResult]:
+        assert change.desired is not None  # its name is the version's name at the provider
+        return checks.run([change.desired], lambda name: providers[name].run)  # type: ignore[attr-defined]
+
+    return run_checks
 
 
 def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = False) -> Planned:
@@ -205,7 +247,7 @@ def detect_drift(
         if f.provider in providers:
             accounts.setdefault(f.provider, set()).add(f.account)
     observed = read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
-    return drift.detect(recorded, observed, desired.accounts)
+    return drift.detect(recorded, observed, desired.accounts, desired.ignore)
 
 
 def import_finetune(
@@ -234,12 +276,20 @@ def import_finetune(
             f"{provider.endpoint}"
         )
     existing = recorded.finetunes.get(name)
+    digests = {**assets.digest_all(declared.assets), **_remote_digests(config_path, env, declared)}
+    local = {a.name: digests[a.path] for a in declared.assets}
+    wanted = name
+    if declared.versioning:  # the version the local files make, by its content-addressed name
+        version = content_version(declared.fields, local)
+        wanted = remote_name(name, version)
+        if existing is not None and existing.remote_name != wanted:
+            return _import_version(lock_path, recorded, provider, declared, wanted, version, local)
     if existing is not None and not (confirm and existing.unverified):
         raise PlanError(f"{name} is already in the lockfile (id {existing.id})")
-    named = [r for r in provider.list_finetunes(declared.account) if r.name == name]
+    named = [r for r in provider.list_finetunes(declared.account) if r.name == wanted]
     if not named:
         raise PlanError(
-            f"no finetune named {name} in {declared.provider} account {declared.account}: "
+            f"no finetune named {wanted} in {declared.provider} account {declared.account}: "
             "nothing to import (plan and apply create it)"
         )
     if len(named) > 1:  # which one is ours is not for reconciler to guess
@@ -250,7 +300,6 @@ def import_finetune(
             "means, so none was imported: remove or rename the others in the account first"
         )
     remote = named[0]
-    digests = {**assets.digest_all(declared.assets), **_remote_digests(config_path, env, declared)}
     entry = LockedFinetune(
         name=name,
         provider=declared.provider,
@@ -261,10 +310,50 @@ def import_finetune(
         fields=dict(remote.fields),
         prevent_destroy=declared.prevent_destroy,
         unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
+        remote_name=wanted if declared.versioning else None,
+        version=content_version(declared.fields, local) if declared.versioning else None,
     )
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.put(entry, provider.endpoint)
     return entry
+
+
+def _import_version(
+    lock_path: Path,
+    recorded: Recorded,
+    provider: Provider,
+    declared: DesiredFinetune,
+    wanted: str,
+    version: str,
+    local: Mapping[str, AssetDigest],
+) -> LockedFinetune:
+    """A versioned finetune whose local content has a version the lock lacks, found in the
+    account by its content-addressed name: recorded as a candidate, which the next apply
+    checks (where checks are declared) and makes current."""
+    named = [r for r in provider.list_finetunes(declared.account) if r.name == wanted]
+    if len(named) != 1:
+        raise PlanError(
+            f"{len(named) or 'no'} finetune{'s' if len(named) != 1 else ''} named {wanted} in "
+            f"{declared.provider} account {declared.account}: nothing was imported"
+        )
+    remote = named[0]
+    candidate = LockedVersion(
+        version=version,
+        remote_name=wanted,
+        provider=declared.provider,
+        account=declared.account,
+        id=remote.id,
+        model=remote.model,
+        assets=dict(local),
+        fields=dict(remote.fields),
+        created_at=remote.created_at,
+        state="candidate",
+        prevent_destroy=declared.prevent_destroy,
+    )
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.add_version(declared.name, candidate, provider.endpoint)
+    current = writer.current.finetunes[declared.name]
+    return replace(current, id=remote.id, remote_name=wanted, version=version)
 
 
 def _remote_digests(
@@ -351,7 +440,67 @@ def base_model_notes(
         problem = base_problem(d.model, catalogue, declared, "")
         if problem is not None:
             out.append(f"{d.name}: {problem}")
-        note = deprecation_note(d.model, catalogue, today)
+        note = deprecation_note(d.model, catalogue, today, getattr(limits, "deprecations", {}))
         if note is not None:
             out.append(f"{d.name}: {note}")
     return tuple(out)
+
+
+def as_called(
+    finetunes: tuple[DesiredFinetune, ...], recorded: Recorded
+) -> tuple[DesiredFinetune, ...]:
+    """The finetunes under the names an app calls them by: a versioned one's current version
+    (its remote name, from the lockfile), so checks run against what is current."""
+    found = []
+    for d in finetunes:
+        entry = recorded.finetunes.get(d.name)
+        if d.versioning and entry is not None and entry.remote_name:
+            d = replace(d, name=entry.remote_name)
+        found.append(d)
+    return tuple(found)
+
+
+def accept_remote(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+) -> tuple[tuple[drift.Drift, ...], Callable[[], int]]:
+    """`apply --refresh-only`: what changed remotely, and a function that records it in the
+    lockfile (after the caller's confirmation), so that drift clears once a remote change is
+    accepted. Fields changed remotely are recorded as the account now has them; a record whose
+    finetune is gone is dropped (the next plan creates it again, or a new version); a name
+    taken by another finetune and unmanaged finetunes are left for `import` or `ignore:`."""
+    found = detect_drift(config_path, env, providers)
+    lock_path = config.lockfile_path(config_path)
+
+    def record() -> int:
+        recorded = lockfile.load(lock_path)
+        observed = read_observed(
+            {
+                p: tuple(sorted({d.account for d in found if d.provider == p}))
+                for p in {d.provider for d in found}
+            },
+            providers,
+        )
+        writer = lockfile.LockWriter(lock_path, recorded)
+        done = 0
+        for item in found:
+            name, _, version = item.name.partition("@")
+            remote = next(
+                (
+                    r
+                    for r in observed.in_account(item.provider, item.account)
+                    if r.id == item.remote_id
+                ),
+                None,
+            )
+            if item.kind is drift.DriftKind.GONE:
+                if version:
+                    writer.forget_version(name, version)
+                else:
+                    writer.forget(name)
+                done += 1
+            elif item.kind is drift.DriftKind.CHANGED and remote is not None:
+                writer.accept_fields(name, version or None, dict(remote.fields))
+                done += 1
+        return done
+
+    return found, record

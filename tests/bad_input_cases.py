@@ -174,17 +174,17 @@ CASES: list[tuple[str, Break, str]] = [
     (
         "unknown-top-key",
         edit("version: 1", "version: 1\ntoken: abc"),
-        "{config}:3:1: error: token: unknown key 'token'; expected one of: finetunes, providers, settings, version",
+        "{config}:3:1: error: token: unknown key 'token'; expected one of: finetunes, outputs, providers, settings, version",
     ),
     (
         "unknown-finetune-key",
         edit("public: false", "publik: false"),
-        "{config}:12:5: error: finetunes[0].publik: unknown key 'publik' (did you mean 'public'?); expected one of: account_id, adapter, checks, description, model, name, provider, public",
+        "{config}:12:5: error: finetunes[0].publik: unknown key 'publik' (did you mean 'public'?); expected one of: account_id, adapter, checks, description, keep, model, name, provider, public, versioning",
     ),
     (
         "unknown-provider-key",
         edit("cloudflare:\n", "cloudflare:\n    api_token: abc\n"),
-        "{config}:5:5: error: providers.cloudflare.api_token: unknown key 'api_token'; expected one of: account_id, limits",
+        "{config}:5:5: error: providers.cloudflare.api_token: unknown key 'api_token'; expected one of: account_id, ignore, limits",
     ),
     (
         "wrong-type-public",

@@ -10,6 +10,10 @@ again), and each model trains on the dataset its lockfile entry records.
     python tests/crash_harness.py                     # every kill point of a 6-finetune apply
     python tests/crash_harness.py --every 7           # a sample
     python tests/crash_harness.py --provider cohere   # Cohere: datasets, then models
+    python tests/crash_harness.py --provider versioned  # Cloudflare, versioning: content:
+        a first version applied whole, then every kill point of the apply of a second one
+        (create, uploads, promotion); after the re-run each version exists once, the new
+        one is current with its files' digests and the first is retired
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def make_project(folder: Path, count: int, provider: str = "cloudflare") -> Path
     from make_adapter import make_adapter
 
     lines = ["version: 1", "finetunes:"]
+    if provider == "versioned":
+        lines = ["version: 1", "settings: {versioning: content}", "finetunes:"]
     for i in range(count):
         make_adapter(folder / "adapters" / f"a{i}", "mistral", 4, 32, 1, f"seed{i}")
         lines += [
@@ -86,6 +92,23 @@ def make_cohere_project(folder: Path, count: int) -> Path:
     return config
 
 
+def next_version(config: Path, count: int) -> None:
+    """A retrained adapter: one byte of every weights file's tensor data changed."""
+    for i in range(count):
+        path = config.parent / "adapters" / f"a{i}" / "adapter_model.safetensors"
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+
+
+def prepare(config: Path, env: dict[str, str], count: int, provider: str) -> None:
+    """What the scenario has applied before the apply that is killed."""
+    if provider != "versioned":
+        return
+    first = run(config, env, "apply", "--auto-approve")
+    assert first.returncode == 0, first.stdout + first.stderr
+    next_version(config, count)
+
+
 def run(config: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "reconciler", *extra, "-c", str(config)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -98,6 +121,7 @@ def count_points(count: int, provider: str = "cloudflare") -> int:
         config = make_project(Path(tmp) / "p", count, provider)
         tally = Path(tmp) / "tally"
         with SandboxServer(Path(tmp) / "remote", clock_speed=SPEED) as sandbox:
+            prepare(config, _env(sandbox), count, provider)
             env = _env(sandbox) | {"RECONCILER_CRASH_TALLY": str(tally)}
             done = run(config, env, "apply", "--auto-approve", "--parallelism", "1")
             assert done.returncode == 0, done.stdout + done.stderr
@@ -131,6 +155,8 @@ def try_point(point: int, count: int, figures: Figures, provider: str = "cloudfl
         config = make_project(folder, count, provider)
         with SandboxServer(Path(tmp) / "remote", clock_speed=SPEED) as sandbox:
             env = _env(sandbox)
+            prepare(config, env, count, provider)
+            before = len(sandbox.request_log)
             killed = run(
                 config,
                 env | {"RECONCILER_CRASH_AFTER": str(point)},
@@ -143,7 +169,7 @@ def try_point(point: int, count: int, figures: Figures, provider: str = "cloudfl
                 figures.killed += 1
             finish = run(config, env, "apply", "--auto-approve")
             final = run(config, env, "plan", "--detailed-exitcode")
-            check = _check_cohere if provider == "cohere" else _check
+            check = {"cohere": _check_cohere, "versioned": _check_versioned}.get(provider, _check)
             problems = check(config, sandbox, count, figures)
             if finish.returncode != 0:
                 problems.append(
@@ -155,7 +181,9 @@ def try_point(point: int, count: int, figures: Figures, provider: str = "cloudfl
                 datasets = [c for c in sandbox.request_log if c == ("POST", "/v1/datasets")]
                 figures.reuploads += max(0, len(datasets) - count)
             else:
-                uploads = [c for c in sandbox.request_log if c[1].endswith("/finetune-assets")]
+                uploads = [
+                    c for c in sandbox.request_log[before:] if c[1].endswith("/finetune-assets")
+                ]
                 figures.reuploads += max(0, len(uploads) - 2 * count)
     if problems:
         figures.failures.append(f"kill point {point}: " + "; ".join(problems))
@@ -194,6 +222,50 @@ def _check(config: Path, sandbox: object, count: int, figures: Figures) -> list[
                 problems.append(f"{name}/{file} not stored with the file's digest")
             if entry["assets"].get(file, {}).get("sha256") != f"sha256:{local}":
                 problems.append(f"{name}/{file} not recorded in the lock")
+    if lock.get("pending"):
+        problems.append(f"journal not settled: {lock['pending']}")
+    return problems
+
+
+def _check_versioned(config: Path, sandbox: Any, count: int, figures: Figures) -> list[str]:
+    """After the second version's apply was killed and re-run: each version exists once, the
+    second is current with its files' digests stored, the first is retired, nothing pending."""
+    problems: list[str] = []
+    store = sandbox.store
+    remote = store.list_finetunes(ACCOUNT)
+    names = [f.name for f in remote]
+    try:
+        lock = json.loads(config.with_suffix(".lock").read_text())
+    except (OSError, ValueError) as exc:
+        return [f"lockfile unreadable: {exc}"]
+    for i in range(count):
+        name = f"crash-{i}"
+        versions = [n for n in names if n.startswith(f"{name}-")]
+        if len(versions) != len(set(versions)):
+            figures.duplicates += len(versions) - len(set(versions))
+            problems.append(f"{name}: a version exists twice ({sorted(versions)})")
+        entry = lock["finetunes"].get(name)
+        if entry is None:
+            problems.append(f"{name}: not in the lock")
+            continue
+        current = next((f for f in remote if f.id == entry["id"]), None)
+        if current is None or current.name != entry.get("remote_name"):
+            problems.append(f"{name}: the lock's current version is not the remote one")
+            continue
+        stored = {a.file_name: a.sha256 for a in store.list_assets(entry["id"])}
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            local = hashlib.sha256(
+                (config.parent / "adapters" / f"a{i}" / file).read_bytes()
+            ).hexdigest()
+            if stored.get(file, "").removeprefix("sha256:") != local:
+                figures.lost_uploads += 1
+                problems.append(f"{name}/{file}: the current version lacks the file's digest")
+        older = lock.get("versions", {}).get(name, {})
+        states = sorted(v["state"] for v in older.values())
+        if states != ["retired"]:
+            problems.append(f"{name}: earlier versions {states}, expected one retired")
+        if len(set(versions)) != 2:
+            problems.append(f"{name}: {len(set(versions))} versions in the account, expected 2")
     if lock.get("pending"):
         problems.append(f"journal not settled: {lock['pending']}")
     return problems
@@ -249,7 +321,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finetunes", type=int, default=6)
     parser.add_argument("--every", type=int, default=1, help="try every Nth kill point")
-    parser.add_argument("--provider", choices=("cloudflare", "cohere"), default="cloudflare")
+    parser.add_argument(
+        "--provider", choices=("cloudflare", "cohere", "versioned"), default="cloudflare"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     figures = harness(args.finetunes, args.every, args.provider)

@@ -74,7 +74,7 @@ def test_blocked_change_applies_nothing(cli: Cli, cf_env: SandboxServer, project
     result = cli("apply", "-c", project, "--auto-approve")
     assert result.exit_code == 1
     assert '~ description = "Answers from the product FAQ" -> "Answers, better"' in result.stdout
-    assert "give the finetune a new name" in result.stdout
+    assert "set `versioning: content` on it" in result.stdout
     assert project.with_suffix(".lock").read_bytes() == lock_before
     assert len([c for c in cf_env.request_log if c[0] == "POST"]) == posts_before
 

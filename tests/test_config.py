@@ -83,7 +83,8 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
         f"{f}:3:5: error: finetunes[0]: missing required key 'model'",
         f"{f}:5:5: error: finetunes[0].modle: unknown key 'modle' (did you mean 'model'?); "
         "expected one of: "
-        "account_id, adapter, checks, description, model, name, provider, public",
+        "account_id, adapter, checks, description, keep, model, name, provider, public, "
+        "versioning",
         f"{f}:7:11: error: finetunes[1].name: 'cf-public-two' is not allowed: "
         "the prefix cf-public- is reserved by Cloudflare for its public adapters",
         f"{f}:10:13: error: finetunes[1].public: expected a boolean (true or false), got a string",
@@ -156,7 +157,7 @@ def test_duplicate_names_missing_files_and_unset_env(tmp_path: Path) -> None:
         (
             "version: 1\nfinetunes: []\ntoken: abc\n",
             ":3:1: error: token: unknown key 'token'; "
-            "expected one of: finetunes, providers, settings, version",
+            "expected one of: finetunes, outputs, providers, settings, version",
         ),
     ],
 )
@@ -196,6 +197,7 @@ def test_validate_command(cli: Cli, project: Path, monkeypatch: pytest.MonkeyPat
         f"{project}:21:5: error: finetunes[1]: missing required key 'adapter'",
         f"{project}:25:5: error: finetunes[1].adaptor: unknown key 'adaptor' "
         "(did you mean 'adapter'?); expected one of: "
-        "account_id, adapter, checks, description, model, name, provider, public",
+        "account_id, adapter, checks, description, keep, model, name, provider, public, "
+        "versioning",
         "2 problems found; nothing was changed.",
     ]

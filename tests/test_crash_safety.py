@@ -25,3 +25,16 @@ def test_a_cohere_apply_killed_anywhere_uploads_each_dataset_once(capsys) -> Non
     assert figures.killed == figures.tried
     assert figures.failures == []
     assert (figures.converged, figures.duplicates, figures.reuploads) == (figures.tried, 0, 0)
+
+
+def test_a_versioned_apply_killed_anywhere_leaves_one_of_each_version(capsys) -> None:
+    """The apply of a second version (create, uploads, promotion) killed at sampled points: on
+    the re-run each version exists once, the new one is current with its files, the first is
+    retired, and the journal is settled."""
+    figures = harness(count=2, every=4, provider="versioned")
+    with capsys.disabled():
+        print(f"\ncrash harness (versioned): {figures.line()}")
+    assert figures.tried >= 6
+    assert figures.killed == figures.tried
+    assert figures.failures == []
+    assert (figures.converged, figures.duplicates, figures.lost_uploads) == (figures.tried, 0, 0)

@@ -152,6 +152,7 @@ def test_plan_json_matches_the_published_schema_in_every_state(
         "blocked": 1,
         "unchanged": 1,
         "unmanaged": 0,
+        "switch": 0,
     }
     (change,) = [c for c in data["changes"] if c["actions"] == ["blocked"]]
     assert change["fields"] == [{"field": "public", "before": False, "after": True}]

@@ -14,6 +14,7 @@ from ..options import (
     lock_timeout_option,
     parallelism_option,
     prune_option,
+    refresh_catalogue_option,
     sandbox_option,
     target_option,
 )
@@ -60,6 +61,20 @@ from .test import run_checks
     help="After applying (and waiting, with --wait), run the finetunes' checks: as `reconciler "
     "test`; exit 1 if any fails.",
 )
+@click.option(
+    "--skip-checks",
+    is_flag=True,
+    help="For emergencies: make new versions current without running their checks (the "
+    "promotion gate). The output says the checks were skipped.",
+)
+@refresh_catalogue_option
+@click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Change nothing remotely: record in the lockfile what the accounts now say (fields "
+    "changed remotely; records whose finetune is gone are dropped), after confirmation, so "
+    "that drift clears once a remote change is accepted.",
+)
 @click.pass_context
 @handle_errors
 def apply(
@@ -75,6 +90,9 @@ def apply(
     wait: bool,
     wait_timeout: float,
     run_tests: bool,
+    skip_checks: bool,
+    refresh_catalogue: bool,
+    refresh_only: bool,
 ) -> None:
     """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
 
@@ -89,6 +107,11 @@ def apply(
     from ..workflow import apply as run_apply
     from ..workflow import make_plan, use_saved
 
+    if refresh_only:
+        if planfile is not None:
+            raise PlanError("--refresh-only takes no PLANFILE: it only reads the accounts")
+        _refresh_only(config_path, sandbox, lock_timeout, auto_approve)
+        return
     saved = None
     if planfile is not None:
         if targets:
@@ -103,7 +126,9 @@ def apply(
         session(config_path, sandbox) as (env, providers, desired),
     ):
         with planning():
-            planned = make_plan(config_path, env, providers, targets, prune, desired)
+            planned = make_plan(
+                config_path, env, providers, targets, prune, desired, refresh_catalogue
+            )
         if saved is not None and planfile is not None:
             planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
             click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
@@ -122,10 +147,26 @@ def apply(
         with ApplyView(live=terminal(sys.stdout), color=color) as view:
             result = view.run(
                 lambda: run_apply(
-                    planned, providers, report=view.outcome, parallelism=parallelism, events=view
+                    planned,
+                    providers,
+                    report=view.outcome,
+                    parallelism=parallelism,
+                    skip_checks=skip_checks,
+                    events=view,
                 )
             )
         click.echo("")
+        if skip_checks and any(
+            s.kind.value == "check" for c in planned.plan.changes for s in c.steps
+        ):
+            click.echo(
+                "Checks were skipped (--skip-checks): new versions became current untested.",
+                err=True,
+            )
+        if result.checks:
+            from ..render import checks as render_checks
+
+            click.echo(render_checks.results(result.checks), nl=False)
         click.echo(text.render_result(result, color), color=color)
         if result.not_started:
             sys.exit(EXIT_INTERRUPTED)
@@ -134,7 +175,11 @@ def apply(
         if wait:
             _wait(planned, providers, wait_timeout)
         if run_tests:
-            run_checks(planned.desired.finetunes, providers)
+            from .. import lockfile
+            from ..workflow import as_called
+
+            recorded = lockfile.load(planned.lock_path)
+            run_checks(as_called(planned.desired.finetunes, recorded), providers)
 
 
 def _wait(planned: Any, providers: Any, timeout: float) -> None:
@@ -165,6 +210,32 @@ def _wait(planned: Any, providers: Any, timeout: float) -> None:
             click.echo(f"  {f.name}: {f.why or f.status or 'gone'}", err=True)
     if len(ready) != len(finished):
         sys.exit(EXIT_ERROR)
+
+
+def _refresh_only(config_path: Path, sandbox: bool, lock_timeout: float, approve: bool) -> None:
+    from ..config import lockfile_path
+    from ..render import drift as render_drift
+    from ..runlock import exclusive
+    from ..workflow import accept_remote
+
+    with (
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (env, providers, _),
+    ):
+        found, record = accept_remote(config_path, env, providers)
+        if not found:
+            click.echo("No changes: the lockfile matches the accounts.")
+            return
+        click.echo(render_drift.render(found, "text"), nl=False)
+        click.echo(
+            "\nApplying with --refresh-only records in the lockfile what the accounts now say "
+            "for the finetunes above (gone ones are dropped; unmanaged and replaced ones are "
+            "left for `reconciler import` or `ignore:`). Nothing is sent to a provider."
+        )
+        if not approve:
+            _confirm()
+        count = record()
+    click.echo(f"Refresh complete: {count} record{'s' if count != 1 else ''} updated.")
 
 
 def _confirm() -> None:

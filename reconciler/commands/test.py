@@ -39,7 +39,11 @@ def test_(
             notes = base_model_notes(config_path, env, loaded, providers, names, refresh_catalogue)
             for note in notes:
                 click.echo(f"Warning: {note}", err=True)
-        run_checks(desired, providers)
+        from .. import config, lockfile
+        from ..workflow import as_called
+
+        recorded = lockfile.load(config.lockfile_path(config_path))
+        run_checks(as_called(desired, recorded), providers)
 
 
 def run_checks(finetunes: Any, providers: Any) -> None:

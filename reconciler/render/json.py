@@ -22,6 +22,7 @@ ACTIONS: dict[Action, list[str]] = {
     Action.BLOCKED: ["blocked"],
     Action.FORGET: ["forget"],
     Action.UNMANAGED: ["unmanaged"],
+    Action.SWITCH: ["switch"],
 }
 
 
@@ -40,6 +41,7 @@ def summary(plan: Plan) -> dict[str, int]:
         "blocked": plan.count(Action.BLOCKED),
         "unchanged": plan.count(Action.NOOP),
         "unmanaged": plan.count(Action.UNMANAGED),
+        "switch": plan.count(Action.SWITCH),
     }
 
 
@@ -49,6 +51,8 @@ def to_data(plan: Plan) -> dict[str, Any]:
         "has_changes": plan.has_changes,
         "applicable": not plan.blocked,
         "summary": summary(plan),
+        "warnings": list(plan.warnings),
+        "retired_versions": plan.retired,
         "changes": [
             {
                 "address": address(c),
@@ -70,6 +74,13 @@ def to_data(plan: Plan) -> dict[str, Any]:
                     for a in c.assets
                 ],
                 "warnings": list(c.warnings),
+                "version": None
+                if c.version is None
+                else {
+                    "version": c.version,
+                    "name": c.remote_name,
+                    "supersedes": c.supersedes,
+                },
             }
             for c in plan.changes
         ],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ..plan import Action, Plan
+from ..plan import Action, Change, Plan
 from ..untrusted import visible
 from . import text
 from .json import ACTIONS, address
@@ -24,7 +24,7 @@ GITHUB_COMMENT_LIMIT = 65_536
 # hidden in the rendered comment; a workflow finds its own comment by it and updates it
 MARKER = "<!-- reconciler-plan -->"
 DESTRUCTIVE = {"delete"}
-_SYMBOL = re.compile(r"^(\s*)([+~!.?]) ")
+_SYMBOL = re.compile(r"^(\s*)([+~!.?<]) ")
 _ACTIVE = re.compile(r"[\\`*_\[\]<>|~&#!]")  # what Markdown (or HTML) acts on inside a line
 # '@someone' pings a person and 'https://...' or 'www.' makes a link, unless in code
 _INERT = re.compile(r"@[\w./-]+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
@@ -95,7 +95,7 @@ def _diff_lines(plan: Plan) -> list[str]:
     for line in text.render(plan, color=False).splitlines():
         m = _SYMBOL.match(line)
         if m:
-            symbol = {"~": "!", ".": "#", "?": "#"}.get(m.group(2), m.group(2))
+            symbol = {"~": "!", ".": "#", "?": "#", "<": "!"}.get(m.group(2), m.group(2))
             line = symbol + m.group(1) + line[m.end() - 1 :]
         out.append(line)
     return out
@@ -108,7 +108,7 @@ def render(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         head += ["> [!WARNING]", *[f"> {n}  " for n in notes], ""]
     rows = [
         f"| `{c.action.symbol.strip() or '='}` | {code(address(c), table=True)} "
-        f"| {', '.join(ACTIONS[c.action])} | {prose(c.reason, table=True)} |"
+        f"| {', '.join(ACTIONS[c.action])} | {prose(c.reason, table=True)}{_version(c)} |"
         for c in plan.changes
         if c.action is not Action.NOOP
     ]
@@ -122,6 +122,15 @@ def render(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     details = ["<details><summary>Plan details</summary>", "", f"{fence}diff", *diff]
     closing = [fence, "", "</details>", ""]
     return _fit(head, table + details, closing, limit)
+
+
+def _version(c: Change) -> str:
+    """A versioned change's transition: `support-bot-8e1c0d2a` → `support-bot-3f2a91c0`."""
+    if c.version is None or c.remote_name is None or c.action is Action.DELETE:
+        return ""
+    if c.supersedes:
+        return f" ({code(c.supersedes, True)} → {code(c.remote_name, True)})"
+    return f" ({code(c.remote_name, True)})"
 
 
 def _fit(head: list[str], body: list[str], closing: list[str], limit: int) -> str:

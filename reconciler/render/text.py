@@ -28,6 +28,7 @@ COLOURS = {
     Action.BLOCKED: "red",
     Action.FORGET: "magenta",
     Action.UNMANAGED: "cyan",
+    Action.SWITCH: "yellow",
 }
 
 HEADLINES = {
@@ -38,6 +39,7 @@ HEADLINES = {
     Action.DELETE: "will be deleted",
     Action.BLOCKED: "cannot be changed as declared",
     Action.FORGET: "will be forgotten",
+    Action.SWITCH: "will switch versions",
 }
 
 
@@ -62,6 +64,8 @@ def summary(plan: Plan) -> str:
     parts += [f"{plan.count(Action.UPLOAD)} to upload"]
     if plan.count(Action.DELETE):
         parts.append(f"{plan.count(Action.DELETE)} to delete")
+    if plan.count(Action.SWITCH):
+        parts.append(f"{plan.count(Action.SWITCH)} to switch")
     parts.append(f"{plan.count(Action.FORGET)} to forget")
     if plan.blocked:
         parts.append(f"{len(plan.blocked)} blocked")
@@ -84,6 +88,13 @@ def render(plan: Plan, color: bool = False) -> str:
     notes += plan.warnings  # about the run as a whole (e.g. a catalogue that could not be read)
     if notes:
         out += [paint(f"Warning: {visible(w)}", Action.FORGET) for w in notes] + [""]
+    if plan.retired:
+        out += [
+            f"{plan.retired} retired version{'s' if plan.retired != 1 else ''} of versioned "
+            "finetunes kept in the accounts (not unmanaged; `reconciler output` names the "
+            "current ones).",
+            "",
+        ]
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
         out.append("Unmanaged finetunes (in the account, not in the config; left untouched):")
@@ -118,6 +129,7 @@ def _block(c: Change, paint: object) -> list[str]:
     sym = c.action.symbol
     lines = [f"  # {visible(c.name)} {HEADLINES[c.action]}: {visible(c.reason)}"]
     lines.append(paint(f"  {sym} finetune {quoted(c.name)} {{", c.action))
+    transition = version_transition(c)
     rows: list[tuple[str, str, str]] = []  # (symbol, key, value)
     if c.action is Action.CREATE:
         rows.append(("+", "provider", _value(c.provider)))
@@ -127,6 +139,8 @@ def _block(c: Change, paint: object) -> list[str]:
         if c.remote_id:
             rows.append((" ", "id", _value(c.remote_id)))
         rows += [("~", visible(f.field), _field_change(f)) for f in c.fields]
+    if transition is not None:
+        rows.insert(0, ("~" if c.supersedes else "+", "version", transition))
     rows += [_asset_row(a) for a in c.assets]
     width = max((len(k) for _, k, _ in rows), default=0)
     for s, key, value in rows:
@@ -140,6 +154,18 @@ def _block(c: Change, paint: object) -> list[str]:
     lines += [paint(f"  Warning: {visible(w)}", Action.FORGET) for w in c.warnings]
     lines.append("")
     return lines
+
+
+def version_transition(c: Change) -> str | None:
+    """`"support-bot-8e1c0d2a" -> "support-bot-3f2a91c0"` for a change of a versioned finetune
+    that makes another version current (or the version's name alone for a first one)."""
+    if c.version is None or c.remote_name is None or c.action is Action.DELETE:
+        return None
+    if c.supersedes:
+        return f"{_value(c.supersedes)} -> {_value(c.remote_name)}"
+    if c.action in (Action.CREATE, Action.SWITCH, Action.UPLOAD):
+        return _value(c.remote_name)
+    return None
 
 
 def _field_change(f: FieldChange) -> str:
@@ -168,6 +194,7 @@ def render_result(result: Result, color: bool = False) -> str:
         "created": sum(1 for o in done if o.step == "create"),
         "updated": sum(1 for o in done if o.step == "update"),
         "deleted": sum(1 for o in done if o.step == "delete"),
+        "made current": sum(1 for o in done if o.step == "promote"),
         "uploaded": sum(1 for o in done if o.step.startswith("upload")),
         "forgotten": sum(1 for o in done if o.step == "forget"),
     }
