@@ -12,6 +12,7 @@ from enum import Enum
 from .diff import FieldChange
 from .errors import PlanError
 from .model import AssetDigest, AssetFile, DesiredFinetune
+from .suggest import did_you_mean
 
 
 class Action(str, Enum):
@@ -138,7 +139,7 @@ def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
     if unknown:
         raise PlanError(
             f"--target {', '.join(unknown)}: no such finetune in the config, the lockfile or the "
-            "account"
+            "account" + did_you_mean(unknown[0], sorted({c.name for c in plan.changes}))
         )
     wanted = set(targets)
     return Plan(

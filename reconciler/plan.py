@@ -136,10 +136,17 @@ def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[st
     for provider in sorted({d.provider for d in desired.finetunes} | set(recorded.endpoints)):
         was, now = recorded.endpoints.get(provider), endpoints.get(provider)
         if was and now and was != now:
+            how = (
+                " (here: add --sandbox)"
+                if was == "sandbox"
+                else " (here: drop --sandbox)"
+                if now == "sandbox"
+                else ""
+            )
             raise PlanError(
                 f"the lockfile's {provider} records were made against {was}, but this run talks "
                 f"to {now}. Mixing them would confuse one with the other: use the endpoint the "
-                "lockfile was made with, or move the lockfile aside to start afresh"
+                f"lockfile was made with{how}, or move the lockfile aside to start afresh"
             )
 
 
@@ -666,7 +673,8 @@ def _removed(locked: LockedFinetune, caps: Capabilities | None, prune: bool) -> 
                 Action.BLOCKED,
                 "removed from the config with pruning on, but prevent_destroy was set when it "
                 "was applied: put it back in the config, or apply it once with "
-                "prevent_destroy: false before removing it",
+                "prevent_destroy: false before removing it, or plan and apply without pruning "
+                "(no --prune, settings.prune: false) so that it is only forgotten",
             )
         return change(
             Action.DELETE,

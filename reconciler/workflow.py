@@ -285,7 +285,10 @@ def import_finetune(
         if existing is not None and existing.remote_name != wanted:
             return _import_version(lock_path, recorded, provider, declared, wanted, version, local)
     if existing is not None and not (confirm and existing.unverified):
-        raise PlanError(f"{name} is already in the lockfile (id {existing.id})")
+        raise PlanError(
+            f"{name} is already in the lockfile (id {existing.id}); to record it again, "
+            f"`reconciler forget {name}` first"
+        )
     named = [r for r in provider.list_finetunes(declared.account) if r.name == wanted]
     if not named:
         raise PlanError(
@@ -396,7 +399,10 @@ def describe(
     declared = next((d for d in desired.finetunes if d.name == name), None)
     where = locked or declared
     if where is None:
-        raise PlanError(f"{name} is neither in {config_path} nor in its lockfile")
+        raise PlanError(
+            f"{name} is neither in {config_path} nor in its lockfile; `reconciler list` shows "
+            "what the accounts hold"
+        )
     provider_name, account = where.provider, where.account
     provider = providers.get(provider_name)
     if provider is None:

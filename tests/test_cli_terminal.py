@@ -292,10 +292,6 @@ def test_did_you_mean_for_a_misspelt_key_and_model(
     assert "(did you mean @cf/mistral/mistral-7b-instruct-v0.2-lora?)" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="changes.select (the lead's) is to add suggest.did_you_mean to its --target error",
-)
 def test_did_you_mean_for_a_misspelt_target(cli: Cli, cf_env: SandboxServer, project: Path) -> None:
     result = cli("plan", "-c", project, "--target", "faq-bot-v2")
     assert result.exit_code == 1

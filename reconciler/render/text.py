@@ -120,7 +120,8 @@ def blocked_message(plan: Plan) -> str:
     count = len(plan.blocked)
     return (
         f"Error: {count} finetune{'s' if count != 1 else ''} cannot be changed as declared "
-        f"({names}); see the reasons above. Nothing will be applied until the config is fixed."
+        f"({names}); see the reasons above. Nothing will be applied until each is resolved as "
+        "its reason says."
     )
 
 
