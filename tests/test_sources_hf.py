@@ -229,3 +229,31 @@ def test_import_records_the_digests_of_a_hub_adapter(
     lock = json.loads(config.with_suffix(".lock").read_text())["finetunes"]["support-bot"]
     assert lock["assets"][WEIGHTS]["sha256"] == "sha256:" + sha256sum(ADAPTER / WEIGHTS)
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
+def test_a_new_commit_on_the_tag_is_a_new_version_when_versioning_is_on(
+    cli: Cli, hub_env: SandboxServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "sandbox-data"
+    push(cli, data, ADAPTER)
+    config = write_config(
+        tmp_path / "project", f"      hf: {REPO}\n      revision: v1\n", versioning="content"
+    )
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    first = json.loads(cli("output", "-c", config).stdout)["support-bot"]["name"]
+
+    changed = tmp_path / "v2"
+    shutil.copytree(ADAPTER, changed)
+    settings = json.loads((changed / CONFIG).read_text())
+    settings["lora_alpha"] = 99
+    (changed / CONFIG).write_text(json.dumps(settings))
+    push(cli, data, changed)  # the tag moves to a new commit with new content
+
+    planned = cli("plan", "-c", config)
+    assert planned.exit_code == 0, planned.output
+    assert "adapter_config.json content changed: new version support-bot-" in planned.stdout
+    assert f"supersedes {first}" in planned.stdout
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    second = json.loads(cli("output", "-c", config).stdout)["support-bot"]["name"]
+    assert second != first
+    assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
