@@ -169,6 +169,15 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                 )
 
 
+def _assets_from_json(assets: dict[str, Any]) -> dict[str, AssetDigest]:
+    return {
+        file: AssetDigest(
+            file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
+        )
+        for file, a in assets.items()
+    }
+
+
 def _from_json(data: dict[str, Any]) -> Recorded:
     finetunes = {
         name: LockedFinetune(
@@ -177,12 +186,7 @@ def _from_json(data: dict[str, Any]) -> Recorded:
             account=entry["account"],
             id=entry["id"],
             model=entry["model"],
-            assets={
-                file: AssetDigest(
-                    file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
-                )
-                for file, a in entry["assets"].items()
-            },
+            assets=_assets_from_json(entry["assets"]),
             fields=entry.get("fields"),
             prevent_destroy=bool(entry.get("prevent_destroy", False)),
             unverified=frozenset(
@@ -203,12 +207,7 @@ def _from_json(data: dict[str, Any]) -> Recorded:
                 account=v["account"],
                 id=v["id"],
                 model=v["model"],
-                assets={
-                    file: AssetDigest(
-                        file, a["size"], a["sha256"], remote_id=a.get("id"), source=a.get("source")
-                    )
-                    for file, a in v["assets"].items()
-                },
+                assets=_assets_from_json(v["assets"]),
                 fields=v.get("fields"),
                 created_at=v.get("created_at"),
                 state=v["state"],

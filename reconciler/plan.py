@@ -371,21 +371,16 @@ def _versioned(
             change, name=d.name, version=version, remote_name=name, supersedes=supersedes
         )
 
+    def blocked(reason: str, **more: Any) -> list[Change]:
+        return [tagged(Change(d.name, d.provider, d.account, Action.BLOCKED, reason, **more))]
+
     if d.keep is not None and not caps.can_delete:
-        return [
-            tagged(
-                Change(
-                    d.name,
-                    d.provider,
-                    d.account,
-                    Action.BLOCKED,
-                    f"keep: {d.keep} asks to delete old versions, but {d.provider} cannot "
-                    "delete a finetune: every version stays in the account. Remove keep (old "
-                    "versions are retired: counted, never reported as unmanaged)",
-                    desired=d,
-                )
-            )
-        ]
+        return blocked(
+            f"keep: {d.keep} asks to delete old versions, but {d.provider} cannot delete a "
+            "finetune: every version stays in the account. Remove keep (old versions are "
+            "retired: counted, never reported as unmanaged)",
+            desired=d,
+        )
     if current is not None and now == version:
         # the current version: planned as an unversioned finetune under its remote name
         change = _plan_one(
@@ -468,22 +463,14 @@ def _versioned(
             )
         ]
     if squatter is not None:
-        return [
-            tagged(
-                Change(
-                    d.name,
-                    d.provider,
-                    d.account,
-                    Action.BLOCKED,
-                    f"a finetune named {name} (id {squatter.id}) is already in account "
-                    f"{d.account} but not in the lockfile. Its name is this content's version, "
-                    "so an earlier apply most likely made it from these very files and its "
-                    f"record was lost: `reconciler import {d.name}` records it",
-                    remote_id=squatter.id,
-                    desired=dv,
-                )
-            )
-        ]
+        return blocked(
+            f"a finetune named {name} (id {squatter.id}) is already in account {d.account} but "
+            "not in the lockfile. Its name is this content's version, so an earlier apply "
+            "most likely made it from these very files and its record was lost: "
+            f"`reconciler import {d.name}` records it",
+            remote_id=squatter.id,
+            desired=dv,
+        )
     uploads = tuple(Step(StepKind.UPLOAD, a, local[a.name]) for a in d.assets)
     create = (Step(StepKind.CREATE),)
     made = (*uploads, *create) if caps.assets_before_create else (*create, *uploads)

@@ -214,7 +214,7 @@ def test_missing_huggingface_hub_names_the_extra(
     monkeypatch.setitem(__import__("sys").modules, "huggingface_hub", None)
     result = cli("plan", "-c", config)
     assert result.exit_code == 1
-    assert "pip install 'reconciler[hf]'" in result.stderr
+    assert "pip install 'finetune-reconciler[hf]'" in result.stderr
 
 
 def test_import_records_the_digests_of_a_hub_adapter(

@@ -1,5 +1,5 @@
 """A model repo on the Hugging Face Hub (or on HF_ENDPOINT's Hub) as a source, through
-`huggingface_hub` (the optional extra reconciler[hf]): HF_TOKEN or the cached login,
+`huggingface_hub` (the optional extra finetune-reconciler[hf]): HF_TOKEN or the cached login,
 HF_ENDPOINT, HF_HUB_OFFLINE and the shared cache all work as they do for every HF tool.
 
 Plan reads metadata, never weights:
@@ -35,7 +35,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT = re.compile(r"[0-9a-f]{40}")
 SHORT = 7  # a commit as plans show it: hf://acme/support-lora@3f2a91c
 CHUNK = 256 * 1024
-EXTRA = "reconciler[hf]"
+EXTRA = "finetune-reconciler[hf]"
 FACTS_VERSION = 1
 
 
