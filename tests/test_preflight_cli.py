@@ -96,3 +96,17 @@ def test_account_capacity_is_checked_before_any_create(
     )
     assert posts(cf_env) == 0
     assert not project.with_suffix(".lock").exists()
+
+
+def test_a_plan_that_fills_an_account_to_80_percent_warns(
+    cli: Cli, project: Path, cf_env: SandboxServer
+) -> None:
+    text = project.read_text()
+    project.write_text(
+        text.replace(
+            "    account_id:", "    limits: {max_finetunes_per_account: 2}\n    account_id:"
+        )
+    )
+    result = cli("plan", "-c", project)
+    assert result.exit_code == 0, result.output
+    assert "will hold 2 of its 2 finetunes (100 %): every version counts" in result.stdout
