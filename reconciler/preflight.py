@@ -415,7 +415,8 @@ def summarize(header: Header) -> dict[str, Any]:
     for t in header.tensors:
         name = t.name
         if "lora_A" in name or "lora_embedding_A" in name:
-            rank = t.shape[0] if t.shape else None
+            # [r, in] (or [r, in, k, k] for a convolution): a 1-D tensor has no rank to read
+            rank = t.shape[0] if len(t.shape) >= 2 else None
         elif "lora_B" in name or "lora_embedding_B" in name:
             rank = t.shape[1] if len(t.shape) >= 2 else None
         else:

@@ -818,3 +818,16 @@ def test_any_valid_file_is_read_back_exactly(specs: list[tuple[str, list[int]]])
     assert {t.name: (t.dtype, list(t.shape), [t.begin, t.end]) for t in read.tensors} == {
         name: (e["dtype"], e["shape"], e["data_offsets"]) for name, e in header.items()
     }
+
+
+def test_a_one_dimensional_lora_tensor_has_no_rank_to_check(tmp_path: Path) -> None:
+    # only [r, in] (or [r, in, k, k]) shapes say a rank; a flat tensor is not misread as one
+    header = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": {
+            "dtype": "F32",
+            "shape": [16],
+            "data_offsets": [0, 64],
+        }
+    }
+    folder = write_adapter(tmp_path / "a", weights=st_bytes(header, bytes(64)))
+    assert check(folder) == []
