@@ -25,6 +25,33 @@ _local = threading.local()
 _ZEROS = memoryview(bytes(CHUNK))  # what a hole in a sparse file reads as
 
 
+class HashingTally:
+    """How far the hashing under way has come: bytes hashed of bytes to hash, for a progress
+    display to read (the library draws nothing). Counts are kept without a lock: a count a
+    race loses costs a display a few kB, never a digest."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+
+    def begin(self, size: int) -> None:
+        self.total += size
+
+    def add(self, size: int) -> None:
+        self.done += size
+
+    def end(self, size: int) -> None:
+        self.total = max(0, self.total - size)
+        self.done = max(0, min(self.done - size, self.total))
+
+    def snapshot(self) -> tuple[int, int]:
+        """(bytes hashed, bytes to hash) of the hashing under way; (0, 0) when there is none."""
+        return min(self.done, self.total), self.total
+
+
+HASHING = HashingTally()
+
+
 def _buffer() -> memoryview:
     view: memoryview | None = getattr(_local, "view", None)
     if view is None:
@@ -60,6 +87,7 @@ def _hash_all(fd: int, view: memoryview) -> tuple[hashlib._Hash, int]:
     while n := os.readv(fd, [view]):
         h.update(view[:n])
         size += n
+        HASHING.add(n)
     return h, size
 
 
@@ -81,6 +109,7 @@ def _hash_sparse(fd: int, st: os.stat_result, view: memoryview) -> tuple[hashlib
                 data = end  # a hole from here to the end
             for start in range(pos, data, CHUNK):
                 h.update(_ZEROS[: min(CHUNK, data - start)])
+            HASHING.add(data - pos)
             pos = data
             if pos >= end:
                 break
@@ -92,6 +121,7 @@ def _hash_sparse(fd: int, st: os.stat_result, view: memoryview) -> tuple[hashlib
                     return h, pos  # shrank under us: the caller sees the size differ
                 h.update(view[:n])
                 pos += n
+                HASHING.add(n)
     except OSError as exc:
         if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
             return None  # no SEEK_DATA here: read it all
@@ -140,11 +170,16 @@ def digest_all(
         todo.sort(key=lambda t: t[0], reverse=True)
         paths = [a.path for _, a in todo]
         count = min(len(paths), workers or usable_cores())
-        if count == 1:
-            results = [_hash_path(p) for p in paths]
-        else:
-            with ThreadPoolExecutor(max_workers=count, thread_name_prefix="digest") as pool:
-                results = list(pool.map(_hash_path, paths))
+        planned = sum(size for size, _ in todo)
+        HASHING.begin(planned)
+        try:
+            if count == 1:
+                results = [_hash_path(p) for p in paths]
+            else:
+                with ThreadPoolExecutor(max_workers=count, thread_name_prefix="digest") as pool:
+                    results = list(pool.map(_hash_path, paths))
+        finally:
+            HASHING.end(planned)
         for (_, asset), (sha, size, settled) in zip(todo, results, strict=True):
             found[asset.path] = AssetDigest(name=asset.name, size=size, sha256="sha256:" + sha)
             if cache is not None and settled is not None:

@@ -148,3 +148,25 @@ def test_sparse_files_hash_as_the_zeros_their_holes_read_as(
     content = path.read_bytes()
     assert len(content) == size
     assert digest(AssetFile("s", path)) == AssetDigest("s", size, sha(content))
+
+
+def test_the_hashing_tally_counts_what_is_hashed_and_ends_at_zero(tmp_path: Path) -> None:
+    from reconciler.assets import HASHING, digest_all
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 3_000_000)
+    seen: list[tuple[int, int]] = []
+    original = HASHING.add
+
+    def spy(size: int) -> None:
+        original(size)
+        seen.append(HASHING.snapshot())
+
+    HASHING.add = spy  # type: ignore[method-assign]
+    try:
+        digest_all([AssetFile("adapter_model.safetensors", path)])
+    finally:
+        del HASHING.add
+    assert seen[-1] == (3_000_000, 3_000_000)  # the display saw it all, in steps
+    assert len(seen) > 1
+    assert HASHING.snapshot() == (0, 0)  # and nothing is left under way

@@ -250,3 +250,24 @@ def test_a_slow_plan_shows_a_spinner_on_a_terminal(tmp_path: Path, project: Path
         output, status = finish(child)
     assert status == 0, output
     assert "Plan: 2 to create" in output
+
+
+def test_long_hashing_shows_how_far_it_has_come(tmp_path: Path, project: Path) -> None:
+    # a 3 GiB sparse adapter: no disk, but its holes are hashed as the zeros they read as,
+    # which takes a couple of seconds of CPU: long enough to see the line move
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.data import write_safetensors
+
+    weights = project.parent / "adapters" / "faq-v1" / "adapter_model.safetensors"
+    write_safetensors(weights, 3 * 1024**3, sparse=True)
+    project.write_text(
+        project.read_text().replace(
+            "    account_id:", "    limits: {max_asset_bytes: 4000000000}\n    account_id:"
+        )
+    )
+    with SandboxServer(tmp_path / "remote") as server:
+        child = spawn("plan", "-c", project, server=server)
+        child.expect(r"\(hashing [0-9.]+ [KMG]iB of 3\.0 GiB")
+        output, status = finish(child)
+    assert status == 0, output
+    assert "Plan: 2 to create" in output

@@ -136,9 +136,9 @@ def require_config(config_path: Path) -> None:
 
 def planning(message: str = "Planning: hashing adapter files, reading the accounts...") -> Any:
     """A spinner on stderr while a plan is made, where it takes long enough to notice."""
-    from .progress import status, terminal
+    from .progress import hashing_detail, status, terminal
 
-    return status(message, terminal(sys.stderr))
+    return status(message, terminal(sys.stderr), detail=hashing_detail())
 
 
 def relative(path: Path) -> str:

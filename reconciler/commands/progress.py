@@ -223,26 +223,39 @@ def _describe(r: _Running) -> str:
 
 
 @contextmanager
-def status(message: str, live: bool, delay: float = 0.4) -> Iterator[None]:
+def status(
+    message: str,
+    live: bool,
+    delay: float = 0.4,
+    detail: Callable[[], str | None] | None = None,
+) -> Iterator[None]:
     """A spinner on stderr while something long runs (a cold plan hashing gigabytes), shown
     only on a terminal and only once it has taken `delay` seconds, so a quick one never
-    flickers."""
+    flickers. `detail`, read a few times a second, adds how far it has come."""
     if not live:
         yield
         return
     lock = threading.Lock()
     shown: list[Any] = []
-    done = False
+    done = threading.Event()
+
+    def text() -> str:
+        more = detail() if detail is not None else None
+        return f"{message} {more}" if more else message
 
     def show() -> None:
         from rich.console import Console
 
         with lock:
-            if done:
+            if done.is_set():
                 return
-            spinner = Console(file=sys.stderr).status(message)
+            spinner = Console(file=sys.stderr).status(text())
             spinner.start()
             shown.append(spinner)
+        while detail is not None and not done.wait(0.25):
+            with lock:
+                if not done.is_set():
+                    spinner.update(text())
 
     timer = threading.Timer(delay, show)
     timer.daemon = True
@@ -252,9 +265,33 @@ def status(message: str, live: bool, delay: float = 0.4) -> Iterator[None]:
     finally:
         timer.cancel()
         with lock:
-            done = True
+            done.set()
             for spinner in shown:
                 spinner.stop()
+
+
+def hashing_detail() -> Callable[[], str | None]:
+    """What the hashing under way has done, as `hashing 1.2 GiB of 2.0 GiB, 610 MB/s, 1 s
+    left`; None while nothing is being hashed."""
+    from ..assets import HASHING
+
+    began: list[tuple[float, int]] = []
+
+    def detail() -> str | None:
+        done, total = HASHING.snapshot()
+        if not total:
+            return None
+        now = time.monotonic()
+        if not began:
+            began.append((now, done))
+        start, first = began[0]
+        text = f"(hashing {human_size(done)} of {human_size(total)}"
+        if now - start >= 1 and done > first:
+            rate = (done - first) / (now - start)
+            text += f", {rate / 1e6:.0f} MB/s, {max(0, total - done) / rate:.0f} s left"
+        return text + ")"
+
+    return detail
 
 
 def _live_progress(color: bool) -> Any:
