@@ -154,7 +154,10 @@ def _one(
             events.started(change.name, label, step.digest.size if step.digest else None)
         try:
             if step.kind is StepKind.FORGET:
-                writer.forget(change.name)
+                if version is not None and change.remote_id is not None:
+                    writer.forget_version(change.name, version)  # one version of it
+                else:
+                    writer.forget(change.name)
                 emit(Outcome(change.name, label, True, "removed from the lockfile"))
                 continue
             assert provider is not None
@@ -167,7 +170,9 @@ def _one(
                     writer.forget_version(change.name, version)  # an older version of it
                     what = f"deleted version {change.remote_name} (id {remote_id})"
                 else:
-                    writer.forget(change.name)
+                    # the current one: its other versions, if any, are each a change of their
+                    # own (or stay recorded, as a replacement's history)
+                    writer.drop_current(change.name)
                     what = f"deleted (id {remote_id})"
                 emit(Outcome(change.name, label, True, what))
                 remote_id = None

@@ -6,6 +6,7 @@ request's CI job) applies in another (the merge job) wherever it is cloned.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,16 @@ def _source_to_data(a: AssetFile) -> dict[str, Any]:
     s = a.source
     if s is None:
         return {}
-    found = {"kind": s.kind, "location": s.location, "revision": s.revision}
+    location = s.location
+    found: dict[str, Any] = {"kind": s.kind}
+    if s.kind == "url":
+        # a signed URL's query is a credential: a plan file holds the URL as shown, and a
+        # digest of the whole, which still tells one URL from another
+        from .sources.url import shown
+
+        location = shown(s.location)
+        found["location_sha256"] = hashlib.sha256(s.location.encode("utf-8")).hexdigest()
+    found |= {"location": location, "revision": s.revision}
     found |= {"subfolder": s.subfolder, "sha256": s.sha256}
     return {"source": {k: v for k, v in found.items() if v is not None}}
 

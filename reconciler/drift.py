@@ -48,7 +48,8 @@ def detect(
         by_id = {r.id: r for r in remotes}
         remote = by_id.get(locked.id)
         if remote is None:
-            stranger = next((r for r in remotes if r.name == name), None)
+            called = locked.remote_name or name  # a versioned one's name at the provider
+            stranger = next((r for r in remotes if r.name == called), None)
             if stranger is not None:
                 found.append(
                     _drift(

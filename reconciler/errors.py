@@ -10,6 +10,7 @@
     ├── EnvError                    a setting in the environment is malformed (named, not shown)
     │   └── CredentialsError        a token or an endpoint URL is missing or malformed
     ├── AssetChangedError           a file changed while it was being uploaded
+    ├── OutputsError                an outputs: file could not be written after an apply
     └── ProviderError               a remote call failed
         ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
         ├── AuthError               the API rejected the token
@@ -86,6 +87,10 @@ class CredentialsError(EnvError):
 
 
 class AssetChangedError(ReconcilerError):
+    pass
+
+
+class OutputsError(ReconcilerError):
     pass
 
 

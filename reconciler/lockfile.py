@@ -455,6 +455,15 @@ class LockWriter:
             mine = self._changed()
         self._commit(mine)
 
+    def drop_current(self, name: str) -> None:
+        """Drop a finetune's current record (its remote one is deleted or gone) and keep its
+        other versions, which are still in the account. Unversioned, the same as forget."""
+        with self._mutex:
+            self._finetunes.pop(name, None)
+            self._pending.pop(name, None)
+            mine = self._changed()
+        self._commit(mine)
+
     # --- versioned finetunes: every version but the current one lives in `versions` ---
 
     def add_version(

@@ -93,15 +93,20 @@ def build(
             one = _base_model(one, d, catalogue, desired.limits.get(d.provider), today)
         changes.append(one)
         changes.extend(more)
-    for name in sorted(set(recorded.finetunes) - declared - renamed_from):
-        locked = recorded.finetunes[name]
-        caps_of = capabilities.get(locked.provider)
-        changes.append(_removed(locked, caps_of, prune or desired.prune))
-        changes.extend(
-            _removed_versions(
-                locked, recorded.versions.get(name, {}), caps_of, prune or desired.prune
-            )
-        )
+    # what the lock records but the config no longer declares: a finetune, or a versioned
+    # one's versions (some may be all that is left of it, as after a first version's checks
+    # failed)
+    for name in sorted(
+        (set(recorded.finetunes) | set(recorded.versions)) - declared - renamed_from
+    ):
+        locked = recorded.finetunes.get(name)
+        versions = recorded.versions.get(name, {})
+        some = locked or next(iter(versions.values()))
+        caps_of = capabilities.get(some.provider)
+        pruning = prune or desired.prune
+        if locked is not None:
+            changes.append(_removed(locked, caps_of, pruning))
+        changes.extend(_removed_versions(name, locked, versions, caps_of, pruning))
     known_ids = {f.id for f in recorded.finetunes.values()} | {
         v.id for versions in recorded.versions.values() for v in versions.values()
     }
@@ -387,6 +392,8 @@ def _versioned(
             replace(d, name=now_name or name), current, observed, digests, caps, pending
         )
         change = replace(change, name=d.name, version=version, remote_name=now_name)
+        if now_name and now_name != d.name:  # the commands its messages name take the
+            change = _named_logically(change, now_name, d.name)  # logical name
         return [change, *_surplus(d, current, versions, by_id, caps, change)]
     dv = replace(d, name=name)
     earlier = versions.get(version)
@@ -510,6 +517,22 @@ def _versioned(
     ]
 
 
+def _named_logically(change: Change, remote: str, logical: str) -> Change:
+    """Messages made for the remote name point at commands that take the logical one."""
+
+    def fix(text: str) -> str:
+        for command in ("import", "forget"):
+            text = text.replace(
+                f"`reconciler {command} {remote}", f"`reconciler {command} {logical}"
+            )
+        return text.replace(
+            f"of {remote} came from `reconciler import`",
+            f"of {logical} came from `reconciler import`",
+        )
+
+    return replace(change, reason=fix(change.reason), warnings=tuple(map(fix, change.warnings)))
+
+
 def _when(created_at: str | None) -> str:
     return f"on {created_at[:10]} " if created_at else ""
 
@@ -534,19 +557,25 @@ def _surplus(
     remote = by_id.get(current.id)
     if remote is None or not remote.ready:
         return []  # the new one is not ready yet: the old ones stay until it is
-    older = sorted(
-        (v for v in versions.values() if v.state != "candidate"),
+    # the N kept are the current one and the most recent that served (retired): a version
+    # whose checks failed never served, so it is never what keep keeps, nor a way back
+    served = sorted(
+        (v for v in versions.values() if v.state == "retired"),
         key=lambda v: (v.created_at or "", v.version),
         reverse=True,
     )
-    doomed = [v for v in older[max(d.keep - 1, 0) :] if not v.prevent_destroy]
+    failed = sorted((v for v in versions.values() if v.state == "failed"), key=lambda v: v.version)
+    doomed = [v for v in [*served[max(d.keep - 1, 0) :], *failed] if not v.prevent_destroy]
     return [
         Change(
             d.name,
             d.provider,
             d.account,
             Action.DELETE,
-            f"a version of {d.name} older than the {d.keep} kept (keep: {d.keep})",
+            f"a version of {d.name} older than the {d.keep} kept (keep: {d.keep})"
+            if v.state == "retired"
+            else f"a version of {d.name} whose checks failed (keep: {d.keep} keeps only "
+            "versions that served)",
             remote_id=v.id,
             steps=(Step(StepKind.DELETE),),
             version=v.version,
@@ -557,29 +586,67 @@ def _surplus(
 
 
 def _removed_versions(
-    locked: LockedFinetune,
+    name: str,
+    locked: LockedFinetune | None,
     versions: Mapping[str, LockedVersion],
     caps: Capabilities | None,
     prune: bool,
 ) -> list[Change]:
     """A versioned finetune removed from the config: its other versions go the way its
-    current one goes (deleted with pruning where the provider can; else forgotten with it)."""
-    if not (prune and caps is not None and caps.can_delete) or locked.prevent_destroy:
+    current one goes. Without pruning (or where nothing can be deleted) the current one's
+    forget drops them all from the lock; with no current one, one forget does. With pruning,
+    each is deleted, but one with prevent_destroy is only forgotten, with a warning."""
+    if not versions:
         return []
+    ordered = sorted(versions.values(), key=lambda v: v.version)
+    deleting = prune and caps is not None and caps.can_delete
+    if not deleting:
+        if locked is not None:
+            return []  # the current one's forget drops every version with it
+        first = ordered[0]
+        kept = ", ".join(v.remote_name for v in ordered)
+        return [
+            Change(
+                name,
+                first.provider,
+                first.account,
+                Action.FORGET,
+                "removed from the config",
+                steps=(Step(StepKind.FORGET),),
+                warnings=(
+                    f"{first.provider} keeps {kept}; reconciler stops managing "
+                    + ("them" if len(ordered) > 1 else "it")
+                    + (
+                        "; to delete them, apply with --prune (or settings.prune: true)"
+                        if caps is not None and caps.can_delete
+                        else ""
+                    ),
+                ),
+            )
+        ]
+    if locked is not None and locked.prevent_destroy:
+        return []  # the current one blocks the plan: nothing of it is touched
     return [
         Change(
-            locked.name,
-            locked.provider,
-            locked.account,
-            Action.DELETE,
-            "removed from the config, and pruning is on",
+            name,
+            v.provider,
+            v.account,
+            Action.FORGET if v.prevent_destroy else Action.DELETE,
+            "removed from the config, and pruning is on"
+            + (
+                ", but prevent_destroy was set: forgotten, not deleted" if v.prevent_destroy else ""
+            ),
             remote_id=v.id,
-            steps=(Step(StepKind.DELETE),),
+            steps=(Step(StepKind.FORGET if v.prevent_destroy else StepKind.DELETE),),
             version=v.version,
             remote_name=v.remote_name,
+            warnings=(
+                (f"{v.remote_name} (id {v.id}) is kept remotely: prevent_destroy was set",)
+                if v.prevent_destroy
+                else ()
+            ),
         )
-        for v in sorted(versions.values(), key=lambda v: v.version)
-        if not v.prevent_destroy
+        for v in ordered
     ]
 
 

@@ -73,11 +73,21 @@ def fingerprint(
             "prevent_destroy": d.prevent_destroy,
             "previous_name": d.previous_name,
             "assets": {a.name: relative(a.path) for a in d.assets},
+            "versioning": d.versioning,
+            "keep": d.keep,
+            "checks": list(d.checks),
         }
         for d in desired.finetunes
     ]
+    settings = {
+        "prune": desired.prune,
+        "ignore": {p: list(g) for p, g in desired.ignore.items()},
+        "outputs": list(desired.outputs),
+    }
     return Fingerprints(
-        config=_hash({"finetunes": declared, "accounts": dict(desired.accounts)}),
+        config=_hash(
+            {"finetunes": declared, "accounts": dict(desired.accounts), "settings": settings}
+        ),
         lockfile=_hash(lockfile.to_json(recorded)),
         assets={relative(p): d.sha256 for p, d in sorted(digests.items())},
         observed={

@@ -281,7 +281,7 @@ def _missing(name: str, present: Collection[str], required: tuple[str, ...]) -> 
 
 # In the stat cache (the names carry a version: an entry of an older shape is never misread):
 CONFIG_FACT = "adapter-config/2"  # {"error": text} or {"keys": {...}}
-WEIGHTS_FACT = "safetensors-summary/1"  # {"problems": [...], "ranks": {...}, "largest": [...]}
+WEIGHTS_FACT = "safetensors-summary/2"  # {"problems": [...], "ranks": {...}, "largest": [...]}
 _CONFIG_KEYS = ("model_type", "r", "rank_pattern")  # all the checks look at
 LARGEST_KEPT = 3  # the non-LoRA tensors named when a file is too large
 

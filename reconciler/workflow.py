@@ -17,7 +17,7 @@ from . import apply as apply_mod
 from . import assets, catalogues, checks, config, drift, lockfile, outputs, planfile, sources
 from . import plan as plan_mod
 from .catalogue import base_problem, deprecation_note
-from .errors import PlanError, ReconcilerError
+from .errors import OutputsError, PlanError, ReconcilerError
 from .model import (
     AssetDigest,
     Desired,
@@ -202,20 +202,33 @@ def apply(
     config's `outputs:` files are written where what is current changed."""
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
     gate = None if skip_checks else _gate(providers)
+    result = apply_mod.run(
+        planned.plan,
+        providers,
+        writer,
+        report,
+        parallelism,
+        gate,
+        events=events,
+        stage=planned.fetcher.stage if planned.fetcher else None,
+    )
+    write_outputs(planned, writer.current)
+    return result
+
+
+def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
+    """The config's outputs: files, from the lockfile as it now is (those whose content
+    would not change are left alone)."""
+    if not planned.desired.outputs:
+        return
     try:
-        return apply_mod.run(
-            planned.plan,
-            providers,
-            writer,
-            report,
-            parallelism,
-            gate,
-            events=events,
-            stage=planned.fetcher.stage if planned.fetcher else None,
-        )
-    finally:
-        if planned.desired.outputs:
-            outputs.write(planned.config_path, planned.desired.outputs, writer.current)
+        outputs.write(planned.config_path, planned.desired.outputs, recorded or planned.recorded)
+    except OSError as exc:
+        raise OutputsError(
+            "the apply is recorded in the lockfile, but an outputs: file could not be "
+            f"written ({exc.strerror or exc}: {exc.filename}); fix the path and run "
+            "`reconciler apply` again: it writes the files even when nothing else changes"
+        ) from None
 
 
 def _gate(providers: Mapping[str, Provider]) -> apply_mod.Gate:
@@ -378,6 +391,13 @@ def forget_finetune(
     lock_path = config.lockfile_path(config_path)
     recorded = lockfile.load(lock_path)
     entry = recorded.finetunes.get(name)
+    versions = recorded.versions.get(name, {})
+    if entry is None and versions:
+        # a versioned finetune with no current version (its first one failed its checks)
+        v = sorted(versions.values(), key=lambda v: v.version)[0]
+        entry = LockedFinetune(
+            name, v.provider, v.account, v.id, v.model, v.assets, remote_name=v.remote_name
+        )
     if entry is None:
         raise PlanError(f"{name} is not in {lock_path}: nothing to forget")
     writer = lockfile.LockWriter(lock_path, recorded)
@@ -502,7 +522,7 @@ def accept_remote(
                 if version:
                     writer.forget_version(name, version)
                 else:
-                    writer.forget(name)
+                    writer.drop_current(name)  # its other versions are still there
                 done += 1
             elif item.kind is drift.DriftKind.CHANGED and remote is not None:
                 writer.accept_fields(name, version or None, dict(remote.fields))

@@ -55,6 +55,18 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def versioned(project: Path) -> Path:
+    """The quick start with versioning on and an outputs file for the app."""
+    text = project.read_text().replace(
+        "version: 1\n",
+        "version: 1\nsettings:\n  versioning: content\noutputs:\n  - path: worker/loras.json\n"
+        "  - path: worker/loras.env\n",
+    )
+    project.write_text(text)
+    return project
+
+
+@pytest.fixture
 def cf_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> SandboxServer:
     """The environment a user sets to point reconciler at an API: here, the sandbox."""
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", CANARY_TOKEN)

@@ -327,3 +327,66 @@ def test_retired_versions_are_not_unmanaged() -> None:
     p = plan(d, digests, recorded, (remote(1, "id-1"), remote(2, "id-2")))
     assert [c.action for c in p.changes] == [Action.NOOP]
     assert StepKind.PROMOTE.value == "promote"
+
+
+def test_keep_deletes_a_failed_version_first_and_keeps_the_last_one_that_served() -> None:
+    d, digests = finetune(3, keep=2)
+    versions = {
+        version(1): earlier(1, "id-1", created="2026-10-01"),
+        version(2): earlier(2, "id-2", state="failed", created="2026-11-01"),
+    }
+    recorded = Recorded(
+        {"bot": current(3, "id-3")}, {"cloudflare": "sandbox"}, versions={"bot": versions}
+    )
+    remotes = (remote(1, "id-1"), remote(2, "id-2"), remote(3, "id-3"))
+    _, *doomed = plan(d, digests, recorded, remotes, DELETES).changes
+    assert [c.remote_id for c in doomed] == ["id-2"]  # id-1 is the way back: kept
+
+
+def test_pruning_a_removed_versioned_finetune_forgets_a_guarded_version() -> None:
+    guarded = LockedVersion(**{**earlier(1, "id-1").__dict__, "prevent_destroy": True})
+    recorded = Recorded(
+        {"bot": current(3, "id-3")},
+        {"cloudflare": "sandbox"},
+        versions={"bot": {version(1): guarded, version(2): earlier(2, "id-2")}},
+    )
+    desired = Desired(Path("f.yaml"), (), {"cloudflare": (ACCOUNT,)})
+    changes = build(
+        desired,
+        Observed(
+            {("cloudflare", ACCOUNT): (remote(1, "id-1"), remote(2, "id-2"), remote(3, "id-3"))}
+        ),
+        recorded,
+        {},
+        {"cloudflare": DELETES},
+        {"cloudflare": "sandbox"},
+        prune=True,
+    ).changes
+    assert sorted((c.action, c.remote_id) for c in changes) == [
+        (Action.DELETE, "id-2"),
+        (Action.DELETE, "id-3"),
+        (Action.FORGET, "id-1"),
+    ]
+
+
+def test_drift_tells_a_replaced_current_version_from_a_gone_one() -> None:
+    from reconciler.drift import DriftKind, detect
+
+    recorded = Recorded({"bot": current(1, "id-1")}, {"cloudflare": "sandbox"})
+    newcomer = remote(1, "id-other")  # the version's name, another id
+    (found,) = detect(recorded, Observed({("cloudflare", ACCOUNT): (newcomer,)}), {})
+    assert found.kind is DriftKind.REPLACED
+
+
+def test_a_plan_file_holds_a_signed_url_without_its_signature(tmp_path: Path) -> None:
+    from reconciler.codec import _source_to_data
+    from reconciler.model import AssetSource
+
+    url = "https://bucket.example/a/adapter_model.safetensors?X-Amz-Signature=deadbeefsecret"
+    asset = AssetFile(
+        "adapter_model.safetensors", tmp_path / "x", source=AssetSource("url", url, sha256="s")
+    )
+    data = _source_to_data(asset)
+    assert "deadbeefsecret" not in repr(data)
+    assert data["source"]["location"] == "https://bucket.example/a/adapter_model.safetensors"
+    assert data["source"]["location_sha256"] == hashlib.sha256(url.encode()).hexdigest()

@@ -18,18 +18,6 @@ from reconciler.sandbox.server import SandboxServer
 WEIGHTS = "adapters/support-v3/adapter_model.safetensors"
 
 
-@pytest.fixture
-def versioned(project: Path) -> Path:
-    """The quick start with versioning on and an outputs file for the app."""
-    text = project.read_text().replace(
-        "version: 1\n",
-        "version: 1\nsettings:\n  versioning: content\noutputs:\n  - path: worker/loras.json\n"
-        "  - path: worker/loras.env\n",
-    )
-    project.write_text(text)
-    return project
-
-
 def flip_last_byte(path: Path) -> bytes:
     """Change one byte of the tensor data (the file's last byte): same header, new content."""
     data = path.read_bytes()

@@ -137,6 +137,9 @@ def apply(
         if planned.plan.blocked:
             sys.exit(EXIT_ERROR)
         if not planned.plan.has_changes:
+            from ..workflow import write_outputs
+
+            write_outputs(planned)  # a file deleted or never written since is written now
             click.echo("Nothing to apply.")
             return
         if saved is None and not auto_approve:
