@@ -106,44 +106,20 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     known = ", ".join(sorted(registry.FACTORIES))
     owners: dict[tuple[str, str], str] = {}
     for name, entry in sorted(data["finetunes"].items()):
-        provider = entry["provider"]
-        names = asset_names(provider)
-        if names is None:
-            raise LockfileError(
-                f"{path}: finetunes.{name}: provider {provider!r} is not one reconciler knows "
-                f"({known}); {RESTORE}"
-            )
-        for asset in sorted(entry["assets"]):
-            if asset not in names:
-                raise LockfileError(
-                    f"{path}: finetunes.{name} records an asset named {asset!r}, but a "
-                    f"{provider} finetune has only {', '.join(sorted(names))}; {RESTORE}"
-                )
-        key = (provider, entry["id"])
+        _check_record(path, f"finetunes.{name}", entry, known)
+        key = (entry["provider"], entry["id"])
         if key in owners:
             raise LockfileError(
                 f"{path}: finetunes {owners[key]} and {name} both record the remote id "
-                f"{entry['id']} ({provider}), but one remote finetune is one entry (a bad "
-                "merge?). Keep the entry that is right and delete the other from the lockfile, "
-                "or restore it from version control; nothing was changed"
+                f"{entry['id']} ({entry['provider']}), but one remote finetune is one entry (a "
+                "bad merge?). Keep the entry that is right and delete the other from the "
+                "lockfile, or restore it from version control; nothing was changed"
             )
         owners[key] = name
     for name, by_version in sorted(data.get("versions", {}).items()):
         for version, entry in sorted(by_version.items()):
             where = f"versions.{name}.{version}"
-            names = asset_names(entry["provider"])
-            if names is None:
-                raise LockfileError(
-                    f"{path}: {where}: provider {entry['provider']!r} is not one reconciler "
-                    f"knows ({known}); {RESTORE}"
-                )
-            for asset in sorted(entry["assets"]):
-                if asset not in names:
-                    raise LockfileError(
-                        f"{path}: {where} records an asset named {asset!r}, but a "
-                        f"{entry['provider']} finetune has only {', '.join(sorted(names))}; "
-                        f"{RESTORE}"
-                    )
+            _check_record(path, where, entry, known)
             key = (entry["provider"], entry["id"])
             if key in owners:
                 raise LockfileError(
@@ -167,6 +143,24 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                     f"{pending['provider']} finetune has only {', '.join(sorted(names))}; "
                     f"{RESTORE}"
                 )
+
+
+def _check_record(path: Path, where: str, entry: dict[str, Any], known: str) -> None:
+    """A finetune's or a version's record names a provider reconciler knows, and only the
+    assets a finetune of that provider has."""
+    provider = entry["provider"]
+    names = asset_names(provider)
+    if names is None:
+        raise LockfileError(
+            f"{path}: {where}: provider {provider!r} is not one reconciler knows ({known}); "
+            f"{RESTORE}"
+        )
+    for asset in sorted(entry["assets"]):
+        if asset not in names:
+            raise LockfileError(
+                f"{path}: {where} records an asset named {asset!r}, but a {provider} "
+                f"finetune has only {', '.join(sorted(names))}; {RESTORE}"
+            )
 
 
 def _assets_from_json(assets: dict[str, Any]) -> dict[str, AssetDigest]:
