@@ -16,8 +16,8 @@ sha256).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -114,6 +114,32 @@ def build(files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
     """The source of one finetune's remote assets (all of one kind, as the config declares)."""
     first = next(iter(files.values()))
     return SOURCES[first.kind](first, files, ctx)
+
+
+class Fetched:
+    """What the remote sources do alike: a file's first bytes through Range reads of what was
+    not read yet (the checks ask for 8 bytes, then for the header those announce; neither
+    reads a byte of the tensors), kept per file; and a stream of the fetched file."""
+
+    _heads: dict[str, bytes]
+
+    def _range(self, name: str, start: int, end: int) -> bytes:
+        raise NotImplementedError
+
+    def fetch(self, name: str) -> Path:
+        raise NotImplementedError
+
+    def header(self, name: str, length: int) -> bytes:
+        have = self._heads.get(name, b"")
+        if len(have) < length:
+            have += self._range(name, len(have), length)
+            self._heads[name] = have
+        return have[:length]
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        with self.fetch(name).open("rb") as f:
+            yield f
 
 
 class HeadReader:

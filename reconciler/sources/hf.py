@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
-from . import Context, HeadReader, Resolved, SourceError, SourceFile, is_true
+from . import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile, is_true
 from .facts import Facts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -62,7 +61,7 @@ def label(repo: str, commit: str) -> str:
     return f"hf://{repo}@{commit[:SHORT]}"
 
 
-class HfSource:
+class HfSource(Fetched):
     def __init__(
         self, repo: str, revision: str | None, subfolder: str | None, ctx: Context
     ) -> None:
@@ -124,20 +123,6 @@ class HfSource:
             warnings.append(f"{self.where} ({commit[:SHORT]}): {where} holds no file")
         self._resolved = Resolved(label(self.repo, commit), found, commit, tuple(warnings))
         return self._resolved
-
-    def header(self, name: str, length: int) -> bytes:
-        """Range reads of exactly what was not read yet: the checks ask for 8 bytes, then for
-        the header those announce; neither reads a byte of the tensors."""
-        have = self._heads.get(name, b"")
-        if len(have) < length:
-            have += self._range(name, len(have), length)
-            self._heads[name] = have
-        return have[:length]
-
-    @contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
-        with self.fetch(name).open("rb") as f:
-            yield f
 
     def digest(self, name: str) -> str:
         """The sha256 of a file the metadata gives none for (not in LFS: a config), from one

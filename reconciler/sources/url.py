@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ..model import AssetSource
-from . import Context, HeadReader, Resolved, SourceError, SourceFile
+from . import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
 from .facts import Facts
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def shown(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
 
 
-class UrlSource:
+class UrlSource(Fetched):
     def __init__(self, files: Mapping[str, AssetSource], ctx: Context) -> None:
         self.files = dict(files)
         self.ctx = ctx
@@ -90,18 +90,6 @@ class UrlSource:
         folders = {u.rsplit("/", 1)[0] + "/" for u in urls}
         label = folders.pop() if len(folders) == 1 and len(urls) > 1 else ", ".join(sorted(urls))
         return Resolved(label=label, files=found)
-
-    def header(self, name: str, length: int) -> bytes:
-        have = self._heads.get(name, b"")
-        if len(have) < length:
-            have += self._range(name, len(have), length)
-            self._heads[name] = have
-        return have[:length]
-
-    @contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
-        with self.fetch(name).open("rb") as f:
-            yield f
 
     def digest(self, name: str) -> str:
         return self.files[name].sha256 or ""
