@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import Figure, say
+from bench.common import Figure, say
 
 BENCHES = ("startup", "hashing", "header", "scale", "upload", "apply")
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reconciler import workflow
-
-from .common import Figure, SandboxProcess, env_for, say, timed
-from .data import Entry, account, write_adapter, write_config
+from bench.common import Figure, SandboxProcess, env_for, say, timed
+from bench.data import Entry, account, write_adapter, write_config
+from reconciler.workflow import session as workflow
 
 FINETUNES = 200
 LATENCY = 0.050

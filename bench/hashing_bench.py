@@ -10,11 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from reconciler.assets import digest_all, usable_cores
-from reconciler.model import AssetFile
-from reconciler.statcache import StatCache, default_path
-
-from .common import (
+from bench.common import (
     Figure,
     SandboxProcess,
     alternate,
@@ -25,7 +21,10 @@ from .common import (
     spread,
     timed,
 )
-from .data import Entry, account, write_adapter, write_config
+from bench.data import Entry, account, write_adapter, write_config
+from reconciler.adapters.assets import digest_all, usable_cores
+from reconciler.base.model import AssetFile
+from reconciler.state.statcache import StatCache, default_path
 
 ADAPTERS = 8
 

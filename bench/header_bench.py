@@ -14,10 +14,9 @@ import struct
 import time
 from pathlib import Path
 
-from reconciler.preflight import summarize
-from reconciler.safetensors import read_header
-
-from .common import Figure, say
+from bench.common import Figure, say
+from reconciler.adapters.preflight import summarize
+from reconciler.adapters.safetensors import read_header
 
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 HIDDEN, INTER = 4096, 14336

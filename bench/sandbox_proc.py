@@ -55,7 +55,7 @@ def main() -> None:
     latency_by = None
     if args.latency:
         try:
-            from reconciler.sandbox.fault_spec import FaultSpec
+            from reconciler.sandbox.common.fault_spec import FaultSpec
         except ImportError:
             _inject_latency(args.latency)
             latency_by = "the benchmark's WSGI wrapper"

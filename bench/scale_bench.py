@@ -6,7 +6,7 @@ process, so none of its work is counted) and its wall time; the list requests th
 and, with inotify, that no byte of any asset was read.
 
 Until workflow.make_plan passes a stat cache itself (see the report), this benchmark hands it
-one by wrapping reconciler.assets.digest_all; it stops doing so as soon as workflow does.
+one by wrapping reconciler.adapters.assets.digest_all; it stops doing so as soon as workflow does.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler import assets, config, lockfile, planfile, workflow
-from reconciler import plan as plan_mod
-from reconciler.model import EMPTY_RECORD, AssetFile, Digests, LockedFinetune
-from reconciler.statcache import GRANULARITY_NS, StatCache, default_path
-
-from .common import Figure, ReadWatch, SandboxProcess, env_for, say, spread
-from .data import Entry, account, write_adapter, write_config
+from bench.common import Figure, ReadWatch, SandboxProcess, env_for, say, spread
+from bench.data import Entry, account, write_adapter, write_config
+from reconciler.adapters import assets
+from reconciler.base.model import EMPTY_RECORD, AssetFile, Digests, LockedFinetune
+from reconciler.config import loader as config
+from reconciler.plan import planner as plan_mod
+from reconciler.state import lockfile, planfile
+from reconciler.state.statcache import GRANULARITY_NS, StatCache, default_path
+from reconciler.workflow import session as workflow
 
 FINETUNES = 1000
 ACCOUNTS = 10

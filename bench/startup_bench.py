@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .common import ROOT, Figure, alternate, reconciler_cmd, say, spread, timed
+from bench.common import ROOT, Figure, alternate, reconciler_cmd, say, spread, timed
 
 ACCOUNT = "0" * 31 + "1"
 

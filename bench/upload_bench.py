@@ -15,13 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler.model import DesiredFinetune
-from reconciler.providers.cloudflare import CloudflareProvider
+from bench.common import ROOT, Figure, SandboxProcess, alternate, drop_into_page_cache, say, spread
+from bench.data import MODEL, account, write_safetensors
+from reconciler.base.model import DesiredFinetune
+from reconciler.providers.cloudflare.api import CloudflareProvider
 from reconciler.providers.registry import Endpoint
 from reconciler.sandbox import DEFAULT_TOKEN
-
-from .common import ROOT, Figure, SandboxProcess, alternate, drop_into_page_cache, say, spread
-from .data import MODEL, account, write_safetensors
 
 CURL = "/usr/bin/curl"
 MEMORY_GOAL_MB = 64.0

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.model import AssetFile
-from reconciler.providers.cloudflare import CloudflareProvider
+from reconciler.base.model import AssetFile
+from reconciler.providers.cloudflare.api import CloudflareProvider
 from reconciler.providers.registry import Endpoint
 
 

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from .cli import main
+from reconciler.cli.main import main
 
 main(prog_name="reconciler")

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sandbox_clients import client_for
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
 

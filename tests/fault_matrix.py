@@ -67,9 +67,9 @@ def make_project(folder: Path) -> Path:
 
 
 def run_fault(name: str, spec_text: str, seed: int = 11) -> Row:
-    from reconciler.cli import main
+    from reconciler.cli.main import main
     from reconciler.sandbox import DEFAULT_TOKEN
-    from reconciler.sandbox.fault_spec import FaultSpec
+    from reconciler.sandbox.common.fault_spec import FaultSpec
     from reconciler.sandbox.server import SandboxServer
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,9 +26,9 @@ import pytest
 from conftest import ACCOUNT, CANARY_TOKEN, Cli
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.fault_spec import FaultSpec
+from reconciler.sandbox.cloudflare.store import Finetune
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import Finetune
 
 CREATE_ROUTE = "POST /client/v4/accounts/*/ai/finetunes"
 FAQ_MODEL = "@cf/google/gemma-2b-it-lora"

@@ -15,8 +15,8 @@ import pytest
 from conftest import ACCOUNT, CANARY_TOKEN, Cli
 
 from reconciler.sandbox import DEFAULT_TOKEN
+from reconciler.sandbox.cloudflare.store import SandboxLimits
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits
 
 
 def point_at(monkeypatch: pytest.MonkeyPatch, server: SandboxServer) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.assets import CHUNK, HashingReader, digest, digest_all, start_digest_all
-from reconciler.model import AssetDigest, AssetFile
+from reconciler.adapters.assets import CHUNK, HashingReader, digest, digest_all, start_digest_all
+from reconciler.base.model import AssetDigest, AssetFile
 
 SIZES = (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 5_000_000)
 
@@ -151,7 +151,7 @@ def test_sparse_files_hash_as_the_zeros_their_holes_read_as(
 
 
 def test_the_hashing_tally_counts_what_is_hashed_and_ends_at_zero(tmp_path: Path) -> None:
-    from reconciler.assets import HASHING, digest_all
+    from reconciler.adapters.assets import HASHING, digest_all
 
     path = tmp_path / "a.bin"
     path.write_bytes(b"x" * 3_000_000)

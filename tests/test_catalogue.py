@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import catalogues
-from reconciler.catalogue import (
+from reconciler.adapters.catalogue import (
     CACHED,
     LIVE,
     SNAPSHOT,
@@ -20,8 +19,9 @@ from reconciler.catalogue import (
     deprecation_note,
     parse_models,
 )
-from reconciler.errors import EndpointError
-from reconciler.model import (
+from reconciler.adapters.preflight import Limits
+from reconciler.base.errors import EndpointError
+from reconciler.base.model import (
     EMPTY_RECORD,
     AssetDigest,
     AssetFile,
@@ -32,8 +32,8 @@ from reconciler.model import (
     Recorded,
     RemoteFinetune,
 )
-from reconciler.plan import Action, build
-from reconciler.preflight import Limits
+from reconciler.plan.planner import Action, build
+from reconciler.providers import catalogues
 from reconciler.providers.base import Capabilities
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

@@ -13,7 +13,7 @@ import pytest
 from conftest import CANARY_TOKEN, ROOT, Cli
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.fault_spec import FaultSpec
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

@@ -6,7 +6,7 @@ import click
 import pytest
 from conftest import ROOT, Cli
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 COMMANDS = sorted(main.commands)
 

@@ -15,9 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import ACCOUNT, Cli
 
-from reconciler.cli import main
-from reconciler.inventory import classify
-from reconciler.model import (
+from reconciler.base.model import (
     Desired,
     DesiredFinetune,
     LockedFinetune,
@@ -25,9 +23,11 @@ from reconciler.model import (
     Recorded,
     RemoteFinetune,
 )
-from reconciler.runlock import exclusive
+from reconciler.cli.main import main
 from reconciler.sandbox import DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
+from reconciler.state.runlock import exclusive
+from reconciler.workflow.inventory import classify
 
 MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
 
@@ -374,7 +374,7 @@ def test_list_says_how_to_adopt_a_declared_finetune_that_is_not_recorded(
 
 
 def test_a_retired_version_is_leftover() -> None:
-    from reconciler import model
+    from reconciler.base import model
 
     locked_version = getattr(model, "LockedVersion", None)
     if locked_version is None:

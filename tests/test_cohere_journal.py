@@ -18,7 +18,7 @@ import httpx
 import pytest
 from conftest import CANARY_TOKEN, ROOT, Cli, serving
 
-from reconciler.sandbox.fault_spec import FaultSpec
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 
 EXAMPLE = ROOT / "examples" / "cohere"

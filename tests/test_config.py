@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ACCOUNT, QUICKSTART, Cli
 
-from reconciler import config
-from reconciler.errors import ConfigError
+from reconciler.base.errors import ConfigError
+from reconciler.config import loader as config
 
 ENV = {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT}
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import ACCOUNT, CANARY_TOKEN
 from test_config import ENV, problems, write
 
-from reconciler import config
-from reconciler.credentials import is_secret
-from reconciler.interpolate import MAX_NESTING, expand
+from reconciler.base.credentials import is_secret
+from reconciler.config import loader as config
+from reconciler.config.interpolate import MAX_NESTING, expand
 
 BODY = """
 version: 1

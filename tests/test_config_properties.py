@@ -9,8 +9,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import config
-from reconciler.errors import ConfigError
+from reconciler.base.errors import ConfigError
+from reconciler.config import loader as config
 
 KEYS = [
     "version",

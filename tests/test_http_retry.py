@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import serving
 
-from reconciler.errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
-from reconciler.model import DesiredFinetune
-from reconciler.providers.cloudflare import CloudflareProvider, _error_text
+from reconciler.base.errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
+from reconciler.base.model import DesiredFinetune
+from reconciler.providers.cloudflare.api import CloudflareProvider, _error_text
 from reconciler.providers.http import Api
 from reconciler.providers.registry import Endpoint
 from reconciler.providers.retry import RetryPolicy

@@ -61,7 +61,7 @@ def test_the_first_line_leaves_the_shell_where_the_second_line_works(tmp_path: P
 def test_the_distribution_has_a_name_of_its_own_and_the_readme_says_how_to_install_it() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()  # (tomllib is Python 3.11+)
     assert re.search(r'^name = "([^"]+)"$', pyproject, re.M).group(1) == DISTRIBUTION  # type: ignore[union-attr]
-    assert '\n[project.scripts]\nreconciler = "reconciler.cli:main"\n' in pyproject
+    assert '\n[project.scripts]\nreconciler = "reconciler.cli.main:main"\n' in pyproject
     readme = README.read_text()
     assert f"pipx install {DISTRIBUTION}" in readme
     # no install line names the index's "reconciler", which is someone else's

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from conftest import ACCOUNT, Cli
 
-from reconciler.runlock import exclusive
 from reconciler.sandbox import DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
+from reconciler.state.runlock import exclusive
 
 
 def dashboard(sandbox: SandboxServer, sql: str, *args: object) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import lockfile
-from reconciler.errors import LockfileError
-from reconciler.model import AssetDigest, LockedFinetune, Recorded
+from reconciler.base.errors import LockfileError
+from reconciler.base.model import AssetDigest, LockedFinetune, Recorded
+from reconciler.state import lockfile
 
 SHA = "sha256:" + "ab" * 32
 
@@ -78,7 +78,7 @@ def test_corrupt_or_foreign_lockfile_is_refused(
 
 
 def test_the_journal_round_trips_with_its_time_and_held_assets(tmp_path: Path) -> None:
-    from reconciler.model import Pending
+    from reconciler.base.model import Pending
 
     dataset = AssetDigest("dataset", 9, SHA, remote_id="ds-1")
     pending = Pending(

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from conftest import CANARY_TOKEN, ROOT, Cli
 
-from reconciler import lockfile
-from reconciler.errors import LockfileError
+from reconciler.base.errors import LockfileError
 from reconciler.sandbox.server import SandboxServer
+from reconciler.state import lockfile
 
 SHA = "sha256:" + "ab" * 32
 ACCOUNT = "0123456789abcdef0123456789abcdef"

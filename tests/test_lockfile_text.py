@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from reconciler import lockfile
-from reconciler.model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
+from reconciler.base.model import EMPTY_RECORD, AssetDigest, LockedFinetune, Pending, Recorded
+from reconciler.state import lockfile
 
 
 def reference(record: Recorded) -> str:

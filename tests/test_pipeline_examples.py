@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 WORKFLOW = ROOT / "examples" / "github-actions" / "reconciler.yml"
 
@@ -29,7 +29,9 @@ def reconciler_commands() -> list[str]:
 
 def test_the_examples_call_reconciler() -> None:
     commands = reconciler_commands()
-    assert any(c.startswith("reconciler plan") and "-o reconciler.plan" in c for c in commands)
+    assert any(
+        c.startswith("reconciler plan") and "-o reconciler.plan" in c for c in commands
+    )
     assert "reconciler apply reconciler.plan" in commands
     assert "reconciler validate" in commands
 

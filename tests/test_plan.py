@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import PlanError
-from reconciler.model import (
+from reconciler.base.errors import PlanError
+from reconciler.base.model import (
     AssetDigest,
     AssetFile,
     Desired,
@@ -18,8 +18,8 @@ from reconciler.model import (
     Recorded,
     RemoteFinetune,
 )
-from reconciler.plan import Action, Plan, StepKind, build
-from reconciler.providers.cloudflare import CloudflareProvider
+from reconciler.plan.planner import Action, Plan, StepKind, build
+from reconciler.providers.cloudflare.api import CloudflareProvider
 from reconciler.render import text
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

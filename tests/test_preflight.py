@@ -13,9 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import config
-from reconciler.model import DesiredFinetune
-from reconciler.preflight import (
+from reconciler.adapters.preflight import (
     Limits,
     LimitsError,
     check_account_capacity,
@@ -23,8 +21,7 @@ from reconciler.preflight import (
     ignored_files,
     model_notes,
 )
-from reconciler.providers.registry import limits as published_data
-from reconciler.safetensors import (
+from reconciler.adapters.safetensors import (
     DTYPE_BITS,
     MAX_HEADER_BYTES,
     Header,
@@ -32,6 +29,9 @@ from reconciler.safetensors import (
     parse_header,
     read_header,
 )
+from reconciler.base.model import DesiredFinetune
+from reconciler.config import loader as config
+from reconciler.providers.registry import limits as published_data
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"

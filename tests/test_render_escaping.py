@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from test_plan import ACCOUNT, MODEL, desired, fields, locked, plan_of
 
-from reconciler.drift import Drift, DriftKind
-from reconciler.model import LockedFinetune, RemoteFinetune
-from reconciler.plan import Plan
+from reconciler.base.model import LockedFinetune, RemoteFinetune
+from reconciler.base.untrusted import json_safe, quoted, visible
+from reconciler.plan.drift import Drift, DriftKind
+from reconciler.plan.planner import Plan
 from reconciler.providers.base import Event, History, StepMetric
 from reconciler.render import drift as drift_view
 from reconciler.render import history, markdown, text
 from reconciler.render import json as json_view
-from reconciler.untrusted import json_safe, quoted, visible
 
 GOLDEN = Path(__file__).parent / "golden"
 SUMMARY = "Plan: 9 to create, 0 to upload, 0 to forget, 0 unchanged."

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_plan import ACCOUNT, FILES, desired, fields, locked, plan_of, remote
 
-from reconciler.model import AssetFile, DesiredFinetune
+from reconciler.base.model import AssetFile, DesiredFinetune
 from reconciler.render import markdown
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -18,9 +18,9 @@ import tomllib
 from conftest import ACCOUNT, Cli
 from sandbox_clients import client_for
 
-from reconciler.errors import ReconcilerError
+from reconciler.base.errors import ReconcilerError
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.catalogue import ENV_VAR, Catalogue, CatalogueError
+from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
 from reconciler.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,7 +294,7 @@ def test_a_bad_catalogue_file_is_refused_naming_the_file(
 def test_the_environment_variable_reaches_a_server_and_the_embedded_sandbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler.embedded import sandbox_env
+    from reconciler.workflow.embedded import sandbox_env
 
     extra = write(tmp_path / "env.json", [{"name": "@cf/acme/env-model", "properties": {}}])
     monkeypatch.setenv(ENV_VAR, str(extra))
@@ -354,5 +354,5 @@ def test_reconciler_sandbox_refuses_a_bad_catalogue_file(cli: Cli, tmp_path: Pat
 def test_the_catalogue_ships_with_the_package() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     shipped = pyproject["tool"]["setuptools"]["package-data"]["reconciler"]
-    assert "sandbox/catalogue.json" in shipped
-    assert (ROOT / "reconciler" / "sandbox" / "catalogue.json").is_file()
+    assert "sandbox/cloudflare/catalogue.json" in shipped
+    assert (ROOT / "reconciler" / "sandbox" / "cloudflare" / "catalogue.json").is_file()

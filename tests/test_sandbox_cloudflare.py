@@ -19,9 +19,9 @@ import pytest
 from sandbox_clients import client_for, serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
-from reconciler.sandbox.defaults import RESERVED_NAME_PREFIX
+from reconciler.sandbox.cloudflare.store import SandboxLimits
+from reconciler.sandbox.common.defaults import RESERVED_NAME_PREFIX
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
@@ -787,7 +787,8 @@ def test_explicit_start_and_stop_bind_loopback_and_release_the_port(tmp_path: Pa
 
 def test_package_import_does_not_pull_in_werkzeug() -> None:
     code = (
-        "import sys, reconciler.sandbox, reconciler.sandbox.store; print('werkzeug' in sys.modules)"
+        "import sys, reconciler.sandbox, reconciler.sandbox.cloudflare.store;"
+        " print('werkzeug' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -16,15 +16,15 @@ from sandbox_clients import client_for as cloudflare_or_cohere_client
 from sandbox_clients import serve_process
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.clock import ManualClock
-from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits
-from reconciler.sandbox.training import (
+from reconciler.sandbox.cloudflare.store import SandboxLimits
+from reconciler.sandbox.cohere.training import (
     QUEUED_SECONDS,
     STEP_SECONDS,
     VALIDATION_QUEUED_SECONDS,
     VALIDATION_SECONDS,
 )
+from reconciler.sandbox.common.clock import ManualClock
+from reconciler.sandbox.server import SandboxServer
 
 MODELS = "/v1/finetuning/finetuned-models"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.clock import ManualClock
+from reconciler.sandbox.cohere.training import QUEUED_SECONDS, STEP_SECONDS, VALIDATION_SECONDS
+from reconciler.sandbox.common.clock import ManualClock
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.training import QUEUED_SECONDS, STEP_SECONDS, VALIDATION_SECONDS
 
 cohere = pytest.importorskip("cohere")
 finetuning = pytest.importorskip("cohere.finetuning")

@@ -16,8 +16,8 @@ import pytest
 from sandbox_clients import serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
-from reconciler.sandbox.clock import ManualClock
-from reconciler.sandbox.faults import FaultRule, FaultSpec, InjectedFault, RateLimit, Route
+from reconciler.sandbox.common.clock import ManualClock
+from reconciler.sandbox.common.faults import FaultRule, FaultSpec, InjectedFault, RateLimit, Route
 from reconciler.sandbox.server import SandboxServer
 
 FINETUNES = f"/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/ai/finetunes"
@@ -377,7 +377,7 @@ def test_serve_announces_the_faults_on_its_one_line(tmp_path: Path) -> None:
     with serve_process(
         tmp_path / "data",
         ", faults=FaultSpec.parse('seed=4; status=503; route=GET /v1/**')",
-        imports="from reconciler.sandbox.faults import FaultSpec; ",
+        imports="from reconciler.sandbox.common.faults import FaultSpec; ",
     ) as served:
         assert "injecting faults (seed 4, 1 rule(s))" in served.line
         match = re.search(r"Cohere API at (http://127\.0\.0\.1:\d+)", served.line)

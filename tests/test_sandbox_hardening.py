@@ -19,9 +19,9 @@ from conftest import ACCOUNT, Cli
 from sandbox_clients import client_for, serve_process
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.cohere_store import CohereStore
+from reconciler.sandbox.cloudflare.store import SandboxStore
+from reconciler.sandbox.cohere.store import CohereStore
 from reconciler.sandbox.server import SandboxServer, exposure_problem, is_loopback
-from reconciler.sandbox.store import SandboxStore
 
 FINETUNES = f"/accounts/{ACCOUNT}/ai/finetunes"
 TRAILER = b"\r\n--b0undary--\r\n"

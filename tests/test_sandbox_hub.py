@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import QUICKSTART, Cli
 
-from reconciler.sandbox.hub_store import HubStore
+from reconciler.sandbox.hub.store import HubStore
 from reconciler.sandbox.server import SandboxServer
 
 REPO = "acme/support-lora"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+from reconciler.sandbox.cloudflare.store import SandboxLimits
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits
 
 cloudflare = pytest.importorskip("cloudflare")
 

@@ -14,10 +14,10 @@ import pytest
 from sandbox_clients import client_for
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID
-from reconciler.sandbox.fault_spec import FaultSpec
-from reconciler.sandbox.inference import SENTENCES, keywords
+from reconciler.sandbox.cloudflare.inference import SENTENCES, keywords
+from reconciler.sandbox.cloudflare.store import SandboxLimits
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
-from reconciler.sandbox.store import SandboxLimits
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"

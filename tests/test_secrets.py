@@ -13,8 +13,8 @@ from shutil import which
 import pytest
 from conftest import ACCOUNT, CANARY_TOKEN, Cli, serving
 
-from reconciler.errors import AuthError
-from reconciler.providers.cloudflare import CloudflareProvider, endpoint_from_env
+from reconciler.base.errors import AuthError
+from reconciler.providers.cloudflare.api import CloudflareProvider, endpoint_from_env
 from reconciler.sandbox.server import SandboxServer
 
 
@@ -135,7 +135,7 @@ def test_logs_redact_every_secret_the_environment_holds(
 ) -> None:
     import logging
 
-    from reconciler import logs
+    from reconciler.base import logs
 
     other = "ghp_" + CANARY_TOKEN[::-1]
     env = {
@@ -159,7 +159,7 @@ def test_logs_redact_every_secret_the_environment_holds(
 
 
 def test_every_printed_message_is_redacted_and_visible(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reconciler.commands.common import shown
+    from reconciler.cli.common import shown
 
     monkeypatch.setenv("CO_API_KEY", CANARY_TOKEN)
     assert shown(f"Internal error (X): {CANARY_TOKEN}\nsecond line\x1b[31m\u202e") == (
@@ -168,8 +168,8 @@ def test_every_printed_message_is_redacted_and_visible(monkeypatch: pytest.Monke
 
 
 def test_a_malformed_cohere_key_is_named_not_shown() -> None:
-    from reconciler.errors import CredentialsError
-    from reconciler.providers.cohere import endpoint_from_env as cohere_endpoint
+    from reconciler.base.errors import CredentialsError
+    from reconciler.providers.cohere.api import endpoint_from_env as cohere_endpoint
 
     with pytest.raises(CredentialsError) as info:
         cohere_endpoint({"CO_API_KEY": CANARY_TOKEN + "\n"})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICKSTART, Cli
 
-from reconciler.sandbox.hub_store import HubStore
+from reconciler.sandbox.hub.store import HubStore
 from reconciler.sandbox.server import SandboxServer
 
 REPO = "acme/releases"

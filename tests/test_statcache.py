@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.assets import digest_all
-from reconciler.model import AssetDigest, AssetFile
-from reconciler.statcache import GRANULARITY_NS, StatCache, default_path
+from reconciler.adapters.assets import digest_all
+from reconciler.base.model import AssetDigest, AssetFile
+from reconciler.state.statcache import GRANULARITY_NS, StatCache, default_path
 
 IN_ACCESS, IN_OPEN = 0x1, 0x20
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
@@ -355,9 +355,9 @@ def test_entries_another_process_wrote_meanwhile_are_kept(
 WRITER = """
 import sys
 from pathlib import Path
-from reconciler.assets import digest_all
-from reconciler.model import AssetFile
-from reconciler.statcache import StatCache
+from reconciler.adapters.assets import digest_all
+from reconciler.base.model import AssetFile
+from reconciler.state.statcache import StatCache
 
 cache_path, *paths = sys.argv[1:]
 for round in range(15):

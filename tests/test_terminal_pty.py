@@ -20,7 +20,7 @@ import pytest
 from conftest import ACCOUNT, CANARY_TOKEN
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.fault_spec import FaultSpec
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 
 UPLOADS = "POST /client/v4/accounts/*/ai/finetunes/*/finetune-assets"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_http_retry import ACCOUNT, Scripted, scripted  # noqa: F401 (the fixture)
 
-from reconciler.assets import HashingReader
-from reconciler.errors import AssetChangedError
-from reconciler.model import AssetFile
-from reconciler.providers.cloudflare import CloudflareProvider
+from reconciler.adapters.assets import HashingReader
+from reconciler.base.errors import AssetChangedError
+from reconciler.base.model import AssetFile
+from reconciler.providers.cloudflare.api import CloudflareProvider
 from reconciler.providers.registry import Endpoint
 
 SIZE = 600_000  # several reads of the HTTP client's 64 KiB chunks

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from reconciler.model import (
+from reconciler.base.model import (
     EMPTY_RECORD,
     AssetDigest,
     AssetFile,
@@ -19,9 +19,9 @@ from reconciler.model import (
     Recorded,
     RemoteFinetune,
 )
-from reconciler.plan import Action, StepKind, build
+from reconciler.plan.planner import Action, StepKind, build
+from reconciler.plan.versions import canonical, content_version, remote_name
 from reconciler.providers.base import Capabilities
-from reconciler.versions import canonical, content_version, remote_name
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
@@ -370,7 +370,7 @@ def test_pruning_a_removed_versioned_finetune_forgets_a_guarded_version() -> Non
 
 
 def test_drift_tells_a_replaced_current_version_from_a_gone_one() -> None:
-    from reconciler.drift import DriftKind, detect
+    from reconciler.plan.drift import DriftKind, detect
 
     recorded = Recorded({"bot": current(1, "id-1")}, {"cloudflare": "sandbox"})
     newcomer = remote(1, "id-other")  # the version's name, another id
@@ -379,8 +379,8 @@ def test_drift_tells_a_replaced_current_version_from_a_gone_one() -> None:
 
 
 def test_a_plan_file_holds_a_signed_url_without_its_signature(tmp_path: Path) -> None:
-    from reconciler.codec import _source_to_data
-    from reconciler.model import AssetSource
+    from reconciler.base.model import AssetSource
+    from reconciler.plan.codec import _source_to_data
 
     url = "https://bucket.example/a/adapter_model.safetensors?X-Amz-Signature=deadbeefsecret"
     asset = AssetFile(

@@ -15,7 +15,7 @@ from conftest import Cli
 from test_statcache import IN_ACCESS, watching
 
 from reconciler.sandbox.server import SandboxServer
-from reconciler.statcache import GRANULARITY_NS
+from reconciler.state.statcache import GRANULARITY_NS
 
 
 def warm(cli: Cli, project: Path) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..catalogue import CatalogueModel
-from ..model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from reconciler.adapters.catalogue import CatalogueModel
+from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 
 # called with the bytes sent so far and the total, while an upload streams
 Progress = Callable[[int, int], None]

@@ -9,11 +9,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..credentials import redact, token_problem, url_problem
-from ..errors import AuthError, CredentialsError, EndpointError, OutcomeUnknown, ProviderError
-from ..untrusted import visible
-from .registry import Endpoint
-from .retry import RETRY_STATUSES, RetryPolicy
+from reconciler.base.credentials import redact, token_problem, url_problem
+from reconciler.base.errors import (
+    AuthError,
+    CredentialsError,
+    EndpointError,
+    OutcomeUnknown,
+    ProviderError,
+)
+from reconciler.base.untrusted import visible
+from reconciler.providers.registry import Endpoint
+from reconciler.providers.retry import RETRY_STATUSES, RetryPolicy
 
 if TYPE_CHECKING:
     import httpx

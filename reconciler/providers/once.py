@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from .. import adoption
-from ..errors import OutcomeUnknown, ProviderError
+from reconciler.base.errors import OutcomeUnknown, ProviderError
+from reconciler.plan import adoption
 
 log = logging.getLogger("reconciler.providers")
 T = TypeVar("T")

@@ -10,9 +10,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..credentials import token_problem, url_problem
-from ..errors import CredentialsError
-from .base import Provider
+from reconciler.base.credentials import token_problem, url_problem
+from reconciler.base.errors import CredentialsError
+from reconciler.providers.base import Provider
 
 log = logging.getLogger("reconciler.providers")
 
@@ -82,13 +82,13 @@ def required_assets(provider: str) -> tuple[str, ...]:
 
 
 def _cloudflare(env: Mapping[str, str], label: str | None) -> Provider:
-    from .cloudflare import CloudflareProvider, endpoint_from_env
+    from reconciler.providers.cloudflare.api import CloudflareProvider, endpoint_from_env
 
     return CloudflareProvider(endpoint_from_env(env, label))
 
 
 def _cohere(env: Mapping[str, str], label: str | None) -> Provider:
-    from .cohere import CohereProvider, endpoint_from_env
+    from reconciler.providers.cohere.api import CohereProvider, endpoint_from_env
 
     return CohereProvider(endpoint_from_env(env, label))
 

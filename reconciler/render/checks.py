@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import click
 
-from ..checks import CheckResult
-from ..model import RemoteFinetune
+from reconciler.apply.checks import CheckResult
+from reconciler.base.model import RemoteFinetune
 
 MAX_CELL = 60
 

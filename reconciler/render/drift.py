@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..drift import Drift, DriftKind
-from ..untrusted import visible
+from reconciler.base.untrusted import visible
+from reconciler.plan.drift import Drift, DriftKind
 
 SYMBOLS = {
     DriftKind.GONE: "-",
@@ -63,7 +63,7 @@ def render(items: tuple[Drift, ...], fmt: str, color: bool = False) -> str:
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
     if fmt == "markdown":
-        from .markdown import code, prose
+        from reconciler.render.markdown import code, prose
 
         lines = [f"### reconciler: {summary(items)}", ""]
         lines += [

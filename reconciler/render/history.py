@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 
-from ..model import LockedFinetune, RemoteFinetune
-from ..providers.base import History, StepMetric
-from ..untrusted import visible
+from reconciler.base.model import LockedFinetune, RemoteFinetune
+from reconciler.base.untrusted import visible
+from reconciler.providers.base import History, StepMetric
 
 CHART_ROWS = 8
 CHART_WIDTH = 60

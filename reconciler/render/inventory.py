@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import click
 
-from ..inventory import STATES, Held
-from ..untrusted import visible
-from .checks import painter, table
+from reconciler.base.untrusted import visible
+from reconciler.render.checks import painter, table
+from reconciler.workflow.inventory import STATES, Held
 
 COLOURS = {"managed": "green", "leftover": "yellow", "unmanaged": "cyan"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..codec import digest_to_data
-from ..plan import Action, Change, Plan
-from ..untrusted import json_safe
+from reconciler.base.untrusted import json_safe
+from reconciler.plan.codec import digest_to_data
+from reconciler.plan.planner import Action, Change, Plan
 
 FORMAT_VERSION = 1
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 
-from ..plan import Action, Change, Plan
-from ..untrusted import visible
-from . import text
-from .json import ACTIONS, address
+from reconciler.base.untrusted import visible
+from reconciler.plan.planner import Action, Change, Plan
+from reconciler.render import text
+from reconciler.render.json import ACTIONS, address
 
 GITHUB_COMMENT_LIMIT = 65_536
 # hidden in the rendered comment; a workflow finds its own comment by it and updates it

@@ -11,13 +11,13 @@ import json
 
 import click
 
-from ..apply import Outcome, Result
-from ..diff import FieldChange
-from ..model import AssetDigest
-from ..plan import Action, AssetChange, Change, Plan
-from ..sources.labels import source_label
-from ..units import human_size
-from ..untrusted import quoted, visible
+from reconciler.apply.runner import Outcome, Result
+from reconciler.base.diff import FieldChange
+from reconciler.base.model import AssetDigest
+from reconciler.base.units import human_size
+from reconciler.base.untrusted import quoted, visible
+from reconciler.plan.planner import Action, AssetChange, Change, Plan
+from reconciler.sources.labels import source_label
 
 COLOURS = {
     Action.CREATE: "green",

@@ -10,6 +10,6 @@ light (no werkzeug) so that reading the defaults costs nothing.
 
 from __future__ import annotations
 
-from reconciler.sandbox.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+from reconciler.sandbox.common.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_TOKEN"]

@@ -14,10 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from reconciler.sandbox.auth import Tokens, token_id, validate_tokens
-from reconciler.sandbox.catalogue import Catalogue
-from reconciler.sandbox.clock import Clock, SystemClock
-from reconciler.sandbox.cloudflare import (
+from reconciler.sandbox.cloudflare.api import (
     AUTH_ERROR,
     BAD_AUTH_EMAIL,
     BAD_AUTHORIZATION,
@@ -36,13 +33,16 @@ from reconciler.sandbox.cloudflare import (
     Reply,
     fail,
 )
-from reconciler.sandbox.cohere import CohereApi, is_cohere_path
-from reconciler.sandbox.cohere_store import CohereStore
-from reconciler.sandbox.defaults import ACCOUNT_ID_RE, CLOUDFLARE_PREFIX, TOKEN_RE
-from reconciler.sandbox.hub import HubApi, Served, is_hub_path
-from reconciler.sandbox.hub_store import HubStore
-from reconciler.sandbox.responses import cloudflare_error, send_json
-from reconciler.sandbox.store import SandboxLimits, SandboxStore
+from reconciler.sandbox.cloudflare.catalogue import Catalogue
+from reconciler.sandbox.cloudflare.store import SandboxLimits, SandboxStore
+from reconciler.sandbox.cohere.api import CohereApi, is_cohere_path
+from reconciler.sandbox.cohere.store import CohereStore
+from reconciler.sandbox.common.auth import Tokens, token_id, validate_tokens
+from reconciler.sandbox.common.clock import Clock, SystemClock
+from reconciler.sandbox.common.defaults import ACCOUNT_ID_RE, CLOUDFLARE_PREFIX, TOKEN_RE
+from reconciler.sandbox.common.responses import cloudflare_error, send_json
+from reconciler.sandbox.hub.api import HubApi, Served, is_hub_path
+from reconciler.sandbox.hub.store import HubStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -13,15 +13,15 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from reconciler.sandbox.app import SandboxApp, validate_tokens
-from reconciler.sandbox.catalogue import Catalogue
-from reconciler.sandbox.clock import Clock, SystemClock
-from reconciler.sandbox.cohere_store import CohereStore
-from reconciler.sandbox.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
-from reconciler.sandbox.fault_spec import FaultSpec
-from reconciler.sandbox.faults import FaultInjector, InjectedFault, ResetConnection
-from reconciler.sandbox.hub import PREFIX as HUB_PREFIX
-from reconciler.sandbox.hub import Served
-from reconciler.sandbox.store import SandboxLimits, SandboxStore
+from reconciler.sandbox.cloudflare.catalogue import Catalogue
+from reconciler.sandbox.cloudflare.store import SandboxLimits, SandboxStore
+from reconciler.sandbox.cohere.store import CohereStore
+from reconciler.sandbox.common.clock import Clock, SystemClock
+from reconciler.sandbox.common.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
+from reconciler.sandbox.common.fault_spec import FaultSpec
+from reconciler.sandbox.common.faults import FaultInjector, InjectedFault, ResetConnection
+from reconciler.sandbox.hub.api import PREFIX as HUB_PREFIX
+from reconciler.sandbox.hub.api import Served
 
 # How long a connection may wait for its request line, and then how long any read of the rest
 # (headers, body) may wait for a byte. Sandbox choices, not Cloudflare's or Cohere's figures:

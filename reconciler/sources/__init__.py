@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..errors import ReconcilerError
-from ..model import AssetSource
+from reconciler.base.errors import ReconcilerError
+from reconciler.base.model import AssetSource
 
 
 class SourceError(ReconcilerError):
@@ -93,13 +93,13 @@ Factory = Callable[[AssetSource, Mapping[str, AssetSource], Context], RemoteSour
 
 
 def _hf(spec: AssetSource, files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
-    from .hf import HfSource
+    from reconciler.sources.hf import HfSource
 
     return HfSource(spec.location, spec.revision, spec.subfolder, ctx)
 
 
 def _url(spec: AssetSource, files: Mapping[str, AssetSource], ctx: Context) -> RemoteSource:
-    from .url import UrlSource
+    from reconciler.sources.url import UrlSource
 
     return UrlSource(files, ctx)
 
@@ -163,7 +163,7 @@ def is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-from .resolve import Fetcher, Resolution, resolve_all  # noqa: E402  (they use the above)
+from reconciler.sources.resolve import Fetcher, Resolution, resolve_all  # noqa: E402  (they use the above)
 
 __all__ = [
     "SOURCES",

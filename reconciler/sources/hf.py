@@ -27,8 +27,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
-from . import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile, is_true
-from .facts import Facts
+from reconciler.sources import (
+    Context,
+    Fetched,
+    HeadReader,
+    Resolved,
+    SourceError,
+    SourceFile,
+    is_true,
+)
+from reconciler.sources.facts import Facts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -169,7 +177,7 @@ class HfSource(Fetched):
         return self.resolve_cached().files[name].size, None
 
     def config(self, name: str) -> dict[str, Any]:
-        from ..preflight import CONFIG_FACT, parse_config
+        from reconciler.adapters.preflight import CONFIG_FACT, parse_config
 
         facts = self._need_facts()
         known = facts.get(CONFIG_FACT, self._path(name))
@@ -181,7 +189,7 @@ class HfSource(Fetched):
         return found
 
     def weights(self, name: str) -> dict[str, Any]:
-        from ..preflight import WEIGHTS_FACT, weights_summary
+        from reconciler.adapters.preflight import WEIGHTS_FACT, weights_summary
 
         facts = self._need_facts()
         known = facts.get(WEIGHTS_FACT, self._path(name))

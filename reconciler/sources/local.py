@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..statcache import StatCache
-from . import Resolved, SourceFile
+from reconciler.sources import Resolved, SourceFile
+from reconciler.state.statcache import StatCache
 
 
 class LocalSource:
@@ -57,12 +57,12 @@ class LocalSource:
         return st.st_size, None
 
     def config(self, name: str) -> dict[str, Any]:
-        from ..preflight import read_config
+        from reconciler.adapters.preflight import read_config
 
         return read_config(self.folder / name, self._stat(name), self.cache)
 
     def weights(self, name: str) -> dict[str, Any]:
-        from ..preflight import read_weights
+        from reconciler.adapters.preflight import read_weights
 
         return read_weights(self.folder / name, self._stat(name), self.cache)
 

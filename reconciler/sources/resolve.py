@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import ConfigError, Problem
-from ..model import AssetDigest, AssetFile, Desired, DesiredFinetune
-from . import Context, RemoteSource, SourceError, build
+from reconciler.base.errors import ConfigError, Problem
+from reconciler.base.model import AssetDigest, AssetFile, Desired, DesiredFinetune
+from reconciler.sources import Context, RemoteSource, SourceError, build
 
 CHUNK = 256 * 1024
 WORKERS = 4  # sources read at once: each is a few small requests, mostly waiting
@@ -78,7 +78,7 @@ def _one(
         problems: list[Problem] = []
         limits = desired.limits.get(d.provider)
         if limits is not None:
-            from ..preflight import check_adapter
+            from reconciler.adapters.preflight import check_adapter
 
             problems += [
                 _problem(d, f"{resolved.label}/{m}") for m in check_adapter(d, source, limits)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from ..model import AssetSource
-from . import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
-from .facts import Facts
+from reconciler.base.model import AssetSource
+from reconciler.sources import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
+from reconciler.sources.facts import Facts
 
 if TYPE_CHECKING:
     import httpx
@@ -137,7 +137,7 @@ class UrlSource(Fetched):
         return (size if isinstance(size, int) else self._size(name)), None
 
     def config(self, name: str) -> dict[str, Any]:
-        from ..preflight import CONFIG_FACT, parse_config
+        from reconciler.adapters.preflight import CONFIG_FACT, parse_config
 
         facts = self._fact(name)
         known = facts.get(CONFIG_FACT)
@@ -158,7 +158,7 @@ class UrlSource(Fetched):
         return found
 
     def weights(self, name: str) -> dict[str, Any]:
-        from ..preflight import WEIGHTS_FACT, weights_summary
+        from reconciler.adapters.preflight import WEIGHTS_FACT, weights_summary
 
         facts = self._fact(name)
         known = facts.get(WEIGHTS_FACT)

@@ -1,0 +1,1 @@
+"""Adapter files: safetensors headers, digests, pre-flight checks against limits and catalogues."""

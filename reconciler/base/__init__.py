@@ -1,0 +1,1 @@
+"""The floor every room stands on: records, errors, units, escaping of untrusted text, secrets."""

@@ -1,0 +1,258 @@
+"""`reconciler apply`: carry a plan out; --wait for training, --test for checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.base.errors import PlanError
+from reconciler.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    color_on,
+    fail,
+    handle_errors,
+    planning,
+    require_config,
+    session,
+)
+from reconciler.cli.options import (
+    config_option,
+    lock_timeout_option,
+    parallelism_option,
+    prune_option,
+    refresh_catalogue_option,
+    sandbox_option,
+    target_option,
+)
+from reconciler.cli.test import run_checks
+
+
+@click.command()
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@sandbox_option
+@parallelism_option
+@target_option
+@lock_timeout_option
+@prune_option
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="After the API calls, wait until training finishes, showing each status change; "
+    "exit 1 if any training fails.",
+)
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits before giving up (exit 1).",
+)
+@click.option(
+    "--test",
+    "run_tests",
+    is_flag=True,
+    help="After applying (and waiting, with --wait), run the finetunes' checks: as `reconciler "
+    "test`; exit 1 if any fails.",
+)
+@click.option(
+    "--skip-checks",
+    is_flag=True,
+    help="For emergencies: make new versions current without running their checks (the "
+    "promotion gate). The output says the checks were skipped.",
+)
+@refresh_catalogue_option
+@click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Change nothing remotely: record in the lockfile what the accounts now say (fields "
+    "changed remotely; records whose finetune is gone are dropped), after confirmation, so "
+    "that drift clears once a remote change is accepted.",
+)
+@click.pass_context
+@handle_errors
+def apply(
+    ctx: click.Context,
+    planfile: Path | None,
+    config_path: Path,
+    auto_approve: bool,
+    sandbox: bool,
+    parallelism: int,
+    targets: tuple[str, ...],
+    lock_timeout: float,
+    prune: bool,
+    wait: bool,
+    wait_timeout: float,
+    run_tests: bool,
+    skip_checks: bool,
+    refresh_catalogue: bool,
+    refresh_only: bool,
+) -> None:
+    """Carry out the plan: create finetunes, upload assets, record them in the lockfile.
+
+    Without PLANFILE it plans first and asks for confirmation on a terminal (without one, it
+    refuses unless --auto-approve is given). With PLANFILE (from `plan -o`) it applies exactly
+    that plan with no prompt, and refuses if anything the plan was made from has changed.
+    """
+    from reconciler.config.loader import lockfile_path
+    from reconciler.render import text
+    from reconciler.state import planfile as planfile_mod
+    from reconciler.state.runlock import exclusive
+    from reconciler.workflow.session import apply as run_apply
+    from reconciler.workflow.session import make_plan, use_saved
+
+    if refresh_only:
+        if planfile is not None:
+            raise PlanError("--refresh-only takes no PLANFILE: it only reads the accounts")
+        _refresh_only(config_path, sandbox, lock_timeout, auto_approve)
+        return
+    saved = None
+    if planfile is not None:
+        if targets:
+            raise PlanError("--target cannot narrow a saved plan: target when making the plan")
+        saved = planfile_mod.load(planfile)
+        if ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT:
+            config_path = saved.config_path
+    color = color_on()
+    require_config(config_path)  # before the apply lock's file is made beside it
+    with (
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (env, providers, desired),
+    ):
+        with planning():
+            planned = make_plan(
+                config_path, env, providers, targets, prune, desired, refresh_catalogue
+            )
+        if saved is not None and planfile is not None:
+            planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
+            click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
+        else:
+            click.echo(text.render(planned.plan, color=color), nl=False, color=color)
+        if planned.plan.blocked:
+            sys.exit(EXIT_ERROR)
+        if not planned.plan.has_changes:
+            from reconciler.workflow.session import write_outputs
+
+            write_outputs(planned)  # a file deleted or never written since is written now
+            click.echo("Nothing to apply.")
+            return
+        if saved is None and not auto_approve:
+            _confirm()
+        click.echo("")
+        from reconciler.cli.progress import ApplyView, terminal
+
+        with ApplyView(live=terminal(sys.stdout), color=color) as view:
+            result = view.run(
+                lambda: run_apply(
+                    planned,
+                    providers,
+                    report=view.outcome,
+                    parallelism=parallelism,
+                    skip_checks=skip_checks,
+                    events=view,
+                )
+            )
+        click.echo("")
+        if skip_checks and any(
+            s.kind.value == "check" for c in planned.plan.changes for s in c.steps
+        ):
+            click.echo(
+                "Checks were skipped (--skip-checks): new versions became current untested.",
+                err=True,
+            )
+        if result.checks:
+            from reconciler.render import checks as render_checks
+
+            click.echo(render_checks.results(result.checks), nl=False)
+        click.echo(text.render_result(result, color), color=color)
+        if result.not_started:
+            sys.exit(EXIT_INTERRUPTED)
+        if result.failed:
+            sys.exit(EXIT_ERROR)
+        if wait:
+            _wait(planned, providers, wait_timeout)
+        if run_tests:
+            from reconciler.state import lockfile
+            from reconciler.workflow.session import as_called
+
+            recorded = lockfile.load(planned.lock_path)
+            run_checks(as_called(planned.desired.finetunes, recorded), providers)
+
+
+def _wait(planned: Any, providers: Any, timeout: float) -> None:
+    from reconciler.apply import training
+    from reconciler.apply.training import poll_interval
+    from reconciler.state import lockfile
+
+    finished = training.wait(
+        planned.plan,
+        lockfile.load(planned.lock_path),
+        providers,
+        on_status=lambda name, status: click.echo(f"  {name}: {status}"),
+        interval=poll_interval(),
+        timeout=timeout,
+    )
+    if not finished:
+        return
+    ready = [f for f in finished if f.ok]
+    waiting = [f for f in finished if f.timed_out]
+    if waiting:
+        click.echo(
+            f"Stopped waiting after {timeout:g}s (--wait-timeout): {len(ready)} ready, "
+            f"{len(waiting)} still training, {len(finished) - len(ready) - len(waiting)} not."
+        )
+    else:
+        click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
+    for f in finished:
+        if not f.ok:
+            click.echo(f"  {f.name}: {f.why or f.status or 'gone'}", err=True)
+    if len(ready) != len(finished):
+        sys.exit(EXIT_ERROR)
+
+
+def _refresh_only(config_path: Path, sandbox: bool, lock_timeout: float, approve: bool) -> None:
+    from reconciler.config.loader import lockfile_path
+    from reconciler.render import drift as render_drift
+    from reconciler.state.runlock import exclusive
+    from reconciler.workflow.session import accept_remote
+
+    with (
+        exclusive(lockfile_path(config_path), lock_timeout),
+        session(config_path, sandbox) as (env, providers, _),
+    ):
+        found, record = accept_remote(config_path, env, providers)
+        if not found:
+            click.echo("No changes: the lockfile matches the accounts.")
+            return
+        click.echo(render_drift.render(found, "text"), nl=False)
+        click.echo(
+            "\nApplying with --refresh-only records in the lockfile what the accounts now say "
+            "for the finetunes above (gone ones are dropped; unmanaged and replaced ones are "
+            "left for `reconciler import` or `ignore:`). Nothing is sent to a provider."
+        )
+        if not approve:
+            _confirm()
+        count = record()
+    click.echo(f"Refresh complete: {count} record{'s' if count != 1 else ''} updated.")
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        fail(
+            "Error: not applying: confirmation is needed and stdin is not a terminal. "
+            "Review the plan above and pass --auto-approve to apply without a prompt."
+        )
+    click.echo("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.")
+    try:
+        answer = click.prompt("  Enter a value", default="", show_default=False)
+    except click.Abort:  # Ctrl-C or Ctrl-D (end of input) at the prompt: a no
+        click.echo("", err=True)  # the terminal did not end the prompt's line
+        answer = ""
+    if answer.strip() != "yes":
+        fail("Apply cancelled; nothing was changed.")

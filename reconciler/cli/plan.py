@@ -1,0 +1,80 @@
+"""`reconciler plan`: what apply would do; saved plans and formats."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    echo_plan,
+    handle_errors,
+    planning,
+    session,
+)
+from reconciler.cli.drift import report_drift
+from reconciler.cli.options import (
+    config_option,
+    detailed_exitcode_option,
+    format_option,
+    prune_option,
+    refresh_catalogue_option,
+    sandbox_option,
+    target_option,
+)
+
+
+@click.command()
+@config_option
+@detailed_exitcode_option
+@sandbox_option
+@format_option
+@target_option
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save the plan, with fingerprints of its inputs, for `reconciler apply PLANFILE`.",
+)
+@click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Report only what changed remotely since the lockfile was written (as `drift`).",
+)
+@prune_option
+@refresh_catalogue_option
+@handle_errors
+def plan(
+    config_path: Path,
+    detailed_exitcode: bool,
+    sandbox: bool,
+    fmt: str,
+    targets: tuple[str, ...],
+    out: Path | None,
+    refresh_only: bool,
+    prune: bool,
+    refresh_catalogue: bool,
+) -> None:
+    """Show what apply would do: compare the config, the lockfile and the accounts."""
+    if refresh_only:
+        report_drift(config_path, sandbox, fmt)
+        return
+    from reconciler.state import planfile
+    from reconciler.workflow.session import make_plan
+
+    with session(config_path, sandbox) as (env, providers, desired), planning():
+        planned = make_plan(config_path, env, providers, targets, prune, desired, refresh_catalogue)
+    echo_plan(planned.plan, fmt)
+    if planned.plan.blocked:
+        sys.exit(EXIT_ERROR)
+    if out is not None:
+        planfile.save(out, planned.plan, planned.fingerprints, config_path)
+        click.echo(
+            f"Saved the plan to {out}; apply exactly it with: reconciler apply {out}", err=True
+        )
+    if detailed_exitcode and planned.plan.has_changes:
+        sys.exit(EXIT_CHANGES)

@@ -1,0 +1,58 @@
+"""`reconciler public`: Cloudflare's public finetunes, every page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler.base.errors import PlanError
+from reconciler.cli.common import handle_errors, session
+from reconciler.cli.options import config_option, sandbox_option
+
+
+@click.command()
+@config_option
+@click.option("--account", help="The account to ask (default: the config's Cloudflare account).")
+@click.option(
+    "--order-by", help="A column to sort by, as the API takes it (e.g. name, created_at)."
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="How many to fetch per request; every page is read.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON.",
+)
+@sandbox_option
+@handle_errors
+def public(
+    config_path: Path,
+    account: str | None,
+    order_by: str | None,
+    page_size: int,
+    fmt: str,
+    sandbox: bool,
+) -> None:
+    """List the public finetunes Cloudflare offers (any check may use one as its lora)."""
+    from reconciler.render import checks as render_checks
+
+    with session(config_path, sandbox) as (env, providers, desired):
+        if account is None:
+            accounts = desired.accounts.get("cloudflare") or ()
+            account = accounts[0] if accounts else env.get("CLOUDFLARE_ACCOUNT_ID")
+        if not account:
+            raise PlanError("no Cloudflare account: pass --account or set CLOUDFLARE_ACCOUNT_ID")
+        provider = providers.get("cloudflare")
+        if provider is None:
+            raise PlanError(f"{config_path} uses no Cloudflare finetunes")
+        found = provider.list_public(account, order_by, page_size)
+    click.echo(render_checks.public(found, fmt), nl=False)

@@ -1,0 +1,150 @@
+"""`reconciler sandbox`: the local emulator of both APIs, in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler.base.errors import ReconcilerError
+from reconciler.cli.common import handle_errors
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="Port (0 picks a free one).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".reconciler/sandbox"),
+    show_default=True,
+    help="Where the sandbox keeps its state (SQLite and uploaded assets); survives restarts.",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    help="An API token the sandbox accepts (repeatable). Default: the documented sandbox token.",
+)
+@click.option(
+    "--clock-speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How much faster than real time simulated work runs (dataset validation, training).",
+)
+@click.option(
+    "--faults",
+    metavar="SPEC|@FILE",
+    help="Inject faults, reproducibly under a seed: error statuses, latency, resets, "
+    "'commit then drop', the real rate limit. See README (Fault injection).",
+)
+@click.option(
+    "--catalogue",
+    "catalogue_file",
+    metavar="FILE",
+    envvar="RECONCILER_SANDBOX_CATALOGUE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='A JSON file of Workers AI model records that extends (or, with "mode": '
+    '"replace", replaces) the bundled catalogue served at /ai/models/search. '
+    "Env: RECONCILER_SANDBOX_CATALOGUE.",
+)
+@click.pass_context
+@handle_errors
+def sandbox(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data_dir: Path,
+    tokens: tuple[str, ...],
+    clock_speed: float,
+    faults: str | None,
+    catalogue_file: Path | None,
+) -> None:
+    """Run the local emulator of the Cloudflare and Cohere APIs (and of the Hugging Face Hub,
+    at /hf) until interrupted; `sandbox hf-push` fills its Hub."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from reconciler.sandbox.app import validate_tokens
+    from reconciler.sandbox.cloudflare.catalogue import Catalogue, CatalogueError
+    from reconciler.sandbox.server import exposure_problem, serve
+
+    try:
+        accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token") from None
+    problem = exposure_problem(host, accepted)
+    if problem is not None:
+        raise ReconcilerError(problem)
+    try:
+        catalogue = Catalogue.load(catalogue_file)
+    except CatalogueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--catalogue") from None
+    if not tokens:
+        click.echo(
+            f"Accepting the default sandbox token: export CLOUDFLARE_API_TOKEN={DEFAULT_TOKEN}"
+        )
+    click.echo(
+        f"Any 32-hex account id works, e.g. export CLOUDFLARE_ACCOUNT_ID={DEFAULT_ACCOUNT_ID}"
+    )
+    spec = None
+    if faults:
+        from reconciler.sandbox.common.fault_spec import FaultSpec
+
+        try:
+            spec = FaultSpec.from_option(faults)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        serve(
+            host,
+            port,
+            data_dir,
+            accepted,
+            clock_speed=clock_speed,
+            faults=spec,
+            catalogue=catalogue,
+        )
+    except OSError as exc:
+        raise ReconcilerError(
+            f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one)"
+        ) from None
+
+
+@sandbox.command("hf-push")
+@click.argument("repo_id")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".reconciler/sandbox"),
+    show_default=True,
+    help="The sandbox's state folder (the one `--sandbox` uses is .reconciler/sandbox beside "
+    "the config).",
+)
+@click.option("--tag", help="Point this tag at the new commit (made, or moved from where it was).")
+@handle_errors
+def hf_push(repo_id: str, folder: Path, data_dir: Path, tag: str | None) -> None:
+    """Add a commit to a model repo of the sandbox's Hub (HF_ENDPOINT=http://HOST:PORT/hf)
+    holding FOLDER's files, as `huggingface_hub.upload_folder` would; print its 40-hex sha last.
+    A running sandbox with the same --data serves it at once."""
+    from reconciler.sandbox.hub.store import HubStore
+
+    try:
+        sha = HubStore(data_dir).push(repo_id, folder, tag=tag)
+    except ValueError as exc:
+        raise ReconcilerError(f"hf-push: {exc}") from None
+    except OSError as exc:
+        raise ReconcilerError(f"hf-push: {exc.strerror or exc}") from None
+    click.echo(f"pushed {folder} to {repo_id} (main{f', tag {tag}' if tag else ''})")
+    click.echo(sha)

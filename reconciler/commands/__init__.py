@@ -1,1 +1,0 @@
-"""One module per command; cli.py gathers them under the `reconciler` group."""

@@ -1,0 +1,1 @@
+"""finetunes.yaml -> Desired: YAML with line marks, ${ENV} interpolation, the JSON Schema."""

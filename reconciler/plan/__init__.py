@@ -1,0 +1,1 @@
+"""Pure planning: Desired + Observed + Recorded + Digests -> Plan. No I/O, no clock."""

@@ -1,0 +1,55 @@
+"""Content-addressed versions of a finetune: pure functions, no I/O.
+
+With `versioning: content`, the name a finetune has at the provider is `NAME-<8 hex>`, the hex
+the start of a sha256 over everything the provider cannot change once made: the compared
+fields (Cloudflare: model, description, public) and each asset's sha256. The canonical form
+hashed is the JSON text
+
+    {"assets":{"<asset name>":"sha256:<64 hex>",...},"fields":{<field>:<value>,...}}
+
+with keys sorted at every depth, no whitespace (separators "," and ":"), non-ASCII kept as
+UTF-8 and the text encoded as UTF-8; it holds neither the provider nor the account, so the
+same bytes make the same remote name in a staging account and in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.base.model import AssetDigest, LockedFinetune
+
+CONTENT = "content"  # the only versioning scheme so far
+HEX = 8  # 32 bits: a collision needs some 65,000 versions of one finetune
+
+
+def canonical(fields: Mapping[str, Any], assets: Mapping[str, AssetDigest | str]) -> bytes:
+    """The documented canonical form of a version's content (see the module docstring)."""
+    document = {
+        "assets": {
+            name: (a if isinstance(a, str) else a.sha256) for name, a in sorted(assets.items())
+        },
+        "fields": dict(fields),
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def content_version(fields: Mapping[str, Any], assets: Mapping[str, AssetDigest | str]) -> str:
+    """The 8 hex characters that name this content."""
+    return hashlib.sha256(canonical(fields, assets)).hexdigest()[:HEX]
+
+
+def remote_name(name: str, version: str) -> str:
+    return f"{name}-{version}"
+
+
+def version_of(current: LockedFinetune, declared: Mapping[str, Any]) -> str:
+    """The content version of a current record. One made before versioning was turned on has
+    none recorded, and gets the one its recorded content has (the declared fields' keys)."""
+    if current.version:
+        return current.version
+    known = dict(current.fields or {})
+    return content_version({k: known.get(k) for k in declared}, current.assets)

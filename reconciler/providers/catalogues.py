@@ -1,0 +1,178 @@
+"""Each account's model catalogue for one run: read from the provider at most once, cached
+beside the config with a time-to-live, the bundled snapshot when it cannot be read.
+
+The cache is .reconciler/catalogue.json, one entry per (endpoint, account). Like the stat cache
+it is only an accelerator: a missing, corrupt or foreign file is ignored and rebuilt, and no
+error writing it fails a command. A catalogue that cannot be read (a token without read
+permission, an outage) costs one warning: the stale cached copy is used if there is one, the
+bundled snapshot otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters.catalogue import (
+    CACHED,
+    LIVE,
+    Catalogue,
+    from_records,
+    from_snapshot,
+    to_records,
+)
+from reconciler.base.errors import EndpointError, ReconcilerError
+from reconciler.base.model import Desired
+from reconciler.providers.base import Provider, ServesCatalogue
+
+log = logging.getLogger("reconciler.catalogue")
+
+FORMAT = "reconciler-catalogue"
+VERSION = 1
+FILE_NAME = "catalogue.json"
+DEFAULT_TTL = 86_400.0  # a day: the catalogue changes a few times a year
+TTL_ENV = "RECONCILER_CATALOGUE_TTL"
+
+Key = tuple[str, str]  # (provider, account)
+
+
+def cache_path(config_path: Path) -> Path:
+    return config_path.parent / ".reconciler" / FILE_NAME
+
+
+def ttl_from_env(env: Mapping[str, str]) -> float:
+    """The time-to-live in seconds: RECONCILER_CATALOGUE_TTL, or a day."""
+    raw = env.get(TTL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TTL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        log.warning("%s must be a number of seconds >= 0; using a day", TTL_ENV)
+        return DEFAULT_TTL
+    return value
+
+
+def load(
+    desired: Desired,
+    providers: Mapping[str, Provider],
+    cache_file: Path,
+    *,
+    refresh: bool = False,
+    ttl: float = DEFAULT_TTL,
+    now: float | None = None,
+) -> tuple[dict[Key, Catalogue], tuple[str, ...]]:
+    """The catalogue of every account that has a declared finetune of a provider that serves
+    one, and the warnings to show (one per account that could not be read)."""
+    now = time.time() if now is None else now
+    stored = _read(cache_file)
+    wanted = sorted({(d.provider, d.account) for d in desired.finetunes})
+    found: dict[Key, Catalogue] = {}
+    warnings: list[str] = []
+    changed = False
+    for provider_name, account in wanted:
+        provider = providers.get(provider_name)
+        if not isinstance(provider, ServesCatalogue):
+            continue
+        slot = f"{provider.endpoint} {account}"
+        entry = stored.get(slot)
+        cached = _entry_models(entry)
+        read_at = entry.get("read_at") if isinstance(entry, dict) else None
+        fresh = isinstance(read_at, int | float) and 0 <= now - read_at < ttl
+        if cached is not None and fresh and not refresh:
+            found[(provider_name, account)] = Catalogue(cached, CACHED, _iso(read_at))
+            continue
+        try:
+            models = provider.read_catalogue(account)
+            if not models:  # Workers AI always serves models: an empty answer is no catalogue
+                raise EndpointError("it came back empty")
+        except ReconcilerError as exc:
+            found[(provider_name, account)], note = _fallback(
+                desired, provider_name, account, cached, read_at, exc
+            )
+            warnings.append(note)
+            continue
+        found[(provider_name, account)] = Catalogue(dict(models), LIVE, _iso(now))
+        stored[slot] = {"read_at": now, "models": to_records(models)}
+        changed = True
+    if changed:
+        _write(cache_file, stored)
+    return found, tuple(warnings)
+
+
+def _fallback(
+    desired: Desired,
+    provider: str,
+    account: str,
+    cached: Mapping[str, Any] | None,
+    read_at: Any,
+    exc: ReconcilerError,
+) -> tuple[Catalogue, str]:
+    why = f"the model catalogue of {provider} account {account} could not be read ({exc})"
+    if cached is not None and isinstance(read_at, int | float):
+        when = _iso(read_at)
+        return (
+            Catalogue(dict(cached), CACHED, when),
+            f"{why}; checking base models against the copy read at {when}",
+        )
+    limits = desired.limits.get(provider)
+    lora = getattr(limits, "lora_models", {})
+    snapshot = from_snapshot(lora, getattr(limits, "deprecations", {}))
+    date = getattr(limits, "snapshot_date", "?")
+    return (
+        snapshot,
+        f"{why}; checking base models against the bundled snapshot of {date} instead "
+        "(a token with the 'Workers AI Read' permission lets reconciler read the live one)",
+    )
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _entry_models(entry: Any) -> dict[str, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    return from_records(entry.get("models"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or document.get("version") != VERSION
+        or not isinstance(document.get("entries"), dict)
+    ):
+        return {}
+    return dict(document["entries"])
+
+
+def _write(path: Path, entries: Mapping[str, Any]) -> None:
+    document = {"format": FORMAT, "version": VERSION, "entries": dict(sorted(entries.items()))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".catalogue-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:  # an accelerator: never fail a command for it
+        log.info("could not save the catalogue cache %s: %s", path, exc)

@@ -1,0 +1,1 @@
+"""Cloudflare Workers AI: everything reconciler knows about this provider."""

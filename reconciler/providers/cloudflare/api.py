@@ -1,0 +1,235 @@
+"""Cloudflare Workers AI finetunes: the API's shapes, nothing else.
+
+Cloudflare can create a finetune and upload its two assets, and list what an account has. It
+cannot update, delete or replace anything, and its list says nothing about assets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from reconciler.adapters.assets import HashingReader
+from reconciler.adapters.catalogue import CatalogueModel, parse_models
+from reconciler.base.errors import EndpointError, ProviderError
+from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from reconciler.providers import registry
+from reconciler.providers.base import Capabilities, History, Progress
+from reconciler.providers.http import Api
+from reconciler.providers.once import create_once
+from reconciler.providers.registry import Endpoint
+
+log = logging.getLogger("reconciler.cloudflare")
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+URL_ENV = "CLOUDFLARE_API_BASE_URL"
+CATALOGUE_PAGE = 50  # what wrangler asks for
+
+
+def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
+    return registry.endpoint_from_env(
+        env,
+        label,
+        token_variable=TOKEN_ENV,
+        url_variable=URL_ENV,
+        default_url=DEFAULT_BASE_URL,
+        missing="create an API token with the 'Workers AI Write' permission and export it",
+    )
+
+
+def _error_text(body: Any) -> str:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not errors:
+        return ""
+    return "; ".join(
+        f"{e.get('message', '?')} [code: {e.get('code', '?')}]"
+        for e in errors
+        if isinstance(e, dict)
+    )
+
+
+class CloudflareProvider:
+    name = "cloudflare"
+    capabilities = Capabilities(
+        can_update=False, can_delete=False, can_replace_assets=False, trains_async=False
+    )
+
+    def __init__(self, endpoint: Endpoint, transport: Any = None) -> None:
+        self.endpoint = endpoint.label
+        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, _error_text, transport)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
+        body = self._api.call(
+            f"list finetunes of account {account}", "GET", f"/accounts/{account}/ai/finetunes"
+        )
+        result = _result(body, f"list finetunes of account {account}")
+        if not isinstance(result, list):
+            raise EndpointError(
+                f"list finetunes of account {account}: expected a list of finetunes"
+            )
+        return tuple(_remote(account, item) for item in result)
+
+    def create_finetune(
+        self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest] | None = None
+    ) -> RemoteFinetune:
+        payload: dict[str, Any] = {
+            "model": desired.model,
+            "name": desired.name,
+            "public": desired.public,
+        }
+        if desired.description is not None:
+            payload["description"] = desired.description
+        what = f"create finetune {desired.name}"
+        path = f"/accounts/{desired.account}/ai/finetunes"
+
+        def send() -> RemoteFinetune:
+            body = self._api.call(what, "POST", path, json=payload, idempotent=False)
+            return _remote(desired.account, _result(body, what))
+
+        def find() -> RemoteFinetune | None:
+            return next(
+                (r for r in self.list_finetunes(desired.account) if r.name == desired.name), None
+            )
+
+        return create_once(what, send, find)
+
+    def update_finetune(
+        self, desired: DesiredFinetune, remote_id: str, assets: Mapping[str, AssetDigest]
+    ) -> RemoteFinetune:
+        raise ProviderError("cloudflare has no API to update a finetune")  # never planned
+
+    def delete_finetune(self, account: str, remote_id: str) -> None:
+        raise ProviderError("cloudflare has no API to delete a finetune")  # never planned
+
+    def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None:
+        # no GET by id: the list is the only read there is
+        return next((r for r in self.list_finetunes(account) if r.id == remote_id), None)
+
+    def history(self, account: str, remote_id: str) -> History:
+        return History()  # Cloudflare keeps no events or metrics: adapters are not trained
+
+    def run(self, account: str, model: str, body: dict[str, Any]) -> Any:
+        """POST /ai/run/{model}: the model name is one path segment, its slashes encoded."""
+        segment = quote(model, safe="@")
+        what = f"run {model}" + (f" with lora {body['lora']}" if body.get("lora") else "")
+        answer = self._api.call(what, "POST", f"/accounts/{account}/ai/run/{segment}", json=body)
+        return _result(answer, what)
+
+    def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
+        """The account's model catalogue, page by page as wrangler reads it (per_page=50,
+        page=1, 2, ...) until a short page. A page that adds no new model also ends it, so a
+        server that ignores paging cannot keep us reading."""
+        found: dict[str, CatalogueModel] = {}
+        page_number = 1
+        while True:
+            what = f"read the model catalogue of account {account} (page {page_number})"
+            page = _result(
+                self._api.call(
+                    what,
+                    "GET",
+                    f"/accounts/{account}/ai/models/search",
+                    # deprecated models are left out unless asked for (for up to three
+                    # months after their date, per the SDK): a plan must see them to warn
+                    params={
+                        "per_page": CATALOGUE_PAGE,
+                        "page": page_number,
+                        "include_deprecated": "true",
+                    },
+                ),
+                what,
+            )
+            if not isinstance(page, list):
+                raise EndpointError(f"{what}: expected a list of models")
+            models = parse_models(page)
+            fresh = set(models) - set(found)
+            found.update(models)
+            if len(page) < CATALOGUE_PAGE or not fresh:
+                return found
+            page_number += 1
+
+    def list_public(
+        self, account: str, order_by: str | None = None, page_size: int = 100
+    ) -> list[RemoteFinetune]:
+        """Every public finetune, following limit/offset until a page comes back short."""
+        found: list[RemoteFinetune] = []
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "offset": len(found)}
+            if order_by:
+                params["orderBy"] = order_by
+            what = f"list public finetunes (offset {len(found)})"
+            page = _result(
+                self._api.call(
+                    what, "GET", f"/accounts/{account}/ai/finetunes/public", params=params
+                ),
+                what,
+            )
+            if not isinstance(page, list):
+                raise EndpointError(f"{what}: expected a list of finetunes")
+            found += [_remote(account, item) for item in page]
+            if len(page) < page_size:
+                return found
+
+    def upload_asset(
+        self,
+        account: str,
+        finetune_id: str | None,
+        asset: AssetFile,
+        progress: Progress | None = None,
+    ) -> AssetDigest:
+        if finetune_id is None:
+            raise ProviderError(f"upload {asset.name}: a Cloudflare asset belongs to a finetune")
+        what = f"upload {asset.name} to finetune {finetune_id}"
+        with asset.path.open("rb") as f:
+            reader = HashingReader(f, asset.name, progress)
+            # file_name first, then file: the order the official SDK sends
+            self._api.call(
+                what,
+                "POST",
+                f"/accounts/{account}/ai/finetunes/{finetune_id}/finetune-assets",
+                data={"file_name": asset.name},
+                files={"file": (asset.name, reader, "application/octet-stream")},
+            )
+        return reader.result()
+
+
+def _result(body: Any, what: str) -> Any:
+    if not isinstance(body, dict) or "result" not in body:
+        raise EndpointError(f"{what}: the answer is not a Cloudflare API envelope")
+    return body["result"]
+
+
+def _remote(account: str, item: Any) -> RemoteFinetune:
+    if not isinstance(item, dict) or not {"id", "name", "model"} <= item.keys():
+        raise EndpointError(f"account {account}: a finetune in the answer lacks id, name or model")
+    description = item.get("description") or None
+    # The list does not return `public` (only the create response does): where it is absent
+    # it is unknown, never false, and the plan compares it with what the lockfile recorded.
+    public = item.get("public")
+    known = bool(public) if isinstance(public, bool) else None
+    return RemoteFinetune(
+        provider="cloudflare",
+        account=account,
+        id=str(item["id"]),
+        name=str(item["name"]),
+        model=str(item["model"]),
+        description=description,
+        public=bool(known),
+        created_at=item.get("created_at"),
+        modified_at=item.get("modified_at"),
+        fields=fields(str(item["model"]), description, known),
+    )
+
+
+def fields(model: str, description: str | None, public: bool | None) -> dict[str, Any]:
+    """What the plan compares for a Cloudflare finetune: what the answer carried (`public`
+    only where it was returned)."""
+    found: dict[str, Any] = {"model": model, "description": description}
+    if public is not None:
+        found["public"] = public
+    return found

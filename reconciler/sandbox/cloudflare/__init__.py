@@ -1,0 +1,1 @@
+"""The emulated Cloudflare Workers AI API: finetunes, assets, the model catalogue, inference."""

@@ -1,0 +1,1 @@
+"""The emulated Cohere v1 fine-tuning and datasets API."""

@@ -1,0 +1,1 @@
+"""What the emulated APIs share: auth, clock, database, faults, paging, responses, uploads."""

@@ -1,0 +1,1 @@
+"""The emulated Hugging Face Hub (model reading), under /hf."""

@@ -1,0 +1,350 @@
+"""The sandbox's Hub: the part of the Hugging Face Hub API that `huggingface_hub` reads models
+with, under /hf (HF_ENDPOINT=http://127.0.0.1:PORT/hf).
+
+    GET  /api/models/{repo}[/revision/{rev}][?blobs=true]   model info: sha, siblings
+    GET  /api/models/{repo}/refs                             branches and tags
+    GET  /api/models/{repo}/tree/{rev}[/{path}]              the tree listing (?recursive=true)
+    HEAD|GET /{repo}/resolve/{rev}/{path}                    a file, with Range
+
+As on the Hub: a file answers with X-Repo-Commit and ETag (its git blob id, quoted); an LFS
+file (weights) redirects to where its bytes are, the redirect carrying X-Linked-Etag (the
+sha256) and X-Linked-Size; a Range request gets 206 with exactly that slice. Errors carry
+X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound) and X-Error-Message. Xet is
+never advertised (no X-Xet-* header, no xet-auth link, no xetHash), so clients fetch over
+plain HTTP. Repos are public: a token is accepted and never looked at, or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+from reconciler.sandbox.hub.store import HubCommit, HubFile, HubRepo, HubStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+PREFIX = "/hf"
+CHUNK = 256 * 1024
+_REPO = r"(?P<repo>[^/]+/[^/]+)"
+_INFO = re.compile(rf"/api/models/{_REPO}(?:/revision/(?P<rev>.+))?")
+_REFS = re.compile(rf"/api/models/{_REPO}/refs")
+_TREE = re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?")
+_RESOLVE = re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
+_LFS = re.compile(rf"/lfs/{_REPO}/(?P<rev>[0-9a-f]{{40}})/(?P<path>.+)")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def is_hub_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answer, for tests that count what a client read: body bytes actually sent."""
+
+    method: str
+    path: str
+    status: int
+    range: str | None
+    bytes: int
+
+
+class HubError(Exception):
+    def __init__(
+        self, status: int, code: str | None, message: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, list(headers)
+
+
+class HubApi:
+    def __init__(self, store: HubStore, log: list[Served] | None = None) -> None:
+        self.store = store
+        self.log: list[Served] = [] if log is None else log
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", ""))[len(PREFIX) :]
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        try:
+            return self._route(environ, start_response, method, path, query)
+        except HubError as exc:
+            headers = [*exc.headers]
+            if exc.code:
+                headers.append(("X-Error-Code", exc.code))
+            headers.append(("X-Error-Message", exc.message))
+            return self._send(
+                environ, start_response, method, exc.status, {"error": exc.message}, headers
+            )
+
+    def _route(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+    ) -> Iterable[bytes]:
+        if m := _RESOLVE.fullmatch(path):
+            self._only(method, "GET", "HEAD")
+            repo = self._repo(m["repo"])
+            commit = self._commit(repo, m["rev"])
+            return self._file(environ, start_response, method, repo, commit, m["path"], True)
+        if m := _LFS.fullmatch(path):
+            self._only(method, "GET", "HEAD")
+            repo = self._repo(m["repo"])
+            commit = self._commit(repo, m["rev"])
+            return self._file(environ, start_response, method, repo, commit, m["path"], False)
+        self._only(method, "GET")
+        if m := _REFS.fullmatch(path):
+            repo = self._repo(m["repo"])
+            return self._send(environ, start_response, method, 200, _refs(repo, query))
+        if m := _TREE.fullmatch(path):
+            repo = self._repo(m["repo"])
+            commit = self._commit(repo, m["rev"])
+            listing = _tree(commit, (m["path"] or "").strip("/"), _true(query, "recursive"))
+            if listing is None:
+                raise HubError(404, "EntryNotFound", f"{m['path']} does not exist on {m['rev']}")
+            return self._send(environ, start_response, method, 200, listing)
+        if m := _INFO.fullmatch(path):
+            repo = self._repo(m["repo"])
+            commit = self._commit(repo, m["rev"] or "main")
+            body = _info(repo, commit, _true(query, "blobs"))
+            return self._send(environ, start_response, method, 200, body)
+        raise HubError(404, None, "Sorry, we can't find the page you are looking for.")
+
+    @staticmethod
+    def _only(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise HubError(405, None, f"Method {method} not allowed")
+
+    def _repo(self, repo_id: str) -> HubRepo:
+        repo = self.store.repo(repo_id)
+        if repo is None:
+            raise HubError(404, "RepoNotFound", "Repository not found")
+        return repo
+
+    @staticmethod
+    def _commit(repo: HubRepo, revision: str) -> HubCommit:
+        commit = repo.resolve(revision)
+        if commit is None:
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return commit
+
+    def _file(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        method: str,
+        repo: HubRepo,
+        commit: HubCommit,
+        name: str,
+        resolving: bool,
+    ) -> Iterable[bytes]:
+        entry = commit.files.get(name)
+        if entry is None:
+            raise HubError(
+                404,
+                "EntryNotFound",
+                "Entry not found",
+                [("X-Repo-Commit", commit.sha)],
+            )
+        headers = [("X-Repo-Commit", commit.sha), ("Accept-Ranges", "bytes")]
+        if entry.lfs:
+            headers += [
+                ("X-Linked-Etag", f'"{entry.sha256}"'),
+                ("X-Linked-Size", str(entry.size)),
+            ]
+        if entry.lfs and resolving:
+            # The Hub sends an LFS file's bytes from elsewhere (a CDN); here, from /lfs/. The
+            # redirect names the commit, not the revision, so the bytes are those of the HEAD.
+            where = f"{PREFIX}/lfs/{repo.id}/{commit.sha}/{quote(name)}"
+            headers += [("ETag", f'"{entry.oid}"'), ("Location", where)]
+            return self._raw(environ, start_response, method, 302, headers, b"", None)
+        headers.append(("ETag", f'"{entry.sha256 if entry.lfs else entry.oid}"'))
+        return self._blob(environ, start_response, method, entry, headers)
+
+    def _blob(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        method: str,
+        entry: HubFile,
+        headers: list[tuple[str, str]],
+    ) -> Iterable[bytes]:
+        asked = environ.get("HTTP_RANGE")
+        start, end = 0, entry.size  # end exclusive
+        status = 200
+        if asked is not None:
+            m = _RANGE.fullmatch(str(asked).strip())
+            if m and (m[1] or m[2]):
+                if m[1]:
+                    start = int(m[1])
+                    end = min(int(m[2]) + 1, entry.size) if m[2] else entry.size
+                else:
+                    start = max(entry.size - int(m[2]), 0)
+                if start >= entry.size or start >= end:
+                    raise HubError(
+                        416,
+                        None,
+                        "Requested Range Not Satisfiable",
+                        [("Content-Range", f"bytes */{entry.size}")],
+                    )
+                status = 206
+                headers.append(("Content-Range", f"bytes {start}-{end - 1}/{entry.size}"))
+        headers += [
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Disposition", f'attachment; filename="{Path(entry.path).name}"'),
+        ]
+        return self._raw(
+            environ, start_response, method, status, headers, None, (entry, start, end)
+        )
+
+    def _send(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        method: str,
+        status: int,
+        body: Any,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Iterable[bytes]:
+        payload = json.dumps(body).encode()
+        return self._raw(
+            environ,
+            start_response,
+            method,
+            status,
+            [("Content-Type", "application/json; charset=utf-8"), *headers],
+            payload,
+            None,
+        )
+
+    def _raw(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        method: str,
+        status: int,
+        headers: list[tuple[str, str]],
+        payload: bytes | None,
+        blob: tuple[HubFile, int, int] | None,
+    ) -> Iterable[bytes]:
+        length = len(payload) if payload is not None else (blob[2] - blob[1] if blob else 0)
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [*headers, ("Content-Length", str(length))],
+        )
+        record = Served(
+            method,
+            str(environ.get("PATH_INFO", "")),
+            status,
+            environ.get("HTTP_RANGE"),
+            0,
+        )
+        if method == "HEAD":
+            self.log.append(record)
+            return []
+        if payload is not None:
+            self.log.append(_sent(record, len(payload)))
+            return [payload]
+        assert blob is not None
+        return self._stream(record, *blob)
+
+    def _stream(self, record: Served, entry: HubFile, start: int, end: int) -> Iterator[bytes]:
+        sent = 0
+        try:
+            with self.store.blob(entry.sha256).open("rb") as f:
+                f.seek(start)
+                while sent < end - start:
+                    chunk = f.read(min(CHUNK, end - start - sent))
+                    if not chunk:
+                        break
+                    sent += len(chunk)
+                    yield chunk
+        finally:
+            self.log.append(_sent(record, sent))
+
+
+def _sent(record: Served, count: int) -> Served:
+    return Served(record.method, record.path, record.status, record.range, count)
+
+
+def _true(query: dict[str, list[str]], key: str) -> bool:
+    return any(v.lower() in ("1", "true") for v in query.get(key, []))
+
+
+def _refs(repo: HubRepo, query: dict[str, list[str]]) -> dict[str, Any]:
+    def ref(kind: str, name: str, sha: str) -> dict[str, str]:
+        return {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": sha}
+
+    body: dict[str, Any] = {
+        "branches": [ref("heads", n, s) for n, s in sorted(repo.branches.items())],
+        "converts": [],
+        "tags": [ref("tags", n, s) for n, s in sorted(repo.tags.items())],
+    }
+    if _true(query, "include_prs"):
+        body["pullRequests"] = []
+    return body
+
+
+def _sibling(f: HubFile, blobs: bool) -> dict[str, Any]:
+    if not blobs:
+        return {"rfilename": f.path}
+    found: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": f.oid}
+    if f.lfs:
+        found["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
+    return found
+
+
+def _info(repo: HubRepo, commit: HubCommit, blobs: bool) -> dict[str, Any]:
+    owner = repo.id.split("/")[0]
+    return {
+        "_id": repo.id,
+        "id": repo.id,
+        "modelId": repo.id,
+        "author": owner,
+        "sha": commit.sha,
+        "lastModified": commit.date,
+        "createdAt": repo.created_at,
+        "private": False,
+        "disabled": False,
+        "gated": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": ["peft", "safetensors"],
+        "library_name": "peft",
+        "siblings": [_sibling(f, blobs) for f in commit.files.values()],
+    }
+
+
+def _tree(commit: HubCommit, folder: str, recursive: bool) -> list[dict[str, Any]] | None:
+    prefix = f"{folder}/" if folder else ""
+    entries: dict[str, dict[str, Any]] = {}
+    for f in commit.files.values():
+        if not f.path.startswith(prefix):
+            continue
+        rest = f.path[len(prefix) :]
+        parts = rest.split("/")
+        for depth in range(1, len(parts)):  # the folders on the way
+            if not recursive and depth > 1:
+                break
+            name = prefix + "/".join(parts[:depth])
+            entries.setdefault(
+                name, {"type": "directory", "oid": "0" * 40, "size": 0, "path": name}
+            )
+        if recursive or len(parts) == 1:
+            item: dict[str, Any] = {"type": "file", "oid": f.oid, "size": f.size, "path": f.path}
+            if f.lfs:
+                item["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
+            entries[f.path] = item
+    if folder and not entries:
+        return None
+    return [entries[k] for k in sorted(entries)]

@@ -1,0 +1,2 @@
+"""What reconciler keeps on disk: the lockfile, the stat cache, saved plans, outputs, the
+apply lock."""

@@ -1,0 +1,105 @@
+"""The apply lock: one writer of a lockfile at a time, across processes.
+
+An advisory flock on a file beside the lockfile (beside the file a symlink leads to, if the
+lockfile or its folder is one). The kernel drops it when the holder exits, however it exits,
+so a killed apply never leaves a stale lock behind. The file also says who holds it, for the
+messages a waiting apply gives: at once when it starts waiting (a warning: the CLI shows it
+whatever the verbosity), and when it gives up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from reconciler.base.errors import LockHeldError
+
+log = logging.getLogger("reconciler.lock")
+
+
+def lock_path_for(lockfile: Path) -> Path:
+    """Beside the lockfile itself: two configs that reach one lockfile by different paths (a
+    symlinked lockfile or folder) take one lock, the lock of the file they both write."""
+    real = lockfile.resolve()
+    return real.with_name(f".{real.name}.apply-lock")
+
+
+def _holder() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": user,
+            "command": " ".join(["reconciler", *_command(sys.argv[1:])]),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+
+
+def _command(args: list[str]) -> list[str]:
+    """The subcommand a process runs (`apply`), past options such as -v before it."""
+    return [a for a in args if not a.startswith("-")][:1]
+
+
+def _describe(text: str) -> str:
+    try:
+        h = json.loads(text)
+        return (
+            f"{h['command']} (pid {h['pid']} on {h['host']}, user {h['user']}, since {h['since']})"
+        )
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def exclusive(lockfile: Path, timeout: float) -> Iterator[None]:
+    path = lock_path_for(lockfile)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting and timeout > 0:
+                    waiting = True
+                    held_by = _describe(os.pread(fd, 4096, 0).decode(errors="replace"))
+                    log.warning(
+                        "waiting for the lock on %s, held by %s; giving up after %gs "
+                        "(--lock-timeout)",
+                        lockfile,
+                        held_by,
+                        timeout,
+                    )
+                if time.monotonic() >= deadline:
+                    held_by = _describe(os.pread(fd, 4096, 0).decode(errors="replace"))
+                    raise LockHeldError(
+                        f"{lockfile} is being changed by {held_by}; waited {timeout:g}s "
+                        "(--lock-timeout). Try again when it has finished."
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _holder().encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The library calls behind the commands: load everything once, read remote state, plan, apply."""

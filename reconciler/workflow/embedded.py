@@ -1,0 +1,49 @@
+"""--sandbox: run a command against a sandbox started in-process, its state kept beside the config.
+
+The sandbox listens on an ephemeral port on 127.0.0.1 for as long as the command runs; its
+data lives in <config dir>/.reconciler/sandbox/, so successive commands see the same remote
+state. The environment is overlaid so that no real credential is used, or needed.
+RECONCILER_SANDBOX_CATALOGUE names a file that extends (or replaces) the sandbox's Workers AI
+model catalogue (reconciler/sandbox/catalogue.py documents its format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+LABEL = "sandbox"
+# Simulated work (dataset validation, training) runs this many times faster than real time, so
+# that `apply --sandbox --wait` on the Cohere example finishes in seconds.
+DEFAULT_CLOCK_SPEED = 600.0
+
+
+def data_dir(config_path: Path) -> Path:
+    return config_path.resolve().parent / ".reconciler" / "sandbox"
+
+
+@contextmanager
+def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    from reconciler.base.errors import ReconcilerError
+    from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
+    from reconciler.sandbox.server import SandboxServer
+
+    speed = float(env.get("RECONCILER_SANDBOX_CLOCK_SPEED", DEFAULT_CLOCK_SPEED))
+    try:
+        catalogue = Catalogue.from_env(env)
+    except CatalogueError as exc:
+        raise ReconcilerError(f"{ENV_VAR}: {exc}") from None
+    with SandboxServer(data_dir(config_path), clock_speed=speed, catalogue=catalogue) as server:
+        overlay = dict(env)
+        overlay["CLOUDFLARE_API_TOKEN"] = DEFAULT_TOKEN  # never send a real token to the sandbox
+        overlay["CLOUDFLARE_API_BASE_URL"] = server.cloudflare_base_url
+        overlay.setdefault("CLOUDFLARE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        overlay["CO_API_KEY"] = DEFAULT_TOKEN  # the same sandbox serves Cohere's API
+        overlay["CO_API_URL"] = server.url
+        # hf: adapters come from the sandbox's Hub (filled by `sandbox hf-push`), never the
+        # real one, and no real HF token is sent to it
+        overlay["HF_ENDPOINT"] = server.hub_url
+        overlay["HF_TOKEN"] = ""
+        yield overlay

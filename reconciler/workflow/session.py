@@ -1,0 +1,537 @@
+"""The library calls behind the commands: load everything, read remote state, plan; apply.
+
+The CLI calls one function here per command and renders what it returns; nothing here knows
+about click or terminals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import wait
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+from reconciler import sources
+from reconciler.adapters import assets
+from reconciler.adapters.catalogue import base_problem, deprecation_note
+from reconciler.adapters.preflight import check_account_capacity
+from reconciler.apply import checks
+from reconciler.apply import runner as apply_mod
+from reconciler.base.errors import OutputsError, PlanError, ReconcilerError
+from reconciler.base.model import (
+    AssetDigest,
+    Desired,
+    DesiredFinetune,
+    Digests,
+    LockedFinetune,
+    LockedVersion,
+    Observed,
+    Recorded,
+    RemoteFinetune,
+)
+from reconciler.base.untrusted import visible
+from reconciler.config import loader as config
+from reconciler.plan import drift
+from reconciler.plan import planner as plan_mod
+from reconciler.plan.versions import content_version, remote_name
+from reconciler.providers import catalogues, registry
+from reconciler.providers.base import History, Provider
+from reconciler.state import lockfile, outputs, planfile
+from reconciler.state.statcache import StatCache, default_path
+
+
+@dataclass(frozen=True)
+class Planned:
+    config_path: Path
+    desired: Desired
+    recorded: Recorded
+    observed: Observed
+    digests: Digests
+    lock_path: Path
+    plan: plan_mod.Plan
+    fingerprints: planfile.Fingerprints
+    # the resolved remote sources (hf:, files:): apply fetches and verifies their files
+    fetcher: sources.Fetcher | None = None
+
+
+def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
+    """Parse and check the config and its files; no network. Raises ConfigError.
+
+    What the adapter checks read is kept in the config's stat cache, so the next command
+    reads no byte of an unchanged adapter."""
+    cache = StatCache.open(default_path(config_path))
+    try:
+        return config.load(config_path, env, cache)
+    finally:
+        cache.save()
+
+
+@contextmanager
+def open_providers(
+    config_path: Path, env: Mapping[str, str], label: str | None, desired: Desired | None = None
+) -> Iterator[dict[str, Provider]]:
+    """The providers the config uses. Validates the config first (unless given it loaded), so
+    bad input fails before any credential is looked at or any call is made."""
+    names = set((desired or config.load(config_path, env)).accounts)
+    opened: dict[str, Provider] = {}
+    try:
+        for name in sorted(names):
+            opened[name] = registry.build(name, env, label)
+        yield opened
+    finally:
+        for provider in opened.values():
+            provider.close()
+
+
+def read_observed(
+    accounts: Mapping[str, tuple[str, ...]], providers: Mapping[str, Provider]
+) -> Observed:
+    """One list read per (provider, account): never a call per finetune."""
+    return Observed(
+        finetunes={
+            (name, account): providers[name].list_finetunes(account)
+            for name, account_ids in accounts.items()
+            for account in account_ids
+        }
+    )
+
+
+def make_plan(
+    config_path: Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    targets: tuple[str, ...] = (),
+    prune: bool = False,
+    desired: Desired | None = None,
+    refresh_catalogue: bool = False,
+) -> Planned:
+    """`desired`: the config as open_providers loaded it, so a plan parses it once.
+    `refresh_catalogue`: read each account's model catalogue even if the cached copy is fresh."""
+    cache = StatCache.open(default_path(config_path))
+    desired = desired or config.load(config_path, env, cache)
+    # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
+    hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
+    lock_path = config.lockfile_path(config_path)
+    try:
+        recorded = lockfile.load(lock_path, cache)
+        found, notes = catalogues.load(
+            desired,
+            providers,
+            catalogues.cache_path(config_path),
+            refresh=refresh_catalogue,
+            ttl=catalogues.ttl_from_env(env),
+        )
+        observed = read_observed(desired.accounts, providers)
+        # remote adapters (hf:, files:): digests from metadata, checks from headers
+        resolution = sources.resolve_all(
+            desired, sources.Context(env, sources.cache_dir(config_path))
+        )
+    except BaseException:
+        wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
+        raise
+    digests = {**hashing.result(), **resolution.digests}
+    cache.save()  # what lockfile.load recorded, if digest_all saved before it did
+    endpoints = {n: p.endpoint for n, p in providers.items()}
+    plan = plan_mod.build(
+        desired,
+        observed,
+        recorded,
+        digests,
+        capabilities={n: p.capabilities for n, p in providers.items()},
+        endpoints=endpoints,
+        prune=prune,
+        catalogues=found,
+        today=date.today().isoformat(),
+    )
+    if notes or resolution.warnings:
+        plan = replace(plan, warnings=(*plan.warnings, *notes, *resolution.warnings))
+    crowded = _check_capacity(desired, observed, plan)
+    if crowded:
+        plan = replace(plan, warnings=(*plan.warnings, *crowded))
+    return Planned(
+        config_path=config_path,
+        desired=desired,
+        recorded=recorded,
+        observed=observed,
+        digests=digests,
+        lock_path=lock_path,
+        plan=plan_mod.select(plan, targets),
+        fingerprints=planfile.fingerprint(
+            desired, recorded, digests, observed, endpoints, resolution.pins
+        ),
+        fetcher=resolution.fetcher,
+    )
+
+
+def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> tuple[str, ...]:
+    """Refuse a plan that would take an account past its finetune limit, before any call;
+    every finetune in the account counts (every version of a versioned one too). Returns a
+    warning for each account the plan leaves at 80 % of its limit or more."""
+    creates: dict[tuple[str, str], int] = {}
+    for c in plan.changes:
+        if c.action is plan_mod.Action.CREATE:
+            creates[(c.provider, c.account)] = creates.get((c.provider, c.account), 0) + 1
+    notes = []
+    for provider, accounts in sorted(desired.accounts.items()):
+        limits = desired.limits.get(provider)
+        if limits is None:
+            continue
+        for account in accounts:
+            count = creates.get((provider, account), 0)
+            existing = len(observed.in_account(provider, account))
+            problem = check_account_capacity(account, existing, count, limits)
+            if problem:
+                raise PlanError(problem)
+            cap = limits.max_finetunes_per_account
+            if existing + count >= 0.8 * cap:
+                notes.append(
+                    f"{provider} account {account} will hold {existing + count} of its "
+                    f"{cap} finetunes ({(existing + count) * 100 // cap} %): every version "
+                    "counts, and Cloudflare cannot delete one; plan for another account"
+                )
+    return tuple(notes)
+
+
+def apply(
+    planned: Planned,
+    providers: Mapping[str, Provider],
+    report: apply_mod.Report | None = None,
+    parallelism: int = 4,
+    skip_checks: bool = False,
+    events: apply_mod.Events | None = None,
+) -> apply_mod.Result:
+    """Carry the plan out. A versioned change with checks becomes current only when its checks
+    pass against the version it made (the promotion gate), unless `skip_checks`. Afterwards the
+    config's `outputs:` files are written where what is current changed."""
+    writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
+    gate = None if skip_checks else _gate(providers)
+    result = apply_mod.run(
+        planned.plan,
+        providers,
+        writer,
+        report,
+        parallelism,
+        gate,
+        events=events,
+        stage=planned.fetcher.stage if planned.fetcher else None,
+    )
+    write_outputs(planned, writer.current)
+    return result
+
+
+def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
+    """The config's outputs: files, from the lockfile as it now is (those whose content
+    would not change are left alone)."""
+    if not planned.desired.outputs:
+        return
+    try:
+        outputs.write(planned.config_path, planned.desired.outputs, recorded or planned.recorded)
+    except OSError as exc:
+        raise OutputsError(
+            "the apply is recorded in the lockfile, but an outputs: file could not be "
+            f"written ({exc.strerror or exc}: {exc.filename}); fix the path and run "
+            "`reconciler apply` again: it writes the files even when nothing else changes"
+        ) from None
+
+
+def _gate(providers: Mapping[str, Provider]) -> apply_mod.Gate:
+    def run_checks(change: plan_mod.Change) -> list[checks.CheckResult]:
+        assert change.desired is not None  # its name is the version's name at the provider
+        return checks.run([change.desired], lambda name: providers[name].run)  # type: ignore[attr-defined]
+
+    return run_checks
+
+
+def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = False) -> Planned:
+    """`now`, planned afresh from the current inputs (every finetune), narrowed to what the
+    saved plan covers, if it equals the saved plan exactly: what is applied is always a plan
+    of the current inputs, never the file's text. Refuses naming each input that moved since
+    the plan was made (stale), or else each difference (the file was edited)."""
+    planfile.check_config(path, saved.config_path, now.config_path)
+    planfile.check_fresh(path, saved.fingerprints, now.fingerprints)
+    fresh = planfile.matching(path, saved, now.plan, now.config_path, pruning)
+    return replace(now, plan=fresh)
+
+
+def detect_drift(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+) -> tuple[drift.Drift, ...]:
+    desired = config.load(config_path, env)
+    recorded = lockfile.load(config.lockfile_path(config_path))
+    accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
+    for f in recorded.finetunes.values():
+        if f.provider in providers:
+            accounts.setdefault(f.provider, set()).add(f.account)
+    observed = read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
+    return drift.detect(recorded, observed, desired.accounts, desired.ignore)
+
+
+def import_finetune(
+    config_path: Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    name: str,
+    confirm: bool,
+) -> LockedFinetune:
+    """Adopt a finetune that exists remotely into the lockfile.
+
+    Cloudflare cannot say what was uploaded, so the local files' digests are recorded as
+    unverified, unless the user confirms (`--confirm`) that they are what was uploaded.
+    """
+    desired = config.load(config_path, env)
+    declared = next((d for d in desired.finetunes if d.name == name), None)
+    if declared is None:
+        raise PlanError(f"{name} is not declared in {config_path}: add it to the config first")
+    lock_path = config.lockfile_path(config_path)
+    recorded = lockfile.load(lock_path)
+    provider = providers[declared.provider]
+    was = recorded.endpoints.get(declared.provider)
+    if was and was != provider.endpoint:
+        raise PlanError(
+            f"the lockfile's {declared.provider} records were made against {was}, not "
+            f"{provider.endpoint}"
+        )
+    existing = recorded.finetunes.get(name)
+    digests = {**assets.digest_all(declared.assets), **_remote_digests(config_path, env, declared)}
+    local = {a.name: digests[a.path] for a in declared.assets}
+    wanted = name
+    if declared.versioning:  # the version the local files make, by its content-addressed name
+        version = content_version(declared.fields, local)
+        wanted = remote_name(name, version)
+        if existing is not None and existing.remote_name != wanted:
+            return _import_version(lock_path, recorded, provider, declared, wanted, version, local)
+    if existing is not None and not (confirm and existing.unverified):
+        raise PlanError(
+            f"{name} is already in the lockfile (id {existing.id}); to record it again, "
+            f"`reconciler forget {name}` first"
+        )
+    named = [r for r in provider.list_finetunes(declared.account) if r.name == wanted]
+    if not named:
+        raise PlanError(
+            f"no finetune named {wanted} in {declared.provider} account {declared.account}: "
+            "nothing to import (plan and apply create it)"
+        )
+    if len(named) > 1:  # which one is ours is not for reconciler to guess
+        ids = ", ".join(visible(r.id) for r in sorted(named, key=lambda r: r.id))
+        raise PlanError(
+            f"{len(named)} finetunes named {name} in {declared.provider} account "
+            f"{declared.account} (ids {ids}); reconciler cannot tell which one the config "
+            "means, so none was imported: remove or rename the others in the account first"
+        )
+    remote = named[0]
+    entry = LockedFinetune(
+        name=name,
+        provider=declared.provider,
+        account=declared.account,
+        id=remote.id,
+        model=remote.model,
+        assets={a.name: digests[a.path] for a in declared.assets},
+        fields=dict(remote.fields),
+        prevent_destroy=declared.prevent_destroy,
+        unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
+        remote_name=wanted if declared.versioning else None,
+        version=content_version(declared.fields, local) if declared.versioning else None,
+    )
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.put(entry, provider.endpoint)
+    return entry
+
+
+def _import_version(
+    lock_path: Path,
+    recorded: Recorded,
+    provider: Provider,
+    declared: DesiredFinetune,
+    wanted: str,
+    version: str,
+    local: Mapping[str, AssetDigest],
+) -> LockedFinetune:
+    """A versioned finetune whose local content has a version the lock lacks, found in the
+    account by its content-addressed name: recorded as a candidate, which the next apply
+    checks (where checks are declared) and makes current."""
+    named = [r for r in provider.list_finetunes(declared.account) if r.name == wanted]
+    if len(named) != 1:
+        raise PlanError(
+            f"{len(named) or 'no'} finetune{'s' if len(named) != 1 else ''} named {wanted} in "
+            f"{declared.provider} account {declared.account}: nothing was imported"
+        )
+    remote = named[0]
+    candidate = LockedVersion(
+        version=version,
+        remote_name=wanted,
+        provider=declared.provider,
+        account=declared.account,
+        id=remote.id,
+        model=remote.model,
+        assets=dict(local),
+        fields=dict(remote.fields),
+        created_at=remote.created_at,
+        state="candidate",
+        prevent_destroy=declared.prevent_destroy,
+    )
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.add_version(declared.name, candidate, provider.endpoint)
+    current = writer.current.finetunes[declared.name]
+    return replace(current, id=remote.id, remote_name=wanted, version=version)
+
+
+def _remote_digests(
+    config_path: Path, env: Mapping[str, str], declared: DesiredFinetune
+) -> Mapping[Path, AssetDigest]:
+    """The digests of a finetune's remote adapter (hf:, files:), from metadata, as plan has them."""
+    if all(a.source is None for a in declared.assets):
+        return {}
+    desired = config.load(config_path, env)
+    one = replace(desired, finetunes=(declared,))
+    return sources.resolve_all(one, sources.Context(env, sources.cache_dir(config_path))).digests
+
+
+def forget_finetune(
+    config_path: Path, env: Mapping[str, str], name: str
+) -> tuple[LockedFinetune, bool]:
+    """Drop a finetune from the lockfile; the remote one is untouched. Returns it, and whether
+    the config still declares it (the next plan would then report it as blocked)."""
+    lock_path = config.lockfile_path(config_path)
+    recorded = lockfile.load(lock_path)
+    entry = recorded.finetunes.get(name)
+    versions = recorded.versions.get(name, {})
+    if entry is None and versions:
+        # a versioned finetune with no current version (its first one failed its checks)
+        v = sorted(versions.values(), key=lambda v: v.version)[0]
+        entry = LockedFinetune(
+            name, v.provider, v.account, v.id, v.model, v.assets, remote_name=v.remote_name
+        )
+    if entry is None:
+        raise PlanError(f"{name} is not in {lock_path}: nothing to forget")
+    writer = lockfile.LockWriter(lock_path, recorded)
+    writer.forget(name)
+    try:
+        declared = any(d.name == name for d in config.load(config_path, env).finetunes)
+    except ReconcilerError:
+        declared = False  # forgetting needs no valid config; the warning is a courtesy
+    return entry, declared
+
+
+def describe(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider], name: str
+) -> tuple[LockedFinetune | None, RemoteFinetune | None, History]:
+    """One finetune's recorded state, remote state and history (events, training metrics)."""
+    desired = config.load(config_path, env)
+    recorded = lockfile.load(config.lockfile_path(config_path))
+    locked = recorded.finetunes.get(name)
+    declared = next((d for d in desired.finetunes if d.name == name), None)
+    where = locked or declared
+    if where is None:
+        raise PlanError(
+            f"{name} is neither in {config_path} nor in its lockfile; `reconciler list` shows "
+            "what the accounts hold"
+        )
+    provider_name, account = where.provider, where.account
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise PlanError(f"{name}: its provider {provider_name} is not configured")
+    if locked is not None:
+        remote = provider.get_finetune(account, locked.id)
+    else:
+        remote = next((r for r in provider.list_finetunes(account) if r.name == name), None)
+    history = provider.history(account, remote.id) if remote is not None else History()
+    return locked, remote, history
+
+
+def base_model_notes(
+    config_path: Path,
+    env: Mapping[str, str],
+    desired: Desired,
+    providers: Mapping[str, Provider],
+    names: tuple[str, ...] = (),
+    refresh: bool = False,
+) -> tuple[str, ...]:
+    """What the accounts' model catalogues say about the base models of the named finetunes
+    (all when none are named): a base that takes no adapter, a planned deprecation, and any
+    catalogue that could not be read. For the commands that use a finetune without planning
+    it (`test`, `import`)."""
+    chosen = tuple(d for d in desired.finetunes if not names or d.name in names)
+    found, notes = catalogues.load(
+        replace(desired, finetunes=chosen),
+        providers,
+        catalogues.cache_path(config_path),
+        refresh=refresh,
+        ttl=catalogues.ttl_from_env(env),
+    )
+    today = date.today().isoformat()
+    out = list(notes)
+    for d in chosen:
+        catalogue = found.get((d.provider, d.account))
+        if catalogue is None:
+            continue
+        limits = desired.limits.get(d.provider)
+        declared: frozenset[str] = getattr(limits, "declared_models", frozenset())
+        problem = base_problem(d.model, catalogue, declared, "")
+        if problem is not None:
+            out.append(f"{d.name}: {problem}")
+        note = deprecation_note(d.model, catalogue, today, getattr(limits, "deprecations", {}))
+        if note is not None:
+            out.append(f"{d.name}: {note}")
+    return tuple(out)
+
+
+def as_called(
+    finetunes: tuple[DesiredFinetune, ...], recorded: Recorded
+) -> tuple[DesiredFinetune, ...]:
+    """The finetunes under the names an app calls them by: a versioned one's current version
+    (its remote name, from the lockfile), so checks run against what is current."""
+    found = []
+    for d in finetunes:
+        entry = recorded.finetunes.get(d.name)
+        if d.versioning and entry is not None and entry.remote_name:
+            d = replace(d, name=entry.remote_name)
+        found.append(d)
+    return tuple(found)
+
+
+def accept_remote(
+    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+) -> tuple[tuple[drift.Drift, ...], Callable[[], int]]:
+    """`apply --refresh-only`: what changed remotely, and a function that records it in the
+    lockfile (after the caller's confirmation), so that drift clears once a remote change is
+    accepted. Fields changed remotely are recorded as the account now has them; a record whose
+    finetune is gone is dropped (the next plan creates it again, or a new version); a name
+    taken by another finetune and unmanaged finetunes are left for `import` or `ignore:`."""
+    found = detect_drift(config_path, env, providers)
+    lock_path = config.lockfile_path(config_path)
+
+    def record() -> int:
+        recorded = lockfile.load(lock_path)
+        observed = read_observed(
+            {
+                p: tuple(sorted({d.account for d in found if d.provider == p}))
+                for p in {d.provider for d in found}
+            },
+            providers,
+        )
+        writer = lockfile.LockWriter(lock_path, recorded)
+        done = 0
+        for item in found:
+            name, _, version = item.name.partition("@")
+            remote = next(
+                (
+                    r
+                    for r in observed.in_account(item.provider, item.account)
+                    if r.id == item.remote_id
+                ),
+                None,
+            )
+            if item.kind is drift.DriftKind.GONE:
+                if version:
+                    writer.forget_version(name, version)
+                else:
+                    writer.drop_current(name)  # its other versions are still there
+                done += 1
+            elif item.kind is drift.DriftKind.CHANGED and remote is not None:
+                writer.accept_fields(name, version or None, dict(remote.fields))
+                done += 1
+        return done
+
+    return found, record
