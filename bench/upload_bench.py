@@ -19,7 +19,7 @@ from bench.common import ROOT, Figure, SandboxProcess, alternate, drop_into_page
 from bench.data import MODEL, account, write_safetensors
 from reconciler.base.model import DesiredFinetune
 from reconciler.providers.cloudflare.api import CloudflareProvider
-from reconciler.providers.registry import Endpoint
+from reconciler.providers.endpoint import Endpoint
 from reconciler.sandbox import DEFAULT_TOKEN
 
 CURL = "/usr/bin/curl"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler.base.model import AssetFile
 from reconciler.providers.cloudflare.api import CloudflareProvider
-from reconciler.providers.registry import Endpoint
+from reconciler.providers.endpoint import Endpoint
 
 
 def status() -> dict[str, int]:

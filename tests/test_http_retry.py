@@ -14,8 +14,8 @@ from conftest import serving
 from reconciler.base.errors import CredentialsError, EndpointError, OutcomeUnknown, ProviderError
 from reconciler.base.model import DesiredFinetune
 from reconciler.providers.cloudflare.api import CloudflareProvider, _error_text
+from reconciler.providers.endpoint import Endpoint
 from reconciler.providers.http import Api
-from reconciler.providers.registry import Endpoint
 from reconciler.providers.retry import RetryPolicy
 
 ACCOUNT = "0" * 32

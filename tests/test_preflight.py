@@ -39,7 +39,7 @@ MISTRAL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
 GEMMA = "@cf/google/gemma-2b-it-lora"
 CFG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
-LIMITS = Limits.published("cloudflare")
+LIMITS = Limits.from_data(published_data("cloudflare"))
 
 
 # --- builders: valid adapters, the way PEFT writes them, so each test breaks one thing ---
@@ -652,7 +652,7 @@ def test_account_capacity() -> None:
 
 
 def test_the_published_limits_are_the_data_file() -> None:
-    data = json.loads((ROOT / "reconciler" / "data" / "cloudflare.json").read_text())
+    data = json.loads((ROOT / "reconciler/providers/cloudflare/limits.json").read_text())
     assert data["max_asset_bytes"] == LIMITS.max_asset_bytes
     assert data["max_lora_rank"] == LIMITS.max_lora_rank
     assert data["max_finetunes_per_account"] == LIMITS.max_finetunes_per_account

@@ -286,7 +286,8 @@ def test_limit_holds_under_concurrent_creates(tmp_path: Path) -> None:
 
 def test_default_limits_are_the_published_ones() -> None:
     limits = SandboxLimits()
-    data = json.loads((Path(__file__).parents[1] / "reconciler/data/cloudflare.json").read_text())
+    limits_file = Path(__file__).parents[1] / "reconciler/providers/cloudflare/limits.json"
+    data = json.loads(limits_file.read_text())
     assert limits.max_asset_bytes == data["max_asset_bytes"]
     assert limits.max_finetunes_per_account == data["max_finetunes_per_account"]
     assert limits.allowed_accounts is None

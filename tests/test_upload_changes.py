@@ -12,7 +12,7 @@ from reconciler.adapters.assets import HashingReader
 from reconciler.base.errors import AssetChangedError
 from reconciler.base.model import AssetFile
 from reconciler.providers.cloudflare.api import CloudflareProvider
-from reconciler.providers.registry import Endpoint
+from reconciler.providers.endpoint import Endpoint
 
 SIZE = 600_000  # several reads of the HTTP client's 64 KiB chunks
 

@@ -101,12 +101,6 @@ class Limits:
             )
         return limits
 
-    @classmethod
-    def published(cls, provider: str, overrides: Mapping[str, Any] | None = None) -> Limits:
-        from reconciler.providers.registry import limits
-
-        return cls.from_data(limits(provider), overrides)
-
 
 def _positive(data: Mapping[str, Any], key: str) -> int:
     value = data.get(key)

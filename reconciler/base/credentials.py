@@ -10,10 +10,14 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-# The variables reconciler reads a credential from.
-TOKEN_VARIABLES = ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY", "CO_API_KEY")
-# The variables naming an endpoint; a URL may carry credentials (user:password@, ?token=).
-URL_VARIABLES = ("CLOUDFLARE_API_BASE_URL", "CO_API_URL")
+# The variables a provider reads its credential from are named, by every provider's convention,
+# *_API_TOKEN or *_API_KEY (CLOUDFLARE_API_TOKEN, FIREWORKS_API_KEY, VLLM_API_KEY, ...): those are
+# redacted from a shorter length than other secret-looking names. No provider is named here:
+# a provider package declares its own variables (ProviderSpec), and they fit these rules.
+_TOKEN_NAME = re.compile(r"[A-Z0-9_]*_API_(?:TOKEN|KEY)")
+# The variables naming an endpoint (*_URL, *_ENDPOINT, *_SERVERS: a comma-separated list of
+# URLs): a URL may carry credentials (user:password@, ?token=).
+_URL_NAME = re.compile(r"[A-Z0-9_]*_(?:URL|ENDPOINT|SERVERS)")
 # Any other variable whose name says it holds a secret (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY,
 # DB_PASSWORD, OPENAI_API_KEY, ...): a config may not interpolate it either.
 _SECRET_WORD = re.compile(
@@ -27,7 +31,11 @@ MIN_REDACTED, MIN_REDACTED_OTHER = 4, 8
 
 def is_secret(name: str) -> bool:
     """Whether reconciler treats the variable `name` as a secret."""
-    return name in TOKEN_VARIABLES or _SECRET_WORD.fullmatch(name.upper()) is not None
+    return _SECRET_WORD.fullmatch(name.upper()) is not None
+
+
+def _token_variable(name: str) -> bool:
+    return _TOKEN_NAME.fullmatch(name) is not None
 
 
 def secret_variables(env: Mapping[str, str]) -> dict[str, str]:
@@ -36,15 +44,17 @@ def secret_variables(env: Mapping[str, str]) -> dict[str, str]:
         k: v
         for k, v in env.items()
         if is_secret(k)
-        and len(v.strip()) >= (MIN_REDACTED if k in TOKEN_VARIABLES else MIN_REDACTED_OTHER)
+        and len(v.strip()) >= (MIN_REDACTED if _token_variable(k) else MIN_REDACTED_OTHER)
     }
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
     """Every secret value in `env`, longest first: what logs and messages must never show."""
     found = set(secret_variables(env).values())
-    for variable in URL_VARIABLES:
-        found.update(s for s in _url_secrets(env.get(variable, "")) if len(s) >= MIN_REDACTED)
+    for variable, value in env.items():
+        if _URL_NAME.fullmatch(variable):
+            for url in value.split(","):
+                found.update(s for s in _url_secrets(url) if len(s) >= MIN_REDACTED)
     return sorted(found, key=len, reverse=True)
 
 

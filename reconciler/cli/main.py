@@ -1,10 +1,12 @@
 """The command line: parse, call one library function, render, map errors to exit codes.
 
-Each command lives in reconciler/commands/; this module is the group that gathers them.
+Each command lives in reconciler/cli/; a provider's own commands live in its package (its
+spec names the module); this module is the group that gathers them.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
@@ -17,7 +19,6 @@ from reconciler.cli import (
     listing,
     output,
     plan,
-    public,
     sandbox,
     show,
     test,
@@ -25,6 +26,7 @@ from reconciler.cli import (
 )
 from reconciler.cli.options import NO_COLOR_HELP, VERBOSE_HELP, no_color_callback
 from reconciler.cli.usage import Group
+from reconciler.providers.registry import specs
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +46,10 @@ main.add_command(validate.validate)
 main.add_command(plan.plan)
 main.add_command(apply.apply)
 main.add_command(test.test_)
-main.add_command(public.public)
+for _spec in specs():
+    if _spec.commands is not None:
+        for _command in importlib.import_module(_spec.commands).COMMANDS:
+            main.add_command(_command)
 main.add_command(show.show)
 main.add_command(drift.drift)
 main.add_command(listing.list_)

@@ -26,14 +26,15 @@ def validate(config_path: Path) -> None:
     # config.load is what workflow.validate does, less the stat cache; importing it directly
     # spares validate the plan, apply and lockfile modules (~50 ms of imports)
     from reconciler.config.interpolate import references
-    from reconciler.config.loader import ACCOUNT_ENV, load
+    from reconciler.config.loader import load
+    from reconciler.providers.registry import account_variables, item_kinds
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID
 
     env = dict(os.environ)
-    unset = [v for v in sorted(set(ACCOUNT_ENV.values())) if not env.get(v)]
+    unset = [v for v in account_variables() if not env.get(v)]
     for variable in unset:
         env[variable] = DEFAULT_ACCOUNT_ID
-    desired = load(config_path, env)
+    desired = load(config_path, env, kinds=item_kinds())
     for note in desired.warnings:
         click.echo(painted(note), err=True, color=color_on(sys.stderr))
     # said only where the config took the account from the variable (it may name one itself)

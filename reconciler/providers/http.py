@@ -18,7 +18,7 @@ from reconciler.base.errors import (
     ProviderError,
 )
 from reconciler.base.untrusted import visible
-from reconciler.providers.registry import Endpoint
+from reconciler.providers.endpoint import Endpoint
 from reconciler.providers.retry import RETRY_STATUSES, RetryPolicy
 
 if TYPE_CHECKING:

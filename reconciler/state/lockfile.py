@@ -97,21 +97,16 @@ def _short(text: str) -> str:
 
 def asset_names(provider: str) -> frozenset[str] | None:
     """The assets a finetune of this provider has; None for a provider reconciler lacks."""
-    if provider not in registry.FACTORIES:
+    if provider not in registry.SPECS:
         return None
-    if provider in DATASET_PROVIDERS:
-        return frozenset({"dataset"})
     return frozenset(registry.required_assets(provider))
-
-
-DATASET_PROVIDERS = ("cohere",)  # trained from one dataset, named "dataset" in the config
 
 
 def _check(path: Path, data: dict[str, Any]) -> None:
     """What the schema cannot say: each entry names a known provider and its assets, and no
     remote finetune is recorded twice (`apply --prune` would delete it as the entry the config
     dropped, while the other entry still declares it)."""
-    known = ", ".join(sorted(registry.FACTORIES))
+    known = ", ".join(sorted(registry.SPECS))
     owners: dict[tuple[str, str], str] = {}
     for name, entry in sorted(data["finetunes"].items()):
         _check_record(path, f"finetunes.{name}", entry, known)

@@ -26,6 +26,8 @@ def data_dir(config_path: Path) -> Path:
 @contextmanager
 def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     from reconciler.base.errors import ReconcilerError
+    from reconciler.providers.registry import specs
+    from reconciler.providers.spec import SandboxSite
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
     from reconciler.sandbox.server import SandboxServer
@@ -36,12 +38,15 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
     except CatalogueError as exc:
         raise ReconcilerError(f"{ENV_VAR}: {exc}") from None
     with SandboxServer(data_dir(config_path), clock_speed=speed, catalogue=catalogue) as server:
+        site = SandboxSite(
+            url=server.url,
+            token=DEFAULT_TOKEN,
+            account=DEFAULT_ACCOUNT_ID,
+            state_dir=server.data_dir,
+        )
         overlay = dict(env)
-        overlay["CLOUDFLARE_API_TOKEN"] = DEFAULT_TOKEN  # never send a real token to the sandbox
-        overlay["CLOUDFLARE_API_BASE_URL"] = server.cloudflare_base_url
-        overlay.setdefault("CLOUDFLARE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
-        overlay["CO_API_KEY"] = DEFAULT_TOKEN  # the same sandbox serves Cohere's API
-        overlay["CO_API_URL"] = server.url
+        for spec in specs():  # each provider points itself at the sandbox, with its token
+            overlay.update(spec.sandbox_env(site, env))
         # hf: adapters come from the sandbox's Hub (filled by `sandbox hf-push`), never the
         # real one, and no real HF token is sent to it
         overlay["HF_ENDPOINT"] = server.hub_url

@@ -15,22 +15,21 @@ from reconciler.adapters.assets import HashingReader
 from reconciler.adapters.catalogue import CatalogueModel, parse_models
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
-from reconciler.providers import registry
+from reconciler.providers import endpoint as endpoints
 from reconciler.providers.base import Capabilities, History, Progress
+from reconciler.providers.cloudflare.env import TOKEN_ENV, URL_ENV
+from reconciler.providers.endpoint import Endpoint
 from reconciler.providers.http import Api
 from reconciler.providers.once import create_once
-from reconciler.providers.registry import Endpoint
 
 log = logging.getLogger("reconciler.cloudflare")
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
-URL_ENV = "CLOUDFLARE_API_BASE_URL"
 CATALOGUE_PAGE = 50  # what wrangler asks for
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
-    return registry.endpoint_from_env(
+    return endpoints.endpoint_from_env(
         env,
         label,
         token_variable=TOKEN_ENV,

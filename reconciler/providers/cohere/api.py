@@ -29,17 +29,16 @@ from reconciler.apply.training import poll_interval
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from reconciler.plan import adoption
-from reconciler.providers import registry
+from reconciler.providers import endpoint as endpoints
 from reconciler.providers.base import Capabilities, Event, History, Progress, StepMetric
+from reconciler.providers.cohere.env import TOKEN_ENV, URL_ENV
+from reconciler.providers.endpoint import Endpoint
 from reconciler.providers.http import Api
 from reconciler.providers.once import create_once
-from reconciler.providers.registry import Endpoint
 
 log = logging.getLogger("reconciler.cohere")
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
-TOKEN_ENV = "CO_API_KEY"
-URL_ENV = "CO_API_URL"
 MODELS = "/v1/finetuning/finetuned-models"
 PAGE_SIZE = 50
 GONE = {"STATUS_DELETED"}
@@ -64,7 +63,7 @@ RETIRED = (
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
-    return registry.endpoint_from_env(
+    return endpoints.endpoint_from_env(
         env,
         label,
         token_variable=TOKEN_ENV,

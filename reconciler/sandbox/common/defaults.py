@@ -21,7 +21,7 @@ ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 # Cloudflare's published Workers AI LoRA rules (api-notes.md; Workers AI LoRA page, 2026). The
-# sandbox keeps its own copy, apart from the client's reconciler/data/cloudflare.json: it
+# sandbox keeps its own copy, apart from the client's providers/cloudflare/limits.json: it
 # stands in for the API, whose rules do not change when the client's snapshot does.
 MAX_ASSET_BYTES = 300_000_000  # "each adapter file under 300 MB"
 MAX_FINETUNES_PER_ACCOUNT = 100

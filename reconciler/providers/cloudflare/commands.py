@@ -1,4 +1,7 @@
-"""`reconciler public`: Cloudflare's public finetunes, every page."""
+"""Cloudflare's own command, `reconciler public`: its public finetunes, every page.
+
+A provider's commands are click commands in its package (the spec names this module); the
+command line adds them to its group, and nothing else imports this module."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import click
 from reconciler.base.errors import PlanError
 from reconciler.cli.common import handle_errors, session
 from reconciler.cli.options import config_option, sandbox_option
+from reconciler.providers.cloudflare.env import ACCOUNT_ENV
+
+PROVIDER = "cloudflare"
 
 
 @click.command()
@@ -47,12 +53,15 @@ def public(
 
     with session(config_path, sandbox) as (env, providers, desired):
         if account is None:
-            accounts = desired.accounts.get("cloudflare") or ()
-            account = accounts[0] if accounts else env.get("CLOUDFLARE_ACCOUNT_ID")
+            accounts = desired.accounts.get(PROVIDER) or ()
+            account = accounts[0] if accounts else env.get(ACCOUNT_ENV)
         if not account:
             raise PlanError("no Cloudflare account: pass --account or set CLOUDFLARE_ACCOUNT_ID")
-        provider = providers.get("cloudflare")
+        provider = providers.get(PROVIDER)
         if provider is None:
             raise PlanError(f"{config_path} uses no Cloudflare finetunes")
         found = provider.list_public(account, order_by, page_size)
     click.echo(render_checks.public(found, fmt), nl=False)
+
+
+COMMANDS = (public,)

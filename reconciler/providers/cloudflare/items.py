@@ -1,0 +1,70 @@
+"""A Cloudflare finetune in the config: an adapter folder (or Hub repo, or URLs) for a base
+model in one account; the fields a plan compares are model, description and public."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from reconciler.adapters.preflight import Limits
+from reconciler.base.model import DesiredFinetune
+from reconciler.config.items import (
+    AccountRule,
+    ItemContext,
+    account_id,
+    adapter_assets,
+    adapter_checks,
+    check_patterns,
+)
+from reconciler.providers.cloudflare.env import ACCOUNT_ENV
+
+ACCOUNT = AccountRule(
+    variable=ACCOUNT_ENV,
+    pattern=r"[0-9a-fA-F]{32}",
+    shape="a 32-hex-character account id",
+    stand_in="0" * 32,
+    lower=True,
+)
+
+
+@cache
+def published() -> Mapping[str, Any]:
+    """Cloudflare's published limits and LoRA models, a dated snapshot (limits.json)."""
+    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+class CloudflareItems:
+    account = ACCOUNT
+
+    def limits(self, overrides: Mapping[str, Any] | None) -> Limits:
+        return Limits.from_data(published(), overrides)
+
+    def build(self, context: ItemContext) -> DesiredFinetune:
+        item = context.item
+        account = account_id(context, ACCOUNT)
+        required = tuple(published()["required_files"])
+        folder, assets = adapter_assets(context, required)
+        description = item.get("description") or None
+        public = bool(item.get("public", False))
+        desired = DesiredFinetune(
+            name=context.name,
+            provider=item["provider"],
+            account=account,
+            model=item["model"],
+            description=description,
+            public=public,
+            assets=assets,
+            mark=context.mark,
+            fields={"model": item["model"], "description": description, "public": public},
+            checks=tuple(item.get("checks") or ()),
+            versioning=context.versioning(),
+            keep=item.get("keep"),
+        )
+        check_patterns(context)
+        adapter_checks(context, desired, folder)
+        return desired

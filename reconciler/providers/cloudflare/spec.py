@@ -1,0 +1,39 @@
+"""Cloudflare Workers AI, as the core sees it (registry.py lists this SPEC)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.providers.base import Provider
+from reconciler.providers.cloudflare.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV
+from reconciler.providers.cloudflare.items import CloudflareItems, published
+from reconciler.providers.spec import ProviderSpec, SandboxSite
+
+SANDBOX_PREFIX = "/client/v4"  # the sandbox mounts Cloudflare's API where the real one is
+
+
+def connect(env: Mapping[str, str], label: str | None) -> Provider:
+    from reconciler.providers.cloudflare.api import CloudflareProvider, endpoint_from_env
+
+    return CloudflareProvider(endpoint_from_env(env, label))
+
+
+def sandbox_env(site: SandboxSite, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        TOKEN_ENV: site.token,
+        URL_ENV: site.url + SANDBOX_PREFIX,
+        ACCOUNT_ENV: env.get(ACCOUNT_ENV) or site.account,
+    }
+
+
+SPEC = ProviderSpec(
+    name="cloudflare",
+    title="Cloudflare Workers AI",
+    connect=connect,
+    items=CloudflareItems(),
+    token_variable=TOKEN_ENV,
+    url_variable=URL_ENV,
+    sandbox_env=sandbox_env,
+    commands="reconciler.providers.cloudflare.commands",
+    published=published,
+)

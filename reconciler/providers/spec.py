@@ -1,0 +1,58 @@
+"""ProviderSpec: everything the core asks about a provider, offered by the provider's package.
+
+The core (config, lockfile, sandbox wiring, commands) never compares a provider's name: it asks
+the provider's spec, found through the registry (registry.py). A spec module stays light to
+import: the client (httpx and the API shapes) is imported only when `connect` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.config.items import ItemKind
+from reconciler.providers.base import Provider
+
+# (environment, lockfile label) -> a connected provider
+Connect = Callable[[Mapping[str, str], "str | None"], Provider]
+
+
+@dataclass(frozen=True)
+class SandboxSite:
+    """A running sandbox, as `--sandbox` hands it to each provider's spec."""
+
+    url: str  # http://127.0.0.1:PORT: each emulated API is mounted under its own prefix
+    token: str  # the sandbox's token: a real one is never sent to it
+    account: str  # the account the sandbox serves when the environment names none
+    state_dir: Path  # the sandbox's own folder (a provider may keep files there: vLLM's store)
+
+
+# (the sandbox, the environment) -> the variables that point the provider at the sandbox
+SandboxEnv = Callable[[SandboxSite, Mapping[str, str]], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str  # the config's `provider:` value and the lockfile's key
+    title: str  # how messages name it: "Cloudflare Workers AI"
+    connect: Connect
+    items: ItemKind  # how a config item becomes a Desired record; account rule; limits
+    token_variable: str  # the credential: its value is a secret, never shown
+    url_variable: str  # overrides the API's base URL
+    sandbox_env: SandboxEnv
+    # the asset a provider trains from ("dataset" for Cohere), None for adapter uploads
+    dataset_asset: str | None = None
+    # a module holding the provider's own commands (COMMANDS: a tuple of click commands),
+    # imported only by the command line
+    commands: str | None = None
+    # limits published as data, beside the spec (the lockfile and tests read them)
+    published: Callable[[], Mapping[str, Any]] | None = None
+
+    @property
+    def required_assets(self) -> tuple[str, ...]:
+        if self.dataset_asset is not None:
+            return (self.dataset_asset,)
+        data = self.published() if self.published is not None else {}
+        return tuple(data.get("required_files", ()))
