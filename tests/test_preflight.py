@@ -17,7 +17,7 @@ from reconciler.adapters.preflight import (
     Limits,
     LimitsError,
     check_account_capacity,
-    check_finetune,
+    check_adapter,
     ignored_files,
     model_notes,
 )
@@ -32,6 +32,8 @@ from reconciler.adapters.safetensors import (
 from reconciler.base.model import DesiredFinetune
 from reconciler.config import loader as config
 from reconciler.providers.registry import limits as published_data
+from reconciler.sources.local import LocalSource
+from reconciler.state.statcache import StatCache
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -40,6 +42,13 @@ GEMMA = "@cf/google/gemma-2b-it-lora"
 CFG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 LIMITS = Limits.from_data(published_data("cloudflare"))
+
+
+def check_finetune(
+    finetune: DesiredFinetune, folder: Path, limits: Limits, cache: StatCache | None = None
+) -> list[str]:
+    """The checks config runs on a local adapter folder."""
+    return check_adapter(finetune, LocalSource(folder, cache), limits)
 
 
 # --- builders: valid adapters, the way PEFT writes them, so each test breaks one thing ---

@@ -150,21 +150,12 @@ class AdapterFiles(Protocol):
         """The safetensors header as weights_summary reads it."""
 
 
-def check_finetune(
-    desired: DesiredFinetune, folder: Path, limits: Limits, cache: StatCache | None = None
-) -> list[str]:
-    """Every problem with one finetune's base model and adapter folder; [] when it is fine.
-
-    With a cache, what was read from an unchanged file is taken from it: no byte is read.
-    Whether the base model takes adapters is not checked here (see model_notes): only the
-    account's live catalogue can say, and plan asks it."""
-    from reconciler.sources.local import LocalSource
-
-    return check_adapter(desired, LocalSource(folder, cache), limits)
-
-
 def check_adapter(desired: DesiredFinetune, files: AdapterFiles, limits: Limits) -> list[str]:
-    """check_finetune over any source's files."""
+    """Every problem with one finetune's base model and adapter files; [] when it is fine.
+    `files` is any source's view of them (sources.local for a folder: with a stat cache, what
+    was read from an unchanged file is taken from it, and no byte is read). Whether the base
+    model takes adapters is not checked here (see model_notes): only the account's live
+    catalogue can say, and plan asks it."""
     problems: list[str] = []
     config: dict[str, Any] | None = None
     weights: dict[str, Any] | None = None
@@ -482,7 +473,6 @@ __all__ = [
     "LimitsError",
     "check_account_capacity",
     "check_adapter",
-    "check_finetune",
     "ignored_files",
     "model_notes",
     "parse_config",

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from reconciler.adapters.preflight import Limits, check_finetune, model_notes
+from reconciler.adapters.preflight import Limits, check_adapter, model_notes
 from reconciler.base.errors import Problem
 from reconciler.base.model import AssetFile, AssetSource, DesiredFinetune, SourceMark
 from reconciler.config import schema
 from reconciler.config.yamlsource import Path_, Source
+from reconciler.sources.local import LocalSource
 from reconciler.state.statcache import StatCache
 
 # providers whose API key is scoped to one organisation: no account id, one "account"
@@ -260,7 +261,7 @@ def adapter_checks(context: ItemContext, desired: DesiredFinetune, folder: Path 
     if folder is None:
         return
     prefix = str(context.item["adapter"]).rstrip("/")
-    for message in check_finetune(desired, folder, limits, context.cache):
+    for message in check_adapter(desired, LocalSource(folder, context.cache), limits):
         if message.split(":", 1)[0] in limits.required_files or message.startswith("the adapter"):
             key: Path_ = (*context.where, "adapter")
             context.problem(key, f"finetune '{desired.name}': {prefix}/{message}")

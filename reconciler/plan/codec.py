@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.base.diff import FieldChange
+from reconciler.base.labels import shown
 from reconciler.base.model import AssetDigest, AssetFile, AssetSource, DesiredFinetune
 from reconciler.plan.planner import Action, AssetChange, Change, Plan, Step, StepKind
 
@@ -42,8 +43,6 @@ def _source_to_data(a: AssetFile) -> dict[str, Any]:
     if s.kind == "url":
         # a signed URL's query is a credential: a plan file holds the URL as shown, and a
         # digest of the whole, which still tells one URL from another
-        from reconciler.sources.url import shown
-
         location = shown(s.location)
         found["location_sha256"] = hashlib.sha256(s.location.encode("utf-8")).hexdigest()
     found |= {"location": location, "revision": s.revision}

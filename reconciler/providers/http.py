@@ -135,90 +135,118 @@ class Api:
         Retries what is safe to retry (see retry.py). For a request that is not `idempotent`,
         an unknown outcome raises OutcomeUnknown instead of repeating it blindly.
         """
-        import httpx  # for its exception classes (free once _client has loaded it)
-
         attempts = self._retry.attempts
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
-            if hasattr(files, "values"):
-                for _name, part in files.items():
-                    if hasattr(part[1], "seek"):
-                        part[1].seek(0)  # a retried upload sends the file from the top
-            started = time.monotonic()
+            _rewind(files)
             try:
-                response = self._client.request(
-                    method, path, json=json, params=params, data=data, files=files
+                response = self._send(
+                    what, method, path, last, idempotent, json, params, data, files
                 )
-            except (
-                httpx.LocalProtocolError,
-                httpx.UnsupportedProtocol,
-                httpx.InvalidURL,
-                UnicodeEncodeError,
-            ) as exc:
-                # A request this side could not form: repeating it cannot help, and the text
-                # of such an error may quote a header (the token) or the URL. Never retried.
-                raise EndpointError(
-                    f"{what}: the request could not be sent as formed ({type(exc).__name__}); "
-                    f"check {self._token_variable} and {self._url_variable}"
-                ) from None
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # not transient: say so at once
-                    raise EndpointError(
-                        f"{what}: the TLS certificate of {self.base_url} could not be verified "
-                        f"({self._reason(exc)}). If it is a test endpoint you trust, name it in "
-                        "RECONCILER_INSECURE_TLS to turn verification off for it alone"
-                    ) from None
-                # never sent: safe to try again whatever the request
-                if last:
-                    raise EndpointError(
-                        f"{what}: cannot reach {self.base_url} ({self._reason(exc)}) after "
-                        f"{attempts} attempts; check {self._url_variable} and the network"
-                    ) from None
-                reason = f"cannot reach {self.base_url} ({self._reason(exc)})"
-                self._wait(what, attempt, None, reason)
+                body = _json(response)
+                self._refuse_retry_status(what, response, body, last, idempotent)
+            except _TryAgain as again:
+                self._wait(what, attempt, again.retry_after, again.reason)
                 continue
-            except httpx.TransportError as exc:
-                # sent, perhaps acted on, answer lost: a timeout or a reset mid-way
-                if not idempotent:
-                    raise OutcomeUnknown(
-                        f"{what}: {self._reason(exc)} after the request was sent"
-                    ) from None
-                if last:
-                    raise EndpointError(
-                        f"{what}: {self.base_url} failed {attempts} times ({self._reason(exc)})"
-                    ) from None
-                self._wait(what, attempt, None, self._reason(exc))
-                continue
-            log.info(
-                "%s %s -> %s in %.0f ms",
-                method,
-                path,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-            )
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "%s %s: answered %s bytes (%s)%s",
-                    method,
-                    path,
-                    response.headers.get("content-length", "?"),
-                    visible(response.headers.get("content-type", "no content type")[:100]),
-                    f", request id {rid}" if (rid := _request_id(response)) else "",
-                )
-            body = _json(response)
-            if response.status_code in RETRY_STATUSES:
-                remote = self._error_text(body, response)
-                refused = response.status_code == 429  # refused, not acted on
-                if not refused and not idempotent:
-                    raise OutcomeUnknown(f"{what}: HTTP {response.status_code}: {remote}")
-                if not last:
-                    self._wait(what, attempt, response.headers.get("Retry-After"), remote)
-                    continue
-                raise ProviderError(
-                    f"{what}: HTTP {response.status_code} after {attempts} attempts: {remote}"
-                )
             return self._result(what, response, body, ok)
         raise AssertionError("unreachable")
+
+    def _send(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        last: bool,
+        idempotent: bool,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        data: Mapping[str, str] | None,
+        files: Any,
+    ) -> httpx.Response:
+        """One attempt: the response, or _TryAgain where another attempt is safe, or the
+        error that ends the call."""
+        import httpx  # for its exception classes (free once _client has loaded it)
+
+        started = time.monotonic()
+        try:
+            response = self._client.request(
+                method, path, json=json, params=params, data=data, files=files
+            )
+        except (
+            httpx.LocalProtocolError,
+            httpx.UnsupportedProtocol,
+            httpx.InvalidURL,
+            UnicodeEncodeError,
+        ) as exc:
+            # A request this side could not form: repeating it cannot help, and the text of
+            # such an error may quote a header (the token) or the URL. Never retried.
+            raise EndpointError(
+                f"{what}: the request could not be sent as formed ({type(exc).__name__}); "
+                f"check {self._token_variable} and {self._url_variable}"
+            ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise self._unreached(what, exc, last) from None
+        except httpx.TransportError as exc:
+            raise self._lost(what, exc, last, idempotent) from None
+        self._log_response(method, path, response, started)
+        return response
+
+    def _unreached(self, what: str, exc: Exception, last: bool) -> Exception:
+        """Never sent: safe to try again whatever the request (but a certificate that fails
+        verification is not transient: said at once)."""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return EndpointError(
+                f"{what}: the TLS certificate of {self.base_url} could not be verified "
+                f"({self._reason(exc)}). If it is a test endpoint you trust, name it in "
+                "RECONCILER_INSECURE_TLS to turn verification off for it alone"
+            )
+        if last:
+            return EndpointError(
+                f"{what}: cannot reach {self.base_url} ({self._reason(exc)}) after "
+                f"{self._retry.attempts} attempts; check {self._url_variable} and the network"
+            )
+        return _TryAgain(f"cannot reach {self.base_url} ({self._reason(exc)})")
+
+    def _lost(self, what: str, exc: Exception, last: bool, idempotent: bool) -> Exception:
+        """Sent, perhaps acted on, answer lost: a timeout or a reset mid-way."""
+        if not idempotent:
+            return OutcomeUnknown(f"{what}: {self._reason(exc)} after the request was sent")
+        if last:
+            return EndpointError(
+                f"{what}: {self.base_url} failed {self._retry.attempts} times ({self._reason(exc)})"
+            )
+        return _TryAgain(self._reason(exc))
+
+    def _log_response(
+        self, method: str, path: str, response: httpx.Response, started: float
+    ) -> None:
+        elapsed = (time.monotonic() - started) * 1000
+        log.info("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s: answered %s bytes (%s)%s",
+                method,
+                path,
+                response.headers.get("content-length", "?"),
+                visible(response.headers.get("content-type", "no content type")[:100]),
+                f", request id {rid}" if (rid := _request_id(response)) else "",
+            )
+
+    def _refuse_retry_status(
+        self, what: str, response: httpx.Response, body: Any, last: bool, idempotent: bool
+    ) -> None:
+        """A status worth another attempt (429, 5xx): _TryAgain, or the error that ends it."""
+        if response.status_code not in RETRY_STATUSES:
+            return
+        remote = self._error_text(body, response)
+        refused = response.status_code == 429  # refused, not acted on
+        if not refused and not idempotent:
+            raise OutcomeUnknown(f"{what}: HTTP {response.status_code}: {remote}")
+        if not last:
+            raise _TryAgain(remote, response.headers.get("Retry-After"))
+        raise ProviderError(
+            f"{what}: HTTP {response.status_code} after {self._retry.attempts} attempts: {remote}"
+        )
 
     def _wait(self, what: str, attempt: int, retry_after: str | None, why: str) -> None:
         delay = self._retry.delay(attempt, retry_after, self._rng)
@@ -275,6 +303,23 @@ class Api:
 
 
 _NOT_JSON = object()
+
+
+class _TryAgain(Exception):
+    """This attempt failed in a way another attempt may mend."""
+
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _rewind(files: Any) -> None:
+    """A retried upload sends each file from the top."""
+    if hasattr(files, "values"):
+        for part in files.values():
+            if hasattr(part[1], "seek"):
+                part[1].seek(0)
 
 
 def _request_id(response: httpx.Response) -> str:

@@ -13,11 +13,11 @@ import click
 
 from reconciler.apply.runner import Outcome, Result
 from reconciler.base.diff import FieldChange
+from reconciler.base.labels import source_label
 from reconciler.base.model import AssetDigest
 from reconciler.base.units import human_size
 from reconciler.base.untrusted import quoted, visible
 from reconciler.plan.planner import Action, AssetChange, Change, Plan
-from reconciler.sources.labels import source_label
 
 COLOURS = {
     Action.CREATE: "green",

@@ -20,8 +20,8 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urlsplit, urlunsplit
 
+from reconciler.base.labels import shown
 from reconciler.base.model import AssetSource
 from reconciler.sources import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
 from reconciler.sources.facts import Facts
@@ -31,13 +31,6 @@ if TYPE_CHECKING:
 
 CHUNK = 256 * 1024
 TIMEOUT = {"connect": 10.0, "read": 60.0, "write": 60.0, "pool": 10.0}
-
-
-def shown(url: str) -> str:
-    """A URL as plans, the lockfile and messages show it: without its query or fragment,
-    where a signed URL keeps its signature."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
 
 
 class UrlSource(Fetched):
