@@ -1,7 +1,7 @@
 """--sandbox: run a command against a sandbox started in-process, its state kept beside the config.
 
 The sandbox listens on an ephemeral port on 127.0.0.1 for as long as the command runs; its
-data lives in <config dir>/.reconciler/sandbox/, so successive commands see the same remote
+data lives in the project's sandbox folder (project.py), so successive commands see the same remote
 state. The environment is overlaid so that no real credential is used, or needed.
 RECONCILER_SANDBOX_CATALOGUE names a file that extends (or replaces) the sandbox's Workers AI
 model catalogue (reconciler/sandbox/catalogue.py documents its format).
@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconciler.project import Project
+
 LABEL = "sandbox"
 # Simulated work (dataset validation, training) runs this many times faster than real time, so
 # that `apply --sandbox --wait` on the Cohere example finishes in seconds.
@@ -20,7 +22,7 @@ DEFAULT_CLOCK_SPEED = 600.0
 
 
 def data_dir(config_path: Path) -> Path:
-    return config_path.resolve().parent / ".reconciler" / "sandbox"
+    return Project.at(config_path.resolve()).sandbox_dir
 
 
 @contextmanager
