@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
-from reconciler.sandbox.cloudflare.store import SandboxLimits
 from reconciler.sandbox.cohere import views
 from reconciler.sandbox.cohere.datasets import (
     DATASET_TYPES,
@@ -29,6 +28,7 @@ from reconciler.sandbox.cohere.store import CohereStore, Dataset, Model, Part, R
 from reconciler.sandbox.cohere.training import fail_step, plan_steps
 from reconciler.sandbox.common.auth import Tokens, bearer
 from reconciler.sandbox.common.clock import Clock, parse_iso
+from reconciler.sandbox.common.limits import SandboxLimits
 from reconciler.sandbox.common.paging import Key, Page, Pager, page_size, whole_number
 from reconciler.sandbox.common.uploads import (
     NotMultipart,
