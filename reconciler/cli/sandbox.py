@@ -1,13 +1,37 @@
-"""`reconciler sandbox`: the local emulator of both APIs, in the foreground."""
+"""`reconciler sandbox`: the local emulator of the APIs (sandbox/mounts.py), in the foreground."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import click
 
 from reconciler.base.errors import ReconcilerError
 from reconciler.cli.common import handle_errors
+from reconciler.project import Project
+
+# Where `sandbox` keeps its state by default: the sandbox folder of a project whose config is in
+# the current folder (.reconciler/sandbox), the folder `--sandbox` uses beside the config.
+DEFAULT_DATA = Project.at(Path("finetunes.yaml")).sandbox_dir
+
+Command = Callable[..., Any]
+C = TypeVar("C", bound=Command)
+
+# Flags of one emulated API: each reaches its mount as MountContext.options under the
+# parameter's name (`--vllm-replicas 3` -> {"vllm_replicas": 3}); a flag left unset (None) is
+# left out, so the mount's own default applies. A new one is one line here, e.g.
+#   click.option("--vllm-replicas", type=click.IntRange(min=1), help="..."),
+MOUNT_OPTIONS: tuple[Callable[[Command], Command], ...] = ()
+
+
+def mount_options(command: C) -> C:
+    """Adds MOUNT_OPTIONS to the command, in the order they are listed."""
+    decorated: Command = command
+    for option in reversed(MOUNT_OPTIONS):
+        decorated = option(decorated)
+    return cast(C, decorated)
 
 
 @click.group(invoke_without_command=True)
@@ -23,7 +47,7 @@ from reconciler.cli.common import handle_errors
     "--data",
     "data_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".reconciler/sandbox"),
+    default=DEFAULT_DATA,
     show_default=True,
     help="Where the sandbox keeps its state (SQLite and uploaded assets); survives restarts.",
 )
@@ -56,10 +80,12 @@ from reconciler.cli.common import handle_errors
     '"replace", replaces) the bundled catalogue served at /ai/models/search. '
     "Env: RECONCILER_SANDBOX_CATALOGUE.",
 )
+@mount_options
 @click.pass_context
 @handle_errors
 def sandbox(
     ctx: click.Context,
+    /,  # with **mount_flags, click's pass_context types only a positional context
     host: str,
     port: int,
     data_dir: Path,
@@ -67,14 +93,15 @@ def sandbox(
     clock_speed: float,
     faults: str | None,
     catalogue_file: Path | None,
+    **mount_flags: Any,
 ) -> None:
     """Run the local emulator of the Cloudflare and Cohere APIs (and of the Hugging Face Hub,
     at /hf) until interrupted; `sandbox hf-push` fills its Hub."""
     if ctx.invoked_subcommand is not None:
         return
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
-    from reconciler.sandbox.app import validate_tokens
     from reconciler.sandbox.cloudflare.catalogue import Catalogue, CatalogueError
+    from reconciler.sandbox.common.auth import validate_tokens
     from reconciler.sandbox.server import exposure_problem, serve
 
     try:
@@ -112,6 +139,7 @@ def sandbox(
             clock_speed=clock_speed,
             faults=spec,
             catalogue=catalogue,
+            options={name: value for name, value in mount_flags.items() if value is not None},
         )
     except OSError as exc:
         raise ReconcilerError(
@@ -127,10 +155,10 @@ def sandbox(
     "--data",
     "data_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".reconciler/sandbox"),
+    default=DEFAULT_DATA,
     show_default=True,
-    help="The sandbox's state folder (the one `--sandbox` uses is .reconciler/sandbox beside "
-    "the config).",
+    help=f"The sandbox's state folder (the one `--sandbox` uses is {DEFAULT_DATA} beside the"
+    " config).",
 )
 @click.option("--tag", help="Point this tag at the new commit (made, or moved from where it was).")
 @handle_errors

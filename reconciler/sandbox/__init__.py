@@ -1,8 +1,10 @@
-"""A local emulator of the Cloudflare Workers AI finetune API (with `/ai/run` text generation
-answering deterministically, see inference.py, and the model catalogue of `/ai/models/search`,
-see catalogue.py) and of Cohere's v1 fine-tuning and datasets API,
-served over real HTTP on one port (Cloudflare under /client/v4, Cohere under /v1), with
-optional fault injection (faults.py).
+"""A local emulator of the APIs reconciler talks to, served over real HTTP on one port, each
+mounted under its own path prefix (mounts.py is the registry, common/mount.py the contract):
+the Cloudflare Workers AI finetune API under /client/v4 (with `/ai/run` text generation
+answering deterministically, see cloudflare/inference.py, and the model catalogue of
+`/ai/models/search`, see cloudflare/catalogue.py), Cohere's v1 fine-tuning and datasets API
+under /v1 and the Hugging Face Hub's model-reading API under /hf; with optional fault
+injection (common/faults.py).
 
 Import `reconciler.sandbox.server` for `SandboxServer` and `serve`; this package module stays
 light (no werkzeug) so that reading the defaults costs nothing.

@@ -7,19 +7,23 @@ import signal
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from reconciler.sandbox.app import SandboxApp, validate_tokens
+from reconciler.sandbox import mounts as registry
+from reconciler.sandbox.app import SandboxApp
 from reconciler.sandbox.cloudflare.catalogue import Catalogue
-from reconciler.sandbox.cloudflare.store import SandboxLimits, SandboxStore
+from reconciler.sandbox.cloudflare.store import SandboxStore
 from reconciler.sandbox.cohere.store import CohereStore
+from reconciler.sandbox.common.auth import Tokens, validate_tokens
 from reconciler.sandbox.common.clock import Clock, SystemClock
 from reconciler.sandbox.common.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.common.faults import FaultInjector, InjectedFault, ResetConnection
+from reconciler.sandbox.common.limits import SandboxLimits
+from reconciler.sandbox.common.mount import MountContext, Mounted, base_path_of, title_of
 from reconciler.sandbox.hub.api import PREFIX as HUB_PREFIX
 from reconciler.sandbox.hub.api import Served
 
@@ -30,6 +34,10 @@ from reconciler.sandbox.hub.api import Served
 # wait), short enough that a silent or half-sent connection does not hold a thread for ever.
 IDLE_TIMEOUT = 15.0
 READ_TIMEOUT = 60.0
+
+# The options the server itself hands the built-in mounts (from its own arguments and state);
+# `options=` may not repeat them.
+SERVER_OPTIONS = ("limits", "catalogue", "cloudflare_store", "cohere_store", "hub_log")
 
 
 def _handler(access_log: bool, idle_timeout: float, read_timeout: float) -> Any:
@@ -111,8 +119,9 @@ class SandboxServer:
     """The sandbox on a real socket, served from a background thread.
 
     Use as a context manager, or call start() and stop(). port=0 picks a free port. Serves
-    Cloudflare at `cloudflare_base_url` and Cohere at `cohere_base_url` (the host root, as
-    CO_API_URL wants it).
+    every API of the registry (mounts.py), each at `url_for(prefix)`: Cloudflare at
+    `cloudflare_base_url`, Cohere at `cohere_base_url` (the host root, as CO_API_URL wants it),
+    the Hub at `hub_url`.
 
     clock_speed: how many simulated seconds pass per real second for Cohere's dataset
     validation and training (clock.py); or pass a `clock` (e.g. ManualClock) to drive time.
@@ -121,6 +130,9 @@ class SandboxServer:
     replaces the bundled one; by default the bundled one, extended by the file
     RECONCILER_SANDBOX_CATALOGUE names.
     idle_timeout, read_timeout: see IDLE_TIMEOUT and READ_TIMEOUT.
+    options: each mount's own options (MountContext.options, e.g. {"vllm_replicas": 3}),
+    beside the SERVER_OPTIONS the server fills from its other arguments.
+    mounts: the APIs to serve, as "module:factory" entries; by default the registry's.
 
     Refuses (ValueError) to listen beyond loopback while accepting the documented default
     token, which anyone can read in the README.
@@ -141,11 +153,18 @@ class SandboxServer:
         catalogue: Catalogue | Path | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        options: Mapping[str, Any] | None = None,
+        mounts: Sequence[str] = registry.MOUNTS,
     ) -> None:
         if clock is not None and clock_speed != 1.0:
             raise ValueError("give the clock its speed, or pass clock_speed without a clock")
         if not (idle_timeout > 0 and read_timeout > 0):
             raise ValueError("timeouts must be positive numbers of seconds")
+        self.options = dict(options or {})
+        self.mount_entries = tuple(mounts)
+        taken = sorted(set(self.options) & set(SERVER_OPTIONS))
+        if taken:
+            raise ValueError(f"options may not set {taken}: the server sets them itself")
         self.data_dir = Path(data_dir)
         self.tokens = validate_tokens(tokens)
         problem = exposure_problem(host, self.tokens)
@@ -172,6 +191,7 @@ class SandboxServer:
         self._cohere_store: CohereStore | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._mounts: tuple[Mounted, ...] = ()
 
     @property
     def port(self) -> int:
@@ -184,9 +204,26 @@ class SandboxServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def url_for(self, prefix: str) -> str:
+        """The URL of the mount at `prefix` ("/client/v4")."""
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(f"a mount prefix starts with '/' and does not end with it: {prefix!r}")
+        return self.url + prefix
+
+    @property
+    def mounts(self) -> tuple[Mounted, ...]:
+        """The mounted APIs, once started."""
+        if self._server is None:
+            raise RuntimeError("the sandbox server is not running")
+        return self._mounts
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(title, base URL) of every mounted API, in the registry's order."""
+        return [(title_of(m), self.url + base_path_of(m)) for m in self.mounts]
+
     @property
     def cloudflare_base_url(self) -> str:
-        return self.url + CLOUDFLARE_PREFIX
+        return self.url_for(CLOUDFLARE_PREFIX)
 
     @property
     def cohere_base_url(self) -> str:
@@ -195,7 +232,7 @@ class SandboxServer:
     @property
     def hub_url(self) -> str:
         """HF_ENDPOINT for huggingface_hub: the sandbox's Hub."""
-        return self.url + HUB_PREFIX
+        return self.url_for(HUB_PREFIX)
 
     @property
     def store(self) -> SandboxStore:
@@ -215,22 +252,15 @@ class SandboxServer:
             raise RuntimeError("the sandbox server is already running")
         from werkzeug.serving import make_server
 
-        app: Any = SandboxApp(
-            self.store,
-            self.tokens,
-            self.limits,
-            self.request_log,
-            clock=self.clock,
-            cohere_store=self.cohere_store,
-            catalogue=self.catalogue,
-            hub_log=self.hub_log,
-        )
+        mounts = registry.build(self._context(), self.mount_entries)
+        app: Any = SandboxApp(mounts, self.request_log)
         if self.faults is not None:
-            app = FaultInjector(app, self.faults, self.fault_log, self.clock)
+            app = FaultInjector(app, self.faults, self.fault_log, self.clock, mounts=mounts)
         handler = _handler(self._access_log, self.idle_timeout, self.read_timeout)
         self._server = make_server(
             self.host, self._port, app, threaded=True, request_handler=handler
         )
+        self._mounts = mounts
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             # shutdown() waits up to one poll interval; the default 0.5 s adds up over a suite.
@@ -240,6 +270,19 @@ class SandboxServer:
         )
         self._thread.start()
         return self
+
+    def _context(self) -> MountContext:
+        """What every mount is given; the stores are the server's own, so that `store` and
+        `cohere_store` show (and tests may patch) the state the APIs keep."""
+        options = {
+            **self.options,
+            "limits": self.limits,
+            "catalogue": self.catalogue,
+            "cloudflare_store": self.store,
+            "cohere_store": self.cohere_store,
+            "hub_log": self.hub_log,
+        }
+        return MountContext(self.data_dir, Tokens(self.tokens), self.clock, options)
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
@@ -251,6 +294,7 @@ class SandboxServer:
         server.server_close()
         self._server = None
         self._thread = None
+        self._mounts = ()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -274,6 +318,7 @@ def serve(
     clock_speed: float = 1.0,
     faults: FaultSpec | None = None,
     catalogue: Catalogue | Path | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
 
@@ -298,18 +343,15 @@ def serve(
         clock_speed=clock_speed,
         faults=faults,
         catalogue=catalogue,
+        options=options,
     )
     try:
         sandbox.start()
+        where = ", ".join(f"{title} at {url}" for title, url in sandbox.endpoints())
         extras = "" if clock_speed == 1.0 else f", clock x{clock_speed:g}"
         if faults is not None:
             extras += f", injecting faults ({faults.describe()})"
-        print(
-            f"reconciler sandbox: Cloudflare API at {sandbox.cloudflare_base_url},"
-            f" Cohere API at {sandbox.cohere_base_url}, Hub at {sandbox.hub_url}{extras}"
-            " (Ctrl-C to stop)",
-            flush=True,
-        )
+        print(f"reconciler sandbox: {where}{extras} (Ctrl-C to stop)", flush=True)
         while not stopping.wait(0.5):
             pass
     finally:

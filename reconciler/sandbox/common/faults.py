@@ -3,16 +3,18 @@
 What to inject is a FaultSpec (fault_spec.py, which documents the textual grammar). Per
 request, in this order:
 
-1. Rate limit (Cloudflare routes only, when the spec sets one): each token gets `requests`
-   calls per `window`, counted from its first call; past that every call is answered 429 with
-   `Retry-After` and code 971 until the window ends, as Cloudflare does.
+1. Rate limit (when the spec sets one), on the paths of mounts that say `rate_limited`
+   (common/mount.py; Cloudflare's): each token gets `requests` calls per `window`, counted
+   from its first call; past that every call is answered 429 with `Retry-After`, in that
+   API's shape (Cloudflare: code 971), until the window ends, as Cloudflare does.
 2. Every rule whose route matches rolls its own die: the n-th request a rule sees is hit iff
    Random(f"{seed}:{rule}:{n}") < rate. Each rule's sequence depends only on the seed and
    its own count, so the same seed and the same requests give the same faults.
 3. The latencies of all hit rules are slept, in the handler thread; then the first hit rule
-   with status/reset/drop acts: an error answer in the API's own shape, a TCP reset once the
-   request is read but before the API sees it, or the request handled (and stored) with its
-   answer dropped.
+   with status/reset/drop acts: an error answer in the shape of the API that owns the path
+   (its mount's `fault_body`; the sandbox's neutral shape where no mount owns it), a TCP reset
+   once the request is read but before the API sees it, or the request handled (and stored)
+   with its answer dropped.
 
 Resets and drops work by raising a ConnectionError subclass, which werkzeug's server takes as
 "connection gone" and so writes nothing; server.py closes the socket (with SO_LINGER 0 for a
@@ -26,16 +28,15 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from reconciler.sandbox.cohere.api import is_cohere_path
 from reconciler.sandbox.common.auth import bearer
 from reconciler.sandbox.common.clock import Clock, SystemClock
 from reconciler.sandbox.common.fault_spec import FaultRule, FaultSpec, RateLimit, Route
-from reconciler.sandbox.common.responses import cloudflare_error, error_body, send_json
+from reconciler.sandbox.common.mount import Mounted, fault_body_of, is_rate_limited, owner
+from reconciler.sandbox.common.responses import send_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,9 +52,6 @@ __all__ = [
     "Route",
 ]
 
-RATE_LIMITED = 971  # Cloudflare: "Please wait and consider throttling your request speed"
-RATE_LIMITED_MESSAGE = "Please wait and consider throttling your request speed"
-INTERNAL_ERROR = 10001  # the sandbox's code for other injected Cloudflare errors
 DEFAULT_RETRY_AFTER = 1
 
 
@@ -101,14 +99,6 @@ def _caller(environ: WSGIEnvironment) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
-def _message(path: str, status: int) -> str:
-    phrase = HTTPStatus(status).phrase
-    if status == 429:
-        cohere = "too many requests, please retry later"
-        return cohere if is_cohere_path(path) else RATE_LIMITED_MESSAGE
-    return phrase.lower() if is_cohere_path(path) else phrase
-
-
 def _drain(environ: WSGIEnvironment) -> None:
     """Read (and discard) the request body before a reset.
 
@@ -124,14 +114,20 @@ def _drain(environ: WSGIEnvironment) -> None:
 
 
 class FaultInjector:
+    """Wraps the sandbox's app; `mounts` are the APIs it serves, whose shapes and rate-limit
+    choice the faults follow (common/mount.py)."""
+
     def __init__(
         self,
         app: WSGIApplication,
         spec: FaultSpec,
         log: list[InjectedFault] | None = None,
         clock: Clock | None = None,
+        *,
+        mounts: Sequence[Mounted] = (),
     ) -> None:
         self.app = app
+        self.mounts = tuple(mounts)
         self.spec = spec
         self.log: list[InjectedFault] = [] if log is None else log
         self.clock = clock if clock is not None else SystemClock()
@@ -152,11 +148,12 @@ class FaultInjector:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", ""))
-        if self.limiter is not None and not is_cohere_path(path):
+        mounted = owner(self.mounts, path)
+        if self.limiter is not None and is_rate_limited(mounted):
             wait = self.limiter.check(_caller(environ), self.clock.now())
             if wait is not None:
                 self._record(InjectedFault(method, path, "rate_limit", status=429))
-                body = cloudflare_error(RATE_LIMITED, RATE_LIMITED_MESSAGE)
+                body = fault_body_of(mounted, 429)
                 return send_json(start_response, 429, body, [("Retry-After", str(wait))])
         hits = [
             (index, rule)
@@ -187,8 +184,7 @@ class FaultInjector:
         if retry_after is None and rule.status == 429:
             retry_after = DEFAULT_RETRY_AFTER
         headers = [] if retry_after is None else [("Retry-After", str(retry_after))]
-        code = RATE_LIMITED if rule.status == 429 else INTERNAL_ERROR
-        body = error_body(path, code, _message(path, rule.status))
+        body = fault_body_of(mounted, rule.status)
         return send_json(start_response, rule.status, body, headers)
 
     def _handle_and_discard(self, environ: WSGIEnvironment) -> None:

@@ -1,4 +1,4 @@
-"""Writing JSON answers, and each emulated API's error shape (used by the app and by faults)."""
+"""Writing JSON answers (every mount), and Cloudflare's error envelope."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-
-from reconciler.sandbox.cohere.api import is_cohere_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -42,10 +40,3 @@ def cloudflare_error(code: int, message: str) -> dict[str, Any]:
         "messages": [],
         "result": None,
     }
-
-
-def error_body(path: str, cloudflare_code: int, message: str) -> dict[str, Any]:
-    """An error in the shape of whichever API owns `path`."""
-    if is_cohere_path(path):
-        return {"message": message}
-    return cloudflare_error(cloudflare_code, message)

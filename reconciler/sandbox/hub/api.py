@@ -17,6 +17,7 @@ plain HTTP. Repos are public: a token is accepted and never looked at, or logged
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,10 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
+from reconciler.sandbox.common.mount import CONNECTION_LOST
 from reconciler.sandbox.hub.store import HubCommit, HubFile, HubRepo, HubStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+_log = logging.getLogger("reconciler.sandbox")
 
 PREFIX = "/hf"
 CHUNK = 256 * 1024
@@ -65,9 +69,19 @@ class HubError(Exception):
 
 
 class HubApi:
+    """The Hub as a mounted WSGI app (hub/mount.py). Errors are `{"error": ...}` with
+    X-Error-Message; an unexpected exception is a 500 in that shape, its traceback logged."""
+
+    prefix = PREFIX
+    title = "Hub"
+
     def __init__(self, store: HubStore, log: list[Served] | None = None) -> None:
         self.store = store
         self.log: list[Served] = [] if log is None else log
+
+    def fault_body(self, status: int) -> dict[str, str]:
+        """An injected error, in the shape of the Hub's own."""
+        return {"error": HTTPStatus(status).phrase}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
@@ -83,6 +97,13 @@ class HubApi:
             return self._send(
                 environ, start_response, method, exc.status, {"error": exc.message}, headers
             )
+        except CONNECTION_LOST:
+            raise
+        except Exception:
+            _log.exception("sandbox: unexpected error on %s %s%s", method, PREFIX, path)
+            message = "Internal Error"
+            headers = [("X-Error-Message", message)]
+            return self._send(environ, start_response, method, 500, {"error": message}, headers)
 
     def _route(
         self,
