@@ -1,0 +1,1 @@
+"""Self-hosted vLLM fleets: adapters placed in a shared store and loaded on every server."""
