@@ -36,6 +36,7 @@ CHAT = "/v1/chat/completions"
 class Fleet:
     url: str  # http://127.0.0.1:PORT/vllm
     app: VllmFleet
+    http: httpx.Client  # one client for the test (making one costs an SSL context)
 
     def replica(self, index: int = 0, api_key: str | None = None) -> httpx.Client:
         headers = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
@@ -45,8 +46,8 @@ class Fleet:
         auth = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
         url = f"{self.url}/{index}/_sandbox/{action}"
         if action == "state":
-            return httpx.get(url, headers=auth, timeout=30)
-        return httpx.post(url, headers=auth, json=body, timeout=30)
+            return self.http.get(url, headers=auth)
+        return self.http.post(url, headers=auth, json=body)
 
 
 @contextmanager
@@ -63,7 +64,8 @@ def serve_fleet(tmp_path: Path, **options: Any) -> Iterator[Fleet]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield Fleet(f"http://127.0.0.1:{server.port}/vllm", app)
+        with httpx.Client(timeout=30) as http:
+            yield Fleet(f"http://127.0.0.1:{server.port}/vllm", app, http)
     finally:
         server.shutdown()
         server.server_close()
@@ -494,7 +496,7 @@ def test_unknown_paths_methods_and_replicas(fleet: Fleet, replica: httpx.Client)
     wrong = replica.get(LOAD)
     assert (wrong.status_code, wrong.json()) == (405, {"detail": "Method Not Allowed"})
     for path in ("/2/health", "/01/health", "", "/x/health"):
-        assert httpx.get(fleet.url + path).status_code == 404
+        assert fleet.http.get(fleet.url + path).status_code == 404
 
 
 def test_options_are_checked_before_anything_serves() -> None:
