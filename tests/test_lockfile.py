@@ -29,7 +29,7 @@ def record() -> Recorded:
 def test_round_trip_and_sorted_output(tmp_path: Path) -> None:
     path = tmp_path / "finetunes.lock"
     lockfile.save(path, record())
-    assert lockfile.load(path) == record()
+    assert lockfile.read_lock(path) == record()
     text = path.read_text()
     assert text.index('"alpha"') < text.index('"zeta"')
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
@@ -37,7 +37,7 @@ def test_round_trip_and_sorted_output(tmp_path: Path) -> None:
 
 
 def test_absent_lockfile_is_empty(tmp_path: Path) -> None:
-    assert lockfile.load(tmp_path / "finetunes.lock").finetunes == {}
+    assert lockfile.read_lock(tmp_path / "finetunes.lock").finetunes == {}
 
 
 def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +74,7 @@ def test_corrupt_or_foreign_lockfile_is_refused(
     path = tmp_path / "finetunes.lock"
     path.write_text(content)
     with pytest.raises(LockfileError, match=expected):
-        lockfile.load(path)
+        lockfile.read_lock(path)
 
 
 def test_the_journal_round_trips_with_its_time_and_held_assets(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_the_journal_round_trips_with_its_time_and_held_assets(tmp_path: Path) -
     )
     path = tmp_path / "finetunes.lock"
     lockfile.save(path, Recorded(finetunes={}, endpoints={}, pending={"c": pending}))
-    loaded = lockfile.load(path).pending["c"]
+    loaded = lockfile.read_lock(path).pending["c"]
     assert loaded == pending
     assert loaded.assets["dataset"].remote_id == "ds-1"
 
@@ -97,7 +97,7 @@ def test_a_symlinked_lockfile_stays_a_symlink(tmp_path: Path) -> None:
     lockfile.save(real, record())
     link = tmp_path / "finetunes.lock"
     link.symlink_to(real)
-    writer = lockfile.LockWriter(link, lockfile.load(link))
+    writer = lockfile.LockWriter(link, lockfile.read_lock(link))
     writer.forget("zeta")
     assert link.is_symlink()
     assert list(json.loads(real.read_text())["finetunes"]) == ["alpha"]

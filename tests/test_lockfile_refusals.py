@@ -165,7 +165,7 @@ def test_a_lockfile_that_cannot_be_right_is_refused(tmp_path: Path, name: str) -
     path = tmp_path / "finetunes.lock"
     path.write_text(text)
     with pytest.raises(LockfileError) as caught:
-        lockfile.load(path)
+        lockfile.read_lock(path)
     message = str(caught.value)
     assert message.startswith(f"{path}"), message
     assert expected in message, message
@@ -176,15 +176,15 @@ def test_a_lockfile_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path
     fifo = tmp_path / "finetunes.lock"
     os.mkfifo(fifo)
     with pytest.raises(LockfileError, match="is not a regular file"):
-        lockfile.load(fifo)
+        lockfile.read_lock(fifo)
     linked = tmp_path / "other.lock"
     linked.symlink_to("/dev/zero")
     with pytest.raises(LockfileError, match="is not a regular file"):
-        lockfile.load(linked)
+        lockfile.read_lock(linked)
     folder = tmp_path / "folder.lock"
     folder.mkdir()
     with pytest.raises(LockfileError, match=r"cannot be read \(Is a directory\)"):
-        lockfile.load(folder)
+        lockfile.read_lock(folder)
 
 
 @pytest.fixture

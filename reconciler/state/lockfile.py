@@ -7,8 +7,6 @@ which the next plan sees exactly the work that remains.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from reconciler.base.model import (
 )
 from reconciler.config import schema
 from reconciler.providers import registry
+from reconciler.state.atomic import atomic_file
 from reconciler.state.statcache import StatCache
 
 FORMAT_VERSION = 1
@@ -36,7 +35,7 @@ MAX_LOCK_BYTES = 256 * 1024 * 1024  # 1,000 finetunes take about 700 kB
 RESTORE = "restore it from version control, or correct it by hand"
 
 
-def load(path: Path, cache: StatCache | None = None) -> Recorded:
+def read_lock(path: Path, cache: StatCache | None = None) -> Recorded:
     """The recorded state; an absent lockfile is an empty record. With `cache`, a text found
     valid once is not checked against the schema again (~0.1 s for 1,000 finetunes).
 
@@ -91,6 +90,9 @@ def load(path: Path, cache: StatCache | None = None) -> Recorded:
     return _from_json(data)
 
 
+load = read_lock  # the old name, for callers not moved yet (cli/apply.py, bench/); going
+
+
 def _short(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -110,28 +112,12 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     owners: dict[tuple[str, str], str] = {}
     for name, entry in sorted(data["finetunes"].items()):
         _check_record(path, f"finetunes.{name}", entry, known)
-        key = (entry["provider"], entry["id"])
-        if key in owners:
-            raise LockfileError(
-                f"{path}: finetunes {owners[key]} and {name} both record the remote id "
-                f"{entry['id']} ({entry['provider']}), but one remote finetune is one entry (a "
-                "bad merge?). Keep the entry that is right and delete the other from the "
-                "lockfile, or restore it from version control; nothing was changed"
-            )
-        owners[key] = name
+        _claim(path, owners, entry, name, _AS_ENTRY)
     for name, by_version in sorted(data.get("versions", {}).items()):
         for version, entry in sorted(by_version.items()):
             where = f"versions.{name}.{version}"
             _check_record(path, where, entry, known)
-            key = (entry["provider"], entry["id"])
-            if key in owners:
-                raise LockfileError(
-                    f"{path}: {owners[key]} and {where} both record the remote id "
-                    f"{entry['id']} ({entry['provider']}), but one remote finetune is one "
-                    "version (a bad merge?). Keep the record that is right and delete the "
-                    "other, or restore the lockfile from version control; nothing was changed"
-                )
-            owners[key] = where
+            _claim(path, owners, entry, where, _AS_VERSION)
     for name, pending in sorted(data.get("pending", {}).items()):
         names = asset_names(pending["provider"])
         if names is None:
@@ -146,6 +132,40 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                     f"{pending['provider']} finetune has only {', '.join(sorted(names))}; "
                     f"{RESTORE}"
                 )
+
+
+# how a second record of one remote id is told: (the first's label, what a record is, the way out)
+_AS_ENTRY = (
+    "finetunes {}",
+    "entry",
+    "Keep the entry that is right and delete the other from the lockfile, or restore it "
+    "from version control",
+)
+_AS_VERSION = (
+    "{}",
+    "version",
+    "Keep the record that is right and delete the other, or restore the lockfile from "
+    "version control",
+)
+
+
+def _claim(
+    path: Path,
+    owners: dict[tuple[str, str], str],
+    entry: dict[str, Any],
+    where: str,
+    told: tuple[str, str, str],
+) -> None:
+    """Record `where` as the owner of its remote id; a second owner is a bad merge."""
+    key = (entry["provider"], entry["id"])
+    if key in owners:
+        first, unit, way_out = told
+        raise LockfileError(
+            f"{path}: {first.format(owners[key])} and {where} both record the remote id "
+            f"{entry['id']} ({entry['provider']}), but one remote finetune is one {unit} (a "
+            f"bad merge?). {way_out}; nothing was changed"
+        )
+    owners[key] = where
 
 
 def _check_record(path: Path, where: str, entry: dict[str, Any], known: str) -> None:
@@ -346,26 +366,18 @@ def _version_to_json(v: LockedVersion) -> dict[str, Any]:
 def save(
     path: Path, record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | None = None
 ) -> None:
-    """Write atomically: a reader (or a crash) sees the old lock or the new one, never a mix.
-    A lockfile that is a symlink stays one: its target is what is replaced."""
+    """Write atomically and durably: a reader (or a crash) sees the old lock or the new one,
+    never a mix, and the new one survives a power cut once this returns.
+
+    A lockfile that is a symlink stays one, its target is what is replaced: the one file
+    reconciler writes through a symlink, on purpose (two configs sharing one lockfile, which
+    share its apply lock too). So it is resolved here, and the writer refuses nothing more."""
     path = path.resolve()
     text = to_json(record, cache)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
+        f.flush()
         crashpoints.hit("lock.before-rename")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 class LockWriter:

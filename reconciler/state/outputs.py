@@ -7,17 +7,15 @@ a Worker can `import loras from "./loras.json"` and pass `lora: loras["support-b
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from reconciler.base.errors import PlanError
 from reconciler.base.model import Recorded
+from reconciler.state.atomic import write_atomic
 
 FORMATS = ("json", "env")
 
@@ -61,28 +59,21 @@ def format_of(path: str) -> str:
     return "env" if path.endswith(".env") else "json"
 
 
-def write(config_path: Path, paths: tuple[str, ...], recorded: Recorded) -> list[Path]:
-    """Write each `outputs:` file whose content would change, atomically (temp file, rename),
-    so a build never reads half a file. Returns the files written."""
+def write(root: Path, paths: tuple[str, ...], recorded: Recorded) -> list[Path]:
+    """Write each `outputs:` file (relative to `root`, the config's folder) whose content would
+    change, atomically, so a build never reads half a file. A file outside the folder, or
+    reached through a symlink inside it, is refused (state.atomic.RefusedPath, an OSError).
+    Returns the files written."""
     values = current(recorded)
     written = []
     for relative in paths:
-        target = config_path.parent / relative
+        target = root / relative
         text = render(values, format_of(relative))
-        try:
-            if target.read_text("utf-8") == text:
+        try:  # a symlink goes on to the writer, which refuses it
+            if not target.is_symlink() and target.read_text("utf-8") == text:
                 continue
         except (OSError, UnicodeDecodeError):
             pass
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(target, text, project_root=root)
         written.append(target)
     return written

@@ -26,6 +26,7 @@ from reconciler.base.model import Desired, Digests, Observed, Recorded
 from reconciler.plan import codec
 from reconciler.plan.planner import Plan
 from reconciler.state import lockfile
+from reconciler.state.atomic import write_atomic
 
 KIND = "reconciler-plan"
 FORMAT_VERSION = 1
@@ -160,7 +161,13 @@ def save(path: Path, plan: Plan, prints: Fingerprints, config_path: Path) -> Non
         | ({"sources": dict(prints.sources)} if prints.sources else {}),
         "plan": codec.plan_to_data(plan, base),
     }
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if not path.parent.is_dir():  # a folder the user named: not made for them
+        raise PlanFileError(f"{path}: cannot be written (no folder {path.parent})")
+    try:  # the user names it anywhere (`plan -o`): no project root, but never a symlink
+        write_atomic(path, text)
+    except OSError as exc:
+        raise PlanFileError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,8 @@ def _read(path: Path) -> str:
         ) from None
 
 
-def load(path: Path) -> Saved:
+def read_saved_plan(path: Path) -> Saved:
+    """A plan file made by `reconciler plan -o`, checked (PlanFileError otherwise)."""
     text = _read(path)
     try:
         data = strictjson.loads(text)
@@ -250,6 +258,9 @@ def load(path: Path) -> Saved:
             f"{path}: the plan file is damaged ({type(exc).__name__}: {detail}); make a new plan"
         ) from None
     return saved
+
+
+load = read_saved_plan  # the old name, for cli/apply.py until it moves; going
 
 
 def _text(value: Any) -> str:

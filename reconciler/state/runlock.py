@@ -23,15 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from reconciler.base.errors import LockHeldError
+from reconciler.project import apply_lock_for
 
 log = logging.getLogger("reconciler.lock")
-
-
-def lock_path_for(lockfile: Path) -> Path:
-    """Beside the lockfile itself: two configs that reach one lockfile by different paths (a
-    symlinked lockfile or folder) take one lock, the lock of the file they both write."""
-    real = lockfile.resolve()
-    return real.with_name(f".{real.name}.apply-lock")
 
 
 def _holder() -> str:
@@ -66,8 +60,10 @@ def _describe(text: str) -> str:
 
 
 @contextmanager
-def exclusive(lockfile: Path, timeout: float) -> Iterator[None]:
-    path = lock_path_for(lockfile)
+def exclusive(lockfile: Path, timeout: float, lock: Path | None = None) -> Iterator[None]:
+    """Hold the apply lock of `lockfile` (named in messages): `lock`, the Project's apply_lock;
+    derived from the lockfile where a caller does not pass it yet (cli/apply.py)."""
+    path = apply_lock_for(lockfile) if lock is None else lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout

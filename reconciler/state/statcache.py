@@ -31,6 +31,9 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from reconciler.project import STATE_DIR, Project
+from reconciler.state.atomic import make_folder, write_atomic, write_cache
+
 FORMAT = "reconciler-statcache"
 VERSION = 2
 FILE_NAME = "statcache.json"
@@ -40,8 +43,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_path(config_path: Path) -> Path:
-    """Where a config's cache lives: <config dir>/.reconciler/statcache.json (git-ignored)."""
-    return config_path.parent / ".reconciler" / FILE_NAME
+    """Where a config's cache lives: Project.statcache. For bench/, until it asks the Project."""
+    return Project.at(config_path).statcache
 
 
 class Key(NamedTuple):
@@ -63,8 +66,15 @@ class StatCache:
     """path -> (stat key, facts about the content). Thread-safe: a plan may hash its assets in
     the background while it reads the lockfile through the same cache."""
 
-    def __init__(self, path: Path, entries: dict[str, tuple[Key, Facts]], granularity: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        entries: dict[str, tuple[Key, Facts]],
+        granularity: int,
+        root: Path | None = None,
+    ) -> None:
         self.path = path
+        self.root = root  # the project's folder: the cache writes nothing outside it
         self.granularity_ns = granularity
         self._entries = entries
         self._touched: set[str] = set()  # recorded or confirmed in this session
@@ -73,9 +83,12 @@ class StatCache:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path, granularity_ns: int = GRANULARITY_NS) -> StatCache:
-        """The cache at `path`; empty if it is missing, unreadable or not ours."""
-        return cls(Path(path), _read(Path(path)), granularity_ns)
+    def open(
+        cls, path: Path, granularity_ns: int = GRANULARITY_NS, root: Path | None = None
+    ) -> StatCache:
+        """The cache at `path`; empty if it is missing, unreadable or not ours. `root`: the
+        project's folder (Project.root), which the cache's writes stay inside."""
+        return cls(Path(path), _read(Path(path)), granularity_ns, root)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -105,7 +118,7 @@ class StatCache:
         """
         with self._lock:
             if self._fence is None:
-                self._fence = _stamp(self.path.parent)
+                self._fence = _stamp(self.path.parent, self.root)
             return self._fence
 
     def put(self, path: Path, st: os.stat_result, kind: str, value: Any, fence: int | None) -> bool:
@@ -154,18 +167,7 @@ class StatCache:
             "version": VERSION,
             "entries": {n: [*k, f] for n, (k, f) in sorted(merged.items())},
         }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            # No fsync: a torn file after a power cut is just a corrupt cache, ignored.
-            os.replace(tmp, self.path)
-        except (OSError, TypeError, ValueError):  # TypeError/ValueError: a fact not JSON
-            _unlink(tmp)
+        if not write_cache(self.path, data, project_root=self.root, separators=(",", ":")):
             return
         self._entries = merged
         self._dirty = False
@@ -198,10 +200,11 @@ def _valid_sha(value: object) -> bool:
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None
 
 
-def _stamp(folder: Path) -> int | None:
+def _stamp(folder: Path, root: Path | None) -> int | None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _ignore_in_git(folder)
+        make_folder(folder, project_root=root)
+        _ignore_in_git(folder, root)
+        # a file made only for its mtime, and removed at once: not a write of anything kept
         fd, tmp = tempfile.mkstemp(prefix=".fence.", dir=folder)
     except OSError:
         return None  # read-only location: use what is cached, record nothing
@@ -212,12 +215,13 @@ def _stamp(folder: Path) -> int | None:
         _unlink(tmp)
 
 
-def _ignore_in_git(folder: Path) -> None:
-    """Keep .reconciler/ out of the user's commits, as pytest does for .pytest_cache/."""
+def _ignore_in_git(folder: Path, root: Path | None) -> None:
+    """Keep the state folder out of the user's commits, as pytest does for .pytest_cache/."""
     marker = folder / ".gitignore"
-    if folder.name == ".reconciler" and not marker.exists():
+    if folder.name == STATE_DIR and not marker.exists():
+        text = "# created by reconciler: local state, never committed\n*\n"
         with contextlib.suppress(OSError):
-            marker.write_text("# created by reconciler: local state, never committed\n*\n")
+            write_atomic(marker, text, project_root=root, durable=False)
 
 
 def _exists(name: str) -> bool:

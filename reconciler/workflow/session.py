@@ -227,7 +227,9 @@ def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
     if not planned.desired.outputs:
         return
     try:
-        outputs.write(planned.config_path, planned.desired.outputs, recorded or planned.recorded)
+        outputs.write(
+            planned.config_path.parent, planned.desired.outputs, recorded or planned.recorded
+        )
     except OSError as exc:
         raise OutputsError(
             "the apply is recorded in the lockfile, but an outputs: file could not be "
