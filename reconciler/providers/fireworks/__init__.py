@@ -1,0 +1,1 @@
+"""Fireworks AI: bring-your-own LoRA adapters as Models of an account (see api.py)."""

@@ -1,0 +1,327 @@
+"""Fireworks AI models (bring-your-own LoRA): the control-plane calls, nothing else.
+
+A LoRA adapter at Fireworks is a Model of kind HF_PEFT_ADDON, `accounts/<a>/models/<id>`,
+with an id the caller chooses. It is made in four calls (byo-lora-providers.md 1.5): create
+(the model is UPLOADING), getUploadEndpoint (one signed URL per file, every file in one map:
+the map is replaced on each call), a PUT of each file to its URL (storage.py), then
+validateUpload, polled while it answers FAILED_PRECONDITION, after which the model is READY.
+A model has no revisions: other files mean another model.
+
+Paths are the SDK's (fireworks-ai 1.2.30, resources/models.py): /v1/accounts/{a}/models...,
+under FIREWORKS_BASE_URL, an origin. Errors are gRPC-gateway bodies, {"code", "message"}.
+Every answer is checked by records.py before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from reconciler.base.credentials import redact
+from reconciler.base.errors import EndpointError, ProviderError
+from reconciler.base.model import AssetDigest, AssetFile
+from reconciler.base.untrusted import visible
+from reconciler.plan import adoption
+from reconciler.providers.base import Progress
+from reconciler.providers.endpoint import Endpoint
+from reconciler.providers.fireworks.env import TOKEN_ENV, URL_ENV
+from reconciler.providers.fireworks.marker import with_marker
+from reconciler.providers.fireworks.records import (
+    ID_RULE,
+    PEFT_ADDON,
+    REMOTE_ID,
+    FireworksModel,
+    parse_model,
+)
+from reconciler.providers.fireworks.storage import REFRESH_AFTER, SignedStorage, signed_urls
+from reconciler.providers.http import MAX_REMOTE_TEXT, Api
+from reconciler.providers.once import create_once
+
+log = logging.getLogger("reconciler.fireworks")
+
+PAGE_SIZE = 200  # the most a List returns ("values above 200 will be coerced to 200")
+MAX_PAGES = 500  # 100,000 models: a server that pages on past this is not the API
+MAX_TOKEN = 1024
+VALIDATE_POLL = 5.0  # seconds between validateUpload calls while files are landing
+VALIDATE_TIMEOUT = 600.0
+# google.rpc codes: the body's "code" is the number (grpc-gateway) or, some say, the name
+CODES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+
+
+def code_name(body: Any) -> str | None:
+    """The gRPC code of an error body, by name ("NOT_FOUND"), or None."""
+    code = body.get("code") if isinstance(body, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool):
+        return CODES.get(code)
+    return code if isinstance(code, str) and code in CODES.values() else None
+
+
+def _is_error(body: Any) -> bool:
+    """Whether an answer is an error body: a Model or a validateUpload answer has neither a
+    top-level code nor a message (a Model's status is nested)."""
+    return isinstance(body, dict) and ("code" in body or "message" in body)
+
+
+def error_text(body: Any) -> str:
+    """A gRPC-gateway error body as text: 'message [code: NAME]'."""
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message")
+    text = message if isinstance(message, str) else ""
+    name = code_name(body)
+    return f"{text} [code: {name}]" if name else text
+
+
+class FireworksApi:
+    """The calls on one Fireworks endpoint. Raises our errors (base/errors.py), never httpx's."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        transport: Any = None,
+        *,
+        storage_transport: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll: float = VALIDATE_POLL,
+        validate_timeout: float = VALIDATE_TIMEOUT,
+    ) -> None:
+        self.endpoint = endpoint.label
+        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, error_text, transport)
+        self._storage = SignedStorage(transport=storage_transport, sleep=sleep)
+        self._secrets = [endpoint.token]
+        self._sleep, self._clock = sleep, clock
+        self._poll, self._validate_timeout = poll, validate_timeout
+
+    def close(self) -> None:
+        self._api.close()
+        self._storage.close()
+
+    def list_models(self, account: str) -> tuple[FireworksModel, ...]:
+        """Every model of the account, following nextPageToken (pageSize 200) until it is
+        empty; a token seen before, or more than MAX_PAGES pages, is an EndpointError."""
+        found: dict[str, FireworksModel] = {}
+        seen: set[str] = set()
+        token = ""
+        for page in range(1, MAX_PAGES + 1):
+            what = f"list models of account {account} (page {page})"
+            params = {"pageSize": PAGE_SIZE, **({"pageToken": token} if token else {})}
+            body = self._api.call(what, "GET", _models(account), params=params)
+            models, token = _page(body, what)
+            for item in models:
+                model = parse_model(account, item, what)
+                if model.id in found:
+                    raise EndpointError(f"{what}: model {model.id} was listed twice; try again")
+                found[model.id] = model
+            if not token:
+                return tuple(found.values())
+            if token in seen:
+                raise EndpointError(f"{what}: the API gave a page token it gave before")
+            seen.add(token)
+        raise EndpointError(f"list models of account {account}: more than {MAX_PAGES} pages")
+
+    def get_model(self, account: str, model_id: str) -> FireworksModel | None:
+        """The model, with its deployedModelRefs; None if there is none of that id."""
+        what = f"get model {model_id} of account {account}"
+        body = self._api.call(what, "GET", _model(account, model_id), ok=(200, 404))
+        if self._gone(what, body):
+            return None
+        model = parse_model(account, body, what)
+        if model.id != model_id:
+            raise EndpointError(f"{what}: the answer is model {model.id}")
+        return model
+
+    def create_model(
+        self,
+        account: str,
+        model_id: str,
+        *,
+        base_model: str,
+        rank: int,
+        target_modules: Sequence[str],
+        description: str | None,
+        digest: str,
+    ) -> FireworksModel:
+        """POST a LoRA model (kind HF_PEFT_ADDON); it is UPLOADING until validate_upload.
+        The description carries the digest marker (marker.py). Created once: a lost answer
+        is settled by reading the id back (providers/once.py)."""
+        if not ID_RULE.fullmatch(model_id):
+            raise ProviderError(f"create model {model_id!r}: not a Fireworks model id")
+        text = with_marker(description, digest)
+        peft = {"baseModel": base_model, "r": rank, "targetModules": list(target_modules)}
+        payload = {
+            "modelId": model_id,
+            "model": {
+                "kind": PEFT_ADDON,
+                "displayName": model_id,
+                "description": text,
+                "peftDetails": peft,
+            },
+        }
+        what = f"create model {model_id} in account {account}"
+
+        def send() -> FireworksModel:
+            body = self._api.call(what, "POST", _models(account), json=payload, idempotent=False)
+            return parse_model(account, body, what)
+
+        def not_ours(found: FireworksModel, since: str) -> list[str]:
+            early = adoption.created_too_early(found.created_at, since)
+            sent = (base_model, rank, tuple(target_modules), digest)
+            has = (found.base_model, found.rank, found.target_modules, found.digest)
+            return ([early] if early else []) + (
+                ["its base model, rank, modules or digest differ"] if sent != has else []
+            )
+
+        return create_once(what, send, lambda: self.get_model(account, model_id), not_ours)
+
+    def delete_model(self, account: str, model_id: str) -> bool:
+        """Delete it; False if it was already gone. Fireworks refuses (FAILED_PRECONDITION)
+        while a copy of it is deployed: those are unloaded first."""
+        what = f"delete model {model_id} of account {account}"
+        body = self._api.call(what, "DELETE", _model(account, model_id), ok=(200, 404))
+        return not self._gone(what, body)
+
+    def upload_endpoint(
+        self, account: str, model_id: str, sizes: Mapping[str, int]
+    ) -> dict[str, str]:
+        """POST :getUploadEndpoint with every file's size (as strings, int64 in proto-JSON):
+        a signed PUT URL per file. The call replaces the model's map of files, so it names
+        them all at once."""
+        what = f"get upload URLs for model {model_id}"
+        body = self._api.call(
+            what,
+            "POST",
+            _model(account, model_id) + ":getUploadEndpoint",
+            json={"filenameToSize": {name: str(size) for name, size in sizes.items()}},
+        )
+        return signed_urls(what, body, sizes)
+
+    def download_endpoint(self, account: str, model_id: str) -> dict[str, str]:
+        """GET :getDownloadEndpoint: a signed GET URL per file of the model."""
+        what = f"get download URLs for model {model_id}"
+        body = self._api.call(what, "GET", _model(account, model_id) + ":getDownloadEndpoint")
+        urls = body.get("filenameToSignedUrls") if isinstance(body, dict) else None
+        names = list(urls) if isinstance(urls, dict) else []
+        if any(not isinstance(n, str) or not 0 < len(n) <= 255 or "/" in n for n in names):
+            raise EndpointError(f"{what}: the answer names a file that cannot be one")
+        return signed_urls(what, body, names)
+
+    def upload_files(
+        self,
+        account: str,
+        model_id: str,
+        files: Sequence[AssetFile],
+        progress: Progress | None = None,
+    ) -> dict[str, AssetDigest]:
+        """Each file PUT to its signed URL, streamed and hashed on the way: the digest of the
+        bytes sent, by name. `progress(sent, total)` counts over all the files."""
+        with ExitStack() as stack:
+            opened = {f.name: stack.enter_context(f.path.open("rb")) for f in files}
+            sizes = {name: os.fstat(h.fileno()).st_size for name, h in opened.items()}
+            urls, signed_at = self.upload_endpoint(account, model_id, sizes), self._clock()
+            total, done = sum(sizes.values()), 0
+            digests: dict[str, AssetDigest] = {}
+            for name, handle in opened.items():
+                if self._clock() - signed_at > REFRESH_AFTER:  # as the SDK: ask again
+                    urls, signed_at = self.upload_endpoint(account, model_id, sizes), self._clock()
+                step = _offset(progress, done, total)
+                what = f"upload {name} of model {model_id}"
+                digests[name] = self._storage.put(what, urls[name], handle, sizes[name], name, step)
+                done += sizes[name]
+        return digests
+
+    def validate_upload(self, account: str, model_id: str) -> tuple[str, ...]:
+        """GET :validateUpload until it answers 200 (the model is READY), waiting while it
+        answers FAILED_PRECONDITION (files still landing), at most validate_timeout seconds.
+        Returns its warnings, each one visible line."""
+        what = f"validate the upload of model {model_id}"
+        path = _model(account, model_id) + ":validateUpload"
+        deadline = self._clock() + self._validate_timeout
+        while True:
+            body = self._api.call(what, "GET", path, ok=(200, 400))
+            if not _is_error(body):
+                return _warnings(body, what)
+            if code_name(body) != "FAILED_PRECONDITION":
+                raise ProviderError(f"{what}: HTTP 400: {self._clean(error_text(body))}")
+            if self._clock() >= deadline:
+                raise ProviderError(
+                    f"{what}: still not ready after {self._validate_timeout:.0f}s "
+                    f"({self._clean(error_text(body))})"
+                )
+            self._sleep(self._poll)
+
+    def _gone(self, what: str, body: Any) -> bool:
+        """Whether a 200-or-404 answer is a NOT_FOUND error."""
+        if not _is_error(body):
+            return False
+        if code_name(body) == "NOT_FOUND":
+            return True
+        raise ProviderError(f"{what}: {self._clean(error_text(body))}")
+
+    def _clean(self, text: str) -> str:
+        text = visible(redact(text, self._secrets))
+        return text if len(text) <= MAX_REMOTE_TEXT else text[: MAX_REMOTE_TEXT - 1] + "…"
+
+
+def _models(account: str) -> str:
+    if not REMOTE_ID.fullmatch(account):
+        raise ProviderError(f"{account!r} is not a Fireworks account id")
+    return f"/v1/accounts/{account}/models"
+
+
+def _model(account: str, model_id: str) -> str:
+    if not REMOTE_ID.fullmatch(model_id):
+        raise ProviderError(f"{model_id!r} is not a Fireworks model id")
+    return f"{_models(account)}/{model_id}"
+
+
+def _page(body: Any, what: str) -> tuple[list[Any], str]:
+    """The models of one List page and its nextPageToken ("" at the end)."""
+    if not isinstance(body, dict):
+        raise EndpointError(f"{what}: the answer is not a JSON object")
+    models = body.get("models") or []
+    token = body.get("nextPageToken") or ""
+    if not isinstance(models, list) or len(models) > PAGE_SIZE:
+        raise EndpointError(f"{what}: models is not a list of at most {PAGE_SIZE}")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isprintable():
+        raise EndpointError(f"{what}: nextPageToken is not a page token")
+    return models, token
+
+
+def _warnings(body: Any, what: str) -> tuple[str, ...]:
+    warnings = body.get("warnings") if isinstance(body, dict) else None
+    if warnings is None:
+        return ()
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise EndpointError(f"{what}: warnings is not a list of texts")
+    return tuple(visible(w[:MAX_REMOTE_TEXT]) for w in warnings[:20])
+
+
+def _offset(progress: Progress | None, done: int, total: int) -> Progress | None:
+    """A file's progress as a part of all the files'."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda sent, _size: report(done + sent, total)
