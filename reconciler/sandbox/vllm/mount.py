@@ -32,7 +32,6 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from reconciler.sandbox.common.auth import Tokens, bearer
-from reconciler.sandbox.common.faults import DropConnection
 from reconciler.sandbox.common.mount import MountContext, Mounted
 from reconciler.sandbox.vllm.api import ReplicaApi
 from reconciler.sandbox.vllm.options import FleetOptions, read_options
@@ -48,17 +47,22 @@ _PATH = re.compile(r"/(?P<index>0|[1-9][0-9]*)(?P<rest>/.*)?")
 _CONTROL = {"restart": "POST", "down": "POST", "up": "POST", "state": "GET"}
 
 
+class ConnectionClosed(ConnectionError):
+    """No answer: werkzeug's server takes any ConnectionError from the app as a connection
+    gone and writes nothing (as it does for faults.py's DropConnection, which is not imported
+    here: common.faults imports another emulated API)."""
+
+
 def _close(environ: WSGIEnvironment, why: str) -> Iterable[bytes]:
     """End the connection without an answer: the rest of the request is read first, so the
     client gets a clean EOF; then the socket is shut down (werkzeug's server would otherwise
-    wait on a keep-alive connection) and DropConnection tells the server nothing is to be
-    written."""
+    wait for the next request on a keep-alive connection)."""
     drain(environ)
     sock = environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
         with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-    raise DropConnection(why)
+    raise ConnectionClosed(why)
 
 
 class VllmFleet:
