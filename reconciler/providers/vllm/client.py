@@ -276,7 +276,7 @@ class VllmClient:
         except Malformed:
             return self._not_vllm(what, answer)
         text, kind = answers.error_text(body)
-        message = self._clean(text) or f"HTTP {status}"
+        message = self._clean(text) or "no message"
         kind = self._clean(kind)[:100] if kind else None
         if status in (401, 403):
             return self._auth(what, message)
@@ -287,7 +287,7 @@ class VllmClient:
                 "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True?"
             )
         refusal = AlreadyLoaded if "already been loaded" in text else VllmError
-        return refusal(f"{what}: HTTP {status}: {message}", status, kind)
+        return refusal(f"{what}: {self.base_url} answered HTTP {status}: {message}", status, kind)
 
     def _auth(self, what: str, message: str) -> AuthError:
         if self._key is None:
