@@ -1,0 +1,149 @@
+"""A Fireworks finetune in the config: a LoRA adapter (a folder, a Hub repo or URLs) for a base
+model of Fireworks, in one account; the fields a plan compares are model, description and
+serve.
+
+    - name: support-bot            # the model id at Fireworks (checks.py: the id rule)
+      provider: fireworks
+      model: accounts/fireworks/models/llama-v3p1-8b-instruct
+      adapter: adapters/support-bot
+      description: Answers support tickets
+      serve: serverless            # or accounts/<a>/deployments/<id>; absent or false: not
+
+Fireworks' limits are not the shared `Limits` (that is shaped by Cloudflare's: model_type
+families, a model list, a per-account cap): `limits()` answers None, and `build` runs
+Fireworks' own checks (checks.py), with providers.fireworks.limits on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters.preflight import CONFIG, WEIGHTS, Limits
+from reconciler.base.model import DesiredFinetune
+from reconciler.config.items import (
+    AccountRule,
+    ItemContext,
+    account_id,
+    adapter_assets,
+    check_patterns,
+)
+from reconciler.config.yamlsource import Path_
+from reconciler.providers.fireworks import checks
+from reconciler.providers.fireworks.env import ACCOUNT_ENV
+from reconciler.providers.fireworks.records import deployment_ref, model_ref
+from reconciler.sources.local import LocalSource
+
+ACCOUNT = AccountRule(
+    variable=ACCOUNT_ENV,
+    pattern=r"[a-z0-9][a-z0-9-]{0,62}",
+    shape="a Fireworks account id (up to 63 lower-case letters, digits and '-')",
+    stand_in="my-account",
+)
+SERVERLESS = "serverless"
+
+
+def published() -> Mapping[str, Any]:
+    return checks.published()
+
+
+class FireworksItems:
+    account = ACCOUNT
+
+    def limits(self, overrides: Mapping[str, Any] | None) -> Limits | None:
+        checks.limits(overrides)  # refuses a bad override at load, by its key
+        return None
+
+    def build(self, context: ItemContext) -> DesiredFinetune:
+        item = context.item
+        limit = checks.limits(context.settings.get("limits"))
+        account = account_id(context, ACCOUNT)
+        folder, assets = adapter_assets(context, limit.required_files)
+        description = item.get("description") or None
+        serve = _serve(context)
+        desired = DesiredFinetune(
+            name=context.name,
+            provider=item["provider"],
+            account=account,
+            model=item["model"],
+            description=description,
+            public=False,
+            assets=assets,
+            mark=context.mark,
+            fields={"model": item["model"], "description": description, "serve": serve},
+            prevent_destroy=bool(item.get("prevent_destroy", False)),
+            checks=tuple(item.get("checks") or ()),
+            versioning=context.versioning(),
+            keep=item.get("keep"),
+        )
+        check_patterns(context)
+        _check_item(context, desired, limit)
+        if folder is not None:
+            _check_folder(context, folder, limit)
+        return desired
+
+
+def _serve(context: ItemContext) -> str | None:
+    """serve: absent or false (not served), `serverless`, or a deployment's resource name."""
+    value = context.item.get("serve")
+    if value is None or value is False:
+        return None
+    if value == SERVERLESS or (isinstance(value, str) and deployment_ref(value)):
+        return str(value)
+    context.problem(
+        (*context.where, "serve"),
+        f"finetune '{context.name}': serve is false, {SERVERLESS}, or a deployment "
+        "accounts/<account>/deployments/<id> with addons enabled",
+    )
+    return None
+
+
+def _check_item(
+    context: ItemContext, desired: DesiredFinetune, limit: checks.FireworksLimits
+) -> None:
+    where, name = context.where, context.name
+    problem = checks.model_id_problem(name, desired.versioning is not None, limit)
+    if problem:
+        context.problem((*where, "name"), f"finetune '{name}': {problem}")
+    if model_ref(desired.model) is None:
+        context.problem(
+            (*where, "model"),
+            f"finetune '{name}': model is a Fireworks base model's resource name, "
+            "accounts/<account>/models/<id> "
+            "(e.g. accounts/fireworks/models/llama-v3p1-8b-instruct)",
+        )
+    if desired.description is not None:
+        problem = checks.description_problem(desired.description, limit)
+        if problem:
+            context.problem((*where, "description"), f"finetune '{name}': {problem}")
+
+
+def _check_folder(context: ItemContext, folder: Path, limit: checks.FireworksLimits) -> None:
+    """The required files of a local adapter folder, its config against Fireworks' limits and
+    the safetensors header; each problem at the adapter's line."""
+    key: Path_ = (*context.where, "adapter")
+    label = f"finetune '{context.name}': {str(context.item['adapter']).rstrip('/')}"
+    source = LocalSource(folder, context.cache)
+    for name in limit.required_files:
+        size, unusable = source.entry(name)
+        if unusable is not None or size == 0:
+            why = unusable or "is empty (0 bytes)"
+            if not (folder / name).exists():
+                why = "not found in the adapter folder; Fireworks requires this exact name"
+            context.problem(key, f"{label}/{name}: {why}")
+        elif name == CONFIG:
+            for message in _config_problems(folder / name, limit):
+                context.problem(key, f"{label}/{name}: {message}")
+        elif name == WEIGHTS:
+            for message in source.weights(name)["problems"]:
+                context.problem(key, f"{label}/{name}: {message}")
+
+
+def _config_problems(path: Path, limit: checks.FireworksLimits) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(checks.MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        return [f"cannot be read ({exc.strerror or exc})"]
+    return checks.check_config(raw, limit)
