@@ -283,7 +283,7 @@ class Reader:
 
 def load(reader: Reader, cache: Path, **kw: Any) -> tuple[dict[Any, Catalogue], tuple[str, ...]]:
     want, _ = desired(SMALL)
-    return catalogues.load(want, {"cloudflare": reader}, cache, **kw)  # type: ignore[dict-item]
+    return catalogues.read_cached(want, {"cloudflare": reader}, cache, **kw)  # type: ignore[dict-item]
 
 
 def test_read_once_then_served_from_the_cache_until_it_expires(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import handle_errors, require_config, session
+from reconciler.cli.common import handle_errors, opened, require_config
 from reconciler.cli.complete import names
 from reconciler.cli.options import (
     config_option,
@@ -43,19 +43,18 @@ def import_(
     it, so its assets are recorded from the local files as unverified (plans then warn) until
     you run `reconciler import NAME --confirm`.
     """
-    from reconciler.config.loader import lockfile_path
+    from reconciler.project import Project
     from reconciler.state.runlock import exclusive
     from reconciler.workflow.session import base_model_notes, import_finetune
 
-    require_config(config_path)  # before the apply lock's file is made beside it
+    project = Project.at(config_path)
+    require_config(project.config)  # before the apply lock's file is made beside it
     with (
-        exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (env, providers, desired),
+        exclusive(project.lockfile, lock_timeout, project.apply_lock),
+        opened(project, sandbox) as s,
     ):
-        entry = import_finetune(config_path, env, providers, name, confirm)
-        for note in base_model_notes(
-            config_path, env, desired, providers, (name,), refresh_catalogue
-        ):
+        entry = import_finetune(s, name, confirm)
+        for note in base_model_notes(s, (name,), refresh_catalogue):
             click.echo(f"Warning: {note}", err=True)
     state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"
     click.echo(
@@ -70,12 +69,13 @@ def import_(
 @handle_errors
 def forget(name: str, config_path: Path, lock_timeout: float) -> None:
     """Stop managing a finetune: drop it from the lockfile. The remote finetune is untouched."""
-    from reconciler.config.loader import lockfile_path
+    from reconciler.project import Project
     from reconciler.state.runlock import exclusive
     from reconciler.workflow.session import forget_finetune
 
-    with exclusive(lockfile_path(config_path), lock_timeout):
-        entry, declared = forget_finetune(config_path, dict(os.environ), name)
+    project = Project.at(config_path)
+    with exclusive(project.lockfile, lock_timeout, project.apply_lock):
+        entry, declared = forget_finetune(project, dict(os.environ), name)
     click.echo(
         f"Forgot {name} (id {entry.id}); it stays in {entry.provider} account {entry.account}."
     )

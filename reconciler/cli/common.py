@@ -14,9 +14,12 @@ import click
 
 from reconciler.base.errors import ConfigError, ReconcilerError
 from reconciler.cli.options import NO_COLOR_KEY
+from reconciler.project import Project
 
 if TYPE_CHECKING:
     from reconciler.base.model import Desired
+    from reconciler.providers.base import Provider
+    from reconciler.workflow.session import Opened
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,33 +104,37 @@ def handle_errors(fn: F) -> F:
 
 
 @contextmanager
-def session(
-    config_path: Path, sandbox: bool
-) -> Iterator[tuple[Mapping[str, str], dict[str, Any], Desired]]:
-    """The environment, the open providers and the loaded config for one command (against the
-    sandbox if asked). The config is parsed here, once; commands pass it on."""
-    from reconciler.workflow.session import open_providers, validate
+def opened(project: Project, sandbox: bool) -> Iterator[Opened]:
+    """One command's environment, config (parsed once), stat cache (opened once) and open
+    providers, against the sandbox if asked; commands pass what it holds on."""
+    from reconciler.workflow import session as workflow
 
-    require_config(config_path)
+    require_config(project.config)
     if not sandbox:
-        env: Mapping[str, str] = dict(os.environ)
-        desired = validate(config_path, env)
-        with open_providers(config_path, env, None, desired) as providers:
-            yield env, providers, desired
+        with workflow.opened(project, dict(os.environ), None) as s:
+            yield s
         return
     from reconciler.workflow.embedded import LABEL, sandbox_env
 
-    where = relative(config_path.parent)
-    click.echo(f"Using the local sandbox (state in {where}/.reconciler/sandbox).", err=True)
-    with sandbox_env(config_path, os.environ) as env:
-        desired = validate(config_path, env)
-        with open_providers(config_path, env, LABEL, desired) as providers:
-            yield env, providers, desired
+    where = f"{relative(project.root)}/{project.sandbox_dir.relative_to(project.root)}"
+    click.echo(f"Using the local sandbox (state in {where}).", err=True)
+    with sandbox_env(project.config, os.environ) as env, workflow.opened(project, env, LABEL) as s:
+        yield s
+
+
+@contextmanager
+def session(
+    config_path: Path, sandbox: bool
+) -> Iterator[tuple[Mapping[str, str], Mapping[str, Provider], Desired]]:
+    """opened(), as the (env, providers, desired) that cli/apply.py unpacks until it takes
+    the Project and the Opened record."""
+    with opened(Project.at(config_path), sandbox) as s:
+        yield s.env, s.providers, s.desired
 
 
 def require_config(config_path: Path) -> None:
     """Refuse a config that is missing or not a file before anything is made beside it (the
-    stat cache's or the sandbox's folder): a mistyped -c leaves no .reconciler/ behind."""
+    stat cache's or the sandbox's folder): a mistyped -c leaves no state folder behind."""
     if not config_path.is_file():
         from reconciler.config.loader import load
 

@@ -41,7 +41,10 @@ def declared(config: Path) -> set[str]:
 def recorded(config: Path) -> set[str]:
     """The names in the config's lockfile."""
     try:
-        data: Any = json.loads(config.with_suffix(".lock").read_text(encoding="utf-8"))
+        from reconciler.project import Project
+
+        lock = Project.at(config).lockfile
+        data: Any = json.loads(lock.read_text(encoding="utf-8"))
         return {n for n in data.get("finetunes") or {} if isinstance(n, str)}
     except Exception:
         return set()

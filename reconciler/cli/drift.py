@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import EXIT_CHANGES, color_on, handle_errors, session
+from reconciler.cli.common import EXIT_CHANGES, color_on, handle_errors, opened
 from reconciler.cli.options import config_option, format_option, sandbox_option
 
 
@@ -26,11 +26,12 @@ def drift(config_path: Path, sandbox: bool, fmt: str) -> None:
 
 
 def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    from reconciler.project import Project
     from reconciler.render import drift as render_drift
     from reconciler.workflow.session import detect_drift
 
-    with session(config_path, sandbox) as (env, providers, _):
-        items = detect_drift(config_path, env, providers)
+    with opened(Project.at(config_path), sandbox) as s:
+        items = detect_drift(s.project, s.env, s.providers, s.desired)
     color = color_on() and fmt == "text"
     click.echo(render_drift.render(items, fmt, color), nl=False, color=color)
     if items:

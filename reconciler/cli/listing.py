@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import color_on, handle_errors, session
+from reconciler.cli.common import color_on, handle_errors, opened
 from reconciler.cli.options import config_option, sandbox_option
 
 
@@ -28,10 +28,11 @@ def list_(config_path: Path, fmt: str, sandbox: bool) -> None:
     declares), leftover (recorded, but gone from the config, or an earlier version) or
     unmanaged (in no record: `reconciler import NAME` adopts one the config declares).
     """
+    from reconciler.project import Project
     from reconciler.render import inventory
     from reconciler.workflow.inventory import read
 
-    with session(config_path, sandbox) as (env, providers, _):
-        found = read(config_path, env, providers)
+    with opened(Project.at(config_path), sandbox) as s:
+        found = read(s)
     color = color_on() and fmt == "table"
     click.echo(inventory.render(found, fmt, color), nl=False, color=color)

@@ -29,8 +29,8 @@ def output(names: tuple[str, ...], config_path: Path, fmt: str) -> None:
     Reads the lockfile only: no network, no credentials. A versioned finetune's name is its
     current version's remote name (NAME-<8 hex>); an unversioned one's is its own.
     """
-    from reconciler.config.loader import lockfile_path
+    from reconciler.project import Project
     from reconciler.state import lockfile, outputs
 
-    recorded = lockfile.load(lockfile_path(config_path))
+    recorded = lockfile.read_lock(Project.at(config_path).lockfile)
     click.echo(outputs.render(outputs.current(recorded, names), fmt), nl=False)

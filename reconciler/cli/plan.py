@@ -12,8 +12,8 @@ from reconciler.cli.common import (
     EXIT_ERROR,
     echo_plan,
     handle_errors,
+    opened,
     planning,
-    session,
 )
 from reconciler.cli.drift import report_drift
 from reconciler.cli.options import (
@@ -63,11 +63,15 @@ def plan(
     if refresh_only:
         report_drift(config_path, sandbox, fmt)
         return
+    from reconciler.project import Project
     from reconciler.state import planfile
     from reconciler.workflow.session import make_plan
 
-    with session(config_path, sandbox) as (env, providers, desired), planning():
-        planned = make_plan(config_path, env, providers, targets, prune, desired, refresh_catalogue)
+    project = Project.at(config_path)
+    with opened(project, sandbox) as s, planning():
+        planned = make_plan(
+            project, s.env, s.providers, targets, prune, s.desired, refresh_catalogue, cache=s.cache
+        )
     echo_plan(planned.plan, fmt)
     if planned.plan.blocked:
         sys.exit(EXIT_ERROR)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import echo_plan, handle_errors, session
+from reconciler.cli.common import echo_plan, handle_errors, opened
 from reconciler.cli.complete import names
 from reconciler.cli.options import config_option, format_option, sandbox_option
 
@@ -26,12 +26,13 @@ def show(target: str, config_path: Path, fmt: str, sandbox: bool) -> None:
     from reconciler.state import planfile as planfile_mod
 
     if Path(target).is_file() or "/" in target or target.endswith(".plan"):
-        saved = planfile_mod.load(Path(target))
+        saved = planfile_mod.read_saved_plan(Path(target))
         echo_plan(saved.plan(saved.config_path), fmt)
         return
+    from reconciler.project import Project
     from reconciler.render import history
     from reconciler.workflow.session import describe
 
-    with session(config_path, sandbox) as (env, providers, _):
-        locked, remote, events = describe(config_path, env, providers, target)
+    with opened(Project.at(config_path), sandbox) as s:
+        locked, remote, events = describe(s, target)
     click.echo(history.render(target, locked, remote, events), nl=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.common import EXIT_ERROR, color_on, handle_errors, session
+from reconciler.cli.common import EXIT_ERROR, color_on, handle_errors, opened
 from reconciler.cli.options import (
     config_option,
     refresh_catalogue_option,
@@ -31,25 +31,23 @@ def test_(
     Each check sends its prompt or messages to the finetune's base model with the finetune as
     the LoRA; exit 1 if any check fails.
     """
-    from reconciler.workflow.session import base_model_notes
+    from reconciler.project import Project
+    from reconciler.state import lockfile
+    from reconciler.workflow.session import as_called, base_model_notes
 
-    with session(config_path, sandbox) as (env, providers, loaded):
-        desired = loaded.finetunes
+    with opened(Project.at(config_path), sandbox) as s:
+        desired = s.desired.finetunes
         if targets:
             desired = tuple(
                 d for d in desired if d.name in targets or f"{d.provider}.{d.name}" in targets
             )
         names = tuple(d.name for d in desired if d.checks)
         if names:
-            notes = base_model_notes(config_path, env, loaded, providers, names, refresh_catalogue)
+            notes = base_model_notes(s, names, refresh_catalogue)
             for note in notes:
                 click.echo(f"Warning: {note}", err=True)
-        from reconciler.config import loader as config
-        from reconciler.state import lockfile
-        from reconciler.workflow.session import as_called
-
-        recorded = lockfile.load(config.lockfile_path(config_path))
-        run_checks(as_called(desired, recorded), providers)
+        recorded = lockfile.read_lock(s.project.lockfile)
+        run_checks(as_called(desired, recorded), s.providers)
 
 
 def run_checks(finetunes: Any, providers: Any) -> None:

@@ -1,20 +1,17 @@
 """Each account's model catalogue for one run: read from the provider at most once, cached
 beside the config with a time-to-live, the bundled snapshot when it cannot be read.
 
-The cache is .reconciler/catalogue.json, one entry per (endpoint, account). Like the stat cache
-it is only an accelerator: a missing, corrupt or foreign file is ignored and rebuilt, and no
-error writing it fails a command. A catalogue that cannot be read (a token without read
-permission, an outage) costs one warning: the stale cached copy is used if there is one, the
-bundled snapshot otherwise.
+The cache is the project's catalogue.json (Project.catalogue), one entry per (endpoint,
+account). Like the stat cache it is only an accelerator: a missing, corrupt or foreign file is
+ignored and rebuilt, and no error writing it fails a command. A catalogue that cannot be read
+(a token without read permission, an outage) costs one warning: the stale cached copy is used
+if there is one, the bundled snapshot otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -32,20 +29,16 @@ from reconciler.adapters.catalogue import (
 from reconciler.base.errors import EndpointError, ReconcilerError
 from reconciler.base.model import Desired
 from reconciler.providers.base import Provider, ServesCatalogue
+from reconciler.state.atomic import write_cache
 
 log = logging.getLogger("reconciler.catalogue")
 
 FORMAT = "reconciler-catalogue"
 VERSION = 1
-FILE_NAME = "catalogue.json"
 DEFAULT_TTL = 86_400.0  # a day: the catalogue changes a few times a year
 TTL_ENV = "RECONCILER_CATALOGUE_TTL"
 
 Key = tuple[str, str]  # (provider, account)
-
-
-def cache_path(config_path: Path) -> Path:
-    return config_path.parent / ".reconciler" / FILE_NAME
 
 
 def ttl_from_env(env: Mapping[str, str]) -> float:
@@ -63,7 +56,7 @@ def ttl_from_env(env: Mapping[str, str]) -> float:
     return value
 
 
-def load(
+def read_cached(
     desired: Desired,
     providers: Mapping[str, Provider],
     cache_file: Path,
@@ -71,9 +64,11 @@ def load(
     refresh: bool = False,
     ttl: float = DEFAULT_TTL,
     now: float | None = None,
+    root: Path | None = None,
 ) -> tuple[dict[Key, Catalogue], tuple[str, ...]]:
     """The catalogue of every account that has a declared finetune of a provider that serves
-    one, and the warnings to show (one per account that could not be read)."""
+    one, through the cache at `cache_file` (written inside `root`, the project's folder), and
+    the warnings to show (one per account that could not be read)."""
     now = time.time() if now is None else now
     stored = _read(cache_file)
     wanted = sorted({(d.provider, d.account) for d in desired.finetunes})
@@ -106,7 +101,7 @@ def load(
         stored[slot] = {"read_at": now, "models": to_records(models)}
         changed = True
     if changed:
-        _write(cache_file, stored)
+        _write(cache_file, stored, root)
     return found, tuple(warnings)
 
 
@@ -161,18 +156,8 @@ def _read(path: Path) -> dict[str, Any]:
     return dict(document["entries"])
 
 
-def _write(path: Path, entries: Mapping[str, Any]) -> None:
+def _write(path: Path, entries: Mapping[str, Any], root: Path | None) -> None:
     document = {"format": FORMAT, "version": VERSION, "entries": dict(sorted(entries.items()))}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".catalogue-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(document, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:  # an accelerator: never fail a command for it
-        log.info("could not save the catalogue cache %s: %s", path, exc)
+    # an accelerator: never fail a command for it
+    if not write_cache(path, document, project_root=root, indent=1, sort_keys=True):
+        log.info("could not save the catalogue cache %s", path)

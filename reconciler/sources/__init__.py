@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Protocol
 
 from reconciler.base.errors import ReconcilerError
 from reconciler.base.model import AssetSource
+from reconciler.project import Project
 
 
 class SourceError(ReconcilerError):
@@ -83,10 +84,11 @@ class RemoteSource(Source, Protocol):
 @dataclass(frozen=True)
 class Context:
     """What every source may need: the environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)
-    and the project's cache folder (<config dir>/.reconciler)."""
+    and the project's places (what was learnt in project.sources, files fetched in
+    project.downloads; nothing written outside project.root)."""
 
     env: Mapping[str, str]
-    cache_dir: Path
+    project: Project
 
 
 Factory = Callable[[AssetSource, Mapping[str, AssetSource], Context], RemoteSource]
@@ -155,10 +157,6 @@ class HeadReader:
         return data
 
 
-def cache_dir(config_path: Path) -> Path:
-    return config_path.parent / ".reconciler"
-
-
 def is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -177,6 +175,5 @@ __all__ = [
     "SourceError",
     "SourceFile",
     "build",
-    "cache_dir",
     "resolve_all",
 ]

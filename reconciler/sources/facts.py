@@ -1,23 +1,24 @@
 """What was learnt about immutable content (a Hub commit, a file of a declared sha256), kept
-as a small JSON file under <config dir>/.reconciler/sources/, so a warm plan reads nothing.
+as a small JSON file under the project's sources folder (Project.sources), so a warm plan
+reads nothing.
 
 Like the stat cache, it only accelerates: a missing, corrupt or unwritable file is a miss.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from reconciler.state.atomic import write_cache
+
 
 class Facts:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
+        self.root = root  # the project's folder, which the file is written inside
         self._lock = threading.Lock()
         self._dirty = False
         try:
@@ -47,18 +48,7 @@ class Facts:
 
     def save(self) -> None:
         with self._lock:
-            if not self._dirty:
-                return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            except OSError:
-                return
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(self.data, f, sort_keys=True, separators=(",", ":"))
-                os.replace(tmp, self.path)
+            if self._dirty and write_cache(
+                self.path, self.data, project_root=self.root, sort_keys=True, separators=(",", ":")
+            ):
                 self._dirty = False
-            except (OSError, TypeError, ValueError):
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)

@@ -5,7 +5,7 @@ HF_ENDPOINT, HF_HUB_OFFLINE and the shared cache all work as they do for every H
 Plan reads metadata, never weights:
   - a tag or branch -> its commit: one refs call (a branch warns: it moves);
   - the files at the commit, with size and the LFS sha256: one model_info(files_metadata)
-    call, kept per commit (immutable) under .reconciler/sources/hf/;
+    call, kept per commit (immutable) under the project's sources/hf/;
   - adapter_config.json (small, not in LFS, so no sha256 in the metadata): downloaded once per
     commit into the HF cache, its sha256 and what the checks need kept with the commit;
   - the safetensors header: two Range reads (the 8-byte length, then the header), kept too.
@@ -87,7 +87,7 @@ class HfSource(Fetched):
         self.hf_cache = ctx.env.get("HF_HUB_CACHE") or (str(Path(home) / "hub") if home else None)
         where = urlsplit(self.endpoint)
         host = re.sub(r"[^A-Za-z0-9._-]", "_", f"{where.hostname}_{where.port or ''}{where.path}")
-        self._root = ctx.cache_dir / "sources" / "hf" / host / repo
+        self._root = ctx.project.sources / "hf" / host / repo
         self.commit: str | None = None
         self._facts: Facts | None = None
         self._heads: dict[str, bytes] = {}
@@ -110,7 +110,7 @@ class HfSource(Fetched):
     def resolve(self) -> Resolved:
         commit, warnings = self._commit()
         self.commit = commit
-        facts = self._facts = Facts(self._root / f"{commit}.json")
+        facts = self._facts = Facts(self._root / f"{commit}.json", self.ctx.project.root)
         files = facts.get("files")
         if not isinstance(files, dict) or facts.get("version") != FACTS_VERSION:
             files = self._listing(commit)
@@ -214,7 +214,7 @@ class HfSource(Fetched):
 
     def _commit(self) -> tuple[str, list[str]]:
         """The commit the declared revision names now, and what to warn about it."""
-        refs = Facts(self._root / "refs.json")
+        refs = Facts(self._root / "refs.json", self.ctx.project.root)
         if COMMIT.fullmatch(self.revision):
             return self.revision, []
         if re.fullmatch(r"[0-9a-f]{7,39}", self.revision):

@@ -4,18 +4,15 @@ object in a bucket behind HTTPS.
 Plan downloads no weights: the digest is the declared one, the size comes from a HEAD (a
 one-byte Range read where HEAD is refused), the header checks from Range reads, and
 adapter_config.json (a few kB) is read whole and held to its declared sha256. What was learnt
-is kept under .reconciler/sources/url/<sha256>.json: content of a given sha256 never changes,
-so a warm plan sends nothing. Apply downloads each file to .reconciler/downloads/, hashing as
+is kept under the project's sources/url/<sha256>.json: content of a given sha256 never changes,
+so a warm plan sends nothing. Apply downloads each file to the project's downloads/, hashing as
 it goes, and refuses it (before anything is created) unless it has the declared sha256.
 Plain http:// is refused by the config except to a loopback address (tests, the sandbox).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +22,7 @@ from reconciler.base.labels import shown
 from reconciler.base.model import AssetSource
 from reconciler.sources import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
 from reconciler.sources.facts import Facts
+from reconciler.state.atomic import atomic_file
 
 if TYPE_CHECKING:
     import httpx
@@ -48,7 +46,8 @@ class UrlSource(Fetched):
     def _fact(self, name: str) -> Facts:
         hex_ = self._hex(name)
         if hex_ not in self._facts:
-            self._facts[hex_] = Facts(self.ctx.cache_dir / "sources" / "url" / f"{hex_}.json")
+            project = self.ctx.project
+            self._facts[hex_] = Facts(project.sources / "url" / f"{hex_}.json", project.root)
         return self._facts[hex_]
 
     def _http(self) -> httpx.Client:
@@ -88,35 +87,30 @@ class UrlSource(Fetched):
         return self.files[name].sha256 or ""
 
     def fetch(self, name: str) -> Path:
-        """The file, downloaded to .reconciler/downloads/<sha256> while hashed, and kept only
+        """The file, downloaded to the project's downloads/<sha256> while hashed, and kept only
         if it has the declared sha256; SourceError (and nothing kept) otherwise."""
         spec = self.files[name]
         hex_ = self._hex(name)
-        folder = self.ctx.cache_dir / "downloads"
-        target = folder / hex_
+        target = self.ctx.project.downloads / hex_
         if target.is_file() and _sha256_of(target) == hex_:
             return target
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{hex_[:16]}.", dir=folder)
         h = hashlib.sha256()
         size = 0
-        try:
-            with os.fdopen(fd, "wb") as out, self._get(name, {}) as response:
-                for chunk in response.iter_bytes(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+        # not durable: a file torn by a power cut fails the sha256 above and is fetched again
+        with (
+            atomic_file(target, project_root=self.ctx.project.root, durable=False) as out,
+            self._get(name, {}) as response,
+        ):
+            for chunk in response.iter_bytes(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
             if h.hexdigest() != hex_:
                 raise SourceError(
                     f"{shown(spec.location)}: its content has sha256 {h.hexdigest()[:12]}… "
                     f"({size:,} bytes), not the declared {hex_[:12]}…: it was not uploaded and "
                     "nothing was created; fix the sha256 in the config, or the file"
                 )
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
         return target
 
     # what preflight.check_adapter reads (preflight.AdapterFiles)

@@ -36,7 +36,6 @@ from reconciler.state.atomic import make_folder, write_atomic, write_cache
 
 FORMAT = "reconciler-statcache"
 VERSION = 2
-FILE_NAME = "statcache.json"
 GRANULARITY_NS = 2_000_000_000  # the coarsest common filesystem timestamp (FAT): 2 s
 SHA256 = "sha256"  # the fact digest_all keeps: the content's sha256, in hex
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.base.model import Desired, Observed, Recorded
-from reconciler.providers.base import Provider
+
+if TYPE_CHECKING:
+    from reconciler.workflow.session import Opened
 
 STATES = ("managed", "leftover", "unmanaged")
 
@@ -86,19 +88,10 @@ def classify(desired: Desired, recorded: Recorded, observed: Observed) -> tuple[
     return tuple(sorted(found, key=lambda h: (h.provider, h.account, order[h.state], h.name, h.id)))
 
 
-def read(
-    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
-) -> tuple[Held, ...]:
+def read(s: Opened) -> tuple[Held, ...]:
     """Every finetune of every account the config or the lockfile names, classified."""
-    from reconciler.config import loader as config
     from reconciler.state import lockfile
-    from reconciler.workflow.session import read_observed
+    from reconciler.workflow.session import observe_all
 
-    desired = config.load(config_path, env)
-    recorded = lockfile.load(config.lockfile_path(config_path))
-    accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
-    for f in recorded.finetunes.values():
-        if f.provider in providers:
-            accounts.setdefault(f.provider, set()).add(f.account)
-    observed = read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
-    return classify(desired, recorded, observed)
+    recorded = lockfile.read_lock(s.project.lockfile)
+    return classify(s.desired, recorded, observe_all(s.desired, recorded, s.providers))

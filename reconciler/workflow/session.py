@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler import sources
 from reconciler.adapters import assets
-from reconciler.adapters.catalogue import base_problem, deprecation_note
+from reconciler.adapters.catalogue import Catalogue, base_problem, deprecation_note
 from reconciler.adapters.preflight import check_account_capacity
 from reconciler.apply import checks
 from reconciler.apply import runner as apply_mod
@@ -36,45 +36,82 @@ from reconciler.config import loader as config
 from reconciler.plan import drift
 from reconciler.plan import planner as plan_mod
 from reconciler.plan.versions import content_version, remote_name
+from reconciler.project import Project
 from reconciler.providers import catalogues, registry
 from reconciler.providers.base import History, Provider
 from reconciler.state import lockfile, outputs, planfile
-from reconciler.state.statcache import StatCache, default_path
+from reconciler.state.statcache import StatCache
 
 
 @dataclass(frozen=True)
 class Planned:
-    config_path: Path
+    project: Project
     desired: Desired
     recorded: Recorded
     observed: Observed
     digests: Digests
-    lock_path: Path
     plan: plan_mod.Plan
     fingerprints: planfile.Fingerprints
     # the resolved remote sources (hf:, files:): apply fetches and verifies their files
     fetcher: sources.Fetcher | None = None
 
+    @property
+    def config_path(self) -> Path:
+        return self.project.config
 
-def validate(config_path: Path, env: Mapping[str, str]) -> Desired:
-    """Parse and check the config and its files; no network. Raises ConfigError.
+    @property
+    def lock_path(self) -> Path:
+        return self.project.lockfile
 
-    What the adapter checks read is kept in the config's stat cache, so the next command
-    reads no byte of an unchanged adapter."""
-    cache = StatCache.open(default_path(config_path))
+
+@dataclass(frozen=True)
+class Opened:
+    """One command's inputs, each made once: the project's places, the environment, the
+    config as parsed, the stat cache as opened, and the providers the config uses."""
+
+    project: Project
+    env: Mapping[str, str]
+    desired: Desired
+    cache: StatCache
+    providers: Mapping[str, Provider]
+
+
+@contextmanager
+def opened(project: Project, env: Mapping[str, str], label: str | None) -> Iterator[Opened]:
+    """Parse and check the config, then open its providers: bad input fails before any
+    credential is looked at or any call is made. The stat cache is opened once, here, and
+    saved when the command ends (what the adapter checks read, so the next command reads no
+    byte of an unchanged adapter)."""
+    cache = open_cache(project)
     try:
-        return config.load(config_path, env, cache)
+        desired = config.load(project.config, env, cache)
+        with open_providers(project, env, label, desired) as providers:
+            yield Opened(project, env, desired, cache, providers)
+    finally:
+        cache.save()
+
+
+def open_cache(project: Project) -> StatCache:
+    return StatCache.open(project.statcache, root=project.root)
+
+
+def validate(where: Project | Path, env: Mapping[str, str]) -> Desired:
+    """Parse and check the config and its files; no network. Raises ConfigError. (For bench/:
+    commands parse it in `opened`.)"""
+    project = Project.of(where)
+    cache = open_cache(project)
+    try:
+        return config.load(project.config, env, cache)
     finally:
         cache.save()
 
 
 @contextmanager
 def open_providers(
-    config_path: Path, env: Mapping[str, str], label: str | None, desired: Desired | None = None
+    where: Project | Path, env: Mapping[str, str], label: str | None, desired: Desired | None = None
 ) -> Iterator[dict[str, Provider]]:
-    """The providers the config uses. Validates the config first (unless given it loaded), so
-    bad input fails before any credential is looked at or any call is made."""
-    names = set((desired or config.load(config_path, env)).accounts)
+    """The providers the config uses (`desired`: the config as parsed; parsed here if not)."""
+    names = set((desired or config.load(Project.of(where).config, env)).accounts)
     opened: dict[str, Provider] = {}
     try:
         for name in sorted(names):
@@ -98,41 +135,49 @@ def read_observed(
     )
 
 
+def observe_all(
+    desired: Desired, recorded: Recorded, providers: Mapping[str, Provider]
+) -> Observed:
+    """Every account the config or the lockfile names (of a provider that is open), listed
+    once: what drift and `list` compare against."""
+    accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
+    for f in recorded.finetunes.values():
+        if f.provider in providers:
+            accounts.setdefault(f.provider, set()).add(f.account)
+    return read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
+
+
 def make_plan(
-    config_path: Path,
+    where: Project | Path,
     env: Mapping[str, str],
     providers: Mapping[str, Provider],
     targets: tuple[str, ...] = (),
     prune: bool = False,
     desired: Desired | None = None,
     refresh_catalogue: bool = False,
+    *,
+    cache: StatCache | None = None,
 ) -> Planned:
-    """`desired`: the config as open_providers loaded it, so a plan parses it once.
+    """`desired` and `cache`: the config and the stat cache as `opened` made them, so a plan
+    parses the one and opens the other once (a config path instead of a Project, or no
+    cache: opened here, for callers that do not pass them yet).
     `refresh_catalogue`: read each account's model catalogue even if the cached copy is fresh."""
-    cache = StatCache.open(default_path(config_path))
-    desired = desired or config.load(config_path, env, cache)
+    project = Project.of(where)
+    cache = cache or open_cache(project)
+    desired = desired or config.load(project.config, env, cache)
     # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
     hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
-    lock_path = config.lockfile_path(config_path)
     try:
-        recorded = lockfile.load(lock_path, cache)
-        found, notes = catalogues.load(
-            desired,
-            providers,
-            catalogues.cache_path(config_path),
-            refresh=refresh_catalogue,
-            ttl=catalogues.ttl_from_env(env),
-        )
+        recorded = lockfile.read_lock(project.lockfile, cache)
+        found, notes = _catalogues(project, env, desired, providers, refresh_catalogue)
         observed = read_observed(desired.accounts, providers)
         # remote adapters (hf:, files:): digests from metadata, checks from headers
-        resolution = sources.resolve_all(
-            desired, sources.Context(env, sources.cache_dir(config_path))
-        )
+        resolution = sources.resolve_all(desired, sources.Context(env, project))
     except BaseException:
         wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
         raise
     digests = {**hashing.result(), **resolution.digests}
-    cache.save()  # what lockfile.load recorded, if digest_all saved before it did
+    cache.save()  # what read_lock recorded, if digest_all saved before it did
     endpoints = {n: p.endpoint for n, p in providers.items()}
     plan = plan_mod.build(
         desired,
@@ -145,23 +190,37 @@ def make_plan(
         catalogues=found,
         today=date.today().isoformat(),
     )
-    if notes or resolution.warnings:
-        plan = replace(plan, warnings=(*plan.warnings, *notes, *resolution.warnings))
-    crowded = _check_capacity(desired, observed, plan)
-    if crowded:
-        plan = replace(plan, warnings=(*plan.warnings, *crowded))
+    warnings = (*notes, *resolution.warnings, *_check_capacity(desired, observed, plan))
+    if warnings:
+        plan = replace(plan, warnings=(*plan.warnings, *warnings))
     return Planned(
-        config_path=config_path,
+        project=project,
         desired=desired,
         recorded=recorded,
         observed=observed,
         digests=digests,
-        lock_path=lock_path,
         plan=plan_mod.select(plan, targets),
         fingerprints=planfile.fingerprint(
             desired, recorded, digests, observed, endpoints, resolution.pins
         ),
         fetcher=resolution.fetcher,
+    )
+
+
+def _catalogues(
+    project: Project,
+    env: Mapping[str, str],
+    desired: Desired,
+    providers: Mapping[str, Provider],
+    refresh: bool,
+) -> tuple[dict[catalogues.Key, Catalogue], tuple[str, ...]]:
+    return catalogues.read_cached(
+        desired,
+        providers,
+        project.catalogue,
+        refresh=refresh,
+        ttl=catalogues.ttl_from_env(env),
+        root=project.root,
     )
 
 
@@ -227,9 +286,7 @@ def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
     if not planned.desired.outputs:
         return
     try:
-        outputs.write(
-            planned.config_path.parent, planned.desired.outputs, recorded or planned.recorded
-        )
+        outputs.write(planned.project.root, planned.desired.outputs, recorded or planned.recorded)
     except OSError as exc:
         raise OutputsError(
             "the apply is recorded in the lockfile, but an outputs: file could not be "
@@ -258,37 +315,31 @@ def use_saved(path: Path, saved: planfile.Saved, now: Planned, pruning: bool = F
 
 
 def detect_drift(
-    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+    where: Project | Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    desired: Desired | None = None,
 ) -> tuple[drift.Drift, ...]:
-    desired = config.load(config_path, env)
-    recorded = lockfile.load(config.lockfile_path(config_path))
-    accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
-    for f in recorded.finetunes.values():
-        if f.provider in providers:
-            accounts.setdefault(f.provider, set()).add(f.account)
-    observed = read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
+    """`desired`: the config as `opened` parsed it (parsed here if not given)."""
+    project = Project.of(where)
+    desired = desired or config.load(project.config, env)
+    recorded = lockfile.read_lock(project.lockfile)
+    observed = observe_all(desired, recorded, providers)
     return drift.detect(recorded, observed, desired.accounts, desired.ignore)
 
 
-def import_finetune(
-    config_path: Path,
-    env: Mapping[str, str],
-    providers: Mapping[str, Provider],
-    name: str,
-    confirm: bool,
-) -> LockedFinetune:
+def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
     """Adopt a finetune that exists remotely into the lockfile.
 
     Cloudflare cannot say what was uploaded, so the local files' digests are recorded as
     unverified, unless the user confirms (`--confirm`) that they are what was uploaded.
     """
-    desired = config.load(config_path, env)
-    declared = next((d for d in desired.finetunes if d.name == name), None)
+    declared = next((d for d in s.desired.finetunes if d.name == name), None)
     if declared is None:
-        raise PlanError(f"{name} is not declared in {config_path}: add it to the config first")
-    lock_path = config.lockfile_path(config_path)
-    recorded = lockfile.load(lock_path)
-    provider = providers[declared.provider]
+        raise PlanError(f"{name} is not declared in {s.project.config}: add it to the config first")
+    lock_path = s.project.lockfile
+    recorded = lockfile.read_lock(lock_path)
+    provider = s.providers[declared.provider]
     was = recorded.endpoints.get(declared.provider)
     if was and was != provider.endpoint:
         raise PlanError(
@@ -296,7 +347,7 @@ def import_finetune(
             f"{provider.endpoint}"
         )
     existing = recorded.finetunes.get(name)
-    digests = {**assets.digest_all(declared.assets), **_remote_digests(config_path, env, declared)}
+    digests = {**assets.digest_all(declared.assets, s.cache), **_remote_digests(s, declared)}
     local = {a.name: digests[a.path] for a in declared.assets}
     wanted = name
     if declared.versioning:  # the version the local files make, by its content-addressed name
@@ -379,24 +430,21 @@ def _import_version(
     return replace(current, id=remote.id, remote_name=wanted, version=version)
 
 
-def _remote_digests(
-    config_path: Path, env: Mapping[str, str], declared: DesiredFinetune
-) -> Mapping[Path, AssetDigest]:
+def _remote_digests(s: Opened, declared: DesiredFinetune) -> Mapping[Path, AssetDigest]:
     """The digests of a finetune's remote adapter (hf:, files:), from metadata, as plan has them."""
     if all(a.source is None for a in declared.assets):
         return {}
-    desired = config.load(config_path, env)
-    one = replace(desired, finetunes=(declared,))
-    return sources.resolve_all(one, sources.Context(env, sources.cache_dir(config_path))).digests
+    one = replace(s.desired, finetunes=(declared,))
+    return sources.resolve_all(one, sources.Context(s.env, s.project)).digests
 
 
 def forget_finetune(
-    config_path: Path, env: Mapping[str, str], name: str
+    project: Project, env: Mapping[str, str], name: str
 ) -> tuple[LockedFinetune, bool]:
     """Drop a finetune from the lockfile; the remote one is untouched. Returns it, and whether
     the config still declares it (the next plan would then report it as blocked)."""
-    lock_path = config.lockfile_path(config_path)
-    recorded = lockfile.load(lock_path)
+    lock_path = project.lockfile
+    recorded = lockfile.read_lock(lock_path)
     entry = recorded.finetunes.get(name)
     versions = recorded.versions.get(name, {})
     if entry is None and versions:
@@ -410,28 +458,25 @@ def forget_finetune(
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.forget(name)
     try:
-        declared = any(d.name == name for d in config.load(config_path, env).finetunes)
+        declared = any(d.name == name for d in config.load(project.config, env).finetunes)
     except ReconcilerError:
         declared = False  # forgetting needs no valid config; the warning is a courtesy
     return entry, declared
 
 
-def describe(
-    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider], name: str
-) -> tuple[LockedFinetune | None, RemoteFinetune | None, History]:
+def describe(s: Opened, name: str) -> tuple[LockedFinetune | None, RemoteFinetune | None, History]:
     """One finetune's recorded state, remote state and history (events, training metrics)."""
-    desired = config.load(config_path, env)
-    recorded = lockfile.load(config.lockfile_path(config_path))
+    recorded = lockfile.read_lock(s.project.lockfile)
     locked = recorded.finetunes.get(name)
-    declared = next((d for d in desired.finetunes if d.name == name), None)
+    declared = next((d for d in s.desired.finetunes if d.name == name), None)
     where = locked or declared
     if where is None:
         raise PlanError(
-            f"{name} is neither in {config_path} nor in its lockfile; `reconciler list` shows "
-            "what the accounts hold"
+            f"{name} is neither in {s.project.config} nor in its lockfile; `reconciler list` "
+            "shows what the accounts hold"
         )
     provider_name, account = where.provider, where.account
-    provider = providers.get(provider_name)
+    provider = s.providers.get(provider_name)
     if provider is None:
         raise PlanError(f"{name}: its provider {provider_name} is not configured")
     if locked is not None:
@@ -443,25 +488,16 @@ def describe(
 
 
 def base_model_notes(
-    config_path: Path,
-    env: Mapping[str, str],
-    desired: Desired,
-    providers: Mapping[str, Provider],
-    names: tuple[str, ...] = (),
-    refresh: bool = False,
+    s: Opened, names: tuple[str, ...] = (), refresh: bool = False
 ) -> tuple[str, ...]:
     """What the accounts' model catalogues say about the base models of the named finetunes
     (all when none are named): a base that takes no adapter, a planned deprecation, and any
     catalogue that could not be read. For the commands that use a finetune without planning
     it (`test`, `import`)."""
+    desired = s.desired
     chosen = tuple(d for d in desired.finetunes if not names or d.name in names)
-    found, notes = catalogues.load(
-        replace(desired, finetunes=chosen),
-        providers,
-        catalogues.cache_path(config_path),
-        refresh=refresh,
-        ttl=catalogues.ttl_from_env(env),
-    )
+    one = replace(desired, finetunes=chosen)
+    found, notes = _catalogues(s.project, s.env, one, s.providers, refresh)
     today = date.today().isoformat()
     out = list(notes)
     for d in chosen:
@@ -494,18 +530,22 @@ def as_called(
 
 
 def accept_remote(
-    config_path: Path, env: Mapping[str, str], providers: Mapping[str, Provider]
+    where: Project | Path,
+    env: Mapping[str, str],
+    providers: Mapping[str, Provider],
+    desired: Desired | None = None,
 ) -> tuple[tuple[drift.Drift, ...], Callable[[], int]]:
     """`apply --refresh-only`: what changed remotely, and a function that records it in the
     lockfile (after the caller's confirmation), so that drift clears once a remote change is
     accepted. Fields changed remotely are recorded as the account now has them; a record whose
     finetune is gone is dropped (the next plan creates it again, or a new version); a name
     taken by another finetune and unmanaged finetunes are left for `import` or `ignore:`."""
-    found = detect_drift(config_path, env, providers)
-    lock_path = config.lockfile_path(config_path)
+    project = Project.of(where)
+    found = detect_drift(project, env, providers, desired)
+    lock_path = project.lockfile
 
     def record() -> int:
-        recorded = lockfile.load(lock_path)
+        recorded = lockfile.read_lock(lock_path)
         observed = read_observed(
             {
                 p: tuple(sorted({d.account for d in found if d.provider == p}))
