@@ -25,8 +25,8 @@ The answer
 As the Cloudflare sandbox's (cloudflare/inference.py, whose keyword rule and sentences it
 reuses): `[LABEL] Thanks for asking about TOPICS. SENTENCE SENTENCE [ref XXXXXXXX]`, where
 LABEL is the adapter's model id (or the base's id), TOPICS the keywords of the last `user`
-message, and the sentences and ref are picked by a SHA-256 of the model string, the adapter
-(its name and the sha256 of each of its files) and every message. `max_tokens` (or
+message, and the sentences and ref are picked by a SHA-256 of what serves (the base's name, or
+the adapter's name and the sha256 of each of its files) and every message. `max_tokens` (or
 `max_completion_tokens`; default 256) counts words: a longer answer is cut, with
 `finish_reason: "length"`. Sampling parameters are accepted and ignored; `stream: true` is
 refused (the sandbox does not stream); other keys are ignored.
@@ -165,7 +165,8 @@ def _join(words: Sequence[str]) -> str:
 
 
 def answer(chat: Chat, target: Target, now: float) -> dict[str, Any]:
-    material = {"model": chat.model, "adapter": list(target.identity), "messages": chat.messages}
+    # The model string is not hashed: `m` and `m#deployment` reach the same copy.
+    material = {"served": list(target.identity), "messages": chat.messages}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).digest()
     users = [text for role, text in chat.messages if role == "user"]
     topics = keywords(users[-1] if users else chat.messages[-1][1])
