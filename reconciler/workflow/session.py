@@ -163,7 +163,7 @@ def make_plan(
     cache: opened here, for callers that do not pass them yet).
     `refresh_catalogue`: read each account's model catalogue even if the cached copy is fresh."""
     project = Project.of(where)
-    cache = cache or open_cache(project)
+    cache = open_cache(project) if cache is None else cache  # (an empty cache is falsy)
     desired = desired or config.load(project.config, env, cache)
     # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
     hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
