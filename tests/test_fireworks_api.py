@@ -251,6 +251,7 @@ class Double:
 
     answer: Callable[[Request], Response]
     requests: list[dict[str, Any]] = field(default_factory=list)
+    origin: str = ""
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         request = Request(environ)
@@ -265,6 +266,10 @@ class Double:
             }
         )
         return self.answer(request)(environ, start_response)
+
+
+def app_origin(app: Double) -> str:
+    return app.origin
 
 
 def reply(body: Any, status: int = 200) -> Response:
@@ -285,6 +290,7 @@ def model(model_id: str, account: str = ACCOUNT, **fields: Any) -> dict[str, Any
 def double(answer: Callable[[Request], Response]) -> Iterator[tuple[FireworksApi, Double]]:
     app = Double(answer)
     with serve(app) as origin:
+        app.origin = origin
         api = client(origin)
         try:
             yield api, app
@@ -508,3 +514,95 @@ def test_ids_are_checked_before_they_become_paths() -> None:
         with pytest.raises(ProviderError, match="not a Fireworks model id"):
             create(api, "9starts-with-digit")
     assert app.requests == []
+
+
+def test_signed_urls_older_than_45_minutes_are_asked_for_again(tmp_path: Path) -> None:
+    files = adapter(tmp_path / "a")
+    now = [0.0]
+
+    def answer(request: Request) -> Response:
+        if request.method == "PUT":
+            now[0] += 46 * 60  # each file takes longer than the SDK waits before asking again
+            return Response(b"", status=200)
+        origin = request.host_url.rstrip("/")
+        return reply({"filenameToSignedUrls": {f.name: f"{origin}/store/{f.name}" for f in files}})
+
+    with double(answer) as (_api, app):
+        api = client(app_origin(app), clock=lambda: now[0])
+        api.upload_files(ACCOUNT, "m", files)
+        api.close()
+    kinds = [("sign" if r["method"] == "POST" else r["path"]) for r in app.requests]
+    assert kinds == [
+        "sign",
+        "/store/adapter_config.json",
+        "sign",
+        "/store/adapter_model.safetensors",
+    ]
+    signs = [json.loads(r["body"]) for r in app.requests if r["method"] == "POST"]
+    assert signs[0] == signs[1]  # the whole map again: the call replaces it
+
+
+def test_a_put_answered_503_is_sent_again_from_the_top(tmp_path: Path) -> None:
+    files = adapter(tmp_path / "a")[:1]
+    puts = iter([Response(b"busy", status=503), Response(b"", status=200)])
+
+    def answer(request: Request) -> Response:
+        if request.method == "PUT":
+            return next(puts)
+        return reply({"filenameToSignedUrls": {files[0].name: f"{request.host_url}store/c"}})
+
+    with double(answer) as (_api, app):
+        api = client(app_origin(app), sleep=lambda _s: None)
+        (digest,) = api.upload_files(ACCOUNT, "m", files).values()
+        api.close()
+    bodies = [r["body"] for r in app.requests if r["method"] == "PUT"]
+    assert bodies == [files[0].path.read_bytes()] * 2
+    assert digest.sha256 == sha(files[0].path) and digest.size == len(bodies[0])
+
+
+def lost_create(found: dict[str, Any]) -> Callable[[Request], Response]:
+    """A create whose answer is lost (502), and a model of that id there when looked for."""
+
+    def answer(request: Request) -> Response:
+        if request.method == "POST":
+            return reply({"code": 14, "message": "upstream reset"}, 502)
+        return reply(found)
+
+    return answer
+
+
+def test_a_lost_create_is_settled_by_reading_the_id_back() -> None:
+    ours = model(
+        "lost",
+        state="UPLOADING",
+        createTime="2099-01-01T00:00:00.123456789Z",
+        description=f"support bot\nreconciler:sha256={'ab' * 32}",
+        peftDetails={"baseModel": BASE, "r": 8, "targetModules": ["q_proj", "v_proj"]},
+    )
+    with double(lost_create(ours)) as (api, app):
+        made = create(api, "lost")
+    assert (made.id, made.state) == ("lost", "UPLOADING")
+    assert [r["method"] for r in app.requests] == ["POST", "GET"]  # never sent twice
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"createTime": "2020-01-01T00:00:00Z"},  # made before ours was sent
+        {"description": "someone else's"},  # another digest
+        {"peftDetails": {"baseModel": BASE, "r": 16, "targetModules": ["q_proj", "v_proj"]}},
+    ],
+)
+def test_a_model_found_after_a_lost_create_that_is_not_ours_is_refused(
+    change: dict[str, Any],
+) -> None:
+    theirs = model(
+        "lost",
+        createTime="2099-01-01T00:00:00Z",
+        description=f"support bot\nreconciler:sha256={'ab' * 32}",
+        peftDetails={"baseModel": BASE, "r": 8, "targetModules": ["q_proj", "v_proj"]},
+    )
+    theirs.update(change)
+    with double(lost_create(theirs)) as (api, _app), pytest.raises(ProviderError) as caught:
+        create(api, "lost")
+    assert "not the one sent" in str(caught.value)

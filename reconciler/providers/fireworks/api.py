@@ -240,12 +240,14 @@ class FireworksApi:
         with ExitStack() as stack:
             opened = {f.name: stack.enter_context(f.path.open("rb")) for f in files}
             sizes = {name: os.fstat(h.fileno()).st_size for name, h in opened.items()}
-            urls, signed_at = self.upload_endpoint(account, model_id, sizes), self._clock()
+            signed_at = self._clock()  # before the call: the URLs are at least this old
+            urls = self.upload_endpoint(account, model_id, sizes)
             total, done = sum(sizes.values()), 0
             digests: dict[str, AssetDigest] = {}
             for name, handle in opened.items():
                 if self._clock() - signed_at > REFRESH_AFTER:  # as the SDK: ask again
-                    urls, signed_at = self.upload_endpoint(account, model_id, sizes), self._clock()
+                    signed_at = self._clock()
+                    urls = self.upload_endpoint(account, model_id, sizes)
                 step = _offset(progress, done, total)
                 what = f"upload {name} of model {model_id}"
                 digests[name] = self._storage.put(what, urls[name], handle, sizes[name], name, step)
