@@ -365,6 +365,13 @@ def test_concurrent_serverless_loads_respect_the_limit(sb: Served, http: httpx.C
         thread.join()
     assert sorted(statuses) == [200] * 3 + [429] * 5
     assert http.get(sb.api("deployedModels")).json()["totalSize"] == 3
+    listed = http.get(
+        sb.api("deployedModels"), params={"filter": "serverless=true AND state=DEPLOYING"}
+    )
+    assert listed.json()["totalSize"] == 3
+    one = listed.json()["deployedModels"][0]["model"]
+    by_model = http.get(sb.api("deployedModels"), params={"filter": f'model="{one}"'}).json()
+    assert [d["model"] for d in by_model["deployedModels"]] == [one]
 
 
 def test_injected_faults_take_the_gateway_shape(sb: Served) -> None:
