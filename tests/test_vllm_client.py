@@ -248,6 +248,12 @@ def test_a_malformed_key_is_refused_by_name_before_any_request() -> None:
     assert API_KEY not in str(caught.value)
 
 
+def test_a_url_with_credentials_is_refused_without_being_shown() -> None:
+    with pytest.raises(CredentialsError, match="credentials before the host") as caught:
+        VllmClient(f"http://admin:{API_KEY}@127.0.0.1:{free_port()}")
+    assert API_KEY not in str(caught.value)
+
+
 # --- a server down, restarted, slow ---------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.base.credentials import redact, token_problem
+from reconciler.base.credentials import redact, token_problem, url_problem
 from reconciler.base.errors import (
     AuthError,
     CredentialsError,
@@ -89,7 +89,12 @@ class VllmClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        if api_key is not None and (problem := token_problem(API_KEY_ENV, api_key)):
+        # fleet.servers has checked a URL from the config or the environment; one given some
+        # other way is held to the same rules, as the messages below show it
+        problem = url_problem("a vLLM server's URL", self.base_url, API_KEY_ENV)
+        if api_key is not None:
+            problem = problem or token_problem(API_KEY_ENV, api_key)
+        if problem:
             raise CredentialsError(problem)
         self._key = api_key
         self._timeouts = timeouts
