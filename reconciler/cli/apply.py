@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,6 +30,12 @@ from reconciler.cli.options import (
     target_option,
 )
 from reconciler.cli.test import run_checks
+
+if TYPE_CHECKING:  # for annotations; the command imports what it runs where it runs it
+    from reconciler.apply.runner import Result
+    from reconciler.providers.base import Provider
+    from reconciler.state.planfile import Saved
+    from reconciler.workflow.session import Planned
 
 
 @click.command()
@@ -101,24 +108,18 @@ def apply(
     that plan with no prompt, and refuses if anything the plan was made from has changed.
     """
     from reconciler.config.loader import lockfile_path
-    from reconciler.render import text
-    from reconciler.state import planfile as planfile_mod
     from reconciler.state.runlock import exclusive
-    from reconciler.workflow.session import apply as run_apply
-    from reconciler.workflow.session import make_plan, use_saved
+    from reconciler.workflow.session import make_plan
 
     if refresh_only:
         if planfile is not None:
             raise PlanError("--refresh-only takes no PLANFILE: it only reads the accounts")
         _refresh_only(config_path, sandbox, lock_timeout, auto_approve)
         return
-    saved = None
-    if planfile is not None:
-        if targets:
-            raise PlanError("--target cannot narrow a saved plan: target when making the plan")
-        saved = planfile_mod.load(planfile)
-        if ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT:
-            config_path = saved.config_path
+    saved = _load_saved(planfile, targets)
+    default = ctx.get_parameter_source("config_path") is click.core.ParameterSource.DEFAULT
+    if saved is not None and default:
+        config_path = saved.config_path
     color = color_on()
     require_config(config_path)  # before the apply lock's file is made beside it
     with (
@@ -129,63 +130,119 @@ def apply(
             planned = make_plan(
                 config_path, env, providers, targets, prune, desired, refresh_catalogue
             )
-        if saved is not None and planfile is not None:
-            planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
-            click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
-        else:
-            click.echo(text.render(planned.plan, color=color), nl=False, color=color)
-        if planned.plan.blocked:
-            sys.exit(EXIT_ERROR)
-        if not planned.plan.has_changes:
-            from reconciler.workflow.session import write_outputs
-
-            write_outputs(planned)  # a file deleted or never written since is written now
-            click.echo("Nothing to apply.")
+        planned = _shown(planned, planfile, saved, prune, color)
+        if not _go_ahead(planned, ask=saved is None and not auto_approve):
             return
-        if saved is None and not auto_approve:
-            _confirm()
-        click.echo("")
-        from reconciler.cli.progress import ApplyView, terminal
-
-        with ApplyView(live=terminal(sys.stdout), color=color) as view:
-            result = view.run(
-                lambda: run_apply(
-                    planned,
-                    providers,
-                    report=view.outcome,
-                    parallelism=parallelism,
-                    skip_checks=skip_checks,
-                    events=view,
-                )
-            )
-        click.echo("")
-        if skip_checks and any(
-            s.kind.value == "check" for c in planned.plan.changes for s in c.steps
-        ):
-            click.echo(
-                "Checks were skipped (--skip-checks): new versions became current untested.",
-                err=True,
-            )
-        if result.checks:
-            from reconciler.render import checks as render_checks
-
-            click.echo(render_checks.results(result.checks), nl=False)
-        click.echo(text.render_result(result, color), color=color)
-        if result.not_started:
-            sys.exit(EXIT_INTERRUPTED)
-        if result.failed:
-            sys.exit(EXIT_ERROR)
+        result = _carry_out(planned, providers, parallelism, skip_checks, color)
+        _report(planned, result, skip_checks, color)
         if wait:
             _wait(planned, providers, wait_timeout)
         if run_tests:
-            from reconciler.state import lockfile
-            from reconciler.workflow.session import as_called
-
-            recorded = lockfile.load(planned.lock_path)
-            run_checks(as_called(planned.desired.finetunes, recorded), providers)
+            _test(planned, providers)
 
 
-def _wait(planned: Any, providers: Any, timeout: float) -> None:
+def _load_saved(planfile: Path | None, targets: tuple[str, ...]) -> Saved | None:
+    """The plan file given, read and checked as a file (its content is checked against a
+    fresh plan once the project is locked)."""
+    from reconciler.state import planfile as planfile_mod
+
+    if planfile is None:
+        return None
+    if targets:
+        raise PlanError("--target cannot narrow a saved plan: target when making the plan")
+    return planfile_mod.load(planfile)
+
+
+def _shown(
+    planned: Planned, planfile: Path | None, saved: Saved | None, prune: bool, color: bool
+) -> Planned:
+    """The plan to carry out, shown: a saved plan (reviewed when it was made) is the fresh
+    plan narrowed to it, if it equals it, and is shown as its summary; a fresh one in full."""
+    from reconciler.render import text
+    from reconciler.workflow.session import use_saved
+
+    if saved is not None and planfile is not None:
+        planned = use_saved(planfile, saved, planned, prune or planned.desired.prune)
+        click.echo(f"Applying the saved plan {planfile}: {text.summary(planned.plan)}")
+    else:
+        click.echo(text.render(planned.plan, color=color), nl=False, color=color)
+    return planned
+
+
+def _go_ahead(planned: Planned, ask: bool) -> bool:
+    """Whether to carry the plan out: not when it is blocked (exit 1) or has nothing to do;
+    else once confirmed, when `ask`."""
+    if planned.plan.blocked:
+        sys.exit(EXIT_ERROR)
+    if not planned.plan.has_changes:
+        from reconciler.workflow.session import write_outputs
+
+        write_outputs(planned)  # a file deleted or never written since is written now
+        click.echo("Nothing to apply.")
+        return False
+    if ask:
+        _confirm()
+    return True
+
+
+def _carry_out(
+    planned: Planned,
+    providers: Mapping[str, Provider],
+    parallelism: int,
+    skip_checks: bool,
+    color: bool,
+) -> Result:
+    """Apply, drawing each step's progress (live on a terminal)."""
+    from reconciler.workflow.session import apply as run_apply
+
+    click.echo("")
+    from reconciler.cli.progress import ApplyView, terminal
+
+    with ApplyView(live=terminal(sys.stdout), color=color) as view:
+        return view.run(
+            lambda: run_apply(
+                planned,
+                providers,
+                report=view.outcome,
+                parallelism=parallelism,
+                skip_checks=skip_checks,
+                events=view,
+            )
+        )
+
+
+def _report(planned: Planned, result: Result, skip_checks: bool, color: bool) -> None:
+    """What the apply did, with the checks the promotion gate ran (or a warning that none did);
+    exits 130 if it was interrupted, 1 if a step failed."""
+    from reconciler.render import text
+
+    click.echo("")
+    if skip_checks and any(s.kind.value == "check" for c in planned.plan.changes for s in c.steps):
+        click.echo(
+            "Checks were skipped (--skip-checks): new versions became current untested.",
+            err=True,
+        )
+    if result.checks:
+        from reconciler.render import checks as render_checks
+
+        click.echo(render_checks.results(result.checks), nl=False)
+    click.echo(text.render_result(result, color), color=color)
+    if result.not_started:
+        sys.exit(EXIT_INTERRUPTED)
+    if result.failed:
+        sys.exit(EXIT_ERROR)
+
+
+def _test(planned: Planned, providers: Mapping[str, Provider]) -> None:
+    """--test: the finetunes' checks, as `reconciler test` runs them, against the lock now."""
+    from reconciler.state import lockfile
+    from reconciler.workflow.session import as_called
+
+    recorded = lockfile.load(planned.lock_path)
+    run_checks(as_called(planned.desired.finetunes, recorded), providers)
+
+
+def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -> None:
     from reconciler.apply import training
     from reconciler.apply.training import poll_interval
     from reconciler.state import lockfile
