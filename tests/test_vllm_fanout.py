@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_vllm_client import free_port, serve_fleet, write_adapter
+from test_vllm_client import MODEL, free_port, serve_fleet, write_adapter
 
 from reconciler.base.errors import (
     AuthError,
@@ -20,6 +20,7 @@ from reconciler.base.errors import (
 )
 from reconciler.providers.vllm.client import VllmClient
 from reconciler.providers.vllm.fanout import SHOWN_FAILURES, Fanned, Outcome, fan_out
+from reconciler.providers.vllm.fleet import servers
 
 
 def test_the_work_runs_side_by_side() -> None:
@@ -156,3 +157,21 @@ def test_over_http_a_down_and_a_gone_server_fail_their_own_loads_only(tmp_path: 
         with pytest.raises(EndpointError, match="2 of 4 servers failed") as caught:
             listed.raise_failures("list models")
         assert gone in str(caught.value) and fleet.url(1) in str(caught.value)
+
+
+def test_a_fleet_named_by_dns_is_read_server_by_server(tmp_path: Path) -> None:
+    """localhost resolved for real: the sandbox listens on 127.0.0.1 only, so an IPv6 address
+    of localhost, where this machine has one, is a server that fails on its own."""
+    with serve_fleet(tmp_path, vllm_replicas=1) as fleet:
+        port = fleet.root.split(":")[2].split("/")[0]
+        found = servers([f"dns+http://localhost:{port}/vllm/0/v1"], {})
+        urls = [s.url for s in found]
+        assert fleet.url(0) in urls
+
+        def bases(url: str) -> tuple[str, ...]:
+            with VllmClient(url) as client:
+                return tuple(card.id for card in client.models().bases)
+
+        fanned = fan_out(urls, bases)
+        assert fanned.values() == {fleet.url(0): (MODEL,)}
+        assert all(isinstance(e, EndpointError) for e in fanned.errors().values())
