@@ -328,7 +328,7 @@ def test_a_page_token_that_comes_again_ends_the_list_with_an_error() -> None:
 
 def test_a_list_that_never_ends_is_cut_at_the_page_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     counter = iter(range(10**6))
-    monkeypatch.setattr("reconciler.providers.fireworks.api.MAX_PAGES", 7)  # not 500 requests
+    monkeypatch.setattr("reconciler.providers.fireworks.gateway.MAX_PAGES", 7)  # not 500 requests
 
     def answer(request: Request) -> Response:
         return reply({"models": [], "nextPageToken": f"t{next(counter)}"})

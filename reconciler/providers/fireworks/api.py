@@ -21,77 +21,36 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from reconciler.base.credentials import redact
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile
 from reconciler.base.untrusted import visible
 from reconciler.plan import adoption
 from reconciler.providers.base import Progress
 from reconciler.providers.endpoint import Endpoint
-from reconciler.providers.fireworks.env import TOKEN_ENV, URL_ENV
+from reconciler.providers.fireworks.gateway import (
+    Gateway,
+    account_path,
+    code_name,
+    error_text,
+    is_error,
+    segment,
+)
 from reconciler.providers.fireworks.marker import with_marker
 from reconciler.providers.fireworks.records import (
     ID_RULE,
     PEFT_ADDON,
-    REMOTE_ID,
     FireworksModel,
     parse_model,
 )
+from reconciler.providers.fireworks.serving import FireworksServing
 from reconciler.providers.fireworks.storage import REFRESH_AFTER, SignedStorage, signed_urls
-from reconciler.providers.http import MAX_REMOTE_TEXT, Api
+from reconciler.providers.http import MAX_REMOTE_TEXT
 from reconciler.providers.once import create_once
 
 log = logging.getLogger("reconciler.fireworks")
 
-PAGE_SIZE = 200  # the most a List returns ("values above 200 will be coerced to 200")
-MAX_PAGES = 500  # 100,000 models: a server that pages on past this is not the API
-MAX_TOKEN = 1024
 VALIDATE_POLL = 5.0  # seconds between validateUpload calls while files are landing
 VALIDATE_TIMEOUT = 600.0
-# google.rpc codes: the body's "code" is the number (grpc-gateway) or, some say, the name
-CODES = {
-    0: "OK",
-    1: "CANCELLED",
-    2: "UNKNOWN",
-    3: "INVALID_ARGUMENT",
-    4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND",
-    6: "ALREADY_EXISTS",
-    7: "PERMISSION_DENIED",
-    8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION",
-    10: "ABORTED",
-    11: "OUT_OF_RANGE",
-    12: "UNIMPLEMENTED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    15: "DATA_LOSS",
-    16: "UNAUTHENTICATED",
-}
-
-
-def code_name(body: Any) -> str | None:
-    """The gRPC code of an error body, by name ("NOT_FOUND"), or None."""
-    code = body.get("code") if isinstance(body, dict) else None
-    if isinstance(code, int) and not isinstance(code, bool):
-        return CODES.get(code)
-    return code if isinstance(code, str) and code in CODES.values() else None
-
-
-def _is_error(body: Any) -> bool:
-    """Whether an answer is an error body: a Model or a validateUpload answer has neither a
-    top-level code nor a message (a Model's status is nested)."""
-    return isinstance(body, dict) and ("code" in body or "message" in body)
-
-
-def error_text(body: Any) -> str:
-    """A gRPC-gateway error body as text: 'message [code: NAME]'."""
-    if not isinstance(body, dict):
-        return ""
-    message = body.get("message")
-    text = message if isinstance(message, str) else ""
-    name = code_name(body)
-    return f"{text} [code: {name}]" if name else text
 
 
 class FireworksApi:
@@ -109,44 +68,34 @@ class FireworksApi:
         validate_timeout: float = VALIDATE_TIMEOUT,
     ) -> None:
         self.endpoint = endpoint.label
-        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, error_text, transport)
+        self.gateway = Gateway(endpoint, transport)
+        self._api = self.gateway.api
         self._storage = SignedStorage(transport=storage_transport, sleep=sleep)
-        self._secrets = [endpoint.token]
+        self.serving = FireworksServing(self.gateway, sleep=sleep, clock=clock)
         self._sleep, self._clock = sleep, clock
         self._poll, self._validate_timeout = poll, validate_timeout
 
     def close(self) -> None:
-        self._api.close()
+        self.gateway.close()
         self._storage.close()
 
     def list_models(self, account: str) -> tuple[FireworksModel, ...]:
-        """Every model of the account, following nextPageToken (pageSize 200) until it is
-        empty; a token seen before, or more than MAX_PAGES pages, is an EndpointError."""
+        """Every model of the account, all pages (gateway.read_all); one listed twice (the
+        list changed while it was read) is an EndpointError."""
+        what = f"list models of account {account}"
         found: dict[str, FireworksModel] = {}
-        seen: set[str] = set()
-        token = ""
-        for page in range(1, MAX_PAGES + 1):
-            what = f"list models of account {account} (page {page})"
-            params = {"pageSize": PAGE_SIZE, **({"pageToken": token} if token else {})}
-            body = self._api.call(what, "GET", _models(account), params=params)
-            models, token = _page(body, what)
-            for item in models:
-                model = parse_model(account, item, what)
-                if model.id in found:
-                    raise EndpointError(f"{what}: model {model.id} was listed twice; try again")
-                found[model.id] = model
-            if not token:
-                return tuple(found.values())
-            if token in seen:
-                raise EndpointError(f"{what}: the API gave a page token it gave before")
-            seen.add(token)
-        raise EndpointError(f"list models of account {account}: more than {MAX_PAGES} pages")
+        for item in self.gateway.read_all(what, _models(account), "models"):
+            model = parse_model(account, item, what)
+            if model.id in found:
+                raise EndpointError(f"{what}: model {model.id} was listed twice; try again")
+            found[model.id] = model
+        return tuple(found.values())
 
     def get_model(self, account: str, model_id: str) -> FireworksModel | None:
         """The model, with its deployedModelRefs; None if there is none of that id."""
         what = f"get model {model_id} of account {account}"
         body = self._api.call(what, "GET", _model(account, model_id), ok=(200, 404))
-        if self._gone(what, body):
+        if self.gateway.gone(what, body):
             return None
         model = parse_model(account, body, what)
         if model.id != model_id:
@@ -201,7 +150,7 @@ class FireworksApi:
         while a copy of it is deployed: those are unloaded first."""
         what = f"delete model {model_id} of account {account}"
         body = self._api.call(what, "DELETE", _model(account, model_id), ok=(200, 404))
-        return not self._gone(what, body)
+        return not self.gateway.gone(what, body)
 
     def upload_endpoint(
         self, account: str, model_id: str, sizes: Mapping[str, int]
@@ -263,53 +212,24 @@ class FireworksApi:
         deadline = self._clock() + self._validate_timeout
         while True:
             body = self._api.call(what, "GET", path, ok=(200, 400))
-            if not _is_error(body):
+            if not is_error(body):
                 return _warnings(body, what)
             if code_name(body) != "FAILED_PRECONDITION":
-                raise ProviderError(f"{what}: HTTP 400: {self._clean(error_text(body))}")
+                raise ProviderError(f"{what}: HTTP 400: {self.gateway.clean(error_text(body))}")
             if self._clock() >= deadline:
                 raise ProviderError(
                     f"{what}: still not ready after {self._validate_timeout:.0f}s "
-                    f"({self._clean(error_text(body))})"
+                    f"({self.gateway.clean(error_text(body))})"
                 )
             self._sleep(self._poll)
 
-    def _gone(self, what: str, body: Any) -> bool:
-        """Whether a 200-or-404 answer is a NOT_FOUND error."""
-        if not _is_error(body):
-            return False
-        if code_name(body) == "NOT_FOUND":
-            return True
-        raise ProviderError(f"{what}: {self._clean(error_text(body))}")
-
-    def _clean(self, text: str) -> str:
-        text = visible(redact(text, self._secrets))
-        return text if len(text) <= MAX_REMOTE_TEXT else text[: MAX_REMOTE_TEXT - 1] + "…"
-
 
 def _models(account: str) -> str:
-    if not REMOTE_ID.fullmatch(account):
-        raise ProviderError(f"{account!r} is not a Fireworks account id")
-    return f"/v1/accounts/{account}/models"
+    return f"{account_path(account)}/models"
 
 
 def _model(account: str, model_id: str) -> str:
-    if not REMOTE_ID.fullmatch(model_id):
-        raise ProviderError(f"{model_id!r} is not a Fireworks model id")
-    return f"{_models(account)}/{model_id}"
-
-
-def _page(body: Any, what: str) -> tuple[list[Any], str]:
-    """The models of one List page and its nextPageToken ("" at the end)."""
-    if not isinstance(body, dict):
-        raise EndpointError(f"{what}: the answer is not a JSON object")
-    models = body.get("models") or []
-    token = body.get("nextPageToken") or ""
-    if not isinstance(models, list) or len(models) > PAGE_SIZE:
-        raise EndpointError(f"{what}: models is not a list of at most {PAGE_SIZE}")
-    if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isprintable():
-        raise EndpointError(f"{what}: nextPageToken is not a page token")
-    return models, token
+    return f"{_models(account)}/{segment(model_id, 'model')}"
 
 
 def _warnings(body: Any, what: str) -> tuple[str, ...]:

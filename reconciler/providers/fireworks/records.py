@@ -96,6 +96,7 @@ class FireworksModel:
     created_at: str | None
     updated_at: str | None
     deployed: tuple[DeployedRef, ...] = ()
+    supports_lora: bool | None = None  # on a base model: whether adapters may name it
 
     @property
     def name(self) -> str:
@@ -151,6 +152,7 @@ def parse_model(account: str, item: Any, what: str) -> FireworksModel:
         created_at=_time(item, "createTime", where),
         updated_at=_time(item, "updateTime", where),
         deployed=_refs(account, item.get("deployedModelRefs"), where),
+        supports_lora=_flag(item, "supportsLora", where),
     )
 
 
@@ -205,6 +207,13 @@ def _refs(account: str, value: Any, where: str) -> tuple[DeployedRef, ...]:
     return tuple(refs)
 
 
+def _flag(item: Mapping[str, Any], key: str, where: str) -> bool | None:
+    value = item.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise EndpointError(f"{where}: {key} is {_shown(value)}, not true or false")
+
+
 def _text(item: Mapping[str, Any], key: str, where: str, limit: int) -> str | None:
     value = item.get(key)
     if value is None or value == "":
@@ -242,3 +251,54 @@ def _shown(value: Any) -> str:
     """A remote value in a message: one visible line, bounded."""
     text = repr(value) if not isinstance(value, str) else value
     return visible(text[:120])
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """A loaded copy of a model: on a deployment, or serverless. Its id is the server's."""
+
+    account: str
+    id: str  # the <id> of accounts/<account>/deployedModels/<id>
+    model: str  # the adapter's id in the same account
+    deployment: str | None  # accounts/<a>/deployments/<id>; None when serverless
+    serverless: bool
+    default: bool  # the copy inference by the model's name goes to
+    state: str  # one of DEPLOYED_STATES
+    status_code: str
+    status_message: str
+    created_at: str | None
+    updated_at: str | None
+
+
+def parse_deployed(account: str, item: Any, what: str) -> DeployedModel:
+    """A DeployedModel of the answer, checked like a Model (parse_model)."""
+    if not isinstance(item, dict):
+        raise EndpointError(f"{what}: a deployed model in the answer is not a JSON object")
+    name = item.get("name")
+    match = _DEPLOYED_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match is None or match.group(1) != account:
+        raise EndpointError(f"{what}: {_shown(name)} is not a deployed model of account {account}")
+    where = f"{what}: deployed model {match.group(2)}"
+    model = item.get("model")
+    ref = model_ref(model) if isinstance(model, str) else None
+    if ref is None or ref[0] != account:
+        raise EndpointError(f"{where}: model {_shown(model)} is not a model of account {account}")
+    deployment = _text(item, "deployment", where, 200)
+    if deployment is not None and deployment_ref(deployment) is None:
+        raise EndpointError(f"{where}: {_shown(deployment)} is not a deployment name")
+    status = item.get("status") or {}
+    if not isinstance(status, dict):
+        raise EndpointError(f"{where}: status is not a JSON object")
+    return DeployedModel(
+        account=account,
+        id=match.group(2),
+        model=ref[1],
+        deployment=deployment,
+        serverless=bool(_flag(item, "serverless", where)),
+        default=bool(_flag(item, "default", where)),
+        state=_one_of(item.get("state", "STATE_UNSPECIFIED"), DEPLOYED_STATES, "state", where),
+        status_code=_one_of(status.get("code", "OK"), frozenset(STATUS_CODES), "status", where),
+        status_message=_text(status, "message", where, MAX_DESCRIPTION) or "",
+        created_at=_time(item, "createTime", where),
+        updated_at=_time(item, "updateTime", where),
+    )
