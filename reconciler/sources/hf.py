@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
-from reconciler.sources import (
+from reconciler.sources.base import (
     Context,
     Fetched,
     HeadReader,

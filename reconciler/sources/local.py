@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from reconciler.sources import Resolved, SourceFile
+from reconciler.sources.base import Resolved, SourceFile
 from reconciler.state.statcache import StatCache
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from reconciler.base.errors import ConfigError, Problem
 from reconciler.base.model import AssetDigest, AssetFile, Desired, DesiredFinetune
-from reconciler.sources import Context, RemoteSource, SourceError, build
+from reconciler.sources.base import Context, RemoteSource, SourceError
+from reconciler.sources.registry import build
 
 CHUNK = 256 * 1024
 WORKERS = 4  # sources read at once: each is a few small requests, mostly waiting

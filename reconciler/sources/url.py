@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from reconciler.base.labels import shown
 from reconciler.base.model import AssetSource
-from reconciler.sources import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
+from reconciler.sources.base import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
 from reconciler.sources.facts import Facts
 from reconciler.state.atomic import atomic_file
 
