@@ -56,9 +56,11 @@ def host_of(url: str) -> str:
 def signed_urls(what: str, answer: Any, names: Collection[str]) -> dict[str, str]:
     """filenameToSignedUrls of an answer, checked: one URL for each name asked about and no
     other, each https (or plain http to a loopback address), without credentials in it."""
-    urls = answer.get("filenameToSignedUrls") if isinstance(answer, dict) else None
+    if not isinstance(answer, dict):
+        raise EndpointError(f"{what}: the answer is not a JSON object")
+    urls = answer.get("filenameToSignedUrls", {})  # proto-JSON leaves an empty map out
     if not isinstance(urls, dict):
-        raise EndpointError(f"{what}: the answer has no filenameToSignedUrls")
+        raise EndpointError(f"{what}: filenameToSignedUrls is not a map of URLs")
     missing = sorted(set(names) - set(urls))
     extra = sorted(set(urls) - set(names))
     if missing or extra:
