@@ -56,7 +56,8 @@ def serve(
     clock = clock or ManualClock()
     app = mount(MountContext(data_dir, Tokens([TOKEN]), clock, dict(options or {})))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for it, once per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield Served(f"http://127.0.0.1:{server.server_port}/fireworks", clock, app, data_dir)
