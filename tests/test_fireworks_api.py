@@ -143,6 +143,18 @@ def test_the_whole_flow_makes_a_ready_model_whose_files_are_the_bytes_sent(
     for f in files:  # the stored bytes are the file's
         body = httpx.get(urls[f.name]).content
         assert "sha256:" + hashlib.sha256(body).hexdigest() == sha(f.path)
+    assert fw.stored_digests(ACCOUNT, "support-v1") == digests
+
+
+def test_stored_files_are_read_back_within_a_bound(fw: FireworksApi, tmp_path: Path) -> None:
+    files = adapter(tmp_path / "a")
+    create(fw, "bounded")
+    with pytest.raises(ProviderError, match="FAILED_PRECONDITION"):
+        fw.stored_digests(ACCOUNT, "bounded")  # not READY: nothing to download yet
+    fw.upload_files(ACCOUNT, "bounded", files)
+    fw.validate_upload(ACCOUNT, "bounded")
+    with pytest.raises(EndpointError, match=r"adapter_model\.safetensors is over 100 bytes"):
+        fw.stored_digests(ACCOUNT, "bounded", max_bytes=100)
 
 
 def test_the_digest_marker_of_real_files_reads_back(fw: FireworksApi, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ log = logging.getLogger("reconciler.fireworks")
 
 VALIDATE_POLL = 5.0  # seconds between validateUpload calls while files are landing
 VALIDATE_TIMEOUT = 600.0
+MAX_STORED_BYTES = 64 << 30  # a stored file read back for its digest: far above any adapter
 
 
 class FireworksApi:
@@ -176,6 +177,18 @@ class FireworksApi:
         if any(not isinstance(n, str) or not 0 < len(n) <= 255 or "/" in n for n in names):
             raise EndpointError(f"{what}: the answer names a file that cannot be one")
         return signed_urls(what, body, names)
+
+    def stored_digests(
+        self, account: str, model_id: str, max_bytes: int = MAX_STORED_BYTES
+    ) -> dict[str, AssetDigest]:
+        """The digest of each file Fireworks holds for the model, by name, read through its
+        signed download URLs: what --verify compares with the lock (Fireworks keeps no
+        digest of its own)."""
+        digests: dict[str, AssetDigest] = {}
+        for name, url in sorted(self.download_endpoint(account, model_id).items()):
+            what = f"read {name} of model {model_id}"
+            digests[name] = self._storage.digest(what, url, name, max_bytes)
+        return digests
 
     def upload_files(
         self,

@@ -17,6 +17,7 @@ shown: messages name the host alone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -179,6 +180,28 @@ class SignedStorage:
         if response.status_code in RETRY_STATUSES and not last:
             return f"{host} answered {remote}"
         raise ProviderError(f"{what}: the storage host {host} answered {remote}")
+
+    def digest(self, what: str, url: str, name: str, max_bytes: int) -> AssetDigest:
+        """The sha256 and size of the object at a signed GET URL, streamed, never whole in
+        memory; more than `max_bytes` is an EndpointError (a file is not that large)."""
+        import httpx
+
+        host = host_of(url)
+        hashed, size = hashlib.sha256(), 0
+        try:
+            with self._client.stream("GET", url) as response:
+                if not 200 <= response.status_code < 300:
+                    text = response.read()[:4000].decode("utf-8", "replace")
+                    remote = storage_error(text, response.status_code)
+                    raise ProviderError(f"{what}: the storage host {host} answered {remote}")
+                for chunk in response.iter_bytes(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise EndpointError(f"{what}: {name} is over {max_bytes:,} bytes")
+                    hashed.update(chunk)
+        except httpx.HTTPError as exc:
+            raise EndpointError(f"{what}: {host}: {type(exc).__name__}") from None
+        return AssetDigest(name=name, size=size, sha256="sha256:" + hashed.hexdigest())
 
 
 def _chunks(reader: HashingReader) -> Iterator[bytes]:
