@@ -215,6 +215,9 @@ def test_limits_may_be_overridden_by_the_config_and_only_those(tmp_path: Path) -
     assert FireworksItems().limits({"max_lora_rank": 128}) is None
     with pytest.raises(LimitsError, match="unknown Fireworks limit max_asset_bytes"):
         FireworksItems().limits({"max_asset_bytes": 5})
+    # the loader reports a bad override (it asks limits() first); build goes on without it
+    _, problems = build(tmp_path, settings={"limits": {"max_asset_bytes": 5}})
+    assert '"r" is 128; Fireworks takes a LoRA rank from 4 to 64' in said(problems)
     with pytest.raises(LimitsError, match=r"min_lora_rank \(64\) is above max_lora_rank \(8\)"):
         checks.limits({"min_lora_rank": 64, "max_lora_rank": 8})
     with pytest.raises(LimitsError, match="target_modules must be a non-empty list"):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.preflight import CONFIG, WEIGHTS, Limits
+from reconciler.adapters.preflight import CONFIG, WEIGHTS, Limits, LimitsError
 from reconciler.base.model import DesiredFinetune
 from reconciler.config.items import (
     AccountRule,
@@ -57,7 +57,7 @@ class FireworksItems:
 
     def build(self, context: ItemContext) -> DesiredFinetune:
         item = context.item
-        limit = checks.limits(context.settings.get("limits"))
+        limit = _limits(context.settings.get("limits"))
         account = account_id(context, ACCOUNT)
         folder, assets = adapter_assets(context, limit.required_files)
         description = item.get("description") or None
@@ -82,6 +82,15 @@ class FireworksItems:
         if folder is not None:
             _check_folder(context, folder, limit)
         return desired
+
+
+def _limits(overrides: Mapping[str, Any] | None) -> checks.FireworksLimits:
+    """The limits the item is held to: bad overrides were reported by the loader already
+    (it asked `limits()` first), so the published ones stand in for them here."""
+    try:
+        return checks.limits(overrides)
+    except LimitsError:
+        return checks.limits()
 
 
 def _serve(context: ItemContext) -> str | None:
