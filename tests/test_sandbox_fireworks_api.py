@@ -24,7 +24,8 @@ from fireworks_sandbox import (
     serve,
 )
 
-from reconciler.sandbox.fireworks.errors import fault_body
+from reconciler.sandbox.fireworks.errors import Code, FireworksError, fault_body
+from reconciler.sandbox.fireworks.records import DeployedRecord
 
 
 @pytest.fixture
@@ -382,3 +383,30 @@ def test_injected_faults_take_the_gateway_shape(sb: Served) -> None:
     assert sb.app.fault_body(429)["code"] == 8
     assert sb.app.fault_body(500)["code"] == 13
     assert fault_body(418)["code"] == 2
+
+
+def test_writes_recheck_what_a_concurrent_request_may_have_changed(
+    sb: Served, http: httpx.Client
+) -> None:
+    # A load checked its model before a delete came in: its transaction finds the model gone.
+    now = sb.clock.now()
+    orphan = DeployedRecord(ACCOUNT, "gone-x", "gone", None, GLM, {}, now, now, now)
+    with pytest.raises(FireworksError) as gone:
+        sb.app.service.serving.load(orphan, make_default=False)
+    assert gone.value.code == Code.NOT_FOUND
+    # A validation checked files that were uploaded again meanwhile: it does not seal them.
+    make(sb, http, 1)
+    upload_all(sb, http, "m000", adapter_files())
+    model = sb.app.store.get_model(ACCOUNT, "m000")
+    assert model is not None
+    checked = sb.app.store.files(model.uid)
+    declared = {n: str(len(d)) for n, d in adapter_files(r=8).items()}
+    urls = http.post(sb.api("models/m000:getUploadEndpoint"), json={"filenameToSize": declared})
+    put(
+        urls.json()["filenameToSignedUrls"]["adapter_config.json"],
+        adapter_files(r=8)["adapter_config.json"],
+    )
+    with pytest.raises(FireworksError) as changed:
+        sb.app.store.update_model(model, now, validated=checked)
+    assert changed.value.code == Code.FAILED_PRECONDITION
+    assert http.get(sb.api("models/m000")).json()["state"] == "UPLOADING"

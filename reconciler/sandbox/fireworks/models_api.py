@@ -216,7 +216,7 @@ class ModelsApi:
             status = {"code": exc.code.name, "message": exc.message}
             self.s.store.update_model(model, call.now, status=status)
             raise
-        self.s.store.update_model(model, call.now, status=OK_STATUS, validated=True)
+        self.s.store.update_model(model, call.now, status=OK_STATUS, validated=files)
         return {"warnings": warnings} if warnings else {}
 
     # GET /v1/accounts/{account}/models/{model}:getDownloadEndpoint

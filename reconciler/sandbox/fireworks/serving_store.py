@@ -92,6 +92,7 @@ class ServingStore:
         """Insert a deployed model, within the limits; the first copy of an adapter is its
         default, and `make_default` moves the default to this one."""
         with sqlite.write(self.db_path) as db:
+            _check_still_there(db, record)
             _check_limits(db, record)
             others = db.execute(
                 "SELECT deployed_id, fields FROM deployed_models"
@@ -183,6 +184,25 @@ class ServingStore:
                 raise not_found(
                     f'deployed model "accounts/{account}/deployedModels/{deployed_id}" not found'
                 )
+
+
+def _check_still_there(db: sqlite3.Connection, record: DeployedRecord) -> None:
+    """The caller checked the model and the deployment before this transaction; a delete may
+    have come in between, and must not leave a loaded copy of nothing behind."""
+    model = db.execute(
+        "SELECT validated_at FROM models WHERE account = ? AND model_id = ?",
+        (record.account, record.model_id),
+    ).fetchone()
+    if model is None or model["validated_at"] is None:
+        raise not_found(f'model "{record.model_name}" not found')
+    if (
+        record.deployment_id is not None
+        and not db.execute(
+            "SELECT 1 FROM deployments WHERE account = ? AND deployment_id = ?",
+            (record.account, record.deployment_id),
+        ).fetchone()
+    ):
+        raise not_found(f'deployment "{record.deployment_name}" not found')
 
 
 def _check_limits(db: sqlite3.Connection, record: DeployedRecord) -> None:

@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +162,11 @@ class FireworksStore:
         *,
         fields: Mapping[str, Any] | None = None,
         status: Mapping[str, str] | None = None,
-        validated: bool = False,
+        validated: Sequence[FileRecord] | None = None,
     ) -> ModelRecord:
-        """Write new fields and/or status (and, with `validated`, make it READY). NOT_FOUND if
-        it was deleted meanwhile; FAILED_PRECONDITION if it became READY meanwhile and
-        `fields` would change what READY fixes (checked by the caller against `current`)."""
+        """Write new fields and/or status; with `validated` (the files the caller checked),
+        make it READY unless those files changed meanwhile. NOT_FOUND if it was deleted
+        meanwhile; FAILED_PRECONDITION if it changed state or files under the caller."""
         with sqlite.write(self.db_path) as db:
             row = db.execute("SELECT * FROM models WHERE uid = ?", (current.uid,)).fetchone()
             if row is None:
@@ -174,10 +174,14 @@ class FireworksStore:
             latest = _model(row)
             if fields is not None and latest.ready != current.ready:
                 raise precondition(f'model "{current.name}" changed state meanwhile; retry')
+            if validated is not None and _landed(db, current.uid) != {
+                f.filename: f.sha256 for f in validated
+            }:
+                raise precondition(f'the files of model "{current.name}" changed meanwhile; retry')
             new_fields = latest.fields if fields is None else dict(fields)
             new_status = latest.status if status is None else dict(status)
             validated_at = latest.validated_at
-            if validated and validated_at is None:
+            if validated is not None and validated_at is None:
                 validated_at = now
             db.execute(
                 "UPDATE models SET fields = ?, status = ?, updated_at = ?, validated_at = ?"
@@ -293,6 +297,11 @@ class FireworksStore:
         return (
             None if r is None else FileRecord(r["filename"], r["size"], True, r["sha256"], r["md5"])
         )
+
+
+def _landed(db: sqlite3.Connection, uid: str) -> dict[str, str | None]:
+    rows = db.execute("SELECT filename, sha256, landed FROM files WHERE uid = ?", (uid,))
+    return {r["filename"]: r["sha256"] if r["landed"] else None for r in rows}
 
 
 def _model(row: sqlite3.Row) -> ModelRecord:
