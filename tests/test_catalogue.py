@@ -33,7 +33,7 @@ from reconciler.base.model import (
     RemoteFinetune,
 )
 from reconciler.plan.planner import Action, build
-from reconciler.providers import catalogues
+from reconciler.providers import catalogues, registry
 from reconciler.providers.base import Capabilities
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -41,7 +41,7 @@ SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"
 QWEN = "@cf/qwen/qwen2.5-coder-32b-instruct"
 OLD = "@hf/mistral/mistral-7b-instruct-v0.2"
 PLAIN = "@cf/meta/llama-3.1-8b-instruct-fast"
-LIMITS = Limits.published("cloudflare")
+LIMITS = Limits.from_data(registry.limits("cloudflare"))
 CAPS = {"cloudflare": Capabilities(False, False, False, False)}
 
 
