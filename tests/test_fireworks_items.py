@@ -111,6 +111,10 @@ def test_serve_is_absent_false_serverless_or_a_deployment(tmp_path: Path) -> Non
     assert build(tmp_path, serve=deployment)[0].fields["serve"] == deployment
     _, problems = build(tmp_path, serve="dedicated")
     assert "serve is false, serverless, or a deployment" in said(problems)
+    _, problems = build(tmp_path, serve="accounts/other/deployments/multi-lora")
+    assert "a deployment of account other; the adapter is loaded in its own account, acme" in (
+        said(problems)
+    )
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ class FireworksItems:
         account = account_id(context, ACCOUNT)
         folder, assets = adapter_assets(context, limit.required_files)
         description = item.get("description") or None
-        serve = _serve(context)
+        serve = _serve(context, account)
         desired = DesiredFinetune(
             name=context.name,
             provider=item["provider"],
@@ -93,19 +93,30 @@ def _limits(overrides: Mapping[str, Any] | None) -> checks.FireworksLimits:
         return checks.limits()
 
 
-def _serve(context: ItemContext) -> str | None:
-    """serve: absent or false (not served), `serverless`, or a deployment's resource name."""
+def _serve(context: ItemContext, account: str) -> str | None:
+    """serve: absent or false (not served), `serverless`, or a deployment's resource name in
+    the finetune's own account (a copy is loaded where its model is)."""
     value = context.item.get("serve")
+    key: Path_ = (*context.where, "serve")
     if value is None or value is False:
         return None
-    if value == SERVERLESS or (isinstance(value, str) and deployment_ref(value)):
-        return str(value)
-    context.problem(
-        (*context.where, "serve"),
-        f"finetune '{context.name}': serve is false, {SERVERLESS}, or a deployment "
-        "accounts/<account>/deployments/<id> with addons enabled",
-    )
-    return None
+    ref = deployment_ref(value) if isinstance(value, str) else None
+    if value == SERVERLESS:
+        return SERVERLESS
+    if ref is None:
+        context.problem(
+            key,
+            f"finetune '{context.name}': serve is false, {SERVERLESS}, or a deployment "
+            "accounts/<account>/deployments/<id> with addons enabled",
+        )
+        return None
+    if account and ref[0] != account:
+        context.problem(
+            key,
+            f"finetune '{context.name}': serve names a deployment of account {ref[0]}; the "
+            f"adapter is loaded in its own account, {account}",
+        )
+    return str(value)
 
 
 def _check_item(
