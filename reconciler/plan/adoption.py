@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from reconciler.base.diff import field_changes, project
-from reconciler.base.model import AssetDigest, DesiredFinetune, RemoteFinetune
+from reconciler.base.model import AssetDigest, DesiredFinetune, Pending, RemoteFinetune
 
 # How far the remote's clock may run behind ours: a finetune stamped this much before the
 # journal's timestamp still counts as made after it. Small, so that another party's finetune
@@ -28,6 +28,14 @@ CLOCK_SKEW = timedelta(seconds=5)
 def now() -> str:
     """The journal's timestamp: UTC, ISO 8601, milliseconds, as the Cloudflare API writes."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def journaled(pending: Pending | None, d: DesiredFinetune) -> Pending | None:
+    """The journal's operation, if it was sent to the account `d` is declared in: one sent
+    elsewhere (before the finetune moved) says nothing about what is found here."""
+    if pending is not None and (pending.provider, pending.account) == (d.provider, d.account):
+        return pending
+    return None
 
 
 def instant(text: object) -> datetime | None:

@@ -1,6 +1,6 @@
 """What a plan is made of: actions, the steps that carry them out, and the plan itself.
 
-Plain frozen records: plan.py builds them, apply.py carries them out, render/ shows them.
+Plain frozen records: plan.planner builds them, apply/ carries them out, render/ shows them.
 """
 
 from __future__ import annotations

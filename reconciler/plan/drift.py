@@ -40,6 +40,15 @@ def detect(
     ignore: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[Drift, ...]:
     """`ignore`: provider -> names or globs of finetunes made by hand and meant to stay."""
+    return (
+        *_of_finetunes(recorded, observed),
+        *_of_versions(recorded, observed),
+        *_unmanaged(recorded, observed, accounts, ignore or {}),
+    )
+
+
+def _of_finetunes(recorded: Recorded, observed: Observed) -> list[Drift]:
+    """Recorded finetunes gone, replaced by a stranger of their name, or changed."""
     found: list[Drift] = []
     for name, locked in sorted(recorded.finetunes.items()):
         remotes = observed.finetunes.get((locked.provider, locked.account))
@@ -70,8 +79,13 @@ def detect(
         if fields:
             changed = ", ".join(f.field for f in fields)
             found.append(_drift(DriftKind.CHANGED, locked, remote.id, f"{changed} changed", fields))
-    # earlier versions of versioned finetunes: retired, not unmanaged; drift only if they
-    # vanish or change
+    return found
+
+
+def _of_versions(recorded: Recorded, observed: Observed) -> list[Drift]:
+    """Earlier versions of versioned finetunes: retired, not unmanaged; drift only if they
+    vanish or change."""
+    found: list[Drift] = []
     for name, versions in sorted(recorded.versions.items()):
         for version, v in sorted(versions.items()):
             remotes = observed.finetunes.get((v.provider, v.account))
@@ -108,13 +122,24 @@ def detect(
                         fields,
                     )
                 )
+    return found
+
+
+def _unmanaged(
+    recorded: Recorded,
+    observed: Observed,
+    accounts: Mapping[str, tuple[str, ...]],
+    ignore: Mapping[str, tuple[str, ...]],
+) -> list[Drift]:
+    """In a managed account, recorded neither as a finetune nor as a version, nor ignored."""
     known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()} | {
         (v.provider, v.account, v.id) for vs in recorded.versions.values() for v in vs.values()
     }
+    found: list[Drift] = []
     for provider, account_ids in sorted(accounts.items()):
         for account in account_ids:
             for r in sorted(observed.finetunes.get((provider, account), ()), key=lambda r: r.name):
-                if any(fnmatchcase(r.name, p) for p in (ignore or {}).get(provider, ())):
+                if any(fnmatchcase(r.name, p) for p in ignore.get(provider, ())):
                     continue
                 if (provider, account, r.id) not in known:
                     found.append(
@@ -127,7 +152,7 @@ def detect(
                             "in the account but not in the lockfile",
                         )
                     )
-    return tuple(found)
+    return found
 
 
 def _drift(

@@ -1,0 +1,53 @@
+"""keep: N on a versioned finetune: which earlier versions are deleted. Pure, like plan.build."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.base.model import DesiredFinetune, LockedFinetune, LockedVersion, RemoteFinetune
+from reconciler.plan.changes import Action, Change, Step, StepKind
+from reconciler.providers.base import Capabilities
+
+
+def surplus(
+    d: DesiredFinetune,
+    current: LockedFinetune,
+    versions: Mapping[str, LockedVersion],
+    by_id: Mapping[str, RemoteFinetune],
+    caps: Capabilities,
+    change: Change,
+) -> list[Change]:
+    """keep: N deletes the versions beyond the N most recent, once the current one is ready
+    (create before destroy): never the current one, never one with prevent_destroy, never a
+    candidate an apply is still making current."""
+    if d.keep is None or not caps.can_delete or change.action is not Action.NOOP:
+        return []
+    remote = by_id.get(current.id)
+    if remote is None or not remote.ready:
+        return []  # the new one is not ready yet: the old ones stay until it is
+    # the N kept are the current one and the most recent that served (retired): a version
+    # whose checks failed never served, so it is never what keep keeps, nor a way back
+    served = sorted(
+        (v for v in versions.values() if v.state == "retired"),
+        key=lambda v: (v.created_at or "", v.version),
+        reverse=True,
+    )
+    failed = sorted((v for v in versions.values() if v.state == "failed"), key=lambda v: v.version)
+    doomed = [v for v in [*served[max(d.keep - 1, 0) :], *failed] if not v.prevent_destroy]
+    return [
+        Change(
+            d.name,
+            d.provider,
+            d.account,
+            Action.DELETE,
+            f"a version of {d.name} older than the {d.keep} kept (keep: {d.keep})"
+            if v.state == "retired"
+            else f"a version of {d.name} whose checks failed (keep: {d.keep} keeps only "
+            "versions that served)",
+            remote_id=v.id,
+            steps=(Step(StepKind.DELETE),),
+            version=v.version,
+            remote_name=v.remote_name,
+        )
+        for v in doomed
+    ]
