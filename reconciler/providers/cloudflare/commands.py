@@ -49,6 +49,7 @@ def public(
     sandbox: bool,
 ) -> None:
     """List the public finetunes Cloudflare offers (any check may use one as its lora)."""
+    from reconciler.providers.cloudflare.api import CloudflareProvider
     from reconciler.render import checks as render_checks
 
     with session(config_path, sandbox) as (env, providers, desired):
@@ -58,7 +59,7 @@ def public(
         if not account:
             raise PlanError("no Cloudflare account: pass --account or set CLOUDFLARE_ACCOUNT_ID")
         provider = providers.get(PROVIDER)
-        if provider is None:
+        if not isinstance(provider, CloudflareProvider):
             raise PlanError(f"{config_path} uses no Cloudflare finetunes")
         found = provider.list_public(account, order_by, page_size)
     click.echo(render_checks.public(found, fmt), nl=False)
