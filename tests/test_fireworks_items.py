@@ -45,7 +45,8 @@ def write_adapter(folder: Path, **config: Any) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"r": 8, "target_modules": ["q_proj", "v_proj"], **config}
     (folder / "adapter_config.json").write_text(json.dumps(settings))
-    (folder / "adapter_model.safetensors").write_bytes(weights())
+    rank = settings["r"] if isinstance(settings["r"], int) and settings["r"] > 0 else 8
+    (folder / "adapter_model.safetensors").write_bytes(weights(rank))
 
 
 def build(
@@ -156,6 +157,19 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
     (folder / "adapter_model.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0{}")
     _, problems = build(tmp_path)
     assert "adapter_model.safetensors: " in said(problems)
+
+
+def test_tensors_of_another_rank_than_the_configs_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "adapters/support"
+    write_adapter(folder)
+    (folder / "adapter_model.safetensors").write_bytes(weights(16))
+    _, problems = build(tmp_path)
+    assert [str(p).split(": ", 3)[-1] for p in problems] == [
+        "adapters/support/adapter_model.safetensors: 2 LoRA tensors (e.g. "
+        '"base_model.model.layers.0.self_attn.q_proj.lora_A.weight") have rank 16, but '
+        'adapter_config.json says "r": 8; Fireworks takes one rank for every module '
+        "(peftDetails.r): save the adapter again"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -189,6 +189,25 @@ def check_target_modules(config: Mapping[str, Any], limit: FireworksLimits) -> l
     return problems
 
 
+def check_weight_ranks(rank: int | None, ranks: Mapping[str, Any]) -> list[str]:
+    """The rank the LoRA tensors have must be the config's r: Fireworks is told one rank
+    (peftDetails.r) and loads the weights with it. `ranks` is the safetensors summary's
+    {"<rank>": [count, an example tensor]} (adapters/preflight.py); rank None: the config's
+    own check has said what is wrong with it."""
+    if rank is None:
+        return []
+    problems = []
+    for text, (count, example) in sorted(ranks.items(), key=lambda kv: int(kv[0])):
+        if int(text) != rank:
+            plural = "s" if count != 1 else ""
+            problems.append(
+                f"{count} LoRA tensor{plural} (e.g. {json.dumps(example)[:120]}) have rank "
+                f'{text}, but adapter_config.json says "r": {rank}; Fireworks takes one rank '
+                "for every module (peftDetails.r): save the adapter again"
+            )
+    return problems
+
+
 def check_config(raw: bytes, limit: FireworksLimits) -> list[str]:
     """Every problem of adapter_config.json's bytes for Fireworks; [] when it is fine."""
     config = parse_config(raw)

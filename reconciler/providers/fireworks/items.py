@@ -140,30 +140,42 @@ def _check_item(
 
 
 def _check_folder(context: ItemContext, folder: Path, limit: checks.FireworksLimits) -> None:
-    """The required files of a local adapter folder, its config against Fireworks' limits and
-    the safetensors header; each problem at the adapter's line."""
+    """The required files of a local adapter folder, its config against Fireworks' limits,
+    the safetensors header, and the tensors' rank against the config's; each problem at the
+    adapter's line."""
     key: Path_ = (*context.where, "adapter")
     label = f"finetune '{context.name}': {str(context.item['adapter']).rstrip('/')}"
     source = LocalSource(folder, context.cache)
+    rank: int | None = None
+    ranks: dict[str, Any] = {}
     for name in limit.required_files:
         size, unusable = source.entry(name)
+        messages: list[str] = []
         if unusable is not None or size == 0:
-            why = unusable or "is empty (0 bytes)"
+            messages = [unusable or "is empty (0 bytes)"]
             if not (folder / name).exists():
-                why = "not found in the adapter folder; Fireworks requires this exact name"
-            context.problem(key, f"{label}/{name}: {why}")
+                messages = ["not found in the adapter folder; Fireworks requires this exact name"]
         elif name == CONFIG:
-            for message in _config_problems(folder / name, limit):
-                context.problem(key, f"{label}/{name}: {message}")
+            messages, rank = _config_problems(folder / name, limit)
         elif name == WEIGHTS:
-            for message in source.weights(name)["problems"]:
-                context.problem(key, f"{label}/{name}: {message}")
+            summary = source.weights(name)
+            messages, ranks = list(summary["problems"]), dict(summary.get("ranks") or {})
+        context.problems.extend(
+            context.source.problem(key, f"{label}/{name}: {m}") for m in messages
+        )
+    for message in checks.check_weight_ranks(rank, ranks):
+        context.problem(key, f"{label}/{WEIGHTS}: {message}")
 
 
-def _config_problems(path: Path, limit: checks.FireworksLimits) -> list[str]:
+def _config_problems(path: Path, limit: checks.FireworksLimits) -> tuple[list[str], int | None]:
+    """adapter_config.json's problems, and its rank when the rank is usable."""
     try:
         with path.open("rb") as f:
             raw = f.read(checks.MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        return [f"cannot be read ({exc.strerror or exc})"]
-    return checks.check_config(raw, limit)
+        return [f"cannot be read ({exc.strerror or exc})"], None
+    problems = checks.check_config(raw, limit)
+    config = checks.parse_config(raw)
+    rank = config.get("r") if isinstance(config, dict) else None
+    usable = isinstance(rank, int) and not isinstance(rank, bool) and rank > 0
+    return problems, rank if usable else None
