@@ -120,7 +120,7 @@ def test_the_config_wins_over_the_catalogue() -> None:
 
 
 def test_deprecation_notes_tell_past_from_future() -> None:
-    assert deprecation_note(OLD, CATALOGUE, "2026-12-01") == (
+    assert deprecation_note(OLD, CATALOGUE, "2026-12-01", title="Cloudflare") == (
         f"base model {OLD} is deprecated since 2026-05-30 (planned_deprecation_date in the "
         "account's model catalogue (GET .../ai/models/search)): move the adapter to another "
         "LoRA-capable base before Cloudflare stops serving it"

@@ -118,7 +118,11 @@ def from_records(records: Any) -> dict[str, CatalogueModel] | None:
 
 
 def base_problem(
-    model: str, catalogue: Catalogue, declared: frozenset[str], quantized_hint: str
+    model: str,
+    catalogue: Catalogue,
+    declared: frozenset[str],
+    quantized_hint: str,
+    provider: str = "<provider>",
 ) -> str | None:
     """Why `model` cannot take an adapter, per the catalogue; None when it can. A model the
     config itself declares LoRA-capable (limits.lora_models) is taken at its word."""
@@ -130,7 +134,7 @@ def base_problem(
     capable = sorted(m for m, e in catalogue.models.items() if e.lora)
     override = (
         "If the provider has made it LoRA-capable since, add it under "
-        "providers.cloudflare.limits.lora_models (model: model_type) in the config"
+        f"providers.{provider}.limits.lora_models (model: model_type) in the config"
     )
     if entry is None:
         near = difflib.get_close_matches(model, list(catalogue.models), n=1, cutoff=0.8)
@@ -151,6 +155,7 @@ def deprecation_note(
     catalogue: Catalogue,
     today: str | None,
     snapshot: Mapping[str, str] | None = None,
+    title: str = "the provider",
 ) -> str | None:
     """A warning for a base model with a planned deprecation date; None without one. A model
     the catalogue no longer lists (the search leaves a model out some months after its date)
@@ -172,7 +177,7 @@ def deprecation_note(
     if today is not None and date <= today:
         return (
             f"base model {model} is deprecated since {date} ({where}): move the adapter to "
-            "another LoRA-capable base before Cloudflare stops serving it"
+            f"another LoRA-capable base before {title} stops serving it"
         )
     return (
         f"base model {model} will be deprecated on {date} ({where}): plan a move to another "

@@ -63,6 +63,8 @@ class Limits:
     # the snapshot's planned deprecation dates, for when the live catalogue cannot be read
     deprecations: Mapping[str, str] = field(default_factory=dict)
     snapshot_date: str = "?"
+    provider: str = "<provider>"  # the config's name for it: providers.<provider>.limits
+    title: str = "the provider"  # how messages name the one who documents these limits
 
     @classmethod
     def from_data(
@@ -90,6 +92,8 @@ class Limits:
             declared_models=frozenset(declared),
             deprecations=dict(data.get("planned_deprecations") or {}),
             snapshot_date=str(data.get("snapshot_date", "?")),
+            provider=str(data.get("provider", "<provider>")),
+            title=str(data.get("title", "the provider")),
         )
         strays = sorted(
             m for m, t in models.items() if t is not None and t not in limits.supported_model_types

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from fnmatch import fnmatchcase
-from typing import Any
 
 from reconciler.adapters.catalogue import Catalogue, base_problem, deprecation_note
-from reconciler.adapters.preflight import quantized_hint
+from reconciler.adapters.preflight import Limits, quantized_hint
 from reconciler.base.errors import PlanError
 from reconciler.base.model import Desired, DesiredFinetune, Digests, Observed, Recorded
 from reconciler.plan.changes import (
@@ -160,26 +159,32 @@ def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[st
 
 
 def _base_model(
-    change: Change, d: DesiredFinetune, catalogue: Catalogue, limits: Any, today: str | None
+    change: Change,
+    d: DesiredFinetune,
+    catalogue: Catalogue,
+    limits: Limits | None,
+    today: str | None,
 ) -> Change:
     """The base model against the account's catalogue: a create on a base that takes no
     adapter is blocked before anything is sent; a deprecation is a warning on every plan."""
     notes = list(change.warnings)
     if change.action in (Action.CREATE, Action.UPLOAD):
-        declared: frozenset[str] = getattr(limits, "declared_models", frozenset())
-        problem = base_problem(d.model, catalogue, declared, quantized_hint(d.model))
+        declared = limits.declared_models if limits is not None else frozenset()
+        provider = limits.provider if limits is not None else d.provider
+        problem = base_problem(d.model, catalogue, declared, quantized_hint(d.model), provider)
         if problem is not None and change.action is Action.CREATE:
             return replace(
                 change, action=Action.BLOCKED, reason=problem, steps=(), fields=(), assets=()
             )
-        families = getattr(limits, "lora_models", {})
-        if problem is None and families.get(d.model) is None:
+        if problem is None and limits is not None and limits.lora_models.get(d.model) is None:
             notes.append(
-                f"Cloudflare documents no adapter model_type for {d.model}, so the adapter's "
-                "model_type could not be checked against it (any of "
-                f"{', '.join(getattr(limits, 'supported_model_types', ()))} is accepted)"
+                f"{limits.title} documents no adapter model_type for {d.model}, so the "
+                "adapter's model_type could not be checked against it (any of "
+                f"{', '.join(limits.supported_model_types)} is accepted)"
             )
-    note = deprecation_note(d.model, catalogue, today, getattr(limits, "deprecations", {}))
+    snapshot = limits.deprecations if limits is not None else {}
+    title = limits.title if limits is not None else "the provider"
+    note = deprecation_note(d.model, catalogue, today, snapshot, title)
     if note is not None:
         notes.append(note)
     return replace(change, warnings=tuple(notes)) if notes != list(change.warnings) else change
