@@ -14,8 +14,8 @@ import pytest
 from sandbox_clients import client_for
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID
-from reconciler.sandbox.cloudflare.inference import SENTENCES, keywords
 from reconciler.sandbox.cloudflare.store import SandboxLimits
+from reconciler.sandbox.common.answers import SENTENCES, keywords
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.sandbox.cloudflare.inference import SENTENCES, keywords
+from reconciler.sandbox.common.answers import SENTENCES, keywords
 from reconciler.sandbox.vllm.wire import error, field_errors, validation_error
 
 NONE = type(None)
