@@ -22,14 +22,14 @@ take the same flat shape with their own code (sandbox choice: one shape for the 
 The answer
 ==========
 
-As the Cloudflare sandbox's (cloudflare/inference.py, whose keyword rule and sentences it
-reuses): `[LABEL] Thanks for asking about TOPICS. SENTENCE SENTENCE [ref XXXXXXXX]`, where
+As the Cloudflare sandbox's (cloudflare/inference.py; its keyword rule and sentences are copied
+in words.py): `[LABEL] Thanks for asking about TOPICS. SENTENCE SENTENCE [ref XXXXXXXX]`, where
 LABEL is the adapter's model id (or the base's id), TOPICS the keywords of the last `user`
 message, and the sentences and ref are picked by a SHA-256 of what serves (the base's name, or
 the adapter's name and the sha256 of each of its files) and every message. `max_tokens` (or
-`max_completion_tokens`; default 256) counts words: a longer answer is cut, with
-`finish_reason: "length"`. Sampling parameters are accepted and ignored; `stream: true` is
-refused (the sandbox does not stream); other keys are ignored.
+`max_completion_tokens`; default 256) counts words: a longer answer is cut, with `finish_reason:
+"length"`. Sampling parameters are accepted and ignored; `stream: true` is refused (the sandbox
+does not stream); other keys are ignored.
 """
 
 from __future__ import annotations
@@ -37,16 +37,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.sandbox.cloudflare.inference import SENTENCES, keywords
 from reconciler.sandbox.fireworks.errors import FireworksError
 from reconciler.sandbox.fireworks.fields import integer
 from reconciler.sandbox.fireworks.names import CATALOGUE_ACCOUNT, parse_deployment, parse_model
 from reconciler.sandbox.fireworks.service import Service
 from reconciler.sandbox.fireworks.views import deployed_state, deployment_state
+from reconciler.sandbox.fireworks.words import SENTENCES, join, keywords
 
 DEFAULT_MAX_TOKENS = 256
 NOT_FOUND_MESSAGE = "Model not found, inaccessible, and/or not deployed"
@@ -158,19 +157,13 @@ def resolve(service: Service, model: str, now: float) -> Target:
     return Target(model_id, (name, *digests))
 
 
-def _join(words: Sequence[str]) -> str:
-    if len(words) < 2:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
 def answer(chat: Chat, target: Target, now: float) -> dict[str, Any]:
     # The model string is not hashed: `m` and `m#deployment` reach the same copy.
     material = {"served": list(target.identity), "messages": chat.messages}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).digest()
     users = [text for role, text in chat.messages if role == "user"]
     topics = keywords(users[-1] if users else chat.messages[-1][1])
-    opening = f"Thanks for asking about {_join(topics)}." if topics else "Thanks for your message."
+    opening = f"Thanks for asking about {join(topics)}." if topics else "Thanks for your message."
     first = digest[0] % len(SENTENCES)
     second = (first + 1 + digest[1] % (len(SENTENCES) - 1)) % len(SENTENCES)
     ref = digest.hex()[:8]
