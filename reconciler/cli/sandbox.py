@@ -23,7 +23,42 @@ C = TypeVar("C", bound=Command)
 # parameter's name (`--vllm-replicas 3` -> {"vllm_replicas": 3}); a flag left unset (None) is
 # left out, so the mount's own default applies. A new one is one line here, e.g.
 #   click.option("--vllm-replicas", type=click.IntRange(min=1), help="..."),
-MOUNT_OPTIONS: tuple[Callable[[Command], Command], ...] = ()
+MOUNT_OPTIONS: tuple[Callable[[Command], Command], ...] = (
+    click.option(
+        "--vllm-replicas",
+        type=click.IntRange(1, 64),
+        help="How many emulated vLLM servers to serve at /vllm/<i> (default 2).",
+    ),
+    click.option(
+        "--vllm-api-key",
+        help="The key every emulated vLLM server requires, as vLLM's --api-key (default: none).",
+    ),
+    click.option(
+        "--vllm-model",
+        help="The base model the emulated vLLM servers serve "
+        "(default meta-llama/Llama-3.1-8B-Instruct).",
+    ),
+    click.option(
+        "--vllm-max-lora-rank",
+        type=int,
+        help="The emulated servers' --max-lora-rank: a larger rank is refused (default 16).",
+    ),
+    click.option(
+        "--vllm-max-loras",
+        type=click.IntRange(min=1),
+        help="The emulated servers' --max-loras: adapters held in memory at once (default 1).",
+    ),
+    click.option(
+        "--vllm-max-model-len",
+        type=click.IntRange(min=1),
+        help="The context length the emulated servers report (default 131072).",
+    ),
+    click.option(
+        "--vllm-load-latency",
+        metavar="SECONDS[,SECONDS...]",
+        help="Seconds each load_lora_adapter takes, for all servers or one per server.",
+    ),
+)
 
 
 def mount_options(command: C) -> C:
@@ -95,8 +130,9 @@ def sandbox(
     catalogue_file: Path | None,
     **mount_flags: Any,
 ) -> None:
-    """Run the local emulator of the Cloudflare and Cohere APIs (and of the Hugging Face Hub,
-    at /hf) until interrupted; `sandbox hf-push` fills its Hub."""
+    """Run the local emulator of every API reconciler speaks until interrupted: Cloudflare,
+    Cohere, Fireworks, a fleet of vLLM servers, and the Hugging Face Hub at /hf (`sandbox
+    hf-push` fills it)."""
     if ctx.invoked_subcommand is not None:
         return
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
@@ -141,6 +177,8 @@ def sandbox(
             catalogue=catalogue,
             options={name: value for name, value in mount_flags.items() if value is not None},
         )
+    except ValueError as exc:  # a mount refused its options (it names the option, not a key)
+        raise click.UsageError(str(exc).replace("vllm_", "--vllm-", 1).replace("_", "-")) from None
     except OSError as exc:
         raise ReconcilerError(
             f"the sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; "

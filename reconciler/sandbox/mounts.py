@@ -15,12 +15,11 @@ from reconciler.sandbox.common.mount import MountContext, Mounted
 
 MountFactory = Callable[[MountContext], Mounted]
 
-# The fireworks and vllm mounts are added here by the lead once their packages
-# (sandbox/fireworks, sandbox/vllm) land.
 MOUNTS: tuple[str, ...] = (
     "reconciler.sandbox.cloudflare.mount:mount",
     "reconciler.sandbox.cohere.mount:mount",
     "reconciler.sandbox.hub.mount:mount",
+    "reconciler.sandbox.vllm.mount:mount",
 )
 
 

@@ -67,6 +67,14 @@ def _close(environ: WSGIEnvironment, why: str) -> Iterable[bytes]:
 
 class VllmFleet:
     prefix = PREFIX
+    title = "vLLM fleet"
+
+    def fault_body(self, status: int) -> Any:
+        """An injected error in vLLM's ErrorResponse shape (wire.error)."""
+        kind = "BadRequestError" if status < 500 else "InternalServerError"
+        return {
+            "error": {"message": "injected fault", "type": kind, "param": None, "code": status}
+        }
 
     def __init__(self, options: FleetOptions, tokens: Tokens, context: MountContext) -> None:
         self.options = options
