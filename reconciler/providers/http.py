@@ -28,6 +28,9 @@ log = logging.getLogger("reconciler.http")
 
 # (response JSON) -> the remote's error text, e.g. "Authentication error [code: 10000]"
 ErrorParser = Callable[[Any], str]
+# (response JSON) -> what an answer of a good status says that makes it a failure all the same,
+# e.g. "success: false" (Cloudflare's envelope), or None where it says nothing of the kind
+FailureParser = Callable[[Any], "str | None"]
 
 TIMEOUTS = {"connect": 10.0, "read": 60.0, "write": 300.0, "pool": 10.0}
 MAX_REMOTE_TEXT = 500  # characters of a remote error message shown in ours
@@ -48,6 +51,7 @@ class Api:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         verify: bool = True,
+        failed: FailureParser | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # endpoint_from_env has refused these already; an Api made some other way is held to
@@ -61,6 +65,7 @@ class Api:
         self._token_variable = token_variable
         self._url_variable = url_variable
         self._parse_error = parse_error
+        self._failed = failed
         self._settings: dict[str, Any] = {
             "base_url": self.base_url,
             "headers": {"Authorization": f"Bearer {token}", "User-Agent": "reconciler"},
@@ -82,6 +87,7 @@ class Api:
         url_variable: str,
         parse_error: ErrorParser,
         transport: httpx.BaseTransport | None = None,
+        failed: FailureParser | None = None,
     ) -> Api:
         return cls(
             base_url=endpoint.base_url,
@@ -91,6 +97,7 @@ class Api:
             parse_error=parse_error,
             transport=transport,
             verify=endpoint.verify_tls,
+            failed=failed,
         )
 
     def __repr__(self) -> str:
@@ -263,16 +270,17 @@ class Api:
         )
         self._sleep(delay)
 
-    def _error_text(self, body: Any, response: httpx.Response) -> str:
+    def _error_text(self, body: Any, response: httpx.Response, otherwise: str = "") -> str:
         """The remote's error text as one visible line: an API may echo the request (the
         token) or carry line breaks and escapes into our message."""
+        otherwise = otherwise or f"HTTP {response.status_code}"
         if body is _NOT_JSON:
-            return f"HTTP {response.status_code}"
+            return otherwise
         try:
             text = str(self._parse_error(body) or "")
         except Exception:  # an envelope of an unexpected shape: say less, not crash
             text = ""
-        return self._clean(text) or f"HTTP {response.status_code}"
+        return self._clean(text) or otherwise
 
     def _clean(self, text: str) -> str:
         text = visible(redact(text, self._secrets))
@@ -292,6 +300,7 @@ class Api:
                 f"not the API's JSON; is {self._url_variable} right?"
             )
         if response.status_code in ok:
+            self._refuse_failure(what, response, body)
             return body
         remote = self._error_text(body, response)
         if response.status_code in (401, 403):
@@ -300,6 +309,16 @@ class Api:
                 f"Check {self._token_variable} (it needs the right permissions for this account)"
             )
         raise ProviderError(f"{what}: HTTP {response.status_code}: {remote}")
+
+    def _refuse_failure(self, what: str, response: httpx.Response, body: Any) -> None:
+        """An answer of a good status whose body says the call failed is a failure: read as a
+        success, an empty `result` beside `success: false` would be an empty account."""
+        failure = self._failed(body) if self._failed is not None else None
+        if failure is not None:
+            remote = self._error_text(body, response, "no error given")
+            raise ProviderError(
+                f"{what}: the API answered HTTP {response.status_code} with {failure}: {remote}"
+            )
 
 
 _NOT_JSON = object()

@@ -6,6 +6,7 @@ cannot update, delete or replace anything, and its list says nothing about asset
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from reconciler.adapters.assets import HashingReader
 from reconciler.adapters.catalogue import CatalogueModel, parse_models
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from reconciler.base.untrusted import visible
 from reconciler.providers import endpoint as endpoints
 from reconciler.providers.base import Capabilities, History, Progress
 from reconciler.providers.cloudflare.env import TOKEN_ENV, URL_ENV
@@ -50,6 +52,16 @@ def _error_text(body: Any) -> str:
     )
 
 
+def _failure(body: Any) -> str | None:
+    """Whether an answer says it failed: every Cloudflare answer is an envelope whose `success`
+    is true when the call did what was asked, whatever the HTTP status."""
+    if not isinstance(body, dict) or "success" not in body:
+        return "an answer that is not a Cloudflare API envelope (no success: true)"
+    if body["success"] is True:
+        return None
+    return "success: " + visible(json.dumps(body["success"])[:40])
+
+
 class CloudflareProvider:
     name = "cloudflare"
     capabilities = Capabilities(
@@ -58,7 +70,9 @@ class CloudflareProvider:
 
     def __init__(self, endpoint: Endpoint, transport: Any = None) -> None:
         self.endpoint = endpoint.label
-        self._api = Api.for_endpoint(endpoint, TOKEN_ENV, URL_ENV, _error_text, transport)
+        self._api = Api.for_endpoint(
+            endpoint, TOKEN_ENV, URL_ENV, _error_text, transport, failed=_failure
+        )
 
     def close(self) -> None:
         self._api.close()
