@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 FINETUNES = f"/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/ai/finetunes"
 COHERE_MODELS = "/v1/finetuning/finetuned-models"
 HUB_INFO = "/hf/api/models/acme/absent"
-SERVED = "No emulated API at this path; the sandbox serves /client/v4, /hf, /v1, /vllm"
+SERVED = "No emulated API at this path; the sandbox serves /client/v4, /fireworks, /hf, /v1, /vllm"
 HERE = Path(__file__).stem
 
 
@@ -155,6 +155,7 @@ def test_url_for_and_the_endpoints_of_the_mounts(sb: SandboxServer) -> None:
         ("Cloudflare API", sb.cloudflare_base_url),
         ("Cohere API", sb.cohere_base_url),
         ("Hub", sb.hub_url),
+        ("Fireworks AI API", sb.url + "/fireworks"),
         ("vLLM fleet", sb.url + "/vllm"),
     ]
 
@@ -164,7 +165,7 @@ def test_mounts_exist_only_while_serving(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         _ = server.mounts
     with server:
-        assert [m.prefix for m in server.mounts] == ["/client/v4", "/v1", "/hf", "/vllm"]
+        assert [m.prefix for m in server.mounts] == ["/client/v4", "/v1", "/hf", "/fireworks", "/vllm"]
 
 
 def test_an_option_of_the_wrong_type_fails_at_start(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ MOUNTS: tuple[str, ...] = (
     "reconciler.sandbox.cloudflare.mount:mount",
     "reconciler.sandbox.cohere.mount:mount",
     "reconciler.sandbox.hub.mount:mount",
+    "reconciler.sandbox.fireworks.mount:mount",
     "reconciler.sandbox.vllm.mount:mount",
 )
 

@@ -46,11 +46,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.sandbox.common.answers import SENTENCES, keywords
+from reconciler.sandbox.common.answers import SENTENCES, join, keywords
 
 # Which models exist and which take a `lora` is the catalogue's to say (catalogue.py), as on
 # the real API; this module only shapes the answer.
@@ -249,12 +249,6 @@ def parse_input(body: Mapping[str, Any]) -> RunInput:
     return RunInput(prompt, messages, lora, max_tokens, stream)
 
 
-def _join(words: Sequence[str]) -> str:
-    if len(words) < 2:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
 def fingerprint(model: str, adapter: Adapter | None, run: RunInput) -> bytes:
     identity = None if adapter is None else [adapter.name, *adapter.digests]
     material = {"model": model, "adapter": identity, "input": run.canonical()}
@@ -270,7 +264,7 @@ def answer(model: str, adapter: Adapter | None, run: RunInput) -> dict[str, obje
     digest = fingerprint(model, adapter, run)
     label = adapter.name if adapter is not None else model_label(model)
     topics = keywords(run.text)
-    opening = f"Thanks for asking about {_join(topics)}." if topics else "Thanks for your message."
+    opening = f"Thanks for asking about {join(topics)}." if topics else "Thanks for your message."
     first = digest[0] % len(SENTENCES)
     second = (first + 1 + digest[1] % (len(SENTENCES) - 1)) % len(SENTENCES)
     text = f"[{label}] {opening} {SENTENCES[first]} {SENTENCES[second]} [ref {digest.hex()[:8]}]"

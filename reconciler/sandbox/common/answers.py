@@ -4,6 +4,7 @@ stock sentences an answer is built from (see sandbox/cloudflare/inference.py for
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 MAX_KEYWORDS = 6
 
@@ -52,3 +53,10 @@ def keywords(text: str) -> list[str]:
         if len(found) == MAX_KEYWORDS:
             break
     return found
+
+
+def join(words: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]

@@ -40,12 +40,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.sandbox.common.answers import SENTENCES, join, keywords
 from reconciler.sandbox.fireworks.errors import FireworksError
 from reconciler.sandbox.fireworks.fields import integer
 from reconciler.sandbox.fireworks.names import CATALOGUE_ACCOUNT, parse_deployment, parse_model
 from reconciler.sandbox.fireworks.service import Service
 from reconciler.sandbox.fireworks.views import deployed_state, deployment_state
-from reconciler.sandbox.fireworks.words import SENTENCES, join, keywords
 
 DEFAULT_MAX_TOKENS = 256
 NOT_FOUND_MESSAGE = "Model not found, inaccessible, and/or not deployed"

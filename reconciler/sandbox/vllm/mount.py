@@ -72,14 +72,15 @@ class VllmFleet:
     def fault_body(self, status: int) -> Any:
         """An injected error in vLLM's ErrorResponse shape (wire.error)."""
         kind = "BadRequestError" if status < 500 else "InternalServerError"
-        return {
-            "error": {"message": "injected fault", "type": kind, "param": None, "code": status}
-        }
+        return {"error": {"message": "injected fault", "type": kind, "param": None, "code": status}}
 
     def __init__(self, options: FleetOptions, tokens: Tokens, context: MountContext) -> None:
         self.options = options
         self.tokens = tokens
-        self.replicas = [Replica(i, options) for i in range(options.replicas)]
+        state = context.data_dir / "vllm"
+        self.replicas = [
+            Replica(i, options, state / f"replica-{i}.json") for i in range(options.replicas)
+        ]
         self._apis = [ReplicaApi(r, options, context.clock) for r in self.replicas]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

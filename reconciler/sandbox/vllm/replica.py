@@ -1,6 +1,8 @@
 """One vLLM server of the fleet: which adapters it has loaded, and which of those its engine
-holds in memory. In memory only, like a real server's: a restart (the sandbox's own, or one of
-the sandbox process) forgets every adapter.
+holds in memory. A restart (`_sandbox/restart`) forgets every adapter, as a real server's does.
+The names it has loaded are also kept in the sandbox's state folder (sandbox choice): stopping
+and starting the sandbox, as every `--sandbox` command does, is not a restart of its servers,
+just as its Cloudflare and Cohere state outlives the process.
 
 Two registries, as in vLLM:
 
@@ -19,10 +21,14 @@ other while loads of different names overlap, sleeping their latency side by sid
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from reconciler.sandbox.vllm.adapter_files import (
     AdapterFiles,
@@ -61,8 +67,9 @@ def load_failure(exc: AdapterNotFound | AdapterRefused) -> WireError:
 
 
 class Replica:
-    def __init__(self, index: int, options: FleetOptions) -> None:
+    def __init__(self, index: int, options: FleetOptions, state: Path | None = None) -> None:
         self.index = index
+        self._state = state  # where its loaded names are kept, if anywhere
         self.options = options
         self.latency = options.latency(index)
         self._lock = threading.Lock()
@@ -72,6 +79,32 @@ class Replica:
         self._ids = 0
         self._generation = 0
         self.down: str | None = None  # None when up, else how it is down (mount.py)
+        self._recall()
+
+    def _recall(self) -> None:
+        """The names loaded before the sandbox last stopped (re-read from their folders at
+        their first request, as after an eviction). A state file that is not the sandbox's
+        own is ignored: the replica starts empty, as after a restart."""
+        if self._state is None or not self._state.is_file():
+            return
+        try:
+            rows = json.loads(self._state.read_text("utf-8"))
+            adapters = [Adapter(str(r["name"]), str(r["path"]), int(r["int_id"])) for r in rows]
+        except (OSError, ValueError, TypeError, KeyError):
+            return
+        self._adapters = {a.name: a for a in adapters}
+        self._ids = max((a.int_id for a in adapters), default=0)
+
+    def _keep(self) -> None:
+        """Write the loaded names to the state file (lock held), atomically."""
+        if self._state is None:
+            return
+        self._state.parent.mkdir(parents=True, exist_ok=True)
+        rows = [asdict(a) for a in self._adapters.values()]
+        fd, temp = tempfile.mkstemp(dir=self._state.parent, prefix=".replica-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(rows, f)
+        os.replace(temp, self._state)
 
     def _name_lock(self, name: str) -> threading.Lock:
         with self._lock:
@@ -120,6 +153,7 @@ class Replica:
                 assert files is not None
                 self._adapters[name] = Adapter(name, path, int_id)
                 self._remember(int_id, files)
+                self._keep()
         return f"Success: LoRA adapter '{name}' added successfully."
 
     def unload(self, name: str) -> str:
@@ -131,6 +165,7 @@ class Replica:
                 raise error(404, "NotFoundError", f"The lora adapter '{name}' cannot be found.")
             # vLLM only forgets the name: the engine's cached copy ages out of its LRU.
             del self._adapters[name]
+            self._keep()
         return f"Success: LoRA adapter '{name}' removed successfully."
 
     def adapters(self) -> list[Adapter]:
@@ -167,3 +202,4 @@ class Replica:
             self._ids = 0
             self._generation += 1
             self.down = None
+            self._keep()
