@@ -1,19 +1,30 @@
 """Strings from outside (an API's answers, a lockfile, the environment) made safe to show.
 
-A remote finetune's name or description can carry a line break, an ANSI escape or a bidi
-control: printed as they are, they start a new line of a plan (a second summary line in a
-pull-request comment), recolour a terminal or reorder what a reviewer reads. Every view shows
-such characters as visible escapes instead; nothing else about the text changes.
+A remote finetune's name or description, a model's answer or a catalogue entry can carry a
+line break, a terminal escape (CSI, an OSC 52 clipboard write, an OSC 8 link, their 8-bit C1
+forms) or a bidi control: printed as they are, they start a new line of a plan (a second
+summary line in a pull-request comment), recolour or clear a terminal, write the clipboard,
+hide a link, or reorder what a reviewer reads. Every view shows such characters as visible
+escapes instead (`visible`, `quoted`, and `json_safe` for JSON); nothing else about the text
+changes. The rule is one for every format: escape every character of the categories below,
+and the few others that draw nothing; never rely on a terminal library's stripping (click
+strips CSI off a terminal, not OSC, and nothing on one).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
-# control (C0, DEL, C1), format (bidi controls, zero-width characters), line and paragraph
-# separators, and lone surrogates (which no terminal can print)
+# control (C0, DEL, C1), format (bidi controls U+202A-202E and U+2066-2069, zero-width
+# characters, tags), line and paragraph separators, and lone surrogates (which no terminal can
+# print)
 HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# letters and marks that draw nothing, so that two names that read the same differ: the
+# combining grapheme joiner, the Hangul and Khmer fillers, the variation selectors supplement
+# (U+FE00-FE0F stay: they pick an emoji's or a glyph's look, and emoji carry them)
+INVISIBLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\U000e0100-\U000e01ef]")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -27,13 +38,18 @@ def _escape(ch: str) -> str:
 
 
 def is_hidden(ch: str) -> bool:
-    return unicodedata.category(ch) in HIDDEN
+    return unicodedata.category(ch) in HIDDEN or INVISIBLE.match(ch) is not None
+
+
+def _plain(text: str) -> bool:
+    """Nothing to escape: the common case (isprintable is stricter than HIDDEN)."""
+    return text.isprintable() and INVISIBLE.search(text) is None
 
 
 def visible(text: str, *, keep_newlines: bool = False) -> str:
     """`text` with every control, format or separator character written as an escape
     (\\n, \\x1b, \\u202e): one line, shown as it is stored."""
-    if text.isprintable():  # the common case: nothing to do (isprintable is stricter)
+    if _plain(text):
         return text
     return "".join(
         ch if (keep_newlines and ch == "\n") or not is_hidden(ch) else _escape(ch) for ch in text
@@ -49,7 +65,7 @@ def json_safe(document: str) -> str:
     """A JSON document with hidden characters inside its strings written as \\u escapes:
     the same data for a parser, nothing a terminal acts on. (Outside strings a JSON document
     holds only whitespace, which json.dumps writes as plain spaces and newlines.)"""
-    if document.isprintable():
+    if _plain(document):
         return document
     return "".join(ch if ch in "\n" or not is_hidden(ch) else _json_escape(ch) for ch in document)
 
