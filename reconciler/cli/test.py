@@ -31,6 +31,7 @@ def test_(
     Each check sends its prompt or messages to the finetune's base model with the finetune as
     the LoRA; exit 1 if any check fails.
     """
+    from reconciler.base.untrusted import visible
     from reconciler.project import Project
     from reconciler.state import lockfile
     from reconciler.workflow.session import as_called, base_model_notes
@@ -44,8 +45,8 @@ def test_(
         names = tuple(d.name for d in desired if d.checks)
         if names:
             notes = base_model_notes(s, names, refresh_catalogue)
-            for note in notes:
-                click.echo(f"Warning: {note}", err=True)
+            for note in notes:  # they quote the accounts' model catalogues
+                click.echo(f"Warning: {visible(note)}", err=True)
         recorded = lockfile.read_lock(s.project.lockfile)
         run_checks(as_called(desired, recorded), s.providers)
 

@@ -1,21 +1,37 @@
-"""Tables for people: smoke-test results, public finetunes, an account's finetunes."""
+"""Tables for people: smoke-test results, public finetunes, an account's finetunes.
+
+Every cell may come from outside (a model's answer, a public finetune's name, a catalogue):
+each is one visible line (base.untrusted), escaped before it is measured, cut or coloured.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import click
 
 from reconciler.apply.checks import CheckResult
 from reconciler.base.model import RemoteFinetune
+from reconciler.base.untrusted import json_safe, visible
 
 MAX_CELL = 60
+_BLANKS = re.compile(r"[ \t\r\n]+")
+ANSWER = "    answer: "
 
 
 def _cell(text: str) -> str:
-    text = " ".join(text.split())
+    # a run of spaces, tabs and line breaks reads as one space in a cell; any other hidden
+    # character (a vertical tab, NEL, U+2028 as much as an escape) is written out
+    text = visible(_BLANKS.sub(" ", text).strip(" "))
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _whole(text: str, indent: int) -> str:
+    """`text` uncut, its lines kept but each after the first indented under the first, so
+    that nothing in it passes for a line of ours; every other hidden character escaped."""
+    return visible(text, keep_newlines=True).replace("\n", "\n" + " " * indent)
 
 
 Paint = Callable[[int, str], str]  # (column, padded cell) -> the cell as shown
@@ -60,9 +76,9 @@ def results(found: Sequence[CheckResult], color: bool = False) -> str:
     if failures:  # the table cuts long cells; here nothing is cut
         body += "\nFailures:\n"
         for r in failures:
-            body += f"  {r.finetune} / {r.check}: {r.detail}\n"
+            body += f"  {visible(r.finetune)} / {visible(r.check)}: {_whole(r.detail, 4)}\n"
             if r.response:
-                body += f"    answer: {r.response}\n"
+                body += f"{ANSWER}{_whole(r.response, len(ANSWER))}\n"
     tally = f"{passed} passed, {len(found) - passed} failed"
     if color:
         tally = click.style(tally, fg="red" if failures else "green", bold=True)
@@ -83,7 +99,7 @@ def public(found: Sequence[RemoteFinetune], fmt: str) -> str:
             }
             for f in found
         ]
-        return json.dumps(data, indent=2) + "\n"
+        return json_safe(json.dumps(data, indent=2)) + "\n"
     rows = [[f.name, f.model, f.description or "", f.created_at or ""] for f in found]
     return (
         table(["name", "model", "description", "created"], rows)
