@@ -47,7 +47,8 @@ def _digest(d: AssetDigest | None) -> str:
     if d is None:
         return "(none)"
     origin = f" from {visible(source_label(d.source))}" if d.source else ""
-    return f"{d.short}… ({human_size(d.size)}){origin}"
+    # a digest may come from a Hub's or a lockfile's say-so: shown escaped like any remote text
+    return f"{visible(d.short)}… ({human_size(d.size)}){origin}"
 
 
 def _value(v: object) -> str:
