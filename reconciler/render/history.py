@@ -6,6 +6,7 @@ What the account and the lockfile say is shown through untrusted.visible: one li
 from __future__ import annotations
 
 import json
+import math
 
 from reconciler.base.model import LockedFinetune, RemoteFinetune
 from reconciler.base.untrusted import visible
@@ -55,7 +56,10 @@ def _loss_key(metrics: tuple[StepMetric, ...]) -> str:
 
 def chart(metrics: tuple[StepMetric, ...], key: str) -> list[str]:
     """A small text chart of one metric over the training steps."""
-    points = [(m.step, m.metrics[key]) for m in metrics if key in m.metrics]
+    # an account may report a step's value as NaN or infinite: no point of the chart
+    points = [
+        (m.step, m.metrics[key]) for m in metrics if math.isfinite(m.metrics.get(key, math.nan))
+    ]
     key = visible(key)  # a metric's name, as the account reports it
     if not points:
         return [f"no {key} recorded"]
