@@ -16,6 +16,7 @@ import math
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,24 +148,39 @@ def catalogue() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def liar(monkeypatch: pytest.MonkeyPatch) -> Iterator[Liar]:
+@contextmanager
+def lying() -> Iterator[Liar]:
+    """A Liar serving on 127.0.0.1 in a thread of this process."""
     app = Liar()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", CANARY_TOKEN)
-    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
     app.base_url = f"http://127.0.0.1:{server.port}/client/v4"
-    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", app.base_url)
-    monkeypatch.setenv("RECONCILER_HTTP_ATTEMPTS", "1")
-    monkeypatch.delenv("NO_COLOR", raising=False)
     try:
         yield app
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def pointed_at(app: Liar) -> dict[str, str]:
+    """The environment a user sets to point reconciler at an API: here, the liar."""
+    return {
+        "CLOUDFLARE_API_TOKEN": CANARY_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "CLOUDFLARE_API_BASE_URL": app.base_url,
+        "RECONCILER_HTTP_ATTEMPTS": "1",
+    }
+
+
+@pytest.fixture
+def liar(monkeypatch: pytest.MonkeyPatch) -> Iterator[Liar]:
+    with lying() as app:
+        for variable, value in pointed_at(app).items():
+            monkeypatch.setenv(variable, value)
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        yield app
 
 
 MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
