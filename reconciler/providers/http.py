@@ -7,8 +7,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from json import detect_encoding
 from typing import TYPE_CHECKING, Any
 
+from reconciler.base import strictjson
 from reconciler.base.credentials import redact, token_problem, url_problem
 from reconciler.base.errors import (
     AuthError,
@@ -34,6 +36,11 @@ FailureParser = Callable[[Any], "str | None"]
 
 TIMEOUTS = {"connect": 10.0, "read": 60.0, "write": 300.0, "pool": 10.0}
 MAX_REMOTE_TEXT = 500  # characters of a remote error message shown in ours
+# An answer's body, once decoded: a list of 10,000 finetunes is about 3 MB
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# From an answer's head to its last byte: no API's answer takes that long, a trickle of a byte
+# a second does (the read timeout bounds only the wait for each piece)
+MAX_ANSWER_SECONDS = 300.0
 
 
 class Api:
@@ -147,10 +154,10 @@ class Api:
             last = attempt == attempts
             _rewind(files)
             try:
-                response = self._send(
+                response, content = self._send(
                     what, method, path, last, idempotent, json, params, data, files
                 )
-                body = _json(response)
+                body = _json(content)
                 self._refuse_retry_status(what, response, body, last, idempotent)
             except _TryAgain as again:
                 self._wait(what, attempt, again.retry_after, again.reason)
@@ -169,16 +176,21 @@ class Api:
         params: Mapping[str, Any] | None,
         data: Mapping[str, str] | None,
         files: Any,
-    ) -> httpx.Response:
-        """One attempt: the response, or _TryAgain where another attempt is safe, or the
-        error that ends the call."""
+    ) -> tuple[httpx.Response, bytes]:
+        """One attempt: the response and its body, or _TryAgain where another attempt is safe,
+        or the error that ends the call."""
         import httpx  # for its exception classes (free once _client has loaded it)
 
         started = time.monotonic()
         try:
-            response = self._client.request(
+            request = self._client.build_request(
                 method, path, json=json, params=params, data=data, files=files
             )
+            response = self._client.send(request, stream=True)
+            try:
+                content = self._read(what, response)
+            finally:
+                response.close()
         except (
             httpx.LocalProtocolError,
             httpx.UnsupportedProtocol,
@@ -195,8 +207,35 @@ class Api:
             raise self._unreached(what, exc, last) from None
         except httpx.TransportError as exc:
             raise self._lost(what, exc, last, idempotent) from None
+        except httpx.DecodingError:
+            raise EndpointError(
+                f"{what}: {self.base_url} answered with a body that cannot be decoded as its "
+                "Content-Encoding says"
+            ) from None
         self._log_response(method, path, response, started)
-        return response
+        return response, content
+
+    def _read(self, what: str, response: httpx.Response) -> bytes:
+        """The answer's body, decoded (gzip), bounded in size and in time: an answer without
+        end, a compression bomb or a trickle ends the call instead of filling the memory or
+        waiting forever (the read timeout bounds only the wait for each piece)."""
+        chunks: list[bytes] = []
+        size = 0
+        started = time.monotonic()  # the answer's head has come: its body has this long
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise EndpointError(
+                    f"{what}: {self.base_url} answered more than {MAX_ANSWER_BYTES:,} bytes, far "
+                    f"more than any answer of the API; is {self._url_variable} right?"
+                )
+            if time.monotonic() - started > MAX_ANSWER_SECONDS:
+                raise EndpointError(
+                    f"{what}: {self.base_url} took more than {MAX_ANSWER_SECONDS:g}s to send its "
+                    f"answer ({size:,} bytes so far); stopped waiting"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _unreached(self, what: str, exc: Exception, last: bool) -> Exception:
         """Never sent: safe to try again whatever the request (but a certificate that fails
@@ -350,8 +389,11 @@ def _request_id(response: httpx.Response) -> str:
     return ""
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(content: bytes) -> Any:
+    """The answer's JSON, read strictly (strictjson: no key twice, no NaN, no number too large,
+    no nesting too deep), so that no value the lockfile's reader refuses enters through an
+    answer; _NOT_JSON for anything else."""
     try:
-        return response.json()
-    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        return strictjson.loads(content.decode(detect_encoding(content)))
+    except (ValueError, UnicodeDecodeError):  # strictjson.Refused is a ValueError
         return _NOT_JSON
