@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from conftest import CANARY_TOKEN, Cli
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from reconciler.providers import http
 from reconciler.sandbox.server import SandboxServer
 
 if TYPE_CHECKING:
@@ -158,3 +161,104 @@ def test_a_list_answered_200_with_success_false_fails_the_command(
     )
     assert "gone" not in result.stdout and "+ create" not in result.stdout
     assert project.with_suffix(".lock").read_bytes() == lock
+
+
+# M7: what the API names is checked by the lock schema's patterns before it is used
+def test_a_created_id_with_a_line_break_is_refused_and_the_next_run_works(
+    cli: Cli, hostile: Lying, project: Path
+) -> None:
+    hostile.lie("POST", LIST, changed(lambda made: made.update(id="abc\ndef")))
+    result = cli("apply", "-c", project, "--auto-approve")
+    assert result.exit_code == 1, result.output
+    assert (
+        'create finetune faq-bot-v1: the answer names the finetune id "abc\\ndef", which is '
+        "not one line of printable text (what the lockfile takes); refused, nothing was recorded"
+    ) in result.output
+    lock = project.with_suffix(".lock")
+    assert json.loads(lock.read_text())["finetunes"] == {}  # journaled, not recorded
+    assert "abc\\ndef" not in lock.read_text()
+    hostile.truth()
+    again = cli("apply", "-c", project, "--auto-approve")
+    assert again.exit_code == 0, again.output
+    recorded = json.loads(lock.read_text())["finetunes"]
+    assert sorted(recorded) == ["faq-bot-v1", "support-bot-v3"]
+    assert cli("plan", "-c", project, "--detailed-exitcode").exit_code == 0
+
+
+def raw(text: bytes, status: int = 200, **headers: str) -> Response:
+    return Response(text, status, content_type="application/json", headers=headers)
+
+
+def endless() -> Iterator[bytes]:
+    yield b'{"success": true, "errors": [], "messages": [], "result": [{"name": "'
+    while True:
+        yield b"x" * 1024 * 1024
+
+
+def bomb(size: int) -> bytes:
+    """gzip of `size` zero bytes inside a JSON string: a few hundred kB on the wire."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(b'{"success": true, "result": "')]
+    block = b"0" * 1024 * 1024
+    parts += [packer.compress(block) for _ in range(size // len(block))]
+    parts.append(packer.compress(b'"}') + packer.flush())
+    return b"".join(parts)
+
+
+# answers read strictly and within bounds: no body fills the memory, none enters unread
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            lambda: Response(endless(), 200, content_type="application/json"),
+            "answered more than 67,108,864 bytes, far more than any answer of the API",
+        ),
+        (
+            lambda: raw(bomb(80 * 1024 * 1024), **{"Content-Encoding": "gzip"}),
+            "answered more than 67,108,864 bytes, far more than any answer of the API",
+        ),
+        (
+            lambda: raw(b"\x1f\x8b not gzip at all", **{"Content-Encoding": "gzip"}),
+            "answered with a body that cannot be decoded as its Content-Encoding says",
+        ),
+        (
+            lambda: raw(b'{"success": true, "result": [], "result": [{"id": "x"}]}'),
+            "answered HTTP 200 with application/json, not the API's JSON",
+        ),
+        (
+            lambda: raw(b'{"success": true, "result": [NaN]}'),
+            "answered HTTP 200 with application/json, not the API's JSON",
+        ),
+    ],
+    ids=["endless", "gzip-bomb", "bad-gzip", "key-twice", "nan"],
+)
+def test_an_answer_too_large_or_not_strict_json_fails_the_read(
+    cli: Cli, hostile: Lying, project: Path, answer: Callable[[], Response], expected: str
+) -> None:
+    lock = applied(cli, project)
+    body = answer()
+    hostile.lie("GET", LIST, said(body))
+    result = cli("plan", "-c", project)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: list finetunes of account "), result.stderr
+    assert expected in result.stderr
+    assert project.with_suffix(".lock").read_bytes() == lock
+
+
+def test_an_answer_that_trickles_is_given_up(
+    cli: Cli, hostile: Lying, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "MAX_ANSWER_SECONDS", 0.5)  # 300 s in earnest
+
+    def trickle() -> Iterator[bytes]:
+        yield b'{"success": true, "result": ['
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b" "
+
+    hostile.lie("GET", LIST, said(Response(trickle(), 200, content_type="application/json")))
+    started = time.monotonic()
+    result = cli("drift", "-c", project)
+    assert result.exit_code == 1, result.output
+    assert "took more than 0.5s to send its answer" in result.stderr
+    assert time.monotonic() - started < 5

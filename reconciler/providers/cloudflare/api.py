@@ -17,6 +17,7 @@ from reconciler.adapters.catalogue import CatalogueModel, parse_models
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from reconciler.base.untrusted import visible
+from reconciler.providers import checked
 from reconciler.providers import endpoint as endpoints
 from reconciler.providers.base import Capabilities, History, Progress
 from reconciler.providers.cloudflare.env import TOKEN_ENV, URL_ENV
@@ -78,15 +79,11 @@ class CloudflareProvider:
         self._api.close()
 
     def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
-        body = self._api.call(
-            f"list finetunes of account {account}", "GET", f"/accounts/{account}/ai/finetunes"
-        )
-        result = _result(body, f"list finetunes of account {account}")
+        what = f"list finetunes of account {account}"
+        result = _result(self._api.call(what, "GET", f"/accounts/{account}/ai/finetunes"), what)
         if not isinstance(result, list):
-            raise EndpointError(
-                f"list finetunes of account {account}: expected a list of finetunes"
-            )
-        return tuple(_remote(account, item) for item in result)
+            raise EndpointError(f"{what}: expected a list of finetunes")
+        return tuple(_remote(account, item, what) for item in result)
 
     def create_finetune(
         self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest] | None = None
@@ -103,7 +100,7 @@ class CloudflareProvider:
 
         def send() -> RemoteFinetune:
             body = self._api.call(what, "POST", path, json=payload, idempotent=False)
-            return _remote(desired.account, _result(body, what))
+            return _remote(desired.account, _result(body, what), what)
 
         def find() -> RemoteFinetune | None:
             return next(
@@ -184,7 +181,7 @@ class CloudflareProvider:
             )
             if not isinstance(page, list):
                 raise EndpointError(f"{what}: expected a list of finetunes")
-            found += [_remote(account, item) for item in page]
+            found += [_remote(account, item, what) for item in page]
             if len(page) < page_size:
                 return found
 
@@ -217,26 +214,35 @@ def _result(body: Any, what: str) -> Any:
     return body["result"]
 
 
-def _remote(account: str, item: Any) -> RemoteFinetune:
+def _remote(account: str, item: Any, what: str) -> RemoteFinetune:
+    """One finetune of an answer, its id and name checked (providers/checked.py) before they
+    can reach a lock, a path or a plan."""
     if not isinstance(item, dict) or not {"id", "name", "model"} <= item.keys():
-        raise EndpointError(f"account {account}: a finetune in the answer lacks id, name or model")
-    description = item.get("description") or None
+        raise EndpointError(f"{what}: a finetune in the answer lacks id, name or model")
+    model = checked.remote_text(item["model"], what, "model")
+    description = _optional(item, "description", what) or None
     # The list does not return `public` (only the create response does): where it is absent
     # it is unknown, never false, and the plan compares it with what the lockfile recorded.
     public = item.get("public")
     known = bool(public) if isinstance(public, bool) else None
-    return RemoteFinetune(
+    remote = RemoteFinetune(
         provider="cloudflare",
         account=account,
-        id=str(item["id"]),
-        name=str(item["name"]),
-        model=str(item["model"]),
+        id=checked.remote_id(item["id"], what),
+        name=checked.remote_name(item["name"], what),
+        model=model,
         description=description,
         public=bool(known),
-        created_at=item.get("created_at"),
-        modified_at=item.get("modified_at"),
-        fields=fields(str(item["model"]), description, known),
+        created_at=_optional(item, "created_at", what),
+        modified_at=_optional(item, "modified_at", what),
+        fields=fields(model, description, known),
     )
+    return checked.recordable(remote, what)
+
+
+def _optional(item: dict[str, Any], key: str, what: str) -> str | None:
+    value = item.get(key)
+    return None if value is None else checked.remote_text(value, what, key.replace("_", " "))
 
 
 def fields(model: str, description: str | None, public: bool | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from reconciler.apply.training import poll_interval
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from reconciler.plan import adoption
+from reconciler.providers import checked
 from reconciler.providers import endpoint as endpoints
 from reconciler.providers.base import Capabilities, Event, History, Progress, StepMetric
 from reconciler.providers.cohere.env import TOKEN_ENV, URL_ENV
@@ -128,8 +129,8 @@ class CohereProvider:
             self._told = True  # once a run: the first read of a plan, an apply or a drift
             for notice in self.notices():
                 log.warning("%s", notice)
-        items = self._pages("list finetuned models", MODELS, "finetuned_models")
-        found = (_remote(item) for item in items)
+        what = "list finetuned models"
+        found = (_remote(item, what) for item in self._pages(what, MODELS, "finetuned_models"))
         return tuple(r for r in found if r.status not in GONE)
 
     def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None:
@@ -140,7 +141,7 @@ class CohereProvider:
             if "HTTP 404" in str(exc):
                 return None
             raise
-        remote = _remote(_field(body, "finetuned_model", what))
+        remote = _remote(_field(body, "finetuned_model", what), what)
         return None if remote.status in GONE else remote
 
     def create_finetune(
@@ -152,7 +153,7 @@ class CohereProvider:
 
         def send() -> RemoteFinetune:
             body = self._api.call(what, "POST", MODELS, json=payload, idempotent=False)
-            return _remote(_field(body, "finetuned_model", what))
+            return _remote(_field(body, "finetuned_model", what), what)
 
         def find() -> RemoteFinetune | None:
             return next((r for r in self.list_finetunes("") if r.name == desired.name), None)
@@ -178,7 +179,7 @@ class CohereProvider:
         payload = {"name": desired.name, "settings": settings}
         self._wait_validated(settings["dataset_id"], what)
         body = self._api.call(what, "PATCH", f"{MODELS}/{remote_id}", json=payload)
-        return _remote(_field(body, "finetuned_model", what))
+        return _remote(_field(body, "finetuned_model", what), what)
 
     def delete_finetune(self, account: str, remote_id: str) -> None:
         what = f"delete finetuned model {remote_id}"
@@ -246,9 +247,7 @@ class CohereProvider:
                     files={"data": (asset.path.name, reader, "application/octet-stream")},
                     idempotent=False,
                 )
-                dataset_id = _field(body, "id", what)
-                if not isinstance(dataset_id, str) or not dataset_id:
-                    raise EndpointError(f"{what}: the answer's id is not a dataset id")
+                dataset_id = checked.remote_id(_field(body, "id", what), what, "dataset id")
                 sent = reader.result()
                 return AssetDigest(sent.name, sent.size, sent.sha256, remote_id=dataset_id)
 
@@ -392,18 +391,26 @@ def _field(body: Any, key: str, what: str) -> Any:
     return body[key]
 
 
-def _remote(item: Any) -> RemoteFinetune:
+def _remote(item: Any, what: str) -> RemoteFinetune:
+    """One finetuned model of an answer, its id, name and dataset id checked
+    (providers/checked.py) before they can reach a lock, a path or a plan."""
     if not isinstance(item, dict) or not {"id", "name"} <= item.keys():
-        raise EndpointError("a finetuned model in the answer lacks id or name")
-    settings = item.get("settings") or {}
-    base = settings.get("base_model") or {}
+        raise EndpointError(f"{what}: a finetuned model in the answer lacks id or name")
+    settings = _object(item.get("settings"), what, "settings")
+    base = _object(settings.get("base_model"), what, "base_model")
+    dataset_id = settings.get("dataset_id")
+    if dataset_id is not None:
+        dataset_id = checked.remote_id(dataset_id, what, "dataset id")
     status = item.get("status")
+    if status is not None:
+        status = checked.remote_text(status, what, "status")
+    hyperparameters = _object(settings.get("hyperparameters"), what, "hyperparameters")
     model = str(base.get("base_type", "")) + (f"/{base['name']}" if base.get("name") else "")
-    return RemoteFinetune(
+    remote = RemoteFinetune(
         provider="cohere",
         account="default",
-        id=str(item["id"]),
-        name=str(item["name"]),
+        id=checked.remote_id(item["id"], what),
+        name=checked.remote_name(item["name"], what),
         model=model,
         description=None,
         public=False,
@@ -411,10 +418,20 @@ def _remote(item: Any) -> RemoteFinetune:
         modified_at=item.get("updated_at"),
         fields={
             "base_model": dict(base),
-            "hyperparameters": dict(settings.get("hyperparameters") or {}),
-            "dataset_id": settings.get("dataset_id"),
+            "hyperparameters": dict(hyperparameters),
+            "dataset_id": dataset_id,
         },
         status=status,
         failed=status == "STATUS_FAILED",
         ready=status == "STATUS_READY",
     )
+    return checked.recordable(remote, what)
+
+
+def _object(value: Any, what: str, key: str) -> dict[str, Any]:
+    """A part of the answer that is an object, or absent (then empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EndpointError(f"{what}: the answer's {key} is not an object")
+    return value

@@ -1,0 +1,136 @@
+"""The one check of what a provider's answer names, before it leaves providers/.
+
+An id or a name an API returns is recorded in the lockfile, put in the path of the next call
+and shown in plans. Each is checked here, by the lockfile's own rule (the `token` definition of
+lock.schema.json, read from the schema, never copied): what passes is what the lockfile will
+take back, so a hostile or broken API cannot make apply record a value that every later run
+refuses. A value that fails is an EndpointError naming the call (an answer not of the API's
+shape: for a create, whether it was made is unknown, so apply keeps its journal entry and the
+next run looks for it by name); nothing is recorded.
+
+A remote name is held to the rule of the lock's `remote_name` (one line of printable text),
+not to the config's stricter name rule: an account may hold finetunes another tool made, and
+they are listed, never recorded under their own name.
+
+    remote_id(value, what, kind)    an id: a finetune's, a dataset's, a model's
+    remote_name(value, what)        a finetune's name
+    remote_text(value, what, kind)  any other string the answer carries (a model, a date)
+    recordable(remote, what)        the whole finetune as the lock would record it (its
+                                    provider's fields included), by the lock's `finetune`
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from reconciler.base.errors import EndpointError
+from reconciler.base.model import RemoteFinetune
+from reconciler.base.untrusted import quoted, visible
+from reconciler.config import schema
+
+LOCK_SCHEMA = "lock.schema.json"
+RULE = "token"  # the lock's definition of an identifier, ids and remote names alike
+# Our own bound, which the schema does not set: an id or a name is shown in every plan line
+# that names the finetune (Cloudflare's ids are 36 characters, Fireworks' names under 200)
+MAX_LENGTH = 1024
+SHOWN = 80  # characters of a refused value quoted in the message
+
+
+@cache
+def _validator(definition: str) -> Draft202012Validator:
+    lock = schema.load(LOCK_SCHEMA)
+    return Draft202012Validator({"$defs": lock["$defs"], "$ref": f"#/$defs/{definition}"})
+
+
+@cache
+def _rule() -> tuple[Draft202012Validator, re.Pattern[str]]:
+    """The lock's identifier rule: its validator, and its pattern matched whole. (A schema
+    pattern is searched for, and `$` matches before a final line break: "abc\\n" passes it.
+    Matched whole, a trailing line break fails, as the rule means.)"""
+    pattern = schema.load(LOCK_SCHEMA)["$defs"][RULE]["pattern"]
+    return _validator(RULE), re.compile(pattern)
+
+
+def remote_id(value: Any, what: str, kind: str = "finetune id") -> str:
+    """`value` as an id the lockfile takes; ProviderError naming the call otherwise. A whole
+    number is taken as its digits (an API may give ids as numbers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return _checked(value, what, kind)
+
+
+def remote_name(value: Any, what: str, kind: str = "finetune name") -> str:
+    return _checked(value, what, kind)
+
+
+def remote_text(value: Any, what: str, kind: str) -> str:
+    """A string the answer carries that is not an identifier (a base model, a description):
+    a string, whatever it holds (views escape it), not a number or an object made one."""
+    if not isinstance(value, str):
+        raise EndpointError(
+            f"{visible(what)}: the answer's {kind} is {_kind_of(value)}, not a string; "
+            "the API did not answer in its documented shape"
+        )
+    return value
+
+
+def recordable(remote: RemoteFinetune, what: str) -> RemoteFinetune:
+    """`remote`, once what apply would record of it (provider, account, id, model and the
+    provider's fields) is what the lock's `finetune` definition takes: a field of a shape the
+    lockfile refuses (a nested object where it keeps scalars, a number for a description) is
+    refused here, not found by the next run's read of the lock."""
+    entry = {
+        "provider": remote.provider,
+        "account": remote.account,
+        "id": remote_id(remote.id, what),
+        "model": remote.model,
+        "fields": dict(remote.fields),
+        "assets": {},
+    }
+    error = next(iter(_validator("finetune").iter_errors(entry)), None)
+    if error is None:
+        return remote
+    where = ".".join(str(p) for p in error.absolute_path) or "the finetune"
+    said = visible(error.message[: SHOWN * 2])
+    raise EndpointError(
+        f"{visible(what)}: the answer's finetune {quoted(remote.name[:SHOWN])} has {where} of a "
+        f"shape the lockfile does not take ({said}); refused, nothing was recorded"
+    )
+
+
+def _checked(value: Any, what: str, kind: str) -> str:
+    if not isinstance(value, str):
+        raise EndpointError(
+            f"{visible(what)}: the answer's {kind} is {_kind_of(value)}, not a string; "
+            "nothing was recorded"
+        )
+    validator, pattern = _rule()
+    if len(value) > MAX_LENGTH:
+        why = f"longer than {MAX_LENGTH} characters ({len(value)})"
+    elif not validator.is_valid(value) or pattern.fullmatch(value) is None:
+        why = "not one line of printable text (what the lockfile takes)"
+    else:
+        return value
+    shown = quoted(value[:SHOWN]) + ("…" if len(value) > SHOWN else "")
+    raise EndpointError(
+        f"{visible(what)}: the answer names the {kind} {shown}, which is {why}; "
+        "refused, nothing was recorded"
+    )
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "missing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
