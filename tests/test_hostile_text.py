@@ -324,6 +324,15 @@ def test_results_table_escapes_every_cell_and_keeps_its_columns() -> None:
     assert rendered.endswith("\n1 passed, 1 failed\n")
 
 
+def test_a_cell_joins_blank_runs_and_writes_out_other_separators() -> None:
+    # str.split() would take NEL, U+2028, vertical tab and the file separators for blanks
+    answer = "one \t\r\n two\x1cthree\x85four\u2028five\x0bsix"
+    rendered = render_checks.results([CheckResult("a", "b", False, "x", answer)])
+    row = rendered.splitlines()[2]
+    assert row.endswith("one two\\x1cthree\\x85four\\u2028five\\x0bsix")
+    assert_inert(rendered)
+
+
 def test_public_view_escapes_in_both_formats() -> None:
     found = [
         RemoteFinetune(
