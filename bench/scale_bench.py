@@ -28,6 +28,7 @@ from reconciler.adapters import assets
 from reconciler.base.model import EMPTY_RECORD, AssetFile, Digests, LockedFinetune
 from reconciler.config import loader as config
 from reconciler.plan import planner as plan_mod
+from reconciler.providers.registry import load_config
 from reconciler.state import lockfile, planfile
 from reconciler.state.statcache import GRANULARITY_NS, StatCache, default_path
 from reconciler.workflow import session as workflow
@@ -139,7 +140,7 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
             say("  (the stat cache is handed to make_plan by this benchmark: workflow lacks it)")
         with workflow.open_providers(config_path, env, None) as providers:
             provider = providers["cloudflare"]
-            desired = config.load(config_path, env)
+            desired = load_config(config_path, env)
             start = time.perf_counter()
             with ThreadPoolExecutor(8) as pool:
                 remotes = list(pool.map(provider.create_finetune, desired.finetunes))

@@ -10,7 +10,7 @@ import pytest
 from conftest import ACCOUNT, QUICKSTART, Cli
 
 from reconciler.base.errors import ConfigError
-from reconciler.config import loader as config
+from reconciler.providers.registry import load_config
 
 ENV = {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT}
 
@@ -25,7 +25,7 @@ def write(tmp_path: Path, body: str, adapters: tuple[str, ...] = ("a",)) -> Path
 
 def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        config.load(path, ENV if env is None else env)
+        load_config(path, ENV if env is None else env)
     return [str(p) for p in info.value.problems]
 
 
@@ -45,7 +45,7 @@ def test_valid_config_loads_resolved(tmp_path: Path) -> None:
             adapter: a
         """,
     )
-    desired = config.load(path, ENV)
+    desired = load_config(path, ENV)
     (one,) = desired.finetunes
     assert one.account == ACCOUNT
     assert one.description == "a default"
@@ -89,7 +89,7 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
         "the prefix cf-public- is reserved by Cloudflare for its public adapters",
         f"{f}:10:13: error: finetunes[1].public: expected a boolean (true or false), got a string",
         f"{f}:13:15: error: finetunes[2].provider: 'cloudfare' is not one of: "
-        "'cloudflare', 'cohere'",
+        "'cloudflare', 'cohere', 'vllm'",
     ]
 
 

@@ -13,8 +13,8 @@ from conftest import ACCOUNT, CANARY_TOKEN
 from test_config import ENV, problems, write
 
 from reconciler.base.credentials import is_secret
-from reconciler.config import loader as config
 from reconciler.config.interpolate import MAX_NESTING, expand
+from reconciler.providers.registry import load_config
 
 BODY = """
 version: 1
@@ -51,7 +51,7 @@ def test_nested_defaults(
     tmp_path: Path, description: str, env: dict[str, str], expected: str
 ) -> None:
     path = with_description(tmp_path, description)
-    (one,) = config.load(path, {**ENV, **env}).finetunes
+    (one,) = load_config(path, {**ENV, **env}).finetunes
     assert one.description == expected
 
 
@@ -223,7 +223,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
 def test_crlf_config_reads_as_before(tmp_path: Path) -> None:
     path = write(tmp_path, BODY.replace("DESCRIPTION", "d"))
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    (one,) = config.load(path, ENV).finetunes
+    (one,) = load_config(path, ENV).finetunes
     assert one.description == "d" and one.mark is not None and one.mark.line == 6
 
 

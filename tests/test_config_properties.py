@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.base.errors import ConfigError
-from reconciler.config import loader as config
+from reconciler.providers.registry import load_config
 
 KEYS = [
     "version",
@@ -93,7 +93,7 @@ def test_loader_never_raises_anything_but_config_error(text: str) -> None:
         path = Path(tmp) / "finetunes.yaml"
         path.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:
-            desired = config.load(path, {"HOME": "/root"})
+            desired = load_config(path, {"HOME": "/root"})
         except ConfigError as exc:
             assert exc.problems  # a refusal always says why
             assert all(p.file == str(path) for p in exc.problems)

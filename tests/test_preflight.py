@@ -30,8 +30,8 @@ from reconciler.adapters.safetensors import (
     read_header,
 )
 from reconciler.base.model import DesiredFinetune
-from reconciler.config import loader as config
 from reconciler.providers.registry import limits as published_data
+from reconciler.providers.registry import load_config
 from reconciler.sources.local import LocalSource
 from reconciler.state.statcache import StatCache
 
@@ -134,7 +134,7 @@ def weights_problem(tmp_path: Path, weights: bytes) -> str:
 
 
 def test_the_quickstart_adapters_pass_with_the_published_limits() -> None:
-    desired_all = config.load(QUICKSTART / "finetunes.yaml", {"CLOUDFLARE_ACCOUNT_ID": "a" * 32})
+    desired_all = load_config(QUICKSTART / "finetunes.yaml", {"CLOUDFLARE_ACCOUNT_ID": "a" * 32})
     assert len(desired_all.finetunes) == 2
     for finetune in desired_all.finetunes:
         folder = finetune.assets[0].path.parent

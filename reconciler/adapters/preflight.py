@@ -65,6 +65,9 @@ class Limits:
     snapshot_date: str = "?"
     provider: str = "<provider>"  # the config's name for it: providers.<provider>.limits
     title: str = "the provider"  # how messages name the one who documents these limits
+    # whether the limits name the LoRA-capable base models and their adapters' model_type
+    # (Cloudflare's do); a self-hosted server takes whatever base it serves
+    knows_models: bool = True
 
     @classmethod
     def from_data(
@@ -94,6 +97,7 @@ class Limits:
             snapshot_date=str(data.get("snapshot_date", "?")),
             provider=str(data.get("provider", "<provider>")),
             title=str(data.get("title", "the provider")),
+            knows_models=bool(data.get("knows_models", True)),
         )
         strays = sorted(
             m for m, t in models.items() if t is not None and t not in limits.supported_model_types
@@ -204,7 +208,7 @@ def model_notes(desired: DesiredFinetune, limits: Limits) -> list[str]:
     """Warnings, never errors, about the base model as far as the bundled snapshot knows it:
     offline (validate) the snapshot may be out of date, and plan checks the live catalogue."""
     model = desired.model
-    if model in limits.lora_models:
+    if model in limits.lora_models or not limits.knows_models:
         return []
     if f"{model}-lora" in limits.lora_models:
         hint = f" (did you mean {model}-lora?)"
@@ -318,7 +322,8 @@ def _check_config(found: dict[str, Any], model: str, limits: Limits) -> list[str
     if "error" in found:
         return [str(found["error"])]
     config = found.get("keys", {})
-    return [*_check_model_type(config, model, limits), *_check_rank(config, limits)]
+    types = _check_model_type(config, model, limits) if limits.knows_models else []
+    return [*types, *_check_rank(config, limits)]
 
 
 def _check_model_type(config: Mapping[str, Any], model: str, limits: Limits) -> list[str]:

@@ -1,7 +1,9 @@
 """Carry out a Plan, step by step, recording each step in the lockfile before the next.
 
 apply never re-diffs: it does what the plan says. Finetunes are independent of each other and
-run concurrently in a bounded pool; one finetune's steps (create, then uploads) stay in order.
+run concurrently in a bounded pool; one finetune's steps (create, then uploads) stay in order,
+and so do its changes (a new version, then the retirement of the one it supersedes: create
+before destroy), each only after the one before it succeeded.
 A failed step stops that finetune only; the lock keeps everything that succeeded, so the next
 plan shows exactly the work that remains. Each step kind has its handler in `steps`.
 """
@@ -41,19 +43,46 @@ def run(
         if report is not None:
             report(outcome)
 
-    changes = plan.actionable
-    if not changes:
+    groups = _by_finetune(plan.actionable)
+    if not groups:
         return result
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(changes)))) as pool:
-        futures = [
-            pool.submit(
-                _one, c, providers, writer, plan, emit, gate, result, events=events, stage=stage
+
+    def in_order(changes: list[Change]) -> None:
+        for i, change in enumerate(changes):
+            done = _one(
+                change, providers, writer, plan, emit, gate, result, events=events, stage=stage
             )
-            for c in changes
-        ]
+            if not done:
+                for later in changes[i + 1 :]:
+                    emit(_waits(later, change))
+                return
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(groups)))) as pool:
+        futures = [pool.submit(in_order, changes) for changes in groups]
         for future in futures:
             future.result()
     return result
+
+
+def _by_finetune(changes: tuple[Change, ...]) -> list[list[Change]]:
+    """The changes of each finetune, in the plan's order."""
+    groups: dict[str, list[Change]] = {}
+    for change in changes:
+        groups.setdefault(change.name, []).append(change)
+    return list(groups.values())
+
+
+def _waits(change: Change, failed: Change) -> Outcome:
+    step = change.steps[0].kind.value if change.steps else change.action.value
+    what = failed.remote_name or failed.name
+    return Outcome(
+        change.name,
+        step,
+        False,
+        f"not started: it waits for the change of {what} before it, which did not finish; "
+        "the next apply takes it up",
+        skipped=True,
+    )
 
 
 def _one(
@@ -66,14 +95,15 @@ def _one(
     result: Result | None = None,
     events: Events | None = None,
     stage: Stage | None = None,
-) -> None:
+) -> bool:
+    """Carry out one change; whether every step of it succeeded in full."""
     held = _held(change)
     # the journal as the last apply left it: an upload it was sending when it stopped may have
     # arrived, and is looked for before this apply sends it again (its first step only)
     left = writer.journaled(change.name)
     fetched = _fetch(change, stage, emit)
     if fetched is None:
-        return
+        return False
     run = Run(
         change=change,
         provider=providers.get(change.provider),
@@ -93,21 +123,22 @@ def _one(
         if events is not None:
             if events.stopping():
                 emit(_not_started(change, at))
-                return
+                return False
             events.started(change.name, at.label, step.digest.size if step.digest else None)
         try:
             if not HANDLERS[step.kind](run, at):
-                return
+                return False
         except ReconcilerError as exc:
             if _definite(exc):
                 # refused: nothing was made, so the journal has nothing left to resolve (the
                 # next plan must not take a finetune of this name for one this apply made)
                 writer.settle(change.name)
             emit(Outcome(change.name, at.label, False, str(exc)))
-            return  # the next steps of this finetune depend on this one
+            return False  # the next steps of this finetune depend on this one
         except OSError as exc:
             emit(Outcome(change.name, at.label, False, f"local file error: {exc}"))
-            return
+            return False
+    return not run.degraded
 
 
 def _held(change: Change) -> dict[str, AssetDigest]:

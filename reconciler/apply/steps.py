@@ -19,6 +19,7 @@ from typing import Any
 from reconciler.apply.journal import create_intent, found, inflight, next_intent, upload_intent
 from reconciler.apply.outcomes import Events, Gate, Outcome, Report, Result
 from reconciler.base import crashpoints
+from reconciler.base.errors import PartialApply
 from reconciler.base.model import (
     AssetDigest,
     AssetFile,
@@ -64,6 +65,9 @@ class Run:
     remote_id: str | None
     held: dict[str, AssetDigest]
     journaled: bool = False
+    # a step was done in part (PartialApply): the change goes on with what was made, and fails
+    # at the end, so that what depends on it waits for the next apply
+    degraded: bool = False
 
     @property
     def staged(self) -> bool:
@@ -88,6 +92,12 @@ class Run:
         """Emit the step's outcome; returns `ok`: whether the change goes on."""
         self.emit(Outcome(self.change.name, at.label, ok, detail))
         return ok
+
+    def partly(self, at: At, detail: str) -> bool:
+        """A step done in part: said as failed (the apply exits 1), and the change goes on."""
+        self.degraded = True
+        self.tell(at, False, detail)
+        return True
 
     def record(
         self,
@@ -179,9 +189,13 @@ def create(run: Run, at: At) -> bool:
     if not run.journaled:
         run.writer.intend(change.name, create_intent(change, run.held))
     crashpoints.hit("create.before")
-    remote = provider.create_finetune(d, run.held)
+    try:
+        remote = provider.create_finetune(d, run.held)
+        partial = None
+    except PartialApply as exc:
+        remote, partial = exc.made, str(exc)
     crashpoints.hit("create.after")
-    unlike = adoption.unlike(d, remote, run.held)
+    unlike = [] if partial else adoption.unlike(d, remote, run.held)
     if unlike:
         # found by name after a lost answer (names are unique, so ours was refused): someone
         # else's, which nothing of ours may go into
@@ -199,6 +213,8 @@ def create(run: Run, at: At) -> bool:
     run.record(remote.id, remote.model, remote.fields, run.held, then=then)
     run.journaled = then is not None
     crashpoints.hit("create.locked")
+    if partial:
+        return run.partly(at, f"created (id {remote.id}) in part: {partial}")
     return run.tell(at, True, f"created (id {remote.id})")
 
 
@@ -216,9 +232,14 @@ def update(run: Run, at: At) -> bool:
     old = run.writer.current.finetunes[change.previous_name or change.name]
     assets = {**old.assets, **run.held}
     run.writer.intend(change.name, Pending("update", d.provider, d.account))
-    remote = provider.update_finetune(d, run.remote_id, assets)
+    try:
+        remote, partial = provider.update_finetune(d, run.remote_id, assets), None
+    except PartialApply as exc:
+        remote, partial = exc.made, str(exc)
     entry = made(change, remote.id, remote.model, remote.fields, assets)
     run.writer.put(entry, run.endpoint(), replaces=change.previous_name)
+    if partial:
+        return run.partly(at, f"updated (id {remote.id}) in part: {partial}")
     return run.tell(at, True, f"updated (id {remote.id})")
 
 

@@ -13,6 +13,8 @@
     ├── OutputsError                an outputs: file could not be written after an apply
     └── ProviderError               a remote call failed
         ├── OutcomeUnknown          a change was sent but its answer lost: look before retrying
+        ├── PartialApply            done in part (a fleet where some servers failed): what
+        │                           was made is recorded, the rest fails the step
         ├── AuthError               the API rejected the token
         └── EndpointError           the endpoint is unreachable or did not answer the API's shape
 
@@ -25,6 +27,7 @@ every log line, and commands/common.py from every message it prints.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class ReconcilerError(Exception):
@@ -100,6 +103,15 @@ class ProviderError(ReconcilerError):
 
 class OutcomeUnknown(ProviderError):
     pass
+
+
+class PartialApply(ProviderError):
+    """A create or update done in part: `made` is what exists now (recorded by apply), the
+    message says what failed (the step fails, so the apply exits 1 and the next one goes on)."""
+
+    def __init__(self, message: str, made: Any) -> None:
+        super().__init__(message)
+        self.made = made  # a RemoteFinetune: base/model.py, typed loosely to keep this floor flat
 
 
 class AuthError(ProviderError):

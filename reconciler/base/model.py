@@ -84,6 +84,9 @@ class Desired:
     accounts: Mapping[str, tuple[str, ...]]
     # provider -> its limits (preflight.Limits: published values with the config's overrides)
     limits: Mapping[str, Any] = field(default_factory=dict)
+    # provider -> its providers.<name> block, interpolated: what a provider reads at connect
+    # time beside the environment (a vLLM fleet's servers and store)
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     prune: bool = False  # settings.prune: delete what was removed, where the provider can
     # provider -> names or globs of finetunes made by hand and meant to stay (providers.X.ignore)
     ignore: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

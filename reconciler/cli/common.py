@@ -136,9 +136,9 @@ def require_config(config_path: Path) -> None:
     """Refuse a config that is missing or not a file before anything is made beside it (the
     stat cache's or the sandbox's folder): a mistyped -c leaves no state folder behind."""
     if not config_path.is_file():
-        from reconciler.config.loader import load
+        from reconciler.providers.registry import load_config
 
-        load(config_path, {})  # raises its ConfigError: "file not found (use -c ...)", etc.
+        load_config(config_path, {})  # raises its ConfigError: "file not found (use -c ...)", etc.
 
 
 def planning(message: str = "Planning: hashing adapter files, reading the accounts...") -> Any:

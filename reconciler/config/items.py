@@ -85,9 +85,10 @@ class ItemKind(Protocol):
     def account(self) -> AccountRule | None:
         """None: the provider's key is scoped to one account (SINGLE_ACCOUNT)."""
 
-    def limits(self, overrides: Mapping[str, Any] | None) -> Limits | None:
-        """Published limits with the config's providers.<name>.limits on top; None if the
-        provider publishes none. Raises LimitsError (or OSError) naming what is wrong."""
+    def limits(self, settings: Mapping[str, Any]) -> Limits | None:
+        """The limits an adapter is checked against: published ones with the config's
+        overrides (providers.<name>, e.g. its `limits:`) on top; None if the provider has
+        none. Raises LimitsError (or OSError) naming what is wrong."""
 
     def build(self, context: ItemContext) -> DesiredFinetune:
         """The Desired record of one item; problems go to context.problems."""

@@ -5,7 +5,6 @@ Every problem is collected and reported at once; nothing here talks to a network
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,14 +33,14 @@ def load(
     path: Path,
     env: Mapping[str, str],
     cache: StatCache | None = None,
-    kinds: Mapping[str, ItemKind] | None = None,
+    *,
+    kinds: Mapping[str, ItemKind],
 ) -> Desired:
     """Read and validate the config; raises ConfigError with every problem found.
 
     `cache`: what the adapter checks read from each file is kept there, keyed by its stat,
     so an unchanged adapter is not read again (the caller saves the cache). `kinds`: each
     provider's ItemKind, by name (providers.registry.item_kinds())."""
-    kinds = kinds if kinds is not None else _registered_kinds()
     shown = str(path)
     fence = cache.fence() if cache is not None else None  # before the config is read
     text, st = read_text(path, shown, MAX_CONFIG_BYTES)
@@ -70,14 +69,6 @@ def load(
     if problems:
         raise ConfigError(problems)
     return desired
-
-
-def _registered_kinds() -> Mapping[str, ItemKind]:
-    # TODO(house): every caller passes kinds (workflow.session, tests); then this goes. Until
-    # then the registry is found by name so that config imports no provider.
-    registry = importlib.import_module("reconciler.providers.registry")
-    kinds: Mapping[str, ItemKind] = registry.item_kinds()
-    return kinds
 
 
 def _stand_in(source: Source, unresolved: set[Path_], kinds: Mapping[str, ItemKind]) -> bool:
@@ -160,6 +151,7 @@ def _build(
         finetunes=finetunes,
         accounts=_accounts(finetunes, providers, kinds),
         limits=limits,
+        settings={p: dict(s or {}) for p, s in sorted(providers.items())},
         prune=bool(settings.get("prune", False)),
         warnings=tuple(notes),
         ignore={
@@ -266,9 +258,8 @@ def _limits(
     """Each provider's published limits with the config's overrides (providers.X.limits)."""
     found: dict[str, Limits] = {}
     for provider in sorted((used | set(providers)) & set(kinds)):
-        overrides = (providers.get(provider) or {}).get("limits")
         try:
-            limits = kinds[provider].limits(overrides)
+            limits = kinds[provider].limits(providers.get(provider) or {})
         except (LimitsError, OSError) as exc:
             problems.append(
                 source.problem(

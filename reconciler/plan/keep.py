@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from reconciler.base.model import DesiredFinetune, LockedFinetune, LockedVersion, RemoteFinetune
 from reconciler.plan.changes import Action, Change, Step, StepKind
+from reconciler.plan.versions import version_of
 from reconciler.providers.base import Capabilities
 
 
@@ -20,7 +21,7 @@ def surplus(
     """keep: N deletes the versions beyond the N most recent, once the current one is ready
     (create before destroy): never the current one, never one with prevent_destroy, never a
     candidate an apply is still making current."""
-    if d.keep is None or not caps.can_delete or change.action is not Action.NOOP:
+    if d.keep is None or not caps.can_delete or not _settled(change, caps):
         return []
     remote = by_id.get(current.id)
     if remote is None or not remote.ready:
@@ -44,6 +45,63 @@ def surplus(
             if v.state == "retired"
             else f"a version of {d.name} whose checks failed (keep: {d.keep} keeps only "
             "versions that served)",
+            remote_id=v.id,
+            steps=(Step(StepKind.DELETE),),
+            version=v.version,
+            remote_name=v.remote_name,
+        )
+        for v in doomed
+    ]
+
+
+def _settled(change: Change, caps: Capabilities) -> bool:
+    """Whether the current version is ready once `change` is done: at once where nothing is
+    changing, and, where nothing trains, after an update the apply makes first (apply runs a
+    finetune's changes in order, each after the one before it succeeded)."""
+    return change.action is Action.NOOP or (
+        not caps.trains_async and change.action is Action.UPDATE
+    )
+
+
+def superseded(
+    d: DesiredFinetune,
+    current: LockedFinetune | None,
+    versions: Mapping[str, LockedVersion],
+    caps: Capabilities,
+    change: Change,
+) -> list[Change]:
+    """keep: N where nothing trains: a new version's create retires the current one, and the
+    versions beyond the N kept are deleted in the same apply, after it (create before
+    destroy: apply runs them only once the new version is current)."""
+    if d.keep is None or not caps.can_delete or caps.trains_async or current is None:
+        return []
+    if change.action is not Action.CREATE:
+        return []
+    retiring = LockedVersion(
+        version=version_of(current, d.fields),
+        remote_name=current.remote_name or current.name,
+        provider=current.provider,
+        account=current.account,
+        id=current.id,
+        model=current.model,
+        assets=current.assets,
+        created_at="~",  # sorts after every date: it was current until now, the most recent
+        prevent_destroy=current.prevent_destroy,
+    )
+    served = sorted(
+        (v for v in [*versions.values(), retiring] if v.state == "retired"),
+        key=lambda v: (v.created_at or "", v.version),
+        reverse=True,
+    )
+    doomed = [v for v in served[max(d.keep - 1, 0) :] if not v.prevent_destroy]
+    return [
+        Change(
+            d.name,
+            d.provider,
+            d.account,
+            Action.DELETE,
+            f"superseded by {change.remote_name}: a version beyond the {d.keep} kept "
+            f"(keep: {d.keep}), deleted once the new one is current",
             remote_id=v.id,
             steps=(Step(StepKind.DELETE),),
             version=v.version,

@@ -24,7 +24,7 @@ from reconciler.base.model import (
 )
 from reconciler.plan import adoption
 from reconciler.plan.changes import Action, AssetChange, Change
-from reconciler.plan.keep import surplus
+from reconciler.plan.keep import superseded, surplus
 from reconciler.plan.single import plan_one
 from reconciler.plan.steps import adopting, creating, promoting, uploads
 from reconciler.plan.versions import content_version, remote_name, version_of
@@ -97,7 +97,8 @@ def versioned(
             change = _named_logically(change, now_name, d.name)  # logical name
         by_id = {r.id: r for r in observed.in_account(d.provider, d.account)}
         return [change, *surplus(d, current, versions, by_id, caps, change)]
-    return [_other(it, current, versions, observed, caps, pending)]
+    change = _other(it, current, versions, observed, caps, pending)
+    return [change, *superseded(d, current, versions, caps, change)]
 
 
 def _other(

@@ -4,15 +4,20 @@ here (and its package: providers/<name>/, sandbox/<name>/, and its item in the s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from reconciler.base.model import Desired
+from reconciler.config import loader
 from reconciler.config.items import ItemKind
 from reconciler.providers.base import Provider
 from reconciler.providers.cloudflare.spec import SPEC as CLOUDFLARE
 from reconciler.providers.cohere.spec import SPEC as COHERE
-from reconciler.providers.spec import ProviderSpec
+from reconciler.providers.spec import ProviderSpec, Setting
+from reconciler.providers.vllm.spec import SPEC as VLLM
+from reconciler.state.statcache import StatCache
 
-SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE)}
+SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE, VLLM)}
 
 
 def spec(name: str) -> ProviderSpec:
@@ -26,6 +31,12 @@ def specs() -> tuple[ProviderSpec, ...]:
 
 def item_kinds() -> dict[str, ItemKind]:
     return {name: s.items for name, s in SPECS.items()}
+
+
+def load_config(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> Desired:
+    """The config at `path`, each finetune built by its provider (config.loader.load with every
+    registered provider's ItemKind)."""
+    return loader.load(path, env, cache, kinds=item_kinds())
 
 
 def account_variables() -> tuple[str, ...]:
@@ -44,5 +55,12 @@ def required_assets(name: str) -> tuple[str, ...]:
     return SPECS[name].required_assets
 
 
-def build(name: str, env: Mapping[str, str], label: str | None = None) -> Provider:
-    return SPECS[name].connect(env, label)
+def build(
+    name: str,
+    env: Mapping[str, str],
+    label: str | None = None,
+    setting: Setting | None = None,
+) -> Provider:
+    """The provider connected: from the environment, and the config's providers.<name> block
+    where the provider reads one (a vLLM fleet)."""
+    return SPECS[name].connect(env, label, setting or Setting({}, Path(".")))

@@ -15,8 +15,18 @@ from typing import Any
 from reconciler.config.items import ItemKind
 from reconciler.providers.base import Provider
 
-# (environment, lockfile label) -> a connected provider
-Connect = Callable[[Mapping[str, str], "str | None"], Provider]
+
+@dataclass(frozen=True)
+class Setting:
+    """What a provider is connected with beside the environment: its providers.<name> block of
+    the config (interpolated), and the config's folder, which relative paths in it start from."""
+
+    values: Mapping[str, Any]
+    base: Path
+
+
+# (environment, lockfile label, the config's settings) -> a connected provider
+Connect = Callable[[Mapping[str, str], "str | None", Setting], Provider]
 
 
 @dataclass(frozen=True)

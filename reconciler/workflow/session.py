@@ -32,13 +32,13 @@ from reconciler.base.model import (
     RemoteFinetune,
 )
 from reconciler.base.untrusted import visible
-from reconciler.config import loader as config
 from reconciler.plan import drift
 from reconciler.plan import planner as plan_mod
 from reconciler.plan.versions import content_version, remote_name
 from reconciler.project import Project
 from reconciler.providers import catalogues, registry
 from reconciler.providers.base import History, Provider
+from reconciler.providers.spec import Setting
 from reconciler.state import lockfile, outputs, planfile
 from reconciler.state.statcache import StatCache
 
@@ -84,7 +84,7 @@ def opened(project: Project, env: Mapping[str, str], label: str | None) -> Itera
     byte of an unchanged adapter)."""
     cache = open_cache(project)
     try:
-        desired = config.load(project.config, env, cache)
+        desired = registry.load_config(project.config, env, cache)
         with open_providers(project, env, label, desired) as providers:
             yield Opened(project, env, desired, cache, providers)
     finally:
@@ -101,7 +101,7 @@ def validate(where: Project | Path, env: Mapping[str, str]) -> Desired:
     project = Project.of(where)
     cache = open_cache(project)
     try:
-        return config.load(project.config, env, cache)
+        return registry.load_config(project.config, env, cache)
     finally:
         cache.save()
 
@@ -111,11 +111,13 @@ def open_providers(
     where: Project | Path, env: Mapping[str, str], label: str | None, desired: Desired | None = None
 ) -> Iterator[dict[str, Provider]]:
     """The providers the config uses (`desired`: the config as parsed; parsed here if not)."""
-    names = set((desired or config.load(Project.of(where).config, env)).accounts)
+    project = Project.of(where)
+    desired = desired or registry.load_config(project.config, env)
     opened: dict[str, Provider] = {}
     try:
-        for name in sorted(names):
-            opened[name] = registry.build(name, env, label)
+        for name in sorted(desired.accounts):
+            setting = Setting(desired.settings.get(name, {}), project.root)
+            opened[name] = registry.build(name, env, label, setting)
         yield opened
     finally:
         for provider in opened.values():
@@ -164,7 +166,7 @@ def make_plan(
     `refresh_catalogue`: read each account's model catalogue even if the cached copy is fresh."""
     project = Project.of(where)
     cache = open_cache(project) if cache is None else cache  # (an empty cache is falsy)
-    desired = desired or config.load(project.config, env, cache)
+    desired = desired or registry.load_config(project.config, env, cache)
     # Hashing (all cores) goes on while the lockfile is read and the accounts are listed.
     hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
     try:
@@ -322,7 +324,7 @@ def detect_drift(
 ) -> tuple[drift.Drift, ...]:
     """`desired`: the config as `opened` parsed it (parsed here if not given)."""
     project = Project.of(where)
-    desired = desired or config.load(project.config, env)
+    desired = desired or registry.load_config(project.config, env)
     recorded = lockfile.read_lock(project.lockfile)
     observed = observe_all(desired, recorded, providers)
     return drift.detect(recorded, observed, desired.accounts, desired.ignore)
@@ -458,7 +460,7 @@ def forget_finetune(
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.forget(name)
     try:
-        declared = any(d.name == name for d in config.load(project.config, env).finetunes)
+        declared = any(d.name == name for d in registry.load_config(project.config, env).finetunes)
     except ReconcilerError:
         declared = False  # forgetting needs no valid config; the warning is a courtesy
     return entry, declared

@@ -41,8 +41,8 @@ def published() -> Mapping[str, Any]:
 class CloudflareItems:
     account = ACCOUNT
 
-    def limits(self, overrides: Mapping[str, Any] | None) -> Limits:
-        return Limits.from_data(published(), overrides)
+    def limits(self, settings: Mapping[str, Any]) -> Limits:
+        return Limits.from_data(published(), settings.get("limits"))
 
     def build(self, context: ItemContext) -> DesiredFinetune:
         item = context.item

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from reconciler.providers.base import Provider
 from reconciler.providers.cloudflare.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV
 from reconciler.providers.cloudflare.items import CloudflareItems, published
-from reconciler.providers.spec import ProviderSpec, SandboxSite
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
 
 SANDBOX_PREFIX = "/client/v4"  # the sandbox mounts Cloudflare's API where the real one is
 
 
-def connect(env: Mapping[str, str], label: str | None) -> Provider:
+def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
     from reconciler.providers.cloudflare.api import CloudflareProvider, endpoint_from_env
 
     return CloudflareProvider(endpoint_from_env(env, label))

@@ -18,7 +18,7 @@ DATASET = "dataset"  # the one asset: the config's dataset, and its name in the 
 class CohereItems:
     account: AccountRule | None = None
 
-    def limits(self, overrides: Mapping[str, Any] | None) -> Limits | None:
+    def limits(self, settings: Mapping[str, Any]) -> Limits | None:
         return None  # Cohere publishes no adapter limits: it trains the model itself
 
     def build(self, context: ItemContext) -> DesiredFinetune:

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from reconciler.providers.base import Provider
 from reconciler.providers.cohere.env import TOKEN_ENV, URL_ENV
 from reconciler.providers.cohere.items import DATASET, CohereItems
-from reconciler.providers.spec import ProviderSpec, SandboxSite
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
 
 
-def connect(env: Mapping[str, str], label: str | None) -> Provider:
+def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
     from reconciler.providers.cohere.api import CohereProvider, endpoint_from_env
 
     return CohereProvider(endpoint_from_env(env, label))

@@ -4,3 +4,5 @@
 SERVERS_ENV = "VLLM_SERVERS"
 # vLLM's --api-key, sent as `Authorization: Bearer`; unset for a fleet started without one
 API_KEY_ENV = "VLLM_API_KEY"
+# the store, where --sandbox points it (the config's providers.vllm.store otherwise)
+STORE_ENV = "VLLM_STORE"
