@@ -165,7 +165,13 @@ def test_mounts_exist_only_while_serving(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         _ = server.mounts
     with server:
-        assert [m.prefix for m in server.mounts] == ["/client/v4", "/v1", "/hf", "/fireworks", "/vllm"]
+        assert [m.prefix for m in server.mounts] == [
+            "/client/v4",
+            "/v1",
+            "/hf",
+            "/fireworks",
+            "/vllm",
+        ]
 
 
 def test_an_option_of_the_wrong_type_fails_at_start(tmp_path: Path) -> None:
