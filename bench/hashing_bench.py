@@ -24,7 +24,8 @@ from bench.common import (
 from bench.data import Entry, account, write_adapter, write_config
 from reconciler.adapters.assets import digest_all, usable_cores
 from reconciler.base.model import AssetFile
-from reconciler.state.statcache import StatCache, default_path
+from reconciler.project import Project
+from reconciler.state.statcache import StatCache
 
 ADAPTERS = 8
 
@@ -109,7 +110,7 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
         command = [*reconciler_cmd(), "plan", "-c", str(config)]
 
         def plan() -> float:
-            default_path(config).unlink(missing_ok=True)  # cold, whoever passes the cache
+            Project.at(config).statcache.unlink(missing_ok=True)  # cold, whoever passes the cache
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
             return time.perf_counter() - start

@@ -28,9 +28,10 @@ from reconciler.adapters import assets
 from reconciler.base.model import EMPTY_RECORD, AssetFile, Digests, LockedFinetune
 from reconciler.config import loader as config
 from reconciler.plan import planner as plan_mod
+from reconciler.project import Project
 from reconciler.providers.registry import load_config
 from reconciler.state import lockfile, planfile
-from reconciler.state.statcache import GRANULARITY_NS, StatCache, default_path
+from reconciler.state.statcache import GRANULARITY_NS, StatCache
 from reconciler.workflow import session as workflow
 
 FINETUNES = 1000
@@ -48,7 +49,7 @@ def cache_for_make_plan(config_path: Path) -> Iterator[bool]:
     def with_cache(
         found: Iterable[AssetFile], cache: StatCache | None = None, workers: int | None = None
     ) -> Digests:
-        return original(found, cache or StatCache.open(default_path(config_path)), workers)
+        return original(found, cache or StatCache.open(Project.at(config_path).statcache), workers)
 
     setattr(assets, "digest_all", with_cache)  # noqa: B010  (mypy refuses a direct assignment)
     try:
@@ -62,7 +63,7 @@ class Phases:
 
     TARGETS = (
         (config, "load"),
-        (lockfile, "load"),
+        (lockfile, "read_lock"),
         (workflow, "read_observed"),
         (assets, "digest_all"),
         (plan_mod, "build"),
@@ -156,7 +157,7 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
             record = replace(
                 EMPTY_RECORD, finetunes=locked, endpoints={"cloudflare": provider.endpoint}
             )
-            lockfile.save(config.lockfile_path(config_path), record)
+            lockfile.save(Project.at(config_path).lockfile, record)
         # Warm = the cache filled by an earlier plan. A file changed within the stat cache's
         # racy window (2 s) is not trusted yet, so wait that out, as a user's next plan would,
         # then make the plan that fills the cache; the timed plans come after it.

@@ -24,7 +24,8 @@ import pytest
 
 from reconciler.adapters.assets import digest_all
 from reconciler.base.model import AssetDigest, AssetFile
-from reconciler.state.statcache import GRANULARITY_NS, StatCache, default_path
+from reconciler.project import Project
+from reconciler.state.statcache import GRANULARITY_NS, StatCache
 
 IN_ACCESS, IN_OPEN = 0x1, 0x20
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
@@ -116,7 +117,7 @@ def expected(files: dict[Path, bytes]) -> dict[Path, AssetDigest]:
 
 def test_default_path_is_beside_the_config(tmp_path: Path) -> None:
     config = tmp_path / "proj" / "finetunes.yaml"
-    assert default_path(config) == tmp_path / "proj" / ".reconciler" / "statcache.json"
+    assert Project.at(config).statcache == tmp_path / "proj" / ".reconciler" / "statcache.json"
 
 
 @linux_only

@@ -16,9 +16,9 @@ from reconciler.cli.common import (
     color_on,
     fail,
     handle_errors,
+    opened,
     planning,
     require_config,
-    session,
 )
 from reconciler.cli.options import (
     config_option,
@@ -30,6 +30,7 @@ from reconciler.cli.options import (
     target_option,
 )
 from reconciler.cli.test import run_checks
+from reconciler.project import Project
 
 if TYPE_CHECKING:  # for annotations; the command imports what it runs where it runs it
     from reconciler.apply.runner import Result
@@ -107,7 +108,6 @@ def apply(
     refuses unless --auto-approve is given). With PLANFILE (from `plan -o`) it applies exactly
     that plan with no prompt, and refuses if anything the plan was made from has changed.
     """
-    from reconciler.config.loader import lockfile_path
     from reconciler.state.runlock import exclusive
     from reconciler.workflow.session import make_plan
 
@@ -122,13 +122,22 @@ def apply(
         config_path = saved.config_path
     color = color_on()
     require_config(config_path)  # before the apply lock's file is made beside it
+    project = Project.at(config_path)
     with (
-        exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (env, providers, desired),
+        exclusive(project.lockfile, lock_timeout, project.apply_lock),
+        opened(project, sandbox) as s,
     ):
+        providers = s.providers
         with planning():
             planned = make_plan(
-                config_path, env, providers, targets, prune, desired, refresh_catalogue
+                project,
+                s.env,
+                providers,
+                targets,
+                prune,
+                s.desired,
+                refresh_catalogue,
+                cache=s.cache,
             )
         planned = _shown(planned, planfile, saved, prune, color)
         if not _go_ahead(planned, ask=saved is None and not auto_approve):
@@ -150,7 +159,7 @@ def _load_saved(planfile: Path | None, targets: tuple[str, ...]) -> Saved | None
         return None
     if targets:
         raise PlanError("--target cannot narrow a saved plan: target when making the plan")
-    return planfile_mod.load(planfile)
+    return planfile_mod.read_saved_plan(planfile)
 
 
 def _shown(
@@ -238,7 +247,7 @@ def _test(planned: Planned, providers: Mapping[str, Provider]) -> None:
     from reconciler.state import lockfile
     from reconciler.workflow.session import as_called
 
-    recorded = lockfile.load(planned.lock_path)
+    recorded = lockfile.read_lock(planned.lock_path)
     run_checks(as_called(planned.desired.finetunes, recorded), providers)
 
 
@@ -249,7 +258,7 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
 
     finished = training.wait(
         planned.plan,
-        lockfile.load(planned.lock_path),
+        lockfile.read_lock(planned.lock_path),
         providers,
         on_status=lambda name, status: click.echo(f"  {name}: {status}"),
         interval=poll_interval(),
@@ -274,16 +283,16 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
 
 
 def _refresh_only(config_path: Path, sandbox: bool, lock_timeout: float, approve: bool) -> None:
-    from reconciler.config.loader import lockfile_path
     from reconciler.render import drift as render_drift
     from reconciler.state.runlock import exclusive
     from reconciler.workflow.session import accept_remote
 
+    project = Project.at(config_path)
     with (
-        exclusive(lockfile_path(config_path), lock_timeout),
-        session(config_path, sandbox) as (env, providers, _),
+        exclusive(project.lockfile, lock_timeout, project.apply_lock),
+        opened(project, sandbox) as s,
     ):
-        found, record = accept_remote(config_path, env, providers)
+        found, record = accept_remote(project, s.env, s.providers, s.desired)
         if not found:
             click.echo("No changes: the lockfile matches the accounts.")
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -17,8 +17,6 @@ from reconciler.cli.options import NO_COLOR_KEY
 from reconciler.project import Project
 
 if TYPE_CHECKING:
-    from reconciler.base.model import Desired
-    from reconciler.providers.base import Provider
     from reconciler.workflow.session import Opened
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,16 +118,6 @@ def opened(project: Project, sandbox: bool) -> Iterator[Opened]:
     click.echo(f"Using the local sandbox (state in {where}).", err=True)
     with sandbox_env(project.config, os.environ) as env, workflow.opened(project, env, LABEL) as s:
         yield s
-
-
-@contextmanager
-def session(
-    config_path: Path, sandbox: bool
-) -> Iterator[tuple[Mapping[str, str], Mapping[str, Provider], Desired]]:
-    """opened(), as the (env, providers, desired) that cli/apply.py unpacks until it takes
-    the Project and the Opened record."""
-    with opened(Project.at(config_path), sandbox) as s:
-        yield s.env, s.providers, s.desired
 
 
 def require_config(config_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.complete import names
+from reconciler.project import STATE_DIR
 from reconciler.render import FORMATS
 
 config_option = click.option(
@@ -24,7 +25,7 @@ sandbox_option = click.option(
     "--sandbox",
     is_flag=True,
     help="Run against a local sandbox started for this command, its state kept in "
-    ".reconciler/sandbox/ beside the config. No account or credentials needed.",
+    f"{STATE_DIR}/sandbox/ beside the config. No account or credentials needed.",
 )
 
 detailed_exitcode_option = click.option(
@@ -80,7 +81,7 @@ refresh_catalogue_option = click.option(
     "--refresh-catalogue",
     is_flag=True,
     help="Read each account's model catalogue from the provider even if the cached copy "
-    "(.reconciler/catalogue.json, kept a day) is fresh.",
+    f"({STATE_DIR}/catalogue.json, kept a day) is fresh.",
 )
 
 

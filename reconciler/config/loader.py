@@ -25,10 +25,6 @@ MAX_CONFIG_BYTES = 10_000_000  # 1,000 finetunes take about 200 kB
 SCHEMA_FACT = "schema-passed"  # in the stat cache: schema.token() of a text found valid
 
 
-def lockfile_path(config_path: Path) -> Path:
-    return config_path.with_suffix(".lock")
-
-
 def load(
     path: Path,
     env: Mapping[str, str],

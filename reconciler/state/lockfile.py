@@ -90,9 +90,6 @@ def read_lock(path: Path, cache: StatCache | None = None) -> Recorded:
     return _from_json(data)
 
 
-load = read_lock  # the old name, for callers not moved yet (cli/apply.py, bench/); going
-
-
 def _short(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -260,9 +260,6 @@ def read_saved_plan(path: Path) -> Saved:
     return saved
 
 
-load = read_saved_plan  # the old name, for cli/apply.py until it moves; going
-
-
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, found {type(value).__name__}")

@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from reconciler.project import STATE_DIR, Project
+from reconciler.project import STATE_DIR
 from reconciler.state.atomic import make_folder, write_atomic, write_cache
 
 FORMAT = "reconciler-statcache"
@@ -39,11 +39,6 @@ VERSION = 2
 GRANULARITY_NS = 2_000_000_000  # the coarsest common filesystem timestamp (FAT): 2 s
 SHA256 = "sha256"  # the fact digest_all keeps: the content's sha256, in hex
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def default_path(config_path: Path) -> Path:
-    """Where a config's cache lives: Project.statcache. For bench/, until it asks the Project."""
-    return Project.at(config_path).statcache
 
 
 class Key(NamedTuple):

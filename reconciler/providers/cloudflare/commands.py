@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from reconciler.base.errors import PlanError
-from reconciler.cli.common import handle_errors, session
+from reconciler.cli.common import handle_errors, opened
 from reconciler.cli.options import config_option, sandbox_option
+from reconciler.project import Project
 from reconciler.providers.cloudflare.env import ACCOUNT_ENV
 
 PROVIDER = "cloudflare"
@@ -52,7 +53,8 @@ def public(
     from reconciler.providers.cloudflare.api import CloudflareProvider
     from reconciler.render import checks as render_checks
 
-    with session(config_path, sandbox) as (env, providers, desired):
+    with opened(Project.at(config_path), sandbox) as s:
+        env, providers, desired = s.env, s.providers, s.desired
         if account is None:
             accounts = desired.accounts.get(PROVIDER) or ()
             account = accounts[0] if accounts else env.get(ACCOUNT_ENV)
