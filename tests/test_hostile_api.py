@@ -262,3 +262,48 @@ def test_an_answer_that_trickles_is_given_up(
     assert result.exit_code == 1, result.output
     assert "took more than 0.5s to send its answer" in result.stderr
     assert time.monotonic() - started < 5
+
+
+# L8: the token stays hidden however the API gives it back
+def cased(token: str) -> list[str]:
+    return [token.upper(), token.title(), token.swapcase(), token]
+
+
+def test_a_token_echoed_in_another_case_is_redacted(
+    cli: Cli, hostile: Lying, project: Path
+) -> None:
+    errors = [{"code": 10000, "message": f"token {t} is not valid"} for t in cased(CANARY_TOKEN)]
+    hostile.lie("POST", LIST, said((400, envelope(None, success=False, errors=errors))))
+    result = cli("-vv", "apply", "-c", project, "--auto-approve")
+    assert result.exit_code == 1, result.output
+    assert "token *** is not valid" in result.output
+    never_shown(result)
+
+
+def test_a_token_given_back_as_a_name_or_a_description_is_redacted(
+    cli: Cli, hostile: Lying, project: Path
+) -> None:
+    applied(cli, project)
+
+    def echoed(request: Request, honest: Honest) -> Response:
+        status, body = honest()
+        for n, token in enumerate(cased(CANARY_TOKEN)):
+            body["result"].append(
+                {
+                    "id": f"00000000-0000-4000-8000-00000000000{n}",
+                    "name": token,
+                    "model": "@cf/google/gemma-2b-it-lora",
+                    "description": f"made with {token}",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "modified_at": "2026-01-01T00:00:00Z",
+                }
+            )
+        text = json.dumps(body)  # and once spelt with JSON escapes, which no search of bytes sees
+        text = text.replace(f"with {CANARY_TOKEN}", "with " + CANARY_TOKEN.replace("c", "\\u0063"))
+        return raw(text.encode(), status)
+
+    hostile.lie("GET", LIST, echoed)
+    for command in (("list",), ("drift",), ("plan",), ("list", "--format", "json")):
+        result = cli("-vv", *command, "-c", project)
+        assert "***" in result.stdout, (command, result.output)
+        never_shown(result)

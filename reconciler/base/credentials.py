@@ -7,7 +7,9 @@ Every message here names the variable and what is wrong with it, never its value
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 # The variables a provider reads its credential from are named, by every provider's convention,
@@ -59,12 +61,48 @@ def secret_values(env: Mapping[str, str]) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by ***, in any case: an API may echo a token
+    upper-cased or lower-cased, and shown so it is as good as the token to whoever reads it
+    (most tokens are case-sensitive, but one that is not would be readable)."""
     for secret in secrets:
-        text = text.replace(secret, "***")
+        text = _spelt(secret).sub("***", text)
         stripped = secret.strip()
         if stripped != secret and len(stripped) >= MIN_REDACTED:
-            text = text.replace(stripped, "***")
+            text = _spelt(stripped).sub("***", text)
     return text
+
+
+def redact_json(value: Any, secrets: Sequence[str]) -> Any:
+    """A parsed JSON document with every secret redacted from every string in it, keys
+    included (an API's answer: a token given back as a finetune's name or description).
+    Lists and objects are changed in place, walked without recursion: however deep the
+    document, this cannot exhaust the stack."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                clean = redact(key, secrets) if isinstance(key, str) else key
+                item = node.pop(key) if clean != key else node[key]
+                node[clean] = redact(item, secrets) if isinstance(item, str) else item
+                if isinstance(item, dict | list):
+                    pending.append(item)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = redact(item, secrets)
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+    return value
+
+
+@lru_cache(maxsize=32)
+def _spelt(secret: str) -> re.Pattern[str]:
+    return re.compile(re.escape(secret), re.IGNORECASE)
 
 
 def _url_secrets(url: str) -> list[str]:

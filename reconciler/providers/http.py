@@ -11,7 +11,13 @@ from json import detect_encoding
 from typing import TYPE_CHECKING, Any
 
 from reconciler.base import strictjson
-from reconciler.base.credentials import redact, token_problem, url_problem
+from reconciler.base.credentials import (
+    MIN_REDACTED_OTHER,
+    redact,
+    redact_json,
+    token_problem,
+    url_problem,
+)
 from reconciler.base.errors import (
     AuthError,
     CredentialsError,
@@ -69,6 +75,8 @@ class Api:
         if problem:
             raise CredentialsError(problem)
         self._secrets = [token]
+        # redacted from answers too, where a token this short could be a word of one
+        self._echoes = [token] if len(token) >= MIN_REDACTED_OTHER else []
         self._token_variable = token_variable
         self._url_variable = url_variable
         self._parse_error = parse_error
@@ -157,7 +165,7 @@ class Api:
                 response, content = self._send(
                     what, method, path, last, idempotent, json, params, data, files
                 )
-                body = _json(content)
+                body = self._unechoed(content, _json(content))
                 self._refuse_retry_status(what, response, body, last, idempotent)
             except _TryAgain as again:
                 self._wait(what, attempt, again.retry_after, again.reason)
@@ -262,6 +270,19 @@ class Api:
                 f"{what}: {self.base_url} failed {self._retry.attempts} times ({self._reason(exc)})"
             )
         return _TryAgain(self._reason(exc))
+
+    def _unechoed(self, content: bytes, body: Any) -> Any:
+        """The answer with the token redacted from every string in it, in any case: an API
+        that gives it back (as a finetune's name, in a description) must not have it shown
+        or recorded. Most answers (UTF-8, as JSON is sent) hold neither it nor a JSON escape
+        that could spell it: those are not walked."""
+        if not self._echoes or body is _NOT_JSON:
+            return body
+        lowered = content.lower()
+        spelt = self._echoes[0].lower().encode()
+        if detect_encoding(content) == "utf-8" and b"\\u" not in lowered and spelt not in lowered:
+            return body
+        return redact_json(body, self._echoes)
 
     def _log_response(
         self, method: str, path: str, response: httpx.Response, started: float
