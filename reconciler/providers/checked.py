@@ -17,6 +17,7 @@ they are listed, never recorded under their own name.
     remote_text(value, what, kind)  any other string the answer carries (a model, a date)
     recordable(remote, what)        the whole finetune as the lock would record it (its
                                     provider's fields included), by the lock's `finetune`
+    segment(value)                  an id or an account as one segment of a request's path
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 from jsonschema import Draft202012Validator
 
@@ -120,6 +122,16 @@ def _checked(value: Any, what: str, kind: str) -> str:
         f"{visible(what)}: the answer names the {kind} {shown}, which is {why}; "
         "refused, nothing was recorded"
     )
+
+
+def segment(value: str) -> str:
+    """`value` as one segment of a request's path, whatever it holds. An id passes the lock's
+    rule with a '/', a '?' or '..' in it; put in a path as it is, such an id (from a hostile
+    answer, or a lockfile edited in a pull request) would send the call to another resource
+    of the API with the user's token: `../../datasets/X` turns a DELETE of a model into a
+    DELETE of a dataset. Encoded, it names one resource, or none."""
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
 
 
 def _kind_of(value: Any) -> str:

@@ -80,7 +80,7 @@ class CloudflareProvider:
 
     def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
         what = f"list finetunes of account {account}"
-        result = _result(self._api.call(what, "GET", f"/accounts/{account}/ai/finetunes"), what)
+        result = _result(self._api.call(what, "GET", f"{_account(account)}/ai/finetunes"), what)
         if not isinstance(result, list):
             raise EndpointError(f"{what}: expected a list of finetunes")
         return tuple(_remote(account, item, what) for item in result)
@@ -96,7 +96,7 @@ class CloudflareProvider:
         if desired.description is not None:
             payload["description"] = desired.description
         what = f"create finetune {desired.name}"
-        path = f"/accounts/{desired.account}/ai/finetunes"
+        path = f"{_account(desired.account)}/ai/finetunes"
 
         def send() -> RemoteFinetune:
             body = self._api.call(what, "POST", path, json=payload, idempotent=False)
@@ -128,7 +128,7 @@ class CloudflareProvider:
         """POST /ai/run/{model}: the model name is one path segment, its slashes encoded."""
         segment = quote(model, safe="@")
         what = f"run {model}" + (f" with lora {body['lora']}" if body.get("lora") else "")
-        answer = self._api.call(what, "POST", f"/accounts/{account}/ai/run/{segment}", json=body)
+        answer = self._api.call(what, "POST", f"{_account(account)}/ai/run/{segment}", json=body)
         return _result(answer, what)
 
     def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
@@ -143,7 +143,7 @@ class CloudflareProvider:
                 self._api.call(
                     what,
                     "GET",
-                    f"/accounts/{account}/ai/models/search",
+                    f"{_account(account)}/ai/models/search",
                     # deprecated models are left out unless asked for (for up to three
                     # months after their date, per the SDK): a plan must see them to warn
                     params={
@@ -175,7 +175,7 @@ class CloudflareProvider:
             what = f"list public finetunes (offset {len(found)})"
             page = _result(
                 self._api.call(
-                    what, "GET", f"/accounts/{account}/ai/finetunes/public", params=params
+                    what, "GET", f"{_account(account)}/ai/finetunes/public", params=params
                 ),
                 what,
             )
@@ -201,11 +201,16 @@ class CloudflareProvider:
             self._api.call(
                 what,
                 "POST",
-                f"/accounts/{account}/ai/finetunes/{finetune_id}/finetune-assets",
+                f"{_account(account)}/ai/finetunes/{checked.segment(finetune_id)}/finetune-assets",
                 data={"file_name": asset.name},
                 files={"file": (asset.name, reader, "application/octet-stream")},
             )
         return reader.result()
+
+
+def _account(account: str) -> str:
+    """The path of an account's API; the account is one segment, whatever it holds."""
+    return f"/accounts/{checked.segment(account)}"
 
 
 def _result(body: Any, what: str) -> Any:

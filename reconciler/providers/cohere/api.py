@@ -136,7 +136,7 @@ class CohereProvider:
     def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None:
         what = f"read finetuned model {remote_id}"
         try:
-            body = self._api.call(what, "GET", f"{MODELS}/{remote_id}", ok=(200,))
+            body = self._api.call(what, "GET", f"{MODELS}/{checked.segment(remote_id)}", ok=(200,))
         except ProviderError as exc:
             if "HTTP 404" in str(exc):
                 return None
@@ -178,24 +178,24 @@ class CohereProvider:
         settings = _settings(desired, assets)
         payload = {"name": desired.name, "settings": settings}
         self._wait_validated(settings["dataset_id"], what)
-        body = self._api.call(what, "PATCH", f"{MODELS}/{remote_id}", json=payload)
+        body = self._api.call(what, "PATCH", f"{MODELS}/{checked.segment(remote_id)}", json=payload)
         return _remote(_field(body, "finetuned_model", what), what)
 
     def delete_finetune(self, account: str, remote_id: str) -> None:
         what = f"delete finetuned model {remote_id}"
         try:
-            self._api.call(what, "DELETE", f"{MODELS}/{remote_id}")
+            self._api.call(what, "DELETE", f"{MODELS}/{checked.segment(remote_id)}")
         except ProviderError as exc:
             if "HTTP 404" not in str(exc):
                 raise  # a 404: already gone, which is what we wanted
 
     def history(self, account: str, remote_id: str) -> History:
         events = self._pages(
-            f"read events of {remote_id}", f"{MODELS}/{remote_id}/events", "events"
+            f"read events of {remote_id}", f"{MODELS}/{checked.segment(remote_id)}/events", "events"
         )
         metrics = self._pages(
             f"read training metrics of {remote_id}",
-            f"{MODELS}/{remote_id}/training-step-metrics",
+            f"{MODELS}/{checked.segment(remote_id)}/training-step-metrics",
             "step_metrics",
         )
         return History(
@@ -311,7 +311,7 @@ class CohereProvider:
         deadline = time.monotonic() + self._dataset_timeout
         interval = poll_interval()
         while True:
-            body = self._api.call(what, "GET", f"/v1/datasets/{dataset_id}")
+            body = self._api.call(what, "GET", f"/v1/datasets/{checked.segment(dataset_id)}")
             dataset = _field(body, "dataset", what)
             if not isinstance(dataset, dict):
                 raise EndpointError(f"{what}: the answer's dataset is not an object")
