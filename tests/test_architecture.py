@@ -135,3 +135,12 @@ def test_the_state_folder_is_spelled_in_one_module() -> None:
         if any(".reconciler" in s for s in _strings(ast.parse(p.read_text())))
     )
     assert holders == ["reconciler/project.py"]
+
+
+def test_every_json_file_the_package_ships_parses() -> None:
+    """Data files are read at run time: one a formatter or a hand edit broke fails here, not
+    in a user's first command."""
+    import json
+
+    for path in [*PACKAGE.rglob("*.json"), *(ROOT / "schemas").glob("*.json")]:
+        json.loads(path.read_text("utf-8"))

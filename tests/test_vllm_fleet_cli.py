@@ -166,3 +166,21 @@ def test_a_server_that_is_down_fails_alone_and_the_next_apply_heals_it(
     assert healed.exit_code == 0, healed.output
     assert name in models(fleet, 1)
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
+def test_checks_run_against_every_server(cli: Cli, fleet: SandboxServer, tmp_path: Path) -> None:
+    config = project(tmp_path)
+    config.write_text(
+        config.read_text() + "    checks:\n      - name: greets\n        prompt: Hello there\n"
+        "        expect: {contains: Thanks}\n"
+    )
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    before = len(fleet.request_log)
+    tested = cli("test", "-c", config)
+    assert tested.exit_code == 0, tested.output
+    asked = [p for m, p in fleet.request_log[before:] if p.endswith("/chat/completions")]
+    assert sorted(asked) == [f"/vllm/{i}/v1/chat/completions" for i in range(2)]
+    control(fleet, 1, "down")
+    failed = cli("test", "-c", config)
+    assert failed.exit_code == 1
+    assert f"{fleet.url}/vllm/1" in failed.output + failed.stderr

@@ -103,10 +103,27 @@ def run(finetunes: Sequence[DesiredFinetune], runner: Callable[[str], Runner]) -
             except ReconcilerError as exc:
                 results.append(CheckResult(finetune.name, check.name, False, str(exc), ""))
                 continue
-            text = _text(result)
-            ok, detail = evaluate(check, text)
-            results.append(CheckResult(finetune.name, check.name, ok, detail, text))
+            results.append(_judged(finetune.name, check, result))
     return results
+
+
+def _judged(name: str, check: Check, result: Any) -> CheckResult:
+    """One check's result. A fleet answers once per server ({"responses": {server: text}}):
+    every server's answer must pass, and a failure names the server."""
+    answers = result.get("responses") if isinstance(result, Mapping) else None
+    if not isinstance(answers, Mapping) or not answers:
+        text = _text(result)
+        ok, detail = evaluate(check, text)
+        return CheckResult(name, check.name, ok, detail, text)
+    failed = []
+    for where, answer in answers.items():
+        ok, detail = evaluate(check, str(answer))
+        if not ok:
+            failed.append(f"{where}: {detail}")
+    first = str(next(iter(answers.values())))
+    if failed:
+        return CheckResult(name, check.name, False, "; ".join(failed), first)
+    return CheckResult(name, check.name, True, f"passed on {len(answers)} servers", first)
 
 
 def _text(result: Any) -> str:

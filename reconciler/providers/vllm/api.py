@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconciler.adapters.assets import digest as file_digest
 from reconciler.base.errors import PartialApply, ProviderError
@@ -121,6 +122,21 @@ class VllmProvider:
 
     def history(self, account: str, remote_id: str) -> History:
         return History()
+
+    def run(self, account: str, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A check's request (apply/checks.request) as a chat completion on every server, the
+        adapter's name as the model: {"responses": {server: text}}. A server that fails
+        fails the check, named."""
+        messages = body.get("messages") or [{"role": "user", "content": body.get("prompt", "")}]
+        name = str(body.get("lora") or model)
+        tokens = body.get("max_tokens")
+
+        def chat(url: str) -> str:
+            return self._clients[url].chat(name, list(messages), max_tokens=tokens).text
+
+        done = fan_out(list(self._clients), chat)
+        done.raise_failures(f"ask {name} on the vLLM fleet")
+        return {"responses": done.values()}
 
     # --- writing ---
 
