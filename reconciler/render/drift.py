@@ -6,7 +6,7 @@ import json
 
 import click
 
-from reconciler.base.untrusted import visible
+from reconciler.base.untrusted import json_safe, visible
 from reconciler.plan.drift import Drift, DriftKind
 
 SYMBOLS = {
@@ -61,7 +61,7 @@ def render(items: tuple[Drift, ...], fmt: str, color: bool = False) -> str:
                 for d in items
             ],
         }
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json_safe(json.dumps(data, indent=2, sort_keys=True)) + "\n"
     if fmt == "markdown":
         from reconciler.render.markdown import code, prose
 

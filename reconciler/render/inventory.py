@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import click
 
-from reconciler.base.untrusted import visible
+from reconciler.base.untrusted import json_safe, visible
 from reconciler.render.checks import painter, table
 from reconciler.workflow.inventory import STATES, Held
 
@@ -33,7 +33,7 @@ def render(found: Sequence[Held], fmt: str, color: bool = False) -> str:
                 for h in found
             ],
         }
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json_safe(json.dumps(data, indent=2, sort_keys=True)) + "\n"
     accounts = sorted({(h.provider, h.account) for h in found})
     header = ["name", "state", "model", "id", "note"]
     if len(accounts) > 1:
