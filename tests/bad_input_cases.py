@@ -601,3 +601,57 @@ CASES += [
         "characters are not allowed",
     ),
 ]
+
+# Hidden characters in what the config or the environment says are written out in the message
+# (base.untrusted), never printed raw: terminal escapes, OSC 52 and OSC 8, bidi overrides.
+ACCOUNT_RULE = (
+    "does not match ^[0-9a-fA-F]{32}$ (A Cloudflare account id: 32 hexadecimal characters. "
+    "${ENV} references are resolved first.)"
+)
+CASES += [
+    (
+        "account-id-osc52-clipboard",
+        env(CLOUDFLARE_ACCOUNT_ID="\x1b]52;c;eA==\x07"),
+        "{config}:6:17: error: providers.cloudflare.account_id: '\\x1b]52;c;eA==\\x07' "
+        + ACCOUNT_RULE,
+    ),
+    (
+        "account-id-bidi-override",
+        env(CLOUDFLARE_ACCOUNT_ID="0123456789abcdef\u202e0123456789abcdef"),
+        "{config}:6:17: error: providers.cloudflare.account_id: "
+        "'0123456789abcdef\\u202e0123456789abcdef' " + ACCOUNT_RULE,
+    ),
+    (
+        "name-bidi-override",
+        edit("name: faq-bot-v1", "name: faq-bot\u202e1v"),
+        "{config}:21:11: error: finetunes[1].name: 'faq-bot\\u202e1v' does not match "
+        "^[A-Za-z0-9][A-Za-z0-9._-]*$ (The finetune's name, unique in its account: letters, "
+        "digits, '.', '_' and '-', starting with a letter or digit.)",
+    ),
+    (
+        "model-bidi-override",
+        edit('model: "@cf/google/gemma-2b-it-lora"', 'model: "@cf/google/gemma\u202e-2b-it-lora"'),
+        "{config}:23:12: error: finetunes[1].model: '@cf/google/gemma\\u202e-2b-it-lora' does "
+        "not match ^@[A-Za-z0-9._-]+/[A-Za-z0-9._/-]+$ (The LoRA-capable base model, e.g. "
+        "@cf/mistral/mistral-7b-instruct-v0.2-lora.)",
+    ),
+    (
+        "adapter-path-osc52-clipboard",
+        edit("adapter: adapters/faq-v1/", 'adapter: "adapters/faq\\x1b]52;c;x\\x07/"'),
+        "{config}:25:14: error: finetune 'faq-bot-v1': adapter folder "
+        "adapters/faq\\x1b]52;c;x\\x07/ does not exist",
+    ),
+    (
+        "unknown-key-bidi-isolate",
+        edit(DESCRIPTION, DESCRIPTION + '\n    "x\\u2066y": 1'),
+        "{config}:25:5: error: finetunes[1].x\\u2066y: unknown key 'x\\u2066y'; expected one "
+        "of: account_id, adapter, checks, description, keep, model, name, provider, public, "
+        "versioning",
+    ),
+    (
+        "base-url-osc8-link",
+        env(CLOUDFLARE_API_BASE_URL="https://api.example/\x1b]8;;x\x1b\\client/v4"),
+        "Error: CLOUDFLARE_API_BASE_URL contains a line break or another control character; "
+        "set it again",
+    ),
+]
