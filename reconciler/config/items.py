@@ -15,16 +15,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from reconciler.adapters.preflight import Limits, check_adapter, model_notes
 from reconciler.base.errors import Problem
 from reconciler.base.model import AssetFile, AssetSource, DesiredFinetune, SourceMark
-from reconciler.config import schema
-from reconciler.config.yamlsource import Path_, Source
-from reconciler.sources.local import LocalSource
-from reconciler.state.statcache import StatCache
+
+if TYPE_CHECKING:  # the checks are imported where they run: a provider's spec, which the
+    # command line reads at start-up, imports this module, and must stay light
+    from reconciler.adapters.preflight import Limits
+    from reconciler.config.yamlsource import Path_, Source
+    from reconciler.state.statcache import StatCache
 
 # providers whose API key is scoped to one organisation: no account id, one "account"
 SINGLE_ACCOUNT = "default"
@@ -113,6 +114,8 @@ def account_id(context: ItemContext, rule: AccountRule) -> str:
 
 def check_patterns(context: ItemContext) -> None:
     """Each check's `expect.matches` must compile."""
+    from reconciler.config import schema
+
     for i, check in enumerate(context.item.get("checks") or ()):
         pattern = (check.get("expect") or {}).get("matches")
         if pattern is None:
@@ -254,6 +257,9 @@ def url_allowed(url: str) -> bool:
 def adapter_checks(context: ItemContext, desired: DesiredFinetune, folder: Path | None) -> None:
     """The model notes and, for a local folder, the adapter pre-flight checks, placed at the
     line of the key they are about."""
+    from reconciler.adapters.preflight import check_adapter, model_notes
+    from reconciler.sources.local import LocalSource
+
     limits = context.limits
     if limits is None:
         return

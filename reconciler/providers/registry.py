@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.base.model import Desired
-from reconciler.config import loader
 from reconciler.config.items import ItemKind
 from reconciler.providers.base import Provider
 from reconciler.providers.cloudflare.spec import SPEC as CLOUDFLARE
 from reconciler.providers.cohere.spec import SPEC as COHERE
+from reconciler.providers.fireworks.spec import SPEC as FIREWORKS
 from reconciler.providers.spec import ProviderSpec, Setting
 from reconciler.providers.vllm.spec import SPEC as VLLM
-from reconciler.state.statcache import StatCache
 
-SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE, VLLM)}
+if TYPE_CHECKING:
+    from reconciler.state.statcache import StatCache
+
+SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE, VLLM, FIREWORKS)}
 
 
 def spec(name: str) -> ProviderSpec:
@@ -36,6 +38,8 @@ def item_kinds() -> dict[str, ItemKind]:
 def load_config(path: Path, env: Mapping[str, str], cache: StatCache | None = None) -> Desired:
     """The config at `path`, each finetune built by its provider (config.loader.load with every
     registered provider's ItemKind)."""
+    from reconciler.config import loader  # jsonschema: not at the command line's start-up
+
     return loader.load(path, env, cache, kinds=item_kinds())
 
 

@@ -7,9 +7,8 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.preflight import Limits
 from reconciler.base.model import DesiredFinetune
 from reconciler.config.items import (
     AccountRule,
@@ -29,6 +28,9 @@ ACCOUNT = AccountRule(
     lower=True,
 )
 
+if TYPE_CHECKING:
+    from reconciler.adapters.preflight import Limits
+
 
 @cache
 def published() -> Mapping[str, Any]:
@@ -42,6 +44,8 @@ class CloudflareItems:
     account = ACCOUNT
 
     def limits(self, settings: Mapping[str, Any]) -> Limits:
+        from reconciler.adapters.preflight import Limits
+
         return Limits.from_data(published(), settings.get("limits"))
 
     def build(self, context: ItemContext) -> DesiredFinetune:

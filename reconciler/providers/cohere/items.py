@@ -5,12 +5,14 @@ defaults). Cohere's key is scoped to one organisation: one account."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.preflight import Limits
 from reconciler.base.model import AssetFile, DesiredFinetune
 from reconciler.config.items import SINGLE_ACCOUNT, AccountRule, ItemContext, contained
-from reconciler.config.yamlsource import Path_
+
+if TYPE_CHECKING:
+    from reconciler.adapters.preflight import Limits
+    from reconciler.config.yamlsource import Path_
 
 DATASET = "dataset"  # the one asset: the config's dataset, and its name in the lockfile
 

@@ -9,9 +9,8 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.preflight import Limits
 from reconciler.base.model import DesiredFinetune
 from reconciler.config.items import (
     SINGLE_ACCOUNT,
@@ -21,6 +20,9 @@ from reconciler.config.items import (
     adapter_checks,
     check_patterns,
 )
+
+if TYPE_CHECKING:
+    from reconciler.adapters.preflight import Limits
 
 EVERY = "every server"  # the `loaded` field a finetune wants: api.py reads it back
 DEFAULT_MAX_LORA_RANK = 16  # vLLM's --max-lora-rank default
@@ -38,6 +40,8 @@ class VllmItems:
 
     def limits(self, settings: Mapping[str, Any]) -> Limits:
         rank = settings.get("max_lora_rank", DEFAULT_MAX_LORA_RANK)
+        from reconciler.adapters.preflight import Limits
+
         return Limits.from_data(published(), {"max_lora_rank": rank})
 
     def build(self, context: ItemContext) -> DesiredFinetune:
