@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.apply.journal import create_intent, found, inflight, next_intent, upload_intent
 from reconciler.apply.outcomes import Events, Gate, Outcome, Report, Result
@@ -298,6 +298,48 @@ def _keep(run: Run, at: At, sent: AssetDigest) -> None:
     run.journaled = then is not None
 
 
+@runtime_checkable
+class Finishing(Protocol):
+    """A provider whose create is finished by steps of their own (Capabilities
+    validates_uploads and serves): each returns what it did, for the step's outcome."""
+
+    def validate_finetune(self, desired: DesiredFinetune, remote_id: str) -> str:
+        """Have the provider check the uploaded files, and wait until it has (Fireworks:
+        validateUpload until the model is READY)."""
+
+    def serve_finetune(self, desired: DesiredFinetune, remote_id: str) -> str:
+        """Load it where the config says it serves and wait until it does; the last step of a
+        create (a provider may mark the finetune finished here)."""
+
+
+def _finishing(run: Run, at: At) -> Finishing:
+    provider = run.api
+    if not isinstance(provider, Finishing):
+        raise TypeError(f"{provider.name} has no {at.step.kind.value} step")
+    return provider
+
+
+def validate(run: Run, at: At) -> bool:
+    """The provider's check of what was uploaded (no lock write: a create cut short before its
+    finish is made again, and the provider takes over what it left)."""
+    assert run.remote_id is not None
+    provider = _finishing(run, at)
+    crashpoints.hit("validate.before")
+    said = provider.validate_finetune(run.desired, run.remote_id)
+    crashpoints.hit("validate.after")
+    return run.tell(at, True, said)
+
+
+def serve(run: Run, at: At) -> bool:
+    """Load what was made where the config says it serves, and wait until it does."""
+    assert run.remote_id is not None
+    provider = _finishing(run, at)
+    crashpoints.hit("serve.before")
+    said = provider.serve_finetune(run.desired, run.remote_id)
+    crashpoints.hit("serve.after")
+    return run.tell(at, True, said)
+
+
 HANDLERS: dict[StepKind, Handler] = {
     StepKind.FORGET: forget,
     StepKind.DELETE: delete,
@@ -307,6 +349,8 @@ HANDLERS: dict[StepKind, Handler] = {
     StepKind.ADOPT: adopt,
     StepKind.UPDATE: update,
     StepKind.UPLOAD: upload,
+    StepKind.VALIDATE: validate,
+    StepKind.SERVE: serve,
 }
 
 

@@ -68,6 +68,10 @@ class StepKind(str, Enum):
     FORGET = "forget"
     CHECK = "check"  # versioned: run the finetune's checks against the new version (the gate)
     PROMOTE = "promote"  # versioned: make the version current (lock only; no remote call)
+    VALIDATE = (
+        "validate"  # have the provider check the uploaded files (Capabilities.validates_uploads)
+    )
+    SERVE = "serve"  # load what was made where it serves, and wait for it (Capabilities.serves)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,19 @@ def creating(
     assets: Iterable[AssetFile], local: Mapping[str, AssetDigest], caps: Capabilities
 ) -> tuple[Step, ...]:
     """A create and the uploads of `assets`: first where the create names what was uploaded
-    (a Cohere dataset), else after it, into the finetune the create made."""
+    (a Cohere dataset), else after it, into the finetune the create made. Then, where the
+    provider says so, its check of the files (VALIDATE) and the load that serves them (SERVE),
+    so that what a create leaves is usable before any check or promotion."""
     sent = uploads(assets, local)
     create = (Step(StepKind.CREATE),)
-    return sent + create if caps.assets_before_create else create + sent
+    made = sent + create if caps.assets_before_create else create + sent
+    return made + _finishing(caps)
+
+
+def _finishing(caps: Capabilities) -> tuple[Step, ...]:
+    validate = (Step(StepKind.VALIDATE),) if caps.validates_uploads else ()
+    serve = (Step(StepKind.SERVE),) if caps.serves else ()
+    return validate + serve
 
 
 def replacing(

@@ -23,6 +23,12 @@ class Capabilities:
     assets_before_create: bool = False  # assets are uploaded first and named in the create
     # top-level fields whose change needs a new finetune (delete, then create)
     replace_fields: frozenset[str] = frozenset()
+    # the provider checks uploaded files before the finetune can be used (Fireworks'
+    # validateUpload): a VALIDATE step follows a create's uploads
+    validates_uploads: bool = False
+    # serving is a step of its own after the files are in (Fireworks loads an adapter onto a
+    # deployment): a SERVE step follows, before any check or promotion
+    serves: bool = False
 
 
 class Provider(Protocol):
