@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,21 +94,28 @@ class Lying:
         return answer(environ, start_response)
 
 
-@pytest.fixture
-def hostile(cf_env: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lying]:
-    """The double in front of cf_env's sandbox, named by CLOUDFLARE_API_BASE_URL."""
-    double = Lying(cf_env.url)
+@contextmanager
+def lying(upstream: str) -> Iterator[tuple[Lying, str]]:
+    """A Lying double in front of `upstream`, on 127.0.0.1: the double and its URL."""
+    double = Lying(upstream)
     server = make_server("127.0.0.1", 0, double, threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
-    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", f"http://127.0.0.1:{server.port}/client/v4")
-    monkeypatch.setenv("RECONCILER_HTTP_BACKOFF", "0")
     try:
-        yield double
+        yield double, f"http://127.0.0.1:{server.port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def hostile(cf_env: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lying]:
+    """The double in front of cf_env's sandbox, named by CLOUDFLARE_API_BASE_URL."""
+    with lying(cf_env.url) as (double, url):
+        monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", f"{url}/client/v4")
+        monkeypatch.setenv("RECONCILER_HTTP_BACKOFF", "0")
+        yield double
 
 
 def said(answer: tuple[int, Any] | Response) -> Lie:

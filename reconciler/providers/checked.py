@@ -23,6 +23,7 @@ they are listed, never recorded under their own name.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 from urllib.parse import quote
@@ -43,18 +44,61 @@ SHOWN = 80  # characters of a refused value quoted in the message
 
 
 @cache
+def _rule() -> Callable[[str], bool]:
+    """The lock's identifier rule as a test of one string. Read from the schema: its pattern
+    matched whole (a schema pattern is searched for, and `$` matches before a final line
+    break, so "abc\\n" passes it; matched whole, it fails, as the rule means), its lengths,
+    a `not` pattern. Should the definition say more than that, the schema's own validator
+    judges (slower: a list of a thousand finetunes is checked in every plan)."""
+    definition = schema.load(LOCK_SCHEMA)["$defs"][RULE]
+    plain = set(definition) <= {"description", "type", "minLength", "maxLength", "pattern", "not"}
+    refused = definition.get("not", {"pattern": "(?!)"})
+    if definition.get("type") != "string" or not plain or set(refused) != {"pattern"}:
+        validator = _validator(RULE)
+        return lambda value: bool(validator.is_valid(value))
+    whole = re.compile(definition.get("pattern", ".*"), re.DOTALL)
+    banned = re.compile(refused["pattern"])
+    low, high = definition.get("minLength", 0), definition.get("maxLength", MAX_LENGTH)
+    return lambda value: (
+        low <= len(value) <= high
+        and whole.fullmatch(value) is not None
+        and banned.search(value) is None
+    )
+
+
+@cache
 def _validator(definition: str) -> Draft202012Validator:
     lock = schema.load(LOCK_SCHEMA)
     return Draft202012Validator({"$defs": lock["$defs"], "$ref": f"#/$defs/{definition}"})
 
 
 @cache
-def _rule() -> tuple[Draft202012Validator, re.Pattern[str]]:
-    """The lock's identifier rule: its validator, and its pattern matched whole. (A schema
-    pattern is searched for, and `$` matches before a final line break: "abc\\n" passes it.
-    Matched whole, a trailing line break fails, as the rule means.)"""
-    pattern = schema.load(LOCK_SCHEMA)["$defs"][RULE]["pattern"]
-    return _validator(RULE), re.compile(pattern)
+def _fields(provider: str) -> Draft202012Validator:
+    """The lock's rules for the fields of a finetune of `provider`: the `fields` property of
+    its `finetune` definition, and the conditions (`allOf`) that hold for that provider,
+    chosen once (each `if` names a provider), so that a finetune costs a fifth of the whole
+    definition (a thousand are listed in every plan). A condition that asks more than the
+    provider is kept whole."""
+    lock = schema.load(LOCK_SCHEMA)
+    finetune = lock["$defs"]["finetune"]
+    kept: list[Any] = []
+    for condition in finetune.get("allOf", []):
+        test = condition.get("if", {})
+        if (
+            set(condition) != {"if", "then"}
+            or set(test) != {"properties"}
+            or set(test["properties"]) != {"provider"}
+        ):
+            kept.append(condition)
+        elif Draft202012Validator(test).is_valid({"provider": provider}):
+            kept.append(condition["then"])
+    return Draft202012Validator(
+        {
+            "$defs": lock["$defs"],
+            "properties": {"fields": finetune["properties"]["fields"]},
+            "allOf": kept,
+        }
+    )
 
 
 def remote_id(value: Any, what: str, kind: str = "finetune id") -> str:
@@ -81,19 +125,12 @@ def remote_text(value: Any, what: str, kind: str) -> str:
 
 
 def recordable(remote: RemoteFinetune, what: str) -> RemoteFinetune:
-    """`remote`, once what apply would record of it (provider, account, id, model and the
-    provider's fields) is what the lock's `finetune` definition takes: a field of a shape the
-    lockfile refuses (a nested object where it keeps scalars, a number for a description) is
-    refused here, not found by the next run's read of the lock."""
-    entry = {
-        "provider": remote.provider,
-        "account": remote.account,
-        "id": remote_id(remote.id, what),
-        "model": remote.model,
-        "fields": dict(remote.fields),
-        "assets": {},
-    }
-    error = next(iter(_validator("finetune").iter_errors(entry)), None)
+    """`remote`, once the fields apply would record of it are what the lock's `finetune`
+    definition takes for its provider: a field of a shape the lockfile refuses (a nested
+    object where it keeps scalars, a number for a description) is refused here, not found by
+    the next run's read of the lock. Its id and name: remote_id and remote_name."""
+    entry = {"provider": remote.provider, "fields": dict(remote.fields)}
+    error = next(iter(_fields(remote.provider).iter_errors(entry)), None)
     if error is None:
         return remote
     where = ".".join(str(p) for p in error.absolute_path) or "the finetune"
@@ -110,10 +147,9 @@ def _checked(value: Any, what: str, kind: str) -> str:
             f"{visible(what)}: the answer's {kind} is {_kind_of(value)}, not a string; "
             "nothing was recorded"
         )
-    validator, pattern = _rule()
     if len(value) > MAX_LENGTH:
         why = f"longer than {MAX_LENGTH} characters ({len(value)})"
-    elif not validator.is_valid(value) or pattern.fullmatch(value) is None:
+    elif not _rule()(value):
         why = "not one line of printable text (what the lockfile takes)"
     else:
         return value

@@ -29,6 +29,11 @@ log = logging.getLogger("reconciler.cloudflare")
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 CATALOGUE_PAGE = 50  # what wrangler asks for
+MAX_CATALOGUE_PAGES = 100  # 5,000 models; Workers AI serves about a hundred
+# `reconciler public` reads at most this many (Cloudflare offers a few dozen), in at most this
+# many pages (--page-size 1 is allowed): past either the server is not paging as asked
+MAX_PUBLIC = 20_000
+MAX_PUBLIC_PAGES = 500
 
 
 def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpoint:
@@ -134,10 +139,10 @@ class CloudflareProvider:
     def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
         """The account's model catalogue, page by page as wrangler reads it (per_page=50,
         page=1, 2, ...) until a short page. A page that adds no new model also ends it, so a
-        server that ignores paging cannot keep us reading."""
+        server that ignores paging cannot keep us reading, nor can one that invents models
+        page after page: MAX_CATALOGUE_PAGES is the most read."""
         found: dict[str, CatalogueModel] = {}
-        page_number = 1
-        while True:
+        for page_number in range(1, MAX_CATALOGUE_PAGES + 1):
             what = f"read the model catalogue of account {account} (page {page_number})"
             page = _result(
                 self._api.call(
@@ -161,29 +166,48 @@ class CloudflareProvider:
             found.update(models)
             if len(page) < CATALOGUE_PAGE or not fresh:
                 return found
-            page_number += 1
+        raise EndpointError(
+            f"{what}: read {MAX_CATALOGUE_PAGES} pages and the pages go on; stopped"
+        )
 
     def list_public(
         self, account: str, order_by: str | None = None, page_size: int = 100
     ) -> list[RemoteFinetune]:
-        """Every public finetune, following limit/offset until a page comes back short."""
-        found: list[RemoteFinetune] = []
-        while True:
-            params: dict[str, Any] = {"limit": page_size, "offset": len(found)}
+        """Every public finetune, following limit/offset until a page comes back short. A
+        server that ignores `offset` (a page of finetunes already given) or pages without end
+        (past MAX_PUBLIC finetunes or MAX_PUBLIC_PAGES pages) is stopped with an error, its
+        pages held within those bounds."""
+        found: dict[str, RemoteFinetune] = {}  # by id: a page that overlaps adds no twin
+        offset = 0
+        for _ in range(MAX_PUBLIC_PAGES):
+            params: dict[str, Any] = {"limit": page_size, "offset": offset}
             if order_by:
                 params["orderBy"] = order_by
-            what = f"list public finetunes (offset {len(found)})"
-            page = _result(
-                self._api.call(
-                    what, "GET", f"{_account(account)}/ai/finetunes/public", params=params
-                ),
-                what,
-            )
+            what = f"list public finetunes (offset {offset:,})"
+            path = f"{_account(account)}/ai/finetunes/public"
+            page = _result(self._api.call(what, "GET", path, params=params), what)
             if not isinstance(page, list):
                 raise EndpointError(f"{what}: expected a list of finetunes")
-            found += [_remote(account, item, what) for item in page]
+            items = [_remote(account, item, what) for item in page]
+            if items and all(r.id in found for r in items):
+                again = ", ".join(r.name for r in items[:3]) + (", ..." if len(items) > 3 else "")
+                raise EndpointError(
+                    f"{what}: the API answered the finetunes it had already given ({again}): "
+                    "it ignores `offset`, so the list cannot be read to its end"
+                )
+            found.update((r.id, r) for r in items)
             if len(page) < page_size:
-                return found
+                return list(found.values())
+            if len(found) >= MAX_PUBLIC:
+                raise EndpointError(
+                    f"{what}: more than {MAX_PUBLIC:,} public finetunes, and the pages go on; "
+                    "stopped (does the API honour `offset`?)"
+                )
+            offset += len(page)
+        raise EndpointError(
+            f"list public finetunes: read {MAX_PUBLIC_PAGES:,} pages and the pages go on; "
+            "stopped (does the API honour `offset`?)"
+        )
 
     def upload_asset(
         self,

@@ -28,6 +28,7 @@ from reconciler.adapters.assets import HashingReader
 from reconciler.apply.training import poll_interval
 from reconciler.base.errors import EndpointError, ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+from reconciler.base.untrusted import quoted
 from reconciler.plan import adoption
 from reconciler.providers import checked
 from reconciler.providers import endpoint as endpoints
@@ -42,6 +43,8 @@ log = logging.getLogger("reconciler.cohere")
 DEFAULT_BASE_URL = "https://api.cohere.com"
 MODELS = "/v1/finetuning/finetuned-models"
 PAGE_SIZE = 50
+MAX_PAGES = 400  # 20,000 models, events or step metrics: past that, the pages do not end
+MAX_TOKEN = 4096  # characters of a page token (Cohere's are tens)
 GONE = {"STATUS_DELETED"}
 DATASET_NAME_MAX = 49  # Cohere: a dataset name is under 50 characters
 MAX_OFFSET = 10_000  # a look for one dataset reads at most this many (recent ones: `after`)
@@ -108,10 +111,12 @@ class CohereProvider:
         self._api.close()
 
     def _pages(self, what: str, path: str, key: str) -> Iterator[dict[str, Any]]:
-        """Every item of a paged list, following next_page_token until it is empty."""
+        """Every item of a paged list, following next_page_token until it is empty; a token
+        seen before or more than MAX_PAGES pages end it with an error (a server that pages
+        in a circle or without end)."""
         token = ""
         seen: set[str] = set()
-        while True:
+        for _ in range(MAX_PAGES):
             params = {"page_size": PAGE_SIZE} | ({"page_token": token} if token else {})
             body = self._api.call(what, "GET", path, params=params)
             if not isinstance(body, dict) or not isinstance(body.get(key), list):
@@ -120,9 +125,12 @@ class CohereProvider:
             token = str(body.get("next_page_token") or "")
             if not token:
                 return
+            if len(token) > MAX_TOKEN:  # each is kept, to see it come back
+                raise EndpointError(f"{what}: a page token of {len(token):,} characters")
             if token in seen:  # a server that pages in a circle must not hang us
-                raise EndpointError(f"{what}: page token {token!r} came back twice")
+                raise EndpointError(f"{what}: page token {quoted(token[:80])} came back twice")
             seen.add(token)
+        raise EndpointError(f"{what}: read {MAX_PAGES} pages and the pages go on; stopped")
 
     def list_finetunes(self, account: str) -> tuple[RemoteFinetune, ...]:
         if not self._told:
