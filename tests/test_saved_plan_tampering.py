@@ -14,6 +14,7 @@ import pytest
 from conftest import Cli
 
 from reconciler.sandbox.server import SandboxServer
+from reconciler.state import planfile as planfile_mod
 
 Edit = Callable[[dict[str, Any], Path], None]
 
@@ -195,6 +196,24 @@ def test_every_edit_of_a_saved_plan_is_refused(
     planfile.write_text(json.dumps(data, indent=1))
     message = refused(cli, cf_env, project, planfile)
     assert expected in message, message
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_every_edit_is_refused_even_with_the_seal_recomputed(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path, name: str
+) -> None:
+    """The seal is no signature: an editor who recomputes it on purpose still meets the
+    comparison with a fresh plan, which names the same difference."""
+    planfile = tmp_path / "review.plan"
+    data = make_plan(cli, project, planfile)
+    edit, expected = EDITS[name]
+    edit(data, project.parent)
+    data[planfile_mod.SEAL] = planfile_mod.seal(data)
+    planfile.write_text(json.dumps(data, indent=1))
+    message = refused(cli, cf_env, project, planfile)
+    assert expected in message, message
+    assert "Its fingerprints match the current inputs" in message
+    assert "sha256 it was saved with" not in message
 
 
 def test_an_edited_plan_of_an_applied_project_is_refused(

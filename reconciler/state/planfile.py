@@ -6,6 +6,13 @@ was reviewed, never an instruction of its own (it is not signed, so anything in 
 been edited). When they differ, the fingerprints say which input moved since review (the
 config, the lockfile, an asset's content, an account's remote state); when no input moved, the
 file itself was edited, and each difference is named.
+
+The file also carries the sha256 of its whole content (`sha256`, over the canonical JSON of
+everything else in it). Cutting `targets` and `plan.changes` down together leaves a file that
+equals a plan made with `--target`, which the comparison cannot tell from one: the digest can,
+so a narrowed file (a reviewed "create the new, delete the old" cut to the delete) is refused,
+naming what it leaves out. It is a seal, not a signature: whoever recomputes it on purpose
+gets past it, and then meets the comparison above.
 A plan file holds no secrets: tokens are never part of a plan or of what is fingerprinted.
 """
 
@@ -32,6 +39,7 @@ KIND = "reconciler-plan"
 FORMAT_VERSION = 1
 MAX_PLAN_BYTES = 64 * 1024 * 1024  # 1,000 finetunes plan in about 3 MB
 MAX_LINES = 20  # differences named in a refusal; the rest are counted
+SEAL = "sha256"  # the key of the file's digest of the rest of its content
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,28 @@ def fingerprint(
     )
 
 
+def seal(data: Mapping[str, Any]) -> str:
+    """The digest of a plan file's content, its SEAL key left out: sha256 of the JSON text
+    with keys sorted at every depth, no whitespace, non-ASCII kept, encoded as UTF-8. Over the
+    content, not the bytes: a file indented or escaped anew keeps its seal."""
+    rest = {k: v for k, v in data.items() if k != SEAL}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _broken_seal(data: Mapping[str, Any]) -> str | None:
+    """Why the file's content is not what was saved, or None if its seal holds."""
+    found = data.get(SEAL)
+    if not isinstance(found, str):
+        return (
+            "It carries no sha256 of its content (it was removed, or a reconciler older than "
+            "this one made the file)"
+        )
+    if found != seal(data):
+        return "Its content no longer has the sha256 it was saved with"
+    return None
+
+
 def differences(saved: Fingerprints, now: Fingerprints) -> list[str]:
     """What moved since the plan was made, one readable line per input."""
     found: list[str] = []
@@ -161,6 +191,7 @@ def save(path: Path, plan: Plan, prints: Fingerprints, config_path: Path) -> Non
         | ({"sources": dict(prints.sources)} if prints.sources else {}),
         "plan": codec.plan_to_data(plan, base),
     }
+    data[SEAL] = seal(data)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if not path.parent.is_dir():  # a folder the user named: not made for them
         raise PlanFileError(f"{path}: cannot be written (no folder {path.parent})")
@@ -177,6 +208,7 @@ class Saved:
     data: Mapping[str, Any]
     targets: tuple[str, ...] = ()  # provider.name of each change the file covers
     version: str = __version__  # of the reconciler that made it
+    edited: str | None = None  # why the file's seal does not hold; None when it does
 
     def plan(self, config_path: Path) -> Plan:
         return codec.plan_from_data(dict(self.data), config_path.resolve().parent)
@@ -250,6 +282,7 @@ def read_saved_plan(path: Path) -> Saved:
             plan,
             tuple(targets),
             str(data.get("reconciler_version", "?"))[:40],
+            _broken_seal(data),
         )
         saved.plan(saved.config_path)  # every field present and well-typed
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -297,32 +330,53 @@ def check_fresh(path: Path, saved: Fingerprints, now: Fingerprints) -> None:
 
 def matching(path: Path, saved: Saved, plan: Plan, config_path: Path, pruning: bool) -> Plan:
     """The fresh plan (of every finetune, made from the current inputs) narrowed to what the
-    file covers, if it equals the file's plan exactly; else PlanFileError naming each
-    difference. What is then applied is this fresh plan, never what the file says."""
+    file covers, if it equals the file's plan exactly and the file's seal holds; else
+    PlanFileError naming each difference. What is then applied is this fresh plan, never what
+    the file says."""
     wanted = set(saved.targets)
     fresh = replace(
         plan, changes=tuple(c for c in plan.changes if _address(c.provider, c.name) in wanted)
     )
     base = config_path.resolve().parent
     found = _plan_differences(saved.data, codec.plan_to_data(fresh, base), base, pruning)
-    if found:
-        shown = found[:MAX_LINES]
-        more = len(found) - len(shown)
-        lines = "\n".join(f"  - {line}" for line in shown)
-        if more:
-            lines += f"\n  - and {more} more difference(s)"
+    if saved.edited is not None:
+        # a legitimately targeted plan leaves these out too; an edited one must not hide them
+        found += [
+            f"the file leaves out {_address(c.provider, c.name)} ({c.action.value}), which "
+            "the current inputs plan"
+            for c in plan.changes
+            if _address(c.provider, c.name) not in wanted
+        ]
+    if found or saved.edited is not None:
+        raise PlanFileError(_refusal(path, saved, found))
+    return fresh
+
+
+def _refusal(path: Path, saved: Saved, found: list[str]) -> str:
+    shown = found[:MAX_LINES]
+    more = len(found) - len(shown)
+    lines = "\n".join(f"  - {line}" for line in shown)
+    if more:
+        lines += f"\n  - and {more} more difference(s)"
+    head = (
+        f"the saved plan {path} does not match what the current inputs plan, so it is not "
+        f"what was reviewed:\n{lines}\n"
+        if found
+        else f"the saved plan {path} is not what was reviewed. "
+    )
+    if saved.edited is not None:
+        why = f"{saved.edited}: the file was edited after it was made."
+    else:
         other = (
             f" (or it was made by reconciler {saved.version}, which plans differently)"
             if saved.version != __version__
             else ""
         )
-        raise PlanFileError(
-            f"the saved plan {path} does not match what the current inputs plan, so it is not "
-            f"what was reviewed:\n{lines}\nIts fingerprints match the current inputs: the file "
-            f"was edited after it was made{other}. Nothing was applied. Make and review a new "
-            "plan."
+        why = (
+            "Its fingerprints match the current inputs: the file was edited after it was "
+            f"made{other}."
         )
-    return fresh
+    return f"{head}{why} Nothing was applied. Make and review a new plan."
 
 
 _MISSING = object()
