@@ -20,6 +20,7 @@ apply takes the files from the HF cache, and fails naming each one that is not t
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
@@ -27,6 +28,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
+from reconciler.base.credentials import token_problem, url_problem
+from reconciler.base.labels import shown
+from reconciler.sources import checked
 from reconciler.sources.base import (
     Context,
     Fetched,
@@ -39,11 +43,11 @@ from reconciler.sources.base import (
 from reconciler.sources.facts import Facts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-COMMIT = re.compile(r"[0-9a-f]{40}")
+COMMIT = checked.COMMIT
 SHORT = 7  # a commit as plans show it: hf://acme/support-lora@3f2a91c
 CHUNK = 256 * 1024
 EXTRA = "finetune-reconciler[hf]"
-FACTS_VERSION = 1
+FACTS_VERSION = 2  # 2: each file's git blob id kept, to hold cached bytes to
 
 
 def _hub() -> Any:
@@ -65,6 +69,42 @@ def endpoint(env: Mapping[str, str]) -> str:
     return (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def endpoint_key(endpoint: str) -> str:
+    """The folder of what was learnt from one Hub: its host, port and path, so a commit seen
+    at one Hub is never taken for the same sha at another; but a loopback Hub (the sandbox,
+    on a new port each run) without its port, or its facts would never be warm again."""
+    where = urlsplit(endpoint)
+    host = where.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    port = "loopback" if loopback else f"{host}_{where.port or ''}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{port}{where.path}")
+
+
+def _matches(path: Path, listed: tuple[str, str]) -> bool:
+    kind, value = listed
+    return (git_blob_id(path) if kind == "git blob" else _sha256_of(path)) == value
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_id(path: Path) -> str:
+    """A file's git blob id, as the Hub lists it (blobId): sha1 of "blob <size>\0" + bytes."""
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def label(repo: str, commit: str) -> str:
     return f"hf://{repo}@{commit[:SHORT]}"
 
@@ -79,19 +119,26 @@ class HfSource(Fetched):
         self.ctx = ctx
         self.endpoint = endpoint(ctx.env)
         token = ctx.env.get("HF_TOKEN")
+        # refused by name before anything is sent: a token with a line break would be refused
+        # by the HTTP library with the header in its message; credentials in HF_ENDPOINT would
+        # be shown with every error that names it
+        problem = (token_problem("HF_TOKEN", token) if token else None) or url_problem(
+            "HF_ENDPOINT", self.endpoint, "HF_TOKEN"
+        )
+        if problem:
+            raise SourceError(f"hf://{repo}: {problem}")
         # set: that token; set but empty: none at all (the sandbox); unset: the cached login
         self.token: str | bool | None = token if token else (False if token == "" else None)
         self.offline = is_true(ctx.env.get("HF_HUB_OFFLINE"))
         # the shared HF cache, as every HF tool finds it; None: huggingface_hub's default
         home = ctx.env.get("HF_HOME")
         self.hf_cache = ctx.env.get("HF_HUB_CACHE") or (str(Path(home) / "hub") if home else None)
-        where = urlsplit(self.endpoint)
-        host = re.sub(r"[^A-Za-z0-9._-]", "_", f"{where.hostname}_{where.port or ''}{where.path}")
-        self._root = ctx.project.sources / "hf" / host / repo
+        self._root = ctx.project.sources / "hf" / endpoint_key(self.endpoint) / repo
         self.commit: str | None = None
         self._facts: Facts | None = None
         self._heads: dict[str, bytes] = {}
         self._resolved: Resolved | None = None
+        self._verified: set[str] = set()  # files in the HF cache held to the listing here
 
     @property
     def where(self) -> str:
@@ -111,8 +158,8 @@ class HfSource(Fetched):
         commit, warnings = self._commit()
         self.commit = commit
         facts = self._facts = Facts(self._root / f"{commit}.json", self.ctx.project.root)
-        files = facts.get("files")
-        if not isinstance(files, dict) or facts.get("version") != FACTS_VERSION:
+        files = self._kept(facts)
+        if files is None:
             files = self._listing(commit)
             facts.put(FACTS_VERSION, "version")
             facts.put(files, "files")
@@ -122,9 +169,9 @@ class HfSource(Fetched):
         for path, f in files.items():
             name = path[len(prefix) :]
             if path.startswith(prefix) and "/" not in name:
-                sha = f.get("sha256") or facts.get("sha256", path)
+                sha = f.get("sha256") or self._kept_sha256(facts, path)
                 found[name] = SourceFile(
-                    name, int(f["size"]), f"sha256:{sha}" if sha else None, self._label(name)
+                    name, f["size"], f"sha256:{sha}" if sha else None, self._label(name)
                 )
         if not found:
             where = f"its folder {self.subfolder}" if self.subfolder else "it"
@@ -137,8 +184,8 @@ class HfSource(Fetched):
         download per commit into the HF cache; kept with the commit."""
         facts = self._need_facts()
         path = self._path(name)
-        known = facts.get("sha256", path)
-        if isinstance(known, str):
+        known = self._kept_sha256(facts, path)
+        if known is not None:
             return "sha256:" + known
         h = hashlib.sha256()
         with self.fetch(name).open("rb") as f:
@@ -149,12 +196,35 @@ class HfSource(Fetched):
         return "sha256:" + h.hexdigest()
 
     def fetch(self, name: str) -> Path:
-        """The file at the resolved commit in the HF cache, downloaded there if it is not
-        (huggingface_hub checks its size; whoever reads it checks its sha256)."""
+        """The file at the resolved commit in the HF cache, downloaded there if it is not,
+        and held to the Hub's blobId before it is used: the HF cache is shared, by every
+        project and every HF_ENDPOINT, and a commit's files in it are taken as they are
+        (huggingface_hub checks a download's size, never its bytes). Bytes that are not the
+        listed ones are downloaded again, once; offline, or again wrong, SourceError."""
         assert self.commit is not None, "resolve() first"
-        hub = _hub()
+        found = self._download(name, force=False)
+        if name in self._verified:
+            return found
+        listed = self._listed(name)
+        if listed is not None and not _matches(found, listed):
+            if not self.offline:
+                # huggingface_hub keeps a commit's file as it finds it, even when forced: the
+                # wrong one goes first (it is wrong for every project that shares the cache)
+                found.unlink(missing_ok=True)
+                found = self._download(name, force=True)
+            if self.offline or not _matches(found, listed):
+                raise SourceError(
+                    f"{self._label(name)}: the file in the Hugging Face cache "
+                    f"({shown(str(found))}) is not the bytes the Hub lists for it "
+                    f"({listed[0]} {listed[1][:12]}…): delete it from the cache and plan "
+                    "again online"
+                )
+        self._verified.add(name)
+        return found
+
+    def _download(self, name: str, *, force: bool) -> Path:
         try:
-            found = hub.hf_hub_download(
+            found = _hub().hf_hub_download(
                 self.repo,
                 name,
                 subfolder=self.subfolder or None,
@@ -163,6 +233,7 @@ class HfSource(Fetched):
                 token=self.token,
                 cache_dir=self.hf_cache,
                 local_files_only=self.offline,
+                force_download=force,
             )
         except Exception as exc:
             raise self._error(exc, name) from None
@@ -240,19 +311,21 @@ class HfSource(Fetched):
         except Exception as exc:
             raise self._error(exc) from None
         kind: str | None = None
-        commit: str | None = None
+        found: Any = None
         for ref in listed.tags:
             if ref.name == self.revision:
-                kind, commit = "tag", ref.target_commit
+                kind, found = "tag", ref.target_commit
         for ref in listed.branches:
-            if commit is None and ref.name == self.revision:
-                kind, commit = "branch", ref.target_commit
-        if commit is None:
+            if kind is None and ref.name == self.revision:
+                kind, found = "branch", ref.target_commit
+        if kind is None:
             raise SourceError(
                 f"{self.where}: the repo has no tag or branch {self.revision} (tags: "
                 f"{', '.join(r.name for r in listed.tags) or 'none'}; branches: "
                 f"{', '.join(r.name for r in listed.branches) or 'none'})"
             )
+        # checked here, where it enters: it names the facts file and reaches the lock
+        commit = checked.commit(found, f"{self.where}: the {kind} {self.revision}")
         today = datetime.now(timezone.utc).date().isoformat()
         refs.put({"commit": commit, "kind": kind, "seen": today}, self.revision)
         refs.save()
@@ -276,16 +349,54 @@ class HfSource(Fetched):
         except Exception as exc:
             raise self._error(exc) from None
         if info.sha != commit:
-            raise SourceError(f"{self.where}: the Hub answered for commit {info.sha}, not {commit}")
+            raise SourceError(
+                f"{self.where}: the Hub answered for commit {info.sha!r:.60}, not {commit}"
+            )
         files: dict[str, dict[str, Any]] = {}
         for s in info.siblings or ():
+            name = checked.file_name(s.rfilename, self.where)
             if s.size is None:
-                raise SourceError(f"{self.where}: the Hub gave no size for {s.rfilename}")
-            files[s.rfilename] = {
-                "size": s.size,
-                "sha256": s.lfs.sha256 if s.lfs is not None else None,
-            }
+                raise SourceError(f"{self.where}: the Hub gave no size for {name}")
+            files[name] = _file_fact(
+                f"{self.where}: {name}",
+                s.size,
+                s.lfs.sha256 if s.lfs is not None else None,
+                s.blob_id,
+            )
         return files
+
+    @staticmethod
+    def _kept(facts: Facts) -> dict[str, dict[str, Any]] | None:
+        """The listing kept with the commit, each value checked as when it came from the Hub
+        (a facts file edited or torn is a miss: listed again)."""
+        files = facts.get("files")
+        if not isinstance(files, dict) or facts.get("version") != FACTS_VERSION:
+            return None
+        try:
+            for name, f in files.items():
+                checked.file_name(name, "kept")
+                if not isinstance(f, dict):
+                    return None
+                _file_fact("kept", f.get("size"), f.get("sha256"), f.get("blob"))
+        except SourceError:
+            return None
+        return files
+
+    @staticmethod
+    def _kept_sha256(facts: Facts, path: str) -> str | None:
+        known = facts.get("sha256", path)
+        return known if isinstance(known, str) and checked.SHA256.fullmatch(known) else None
+
+    def _listed(self, name: str) -> tuple[str, str] | None:
+        """What the listing holds a file's bytes to: its LFS sha256, or else its git blob id
+        (an LFS file's blob id is its pointer's)."""
+        files = self._need_facts().get("files")
+        f = files.get(self._path(name)) if isinstance(files, dict) else None
+        if not isinstance(f, dict):
+            return None
+        if f.get("sha256"):
+            return "sha256", str(f["sha256"])
+        return ("git blob", str(f["blob"])) if f.get("blob") else None
 
     def _range(self, name: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the file at the commit: one Range request, read no further
@@ -336,7 +447,7 @@ class HfSource(Fetched):
         kind = type(exc).__name__
         if kind == "RepositoryNotFoundError":
             return SourceError(
-                f"{what}: no such repo at {self.endpoint} (or it is private or gated and "
+                f"{what}: no such repo at {shown(self.endpoint)} (or it is private or gated and "
                 "HF_TOKEN, or the cached login, gives no access to it)"
             )
         if kind == "GatedRepoError":
@@ -352,5 +463,14 @@ class HfSource(Fetched):
             )
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status is not None:
-            return SourceError(f"{what}: the Hub at {self.endpoint} answered HTTP {status}")
-        return SourceError(f"{what}: cannot reach the Hub at {self.endpoint} ({kind})")
+            return SourceError(f"{what}: the Hub at {shown(self.endpoint)} answered HTTP {status}")
+        return SourceError(f"{what}: cannot reach the Hub at {shown(self.endpoint)} ({kind})")
+
+
+def _file_fact(where: str, size: Any, sha256: Any, blob: Any) -> dict[str, Any]:
+    """One file of a listing as kept with its commit, each value checked (sources.checked)."""
+    return {
+        "size": checked.size(size, where),
+        "sha256": None if sha256 is None else checked.sha256(sha256, where),
+        "blob": None if blob is None else checked.blob_id(blob, where),
+    }
