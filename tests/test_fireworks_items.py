@@ -193,8 +193,10 @@ def test_a_name_that_cannot_be_a_model_id_is_refused_with_a_suggestion(
 
 def test_names_that_fit_pass_even_at_the_bounds(tmp_path: Path) -> None:
     write_adapter(tmp_path / "adapters/support")
-    assert build(tmp_path, name="a" * 63)[1] == []
+    # always versioned by content: the model id is NAME-<8 hex>, so 54 is the most
+    assert build(tmp_path, name="a" * 54)[1] == []
     assert build(tmp_path, name="a" * 54, versioning="content")[1] == []
+    assert "leaves 54 for the name" in said(build(tmp_path, name="a" * 55)[1])
 
 
 def test_the_description_leaves_room_for_the_digest_line(tmp_path: Path) -> None:
@@ -230,9 +232,10 @@ def test_the_account_comes_from_the_environment_or_the_config(tmp_path: Path) ->
 def test_limits_may_be_overridden_by_the_config_and_only_those(tmp_path: Path) -> None:
     write_adapter(tmp_path / "adapters/support", r=128)
     assert build(tmp_path, settings={"limits": {"max_lora_rank": 128}})[1] == []
-    assert FireworksItems().limits({"max_lora_rank": 128}) is None
+    # the loader hands limits() the whole providers.fireworks block
+    assert FireworksItems().limits({"limits": {"max_lora_rank": 128}}) is None
     with pytest.raises(LimitsError, match="unknown Fireworks limit max_asset_bytes"):
-        FireworksItems().limits({"max_asset_bytes": 5})
+        FireworksItems().limits({"limits": {"max_asset_bytes": 5}})
     # the loader reports a bad override (it asks limits() first); build goes on without it
     _, problems = build(tmp_path, settings={"limits": {"max_asset_bytes": 5}})
     assert '"r" is 128; Fireworks takes a LoRA rank from 4 to 64' in said(problems)

@@ -67,12 +67,18 @@ class FireworksApi:
         clock: Callable[[], float] = time.monotonic,
         poll: float = VALIDATE_POLL,
         validate_timeout: float = VALIDATE_TIMEOUT,
+        serve_poll: float | None = None,
     ) -> None:
         self.endpoint = endpoint.label
         self.gateway = Gateway(endpoint, transport)
         self._api = self.gateway.api
         self._storage = SignedStorage(transport=storage_transport, sleep=sleep)
-        self.serving = FireworksServing(self.gateway, sleep=sleep, clock=clock)
+        self.serving = FireworksServing(
+            self.gateway,
+            sleep=sleep,
+            clock=clock,
+            **({"poll": serve_poll} if serve_poll is not None else {}),
+        )
         self._sleep, self._clock = sleep, clock
         self._poll, self._validate_timeout = poll, validate_timeout
 
@@ -113,10 +119,14 @@ class FireworksApi:
         target_modules: Sequence[str],
         description: str | None,
         digest: str,
+        display_name: str | None = None,
+        take_over: Callable[[FireworksModel], bool] | None = None,
     ) -> FireworksModel:
         """POST a LoRA model (kind HF_PEFT_ADDON); it is UPLOADING until validate_upload.
         The description carries the digest marker (marker.py). Created once: a lost answer
-        is settled by reading the id back (providers/once.py)."""
+        is settled by reading the id back (providers/once.py). A model of that id already
+        there (ALREADY_EXISTS) is returned when `take_over` says it is ours to go on with,
+        else the refusal stands."""
         if not ID_RULE.fullmatch(model_id):
             raise ProviderError(f"create model {model_id!r}: not a Fireworks model id")
         text = with_marker(description, digest)
@@ -125,7 +135,7 @@ class FireworksApi:
             "modelId": model_id,
             "model": {
                 "kind": PEFT_ADDON,
-                "displayName": model_id,
+                "displayName": display_name or model_id,
                 "description": text,
                 "peftDetails": peft,
             },
@@ -133,7 +143,14 @@ class FireworksApi:
         what = f"create model {model_id} in account {account}"
 
         def send() -> FireworksModel:
-            body = self._api.call(what, "POST", _models(account), json=payload, idempotent=False)
+            body = self._api.call(
+                what, "POST", _models(account), json=payload, ok=(200, 409), idempotent=False
+            )
+            if is_error(body):
+                there = self.get_model(account, model_id)
+                if there is None or take_over is None or not take_over(there):
+                    raise ProviderError(f"{what}: {self.gateway.clean(error_text(body))}")
+                return there
             return parse_model(account, body, what)
 
         def not_ours(found: FireworksModel, since: str) -> list[str]:
@@ -145,6 +162,18 @@ class FireworksApi:
             )
 
         return create_once(what, send, lambda: self.get_model(account, model_id), not_ours)
+
+    def update_model(
+        self, account: str, model_id: str, fields: Mapping[str, str]
+    ) -> FireworksModel:
+        """PATCH top-level fields of the model (displayName, description): the SDK sends them
+        as they are, with no update mask."""
+        what = f"update model {model_id} of account {account}"
+        body = self._api.call(what, "PATCH", _model(account, model_id), json=dict(fields))
+        model = parse_model(account, body, what)
+        if model.id != model_id:
+            raise EndpointError(f"{what}: the answer is model {model.id}")
+        return model
 
     def delete_model(self, account: str, model_id: str) -> bool:
         """Delete it; False if it was already gone. Fireworks refuses (FAILED_PRECONDITION)
@@ -196,20 +225,24 @@ class FireworksApi:
         model_id: str,
         files: Sequence[AssetFile],
         progress: Progress | None = None,
+        declared: Mapping[str, int] | None = None,
     ) -> dict[str, AssetDigest]:
         """Each file PUT to its signed URL, streamed and hashed on the way: the digest of the
-        bytes sent, by name. `progress(sent, total)` counts over all the files."""
+        bytes sent, by name. `progress(sent, total)` counts over all the files. `declared`:
+        the sizes of the model's other files, named with these in getUploadEndpoint (the call
+        replaces the model's map of files: one sent alone would drop the others)."""
         with ExitStack() as stack:
             opened = {f.name: stack.enter_context(f.path.open("rb")) for f in files}
             sizes = {name: os.fstat(h.fileno()).st_size for name, h in opened.items()}
+            everything = {**(declared or {}), **sizes}
             signed_at = self._clock()  # before the call: the URLs are at least this old
-            urls = self.upload_endpoint(account, model_id, sizes)
+            urls = self.upload_endpoint(account, model_id, everything)
             total, done = sum(sizes.values()), 0
             digests: dict[str, AssetDigest] = {}
             for name, handle in opened.items():
                 if self._clock() - signed_at > REFRESH_AFTER:  # as the SDK: ask again
                     signed_at = self._clock()
-                    urls = self.upload_endpoint(account, model_id, sizes)
+                    urls = self.upload_endpoint(account, model_id, everything)
                 step = _offset(progress, done, total)
                 what = f"upload {name} of model {model_id}"
                 digests[name] = self._storage.put(what, urls[name], handle, sizes[name], name, step)

@@ -31,7 +31,8 @@ OVERRIDABLE = ("min_lora_rank", "max_lora_rank", "target_modules")
 
 @cache
 def published() -> Mapping[str, Any]:
-    """Fireworks' published limits, as shipped beside this module (limits.json)."""
+    """Fireworks' published limits, as shipped beside this module (limits.json; items.py
+    reads the same file without these checks, for the command line's start-up)."""
     text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data

@@ -7,7 +7,11 @@ serve.
       model: accounts/fireworks/models/llama-v3p1-8b-instruct
       adapter: adapters/support-bot
       description: Answers support tickets
-      serve: serverless            # or accounts/<a>/deployments/<id>; absent or false: not
+      serve: {deployment: prod}    # or {serverless: true}; absent or false: not served
+
+It is always versioned by content (model id NAME-<8 hex>, keep: 1 unless the config says):
+Fireworks model ids are unique and a model has no revisions, so new weights are a new model,
+made, validated and loaded before the one it supersedes is unloaded and deleted.
 
 Fireworks' limits are not the shared `Limits` (that is shaped by Cloudflare's: model_type
 families, a model list, a per-account cap): `limits()` answers None, and `build` runs
@@ -16,11 +20,13 @@ Fireworks' own checks (checks.py), with providers.fireworks.limits on top.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.preflight import CONFIG, WEIGHTS, Limits, LimitsError
 from reconciler.base.model import DesiredFinetune
 from reconciler.config.items import (
     AccountRule,
@@ -29,11 +35,13 @@ from reconciler.config.items import (
     adapter_assets,
     check_patterns,
 )
-from reconciler.config.yamlsource import Path_
-from reconciler.providers.fireworks import checks
 from reconciler.providers.fireworks.env import ACCOUNT_ENV
 from reconciler.providers.fireworks.records import deployment_ref, model_ref
-from reconciler.sources.local import LocalSource
+
+if TYPE_CHECKING:  # the checks, safetensors and YAML load with a config, not at start-up
+    from reconciler.adapters.preflight import Limits
+    from reconciler.config.yamlsource import Path_
+    from reconciler.providers.fireworks import checks
 
 ACCOUNT = AccountRule(
     variable=ACCOUNT_ENV,
@@ -42,17 +50,26 @@ ACCOUNT = AccountRule(
     stand_in="my-account",
 )
 SERVERLESS = "serverless"
+CONTENT = "content"
 
 
+@cache
 def published() -> Mapping[str, Any]:
-    return checks.published()
+    """Fireworks' published limits, as shipped beside this module (limits.json)."""
+    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 class FireworksItems:
     account = ACCOUNT
 
-    def limits(self, overrides: Mapping[str, Any] | None) -> Limits | None:
-        checks.limits(overrides)  # refuses a bad override at load, by its key
+    def limits(self, settings: Mapping[str, Any] | None) -> Limits | None:
+        """The providers.fireworks block: its `limits` are checked here, so a bad override
+        is refused at load, by its key."""
+        from reconciler.providers.fireworks import checks
+
+        checks.limits((settings or {}).get("limits"))
         return None
 
     def build(self, context: ItemContext) -> DesiredFinetune:
@@ -60,6 +77,13 @@ class FireworksItems:
         limit = _limits(context.settings.get("limits"))
         account = account_id(context, ACCOUNT)
         folder, assets = adapter_assets(context, limit.required_files)
+        if isinstance(item.get("adapter"), dict):
+            context.problem(
+                (*context.where, "adapter"),
+                f"finetune '{context.name}': a Fireworks adapter is read from a local folder "
+                "for now: its create names the adapter's rank and target modules "
+                "(peftDetails), read from adapter_config.json before anything is uploaded",
+            )
         description = item.get("description") or None
         serve = _serve(context, account)
         desired = DesiredFinetune(
@@ -74,8 +98,8 @@ class FireworksItems:
             fields={"model": item["model"], "description": description, "serve": serve},
             prevent_destroy=bool(item.get("prevent_destroy", False)),
             checks=tuple(item.get("checks") or ()),
-            versioning=context.versioning(),
-            keep=item.get("keep"),
+            versioning=CONTENT,  # always: see the module docstring
+            keep=item.get("keep", 1),
         )
         check_patterns(context)
         _check_item(context, desired, limit)
@@ -87,6 +111,9 @@ class FireworksItems:
 def _limits(overrides: Mapping[str, Any] | None) -> checks.FireworksLimits:
     """The limits the item is held to: bad overrides were reported by the loader already
     (it asked `limits()` first), so the published ones stand in for them here."""
+    from reconciler.adapters.preflight import LimitsError
+    from reconciler.providers.fireworks import checks
+
     try:
         return checks.limits(overrides)
     except LimitsError:
@@ -100,6 +127,8 @@ def _serve(context: ItemContext, account: str) -> str | None:
     key: Path_ = (*context.where, "serve")
     if value is None or value is False:
         return None
+    if isinstance(value, dict):
+        value = _serve_block(value, account)
     ref = deployment_ref(value) if isinstance(value, str) else None
     if value == SERVERLESS:
         return SERVERLESS
@@ -119,11 +148,24 @@ def _serve(context: ItemContext, account: str) -> str | None:
     return str(value)
 
 
+def _serve_block(value: Mapping[str, Any], account: str) -> Any:
+    """serve: {deployment: ID or accounts/<a>/deployments/<id>} or {serverless: true}, in the
+    spelling items.py compares: a deployment's resource name, or `serverless`."""
+    if value.get("serverless") is True and "deployment" not in value:
+        return SERVERLESS
+    deployment = value.get("deployment")
+    if isinstance(deployment, str) and "/" not in deployment and account:
+        return f"accounts/{account}/deployments/{deployment}"
+    return deployment
+
+
 def _check_item(
     context: ItemContext, desired: DesiredFinetune, limit: checks.FireworksLimits
 ) -> None:
+    from reconciler.providers.fireworks import checks
+
     where, name = context.where, context.name
-    problem = checks.model_id_problem(name, desired.versioning is not None, limit)
+    problem = checks.model_id_problem(name, True, limit)
     if problem:
         context.problem((*where, "name"), f"finetune '{name}': {problem}")
     if model_ref(desired.model) is None:
@@ -143,6 +185,10 @@ def _check_folder(context: ItemContext, folder: Path, limit: checks.FireworksLim
     """The required files of a local adapter folder, its config against Fireworks' limits,
     the safetensors header, and the tensors' rank against the config's; each problem at the
     adapter's line."""
+    from reconciler.adapters.preflight import CONFIG, WEIGHTS
+    from reconciler.providers.fireworks import checks
+    from reconciler.sources.local import LocalSource
+
     key: Path_ = (*context.where, "adapter")
     label = f"finetune '{context.name}': {str(context.item['adapter']).rstrip('/')}"
     source = LocalSource(folder, context.cache)
@@ -169,6 +215,8 @@ def _check_folder(context: ItemContext, folder: Path, limit: checks.FireworksLim
 
 def _config_problems(path: Path, limit: checks.FireworksLimits) -> tuple[list[str], int | None]:
     """adapter_config.json's problems, and its rank when the rank is usable."""
+    from reconciler.providers.fireworks import checks
+
     try:
         with path.open("rb") as f:
             raw = f.read(checks.MAX_CONFIG_BYTES + 1)

@@ -97,6 +97,8 @@ class FireworksModel:
     updated_at: str | None
     deployed: tuple[DeployedRef, ...] = ()
     supports_lora: bool | None = None  # on a base model: whether adapters may name it
+    # on a base model: served without a deployment (with supports_lora: serverless LoRA)
+    supports_serverless: bool | None = None
 
     @property
     def name(self) -> str:
@@ -153,6 +155,7 @@ def parse_model(account: str, item: Any, what: str) -> FireworksModel:
         updated_at=_time(item, "updateTime", where),
         deployed=_refs(account, item.get("deployedModelRefs"), where),
         supports_lora=_flag(item, "supportsLora", where),
+        supports_serverless=_flag(item, "supportsServerless", where),
     )
 
 
@@ -301,4 +304,38 @@ def parse_deployed(account: str, item: Any, what: str) -> DeployedModel:
         status_message=_text(status, "message", where, MAX_DESCRIPTION) or "",
         created_at=_time(item, "createTime", where),
         updated_at=_time(item, "updateTime", where),
+    )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment: a base model on dedicated hardware, which serves adapters only when it
+    was made with addons enabled."""
+
+    account: str
+    id: str
+    base_model: str | None  # accounts/<a>/models/<id>
+    enable_addons: bool
+    state: str  # CREATING, READY, ... (told, not acted on: a load waits for it)
+
+
+def parse_deployment(account: str, item: Any, what: str) -> Deployment:
+    """A Deployment of the answer, checked like a Model (parse_model)."""
+    if not isinstance(item, dict):
+        raise EndpointError(f"{what}: the deployment in the answer is not a JSON object")
+    name = item.get("name")
+    ref = deployment_ref(name) if isinstance(name, str) else None
+    if ref is None or ref[0] != account:
+        raise EndpointError(f"{what}: {_shown(name)} is not a deployment of account {account}")
+    where = f"{what}: deployment {ref[1]}"
+    base = _text(item, "baseModel", where, 200)
+    if base is not None and model_ref(base) is None:
+        raise EndpointError(f"{where}: baseModel {_shown(base)} is not a model name")
+    state = item.get("state", "STATE_UNSPECIFIED")
+    return Deployment(
+        account=account,
+        id=ref[1],
+        base_model=base,
+        enable_addons=bool(_flag(item, "enableAddons", where)),
+        state=_enum_like(state, "state", where),
     )

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from reconciler.base.errors import ProviderError
 from reconciler.plan import adoption
 from reconciler.providers.fireworks.gateway import Gateway, account_path, segment
-from reconciler.providers.fireworks.records import DeployedModel, parse_deployed
+from reconciler.providers.fireworks.records import (
+    DeployedModel,
+    Deployment,
+    deployment_ref,
+    parse_deployed,
+    parse_deployment,
+)
 from reconciler.providers.once import create_once
 
 DEPLOY_POLL = 10.0
@@ -93,11 +99,35 @@ class FireworksServing:
 
         return create_once(what, send, find, not_ours)
 
+    def get_deployment(self, name: str) -> Deployment | None:
+        """The deployment of a resource name accounts/<a>/deployments/<id>; None if there is
+        none of that name."""
+        ref = deployment_ref(name)
+        if ref is None:
+            raise ProviderError(f"{name!r} is not a deployment name accounts/<a>/deployments/<id>")
+        what = f"get deployment {name}"
+        path = f"{account_path(ref[0])}/deployments/{segment(ref[1], 'deployment')}"
+        body = self._gateway.api.call(what, "GET", path, ok=(200, 404))
+        if self._gateway.gone(what, body):
+            return None
+        return parse_deployment(ref[0], body, what)
+
     def unload(self, account: str, deployed_id: str) -> bool:
         """Unload the copy; False if it was already gone."""
         what = f"unload deployed model {deployed_id} of account {account}"
         body = self._gateway.api.call(what, "DELETE", _one(account, deployed_id), ok=(200, 404))
         return not self._gateway.gone(what, body)
+
+    def wait_unloaded(self, account: str, model_id: str) -> None:
+        """Until no copy of the model is listed (one UNDEPLOYING still holds the model), read
+        every `poll` seconds for at most `timeout`."""
+        deadline = self._clock() + self._timeout
+        while any(c.model == model_id for c in self.list_deployed(account)):
+            if self._clock() >= deadline:
+                raise ProviderError(
+                    f"unload model {model_id}: still loaded after {self._timeout:.0f}s"
+                )
+            self._sleep(self._poll)
 
     def wait_deployed(self, account: str, deployed_id: str) -> DeployedModel:
         """The copy once DEPLOYED, read every `poll` seconds for at most `timeout`."""

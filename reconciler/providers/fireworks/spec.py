@@ -1,0 +1,63 @@
+"""Fireworks AI (bring-your-own LoRA), as the core sees it (registry.py lists this SPEC)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.providers.base import Provider
+from reconciler.providers.fireworks.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV
+from reconciler.providers.fireworks.items import FireworksItems, published
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
+
+SANDBOX_PREFIX = "/fireworks"  # where `reconciler sandbox` mounts the emulated API
+# the account the emulator's tokens own unless told otherwise (sandbox/fireworks/README.md)
+SANDBOX_ACCOUNT = "reconciler-sandbox"
+POLL_ENV = "RECONCILER_POLL_INTERVAL"  # seconds between reads while validating or loading
+
+
+def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
+    from reconciler.adapters.preflight import LimitsError
+    from reconciler.providers.fireworks import checks
+    from reconciler.providers.fireworks.api import FireworksApi
+    from reconciler.providers.fireworks.env import endpoint_from_env
+    from reconciler.providers.fireworks.provider import FireworksProvider
+
+    try:
+        limit = checks.limits(setting.values.get("limits"))
+    except LimitsError:  # the loader reported it already
+        limit = checks.limits()
+    poll = _poll(env)
+    endpoint = endpoint_from_env(env, label)
+    api = (
+        FireworksApi(endpoint)
+        if poll is None
+        else FireworksApi(endpoint, poll=poll, serve_poll=poll)
+    )
+    return FireworksProvider(api, limit)
+
+
+def _poll(env: Mapping[str, str]) -> float | None:
+    try:
+        return max(0.01, float(env[POLL_ENV])) if env.get(POLL_ENV) else None
+    except ValueError:
+        return None
+
+
+def sandbox_env(site: SandboxSite, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        TOKEN_ENV: site.token,
+        URL_ENV: site.url + SANDBOX_PREFIX,
+        ACCOUNT_ENV: env.get(ACCOUNT_ENV) or SANDBOX_ACCOUNT,
+    }
+
+
+SPEC = ProviderSpec(
+    name="fireworks",
+    title="Fireworks AI",
+    connect=connect,
+    items=FireworksItems(),
+    token_variable=TOKEN_ENV,
+    url_variable=URL_ENV,
+    sandbox_env=sandbox_env,
+    published=published,
+)
