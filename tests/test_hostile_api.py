@@ -315,3 +315,59 @@ def test_a_token_given_back_as_a_name_or_a_description_is_redacted(
         result = cli("-vv", *command, "-c", project)
         assert "***" in result.stdout, (command, result.output)
         never_shown(result)
+
+
+# M6, every call: an envelope that says it failed is never read as a success
+REFUSED = envelope(None, success=False, errors=[{"code": 1000, "message": "nope"}])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "command", "what"),
+    [
+        ("POST", LIST, ("apply", "--auto-approve"), "create finetune support-bot-v3"),
+        ("POST", ASSETS, ("apply", "--auto-approve"), "upload adapter_config.json to finetune"),
+        ("GET", PUBLIC, ("public",), "list public finetunes (offset 0)"),
+        ("POST", r"/accounts/[^/]+/ai/run/.+", ("test",), "run @cf/"),
+    ],
+    ids=["create", "upload", "public", "run"],
+)
+def test_every_call_answered_200_with_success_false_fails(
+    cli: Cli,
+    hostile: Lying,
+    project: Path,
+    method: str,
+    path: str,
+    command: tuple[str, ...],
+    what: str,
+) -> None:
+    if command == ("test",):
+        applied(cli, project)
+    hostile.lie(method, path, said((200, REFUSED)))
+    result = cli(*command, "-c", project)
+    assert result.exit_code != 0, result.output
+    assert what in result.output
+    assert "the API answered HTTP 200 with success: false: nope [code: 1000]" in result.output
+    if path == ASSETS:  # the finetune is recorded, its assets are not: the next run sends them
+        recorded = json.loads(project.with_suffix(".lock").read_text())["finetunes"]
+        assert all(entry["assets"] == {} for entry in recorded.values()), recorded
+        hostile.truth()
+        assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+        assert cli("plan", "-c", project, "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"success": "true", "result": []}, {"result": []}, {"success": 1, "result": []}],
+    ids=["string", "absent", "number"],
+)
+def test_only_success_true_is_a_success(
+    cli: Cli, hostile: Lying, project: Path, body: dict[str, Any]
+) -> None:
+    lock = applied(cli, project)
+    hostile.lie("GET", LIST, said((200, body)))
+    result = cli("drift", "-c", project)
+    assert result.exit_code == 1, result.output
+    assert "list finetunes of account 0123456789abcdef0123456789abcdef: the API answered " in (
+        result.stderr
+    )
+    assert project.with_suffix(".lock").read_bytes() == lock
