@@ -18,6 +18,7 @@ from reconciler.config import schema
 from reconciler.config.interpolate import expand, references
 from reconciler.config.items import SINGLE_ACCOUNT, ItemContext, ItemKind
 from reconciler.config.yamlsource import Path_, Source, parse, read_text
+from reconciler.state import outputs
 from reconciler.state.statcache import StatCache
 
 MAX_CONFIG_BYTES = 10_000_000  # 1,000 finetunes take about 200 kB
@@ -155,8 +156,34 @@ def _build(
             for p, s in sorted(providers.items())
             if (s or {}).get("ignore")
         },
-        outputs=tuple(o["path"] for o in data.get("outputs") or ()),
+        outputs=_outputs(source, path, finetunes, problems),
     )
+
+
+def _outputs(
+    source: Source, path: Path, finetunes: tuple[DesiredFinetune, ...], problems: list[Problem]
+) -> tuple[str, ...]:
+    """The `outputs:` paths, each checked by the rule the writer applies (state.outputs): inside
+    the config's folder, not the state folder, each file once; a .env file refuses two
+    finetune names that become one line name."""
+    paths = tuple(o["path"] for o in source.data.get("outputs") or ())
+    seen: dict[str, int] = {}
+    for i, relative in enumerate(paths):
+        where: Path_ = ("outputs", i, "path")
+        problem = outputs.path_problem(relative, path.name)
+        key = outputs.same_path(relative)
+        if problem is None and key in seen:
+            problem = f"names the same file as outputs[{seen[key]}].path ({paths[seen[key]]})"
+        seen.setdefault(key, i)
+        if problem is None and outputs.format_of(relative) == "env":
+            collisions = outputs.env_collisions(d.name for d in finetunes)
+            problem = "; ".join(collisions) + ": rename one of them" if collisions else None
+        if problem is not None:
+            shown = json.dumps(relative, ensure_ascii=False)  # a control character escaped
+            problems.append(
+                source.problem(where, f"{schema.display_path(where)}: {shown} {problem}")
+            )
+    return paths
 
 
 def _finetunes(

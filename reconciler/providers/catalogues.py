@@ -3,9 +3,10 @@ beside the config with a time-to-live, the bundled snapshot when it cannot be re
 
 The cache is the project's catalogue.json (Project.catalogue), one entry per (endpoint,
 account). Like the stat cache it is only an accelerator: a missing, corrupt or foreign file is
-ignored and rebuilt, and no error writing it fails a command. A catalogue that cannot be read
-(a token without read permission, an outage) costs one warning: the stale cached copy is used
-if there is one, the bundled snapshot otherwise.
+ignored and rebuilt (so is one that is not a regular file or is larger than any catalogue:
+read without waiting on a FIFO and within bounds), and no error writing it fails a command. A
+catalogue that cannot be read (a token without read permission, an outage) costs one warning:
+the stale cached copy is used if there is one, the bundled snapshot otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from reconciler.adapters.catalogue import (
     from_snapshot,
     to_records,
 )
+from reconciler.base import strictjson
 from reconciler.base.errors import EndpointError, ReconcilerError
 from reconciler.base.model import Desired
 from reconciler.providers.base import Provider, ServesCatalogue
@@ -37,6 +39,7 @@ FORMAT = "reconciler-catalogue"
 VERSION = 1
 DEFAULT_TTL = 86_400.0  # a day: the catalogue changes a few times a year
 TTL_ENV = "RECONCILER_CATALOGUE_TTL"
+MAX_CACHE_BYTES = 64 * 1024 * 1024  # Workers AI's catalogue of ~100 models takes ~60 kB
 
 Key = tuple[str, str]  # (provider, account)
 
@@ -46,14 +49,32 @@ def ttl_from_env(env: Mapping[str, str]) -> float:
     raw = env.get(TTL_ENV, "").strip()
     if not raw:
         return DEFAULT_TTL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
+    value = _ttl(raw)
+    if value is None:
         log.warning("%s must be a number of seconds >= 0; using a day", TTL_ENV)
         return DEFAULT_TTL
     return value
+
+
+def ttl_problem(env: Mapping[str, str]) -> str | None:
+    """The warning a plan shows when RECONCILER_CATALOGUE_TTL is set but not a time-to-live
+    (a cache's freshness only: a day is used, and said, rather than a command failed)."""
+    raw = env.get(TTL_ENV, "").strip()
+    if not raw or _ttl(raw) is not None:
+        return None
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
+    return (
+        f"{TTL_ENV}={shown!r} is not a number of seconds >= 0; the cached model catalogue "
+        "is used for a day (86400 s) instead"
+    )
+
+
+def _ttl(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 and value != float("inf") else None
 
 
 def read_cached(
@@ -143,8 +164,8 @@ def _entry_models(entry: Any) -> dict[str, Any] | None:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        document = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+        document = json.loads(strictjson.read_bytes(path, MAX_CACHE_BYTES))
+    except (OSError, ValueError, RecursionError):  # strictjson.Refused is a ValueError
         return {}
     if (
         not isinstance(document, dict)

@@ -7,10 +7,13 @@
 
 A temp file is written in the destination's folder, flushed (with `durable`, fsynced, and the
 folder too after the rename), then os.replace'd over the destination: a reader, or a crash,
-sees the old file or the new one, never a mix, and no temp file is left behind.
+sees the old file or the new one, never a mix, and no temp file is left behind. An error
+names the destination, never the temp file.
 
 Refused, as RefusedPath (an OSError, so a caller that tolerates a failed write tolerates these):
   - a destination that is a symlink: not followed, nor silently turned into a file;
+  - a destination that is not a regular file (a FIFO, a device such as /dev/full, a folder):
+    never replaced by a file, nor opened;
   - with `project_root`: a destination outside it, or a folder between the root and the
     destination that is a symlink (the root itself may be reached through one).
 The folders are walked from the root with O_NOFOLLOW and the temp file is made and renamed
@@ -28,16 +31,18 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_T = TypeVar("_T")
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 SYMLINK = "a symlink, which reconciler does not write through"
 OUTSIDE = "outside the project's folder"
+NOT_A_FILE = "not a regular file"
 
 
 class RefusedPath(OSError):
@@ -72,8 +77,9 @@ def atomic_file(
     path = Path(path)
     folder = _open_folder(path.parent, project_root, path)
     try:
-        keep = _mode_of(path, folder) if mode is None else mode
-        tmp, fd = _temp(path.name, folder)
+        existing = _mode_of(path, folder)  # refuses a symlink or a non-regular file
+        keep = existing if mode is None else mode
+        tmp, fd = _temp(path, folder)
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
@@ -82,7 +88,7 @@ def atomic_file(
                     os.fchmod(f.fileno(), keep)
                 if durable:
                     os.fsync(f.fileno())
-            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+            _named(path, os.replace, tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=folder)
@@ -165,15 +171,27 @@ def _mode_of(path: Path, folder: int) -> int | None:
         return None
     if stat.S_ISLNK(st.st_mode):
         raise RefusedPath(errno.ELOOP, SYMLINK, str(path))
-    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedPath(errno.EINVAL, NOT_A_FILE, str(path))
+    return stat.S_IMODE(st.st_mode)
 
 
-def _temp(name: str, folder: int) -> tuple[str, int]:
+def _temp(path: Path, folder: int) -> tuple[str, int]:
     """A new file beside the destination, named after it: .NAME.<random>.tmp, mode 0o666 less
     the umask (the kernel applies it)."""
     while True:
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
-            return tmp, os.open(tmp, _NEW, 0o666, dir_fd=folder)
+            return tmp, _named(path, os.open, tmp, _NEW, 0o666, dir_fd=folder)
         except FileExistsError:
             continue
+
+
+def _named(path: Path, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`call`, its OSError naming `path`: the temp file is ours, the destination the user's."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as exc:
+        if exc.errno is None or isinstance(exc, FileExistsError):
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None

@@ -8,16 +8,60 @@ a Worker can `import loras from "./loras.json"` and pass `lora: loras["support-b
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.base.errors import PlanError
+from reconciler.base import strictjson
+from reconciler.base.errors import OutputsError, PlanError
 from reconciler.base.model import Recorded
+from reconciler.project import STATE_DIR
 from reconciler.state.atomic import write_atomic
 
 FORMATS = ("json", "env")
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # an existing file read to compare; 1,000 names: 300 kB
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def path_problem(relative: str, config_name: str) -> str | None:
+    """Why an `outputs:` path may not be written, or None: the config's check (validate
+    refuses it before anything runs) of what the writer (state.atomic) refuses again."""
+    if _CONTROL.search(relative):
+        return "has a control character; give a plain path relative to the config's folder"
+    if os.path.isabs(relative):
+        return (
+            "is absolute; outputs are written inside the config's folder: give a path "
+            "relative to it"
+        )
+    normal = os.path.normpath(relative)
+    first = normal.split(os.sep, 1)[0]
+    if first == os.pardir:
+        return "leaves the config's folder ('..'); outputs are written inside it"
+    if first == STATE_DIR:
+        return f"is inside {STATE_DIR}/, reconciler's own state; choose another folder"
+    if normal == config_name:
+        return "is the config itself"
+    return None
+
+
+def same_path(relative: str) -> str:
+    """The spelling two `outputs:` paths share when they name one file."""
+    return os.path.normpath(relative)
+
+
+def env_collisions(names: Iterable[str]) -> list[str]:
+    """Each pair of finetune names that one .env line name would stand for, said plainly."""
+    first: dict[str, str] = {}
+    found = []
+    for name in sorted(names):
+        key = env_name(name)
+        if key in first:
+            found.append(f"finetunes {first[key]} and {name} both become {key} in a .env file")
+        else:
+            first[key] = name
+    return found
 
 
 def current(recorded: Recorded, names: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
@@ -49,8 +93,13 @@ def env_name(name: str) -> str:
 
 
 def render(values: Mapping[str, Mapping[str, Any]], fmt: str) -> str:
+    """The file's text. A .env of two names that become one line name is refused
+    (OutputsError naming both): one of them would be lost, whichever came last."""
     if fmt == "json":
         return json.dumps(values, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    collisions = env_collisions(values)
+    if collisions:
+        raise OutputsError("; ".join(collisions) + ": rename one of them")
     lines = [f"{env_name(name)}={v['name']}" for name, v in sorted(values.items())]
     return "".join(f"{line}\n" for line in lines)
 
@@ -59,21 +108,44 @@ def format_of(path: str) -> str:
     return "env" if path.endswith(".env") else "json"
 
 
+def due(root: Path, paths: tuple[str, ...], recorded: Recorded) -> list[tuple[str, str]]:
+    """The `outputs:` files an apply would write, each with why: "missing" or "stale" (its
+    content differs, or it is not a regular file, which the writer then refuses)."""
+    values = current(recorded)
+    found = []
+    for relative in paths:
+        target = root / relative
+        if not os.path.lexists(target):
+            found.append((relative, "missing"))
+        elif not _holds(target, render(values, format_of(relative))):
+            found.append((relative, "stale"))
+    return found
+
+
 def write(root: Path, paths: tuple[str, ...], recorded: Recorded) -> list[Path]:
     """Write each `outputs:` file (relative to `root`, the config's folder) whose content would
-    change, atomically, so a build never reads half a file. A file outside the folder, or
-    reached through a symlink inside it, is refused (state.atomic.RefusedPath, an OSError).
-    Returns the files written."""
+    change, atomically, so a build never reads half a file. A file outside the folder, reached
+    through a symlink inside it, or not a regular file (a FIFO) is refused
+    (state.atomic.RefusedPath, an OSError). Returns the files written."""
     values = current(recorded)
     written = []
     for relative in paths:
         target = root / relative
         text = render(values, format_of(relative))
-        try:  # a symlink goes on to the writer, which refuses it
-            if not target.is_symlink() and target.read_text("utf-8") == text:
-                continue
-        except (OSError, UnicodeDecodeError):
-            pass
+        if _holds(target, text):
+            continue
         write_atomic(target, text, project_root=root)
         written.append(target)
     return written
+
+
+def _holds(target: Path, text: str) -> bool:
+    """Whether `target` is a regular file (not a symlink) holding `text`: read without
+    blocking on a FIFO and within bounds, so a device or a FIFO is not waited on or read
+    forever (it goes on to the writer, which refuses it)."""
+    if target.is_symlink():
+        return False
+    try:
+        return strictjson.read_bytes(target, MAX_OUTPUT_BYTES) == text.encode("utf-8")
+    except (OSError, strictjson.Refused):
+        return False

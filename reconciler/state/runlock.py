@@ -5,6 +5,10 @@ lockfile or its folder is one). The kernel drops it when the holder exits, howev
 so a killed apply never leaves a stale lock behind. The file also says who holds it, for the
 messages a waiting apply gives: at once when it starts waiting (a warning: the CLI shows it
 whatever the verbosity), and when it gives up.
+
+The lock file itself is opened without following a symlink and must be a regular file: it is
+truncated and written, so a link planted in its place (to a file elsewhere) or a FIFO is
+refused, never emptied or waited on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reconciler.base.errors import LockHeldError
+from reconciler.base.errors import LockfileError, LockHeldError
 from reconciler.project import apply_lock_for
 
 log = logging.getLogger("reconciler.lock")
@@ -64,7 +69,7 @@ def exclusive(lockfile: Path, timeout: float, lock: Path | None = None) -> Itera
     """Hold the apply lock of `lockfile` (named in messages): `lock`, the Project's apply_lock;
     derived from the lockfile where a caller does not pass it yet (cli/apply.py)."""
     path = apply_lock_for(lockfile) if lock is None else lock
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(path)
     try:
         deadline = time.monotonic() + timeout
         waiting = False
@@ -99,3 +104,25 @@ def exclusive(lockfile: Path, timeout: float, lock: Path | None = None) -> Itera
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+_OPEN = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open(path: Path) -> int:
+    """The lock file, made if missing: never through a symlink, a regular file only."""
+    why = "cannot be opened"
+    try:
+        fd = os.open(path, _OPEN | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        link = os.path.islink(path)
+        why = "is a symlink, which reconciler does not follow" if link else (exc.strerror or why)
+    else:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        why = "is not a regular file"
+    raise LockfileError(
+        f"the apply lock {path} {why}; remove it (a plain file is made again as needed)"
+    )

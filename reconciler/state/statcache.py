@@ -16,8 +16,10 @@ just before a plan is simply read again next time.
 
 The cache is a small JSON file, written by atomic rename (concurrent processes never see a torn
 file; at worst one's new entries are lost, which is a miss, never a wrong answer). A missing,
-corrupt or foreign file is ignored and rebuilt. Nothing here ever fails a plan: every OSError is
-swallowed, since the cache is only an accelerator.
+corrupt or foreign file is ignored and rebuilt, and so is one that is not a regular file or is
+larger than MAX_CACHE_BYTES (read without waiting on a FIFO, never to the end of a device).
+Nothing here ever fails a plan: every OSError is swallowed, since the cache is only an
+accelerator.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from reconciler.base import strictjson
 from reconciler.project import STATE_DIR
 from reconciler.state.atomic import make_folder, write_atomic, write_cache
 
@@ -39,6 +42,7 @@ VERSION = 2
 GRANULARITY_NS = 2_000_000_000  # the coarsest common filesystem timestamp (FAT): 2 s
 SHA256 = "sha256"  # the fact digest_all keeps: the content's sha256, in hex
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_CACHE_BYTES = 256 * 1024 * 1024  # an entry takes ~200 bytes: room for a million files
 
 
 class Key(NamedTuple):
@@ -168,9 +172,9 @@ class StatCache:
 
 
 def _read(path: Path) -> dict[str, tuple[Key, Facts]]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+    try:  # a regular file within bounds: a FIFO is not waited on, /dev/zero not read on
+        data = json.loads(strictjson.read_bytes(path, MAX_CACHE_BYTES))
+    except (OSError, ValueError, RecursionError):  # strictjson.Refused is a ValueError
         return {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}

@@ -54,6 +54,8 @@ class Planned:
     fingerprints: planfile.Fingerprints
     # the resolved remote sources (hf:, files:): apply fetches and verifies their files
     fetcher: sources.Fetcher | None = None
+    # the outputs: files apply would write as the lockfile now stands: (path, why)
+    outputs_due: tuple[tuple[str, str], ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -92,6 +94,15 @@ def opened(project: Project, env: Mapping[str, str], label: str | None) -> Itera
 
 
 def open_cache(project: Project) -> StatCache:
+    """The stat cache, in the project's state folder; a state folder that is a symlink is
+    refused here, where every command with a config passes, rather than half followed (read
+    through, written never): what is in it is the project's own and stays beside the config."""
+    if project.state_dir.is_symlink():
+        raise ReconcilerError(
+            f"{project.state_dir} is a symlink; reconciler keeps its local state (caches, "
+            "downloads, the sandbox's data) in a real folder beside the config and follows no "
+            "link there: remove the link (a plain folder is made again as needed)"
+        )
     return StatCache.open(project.statcache, root=project.root)
 
 
@@ -206,6 +217,7 @@ def make_plan(
             desired, recorded, digests, observed, endpoints, resolution.pins
         ),
         fetcher=resolution.fetcher,
+        outputs_due=tuple(outputs.due(project.root, desired.outputs, recorded)),
     )
 
 
@@ -216,7 +228,7 @@ def _catalogues(
     providers: Mapping[str, Provider],
     refresh: bool,
 ) -> tuple[dict[catalogues.Key, Catalogue], tuple[str, ...]]:
-    return catalogues.read_cached(
+    found, notes = catalogues.read_cached(
         desired,
         providers,
         project.catalogue,
@@ -224,6 +236,8 @@ def _catalogues(
         ttl=catalogues.ttl_from_env(env),
         root=project.root,
     )
+    problem = catalogues.ttl_problem(env)
+    return found, (*notes, problem) if problem else notes
 
 
 def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> tuple[str, ...]:
@@ -294,6 +308,10 @@ def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
             "the apply is recorded in the lockfile, but an outputs: file could not be "
             f"written ({exc.strerror or exc}: {exc.filename}); fix the path and run "
             "`reconciler apply` again: it writes the files even when nothing else changes"
+        ) from None
+    except OutputsError as exc:  # names that one .env line name would stand for
+        raise OutputsError(
+            f"the apply is recorded in the lockfile, but the outputs: files were not written: {exc}"
         ) from None
 
 

@@ -1,0 +1,276 @@
+"""Files on disk as hostile input (issue 20: M3, L5, L6's plan -o, L10, L12), through the
+command line against the sandbox: outputs paths that leave the project or are not files, state
+files that never end or never open, saved plans onto devices and FIFOs, modes, a symlinked state
+folder, a planted apply lock. Each test reproduced its defect before the fix (those of M3's
+symlinks and L10's modes pin what 07e0f62 fixed)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from hostile_files import HANG, ok, open_fifo, set_outputs, within
+
+from reconciler.sandbox.server import SandboxServer
+
+# M3: outputs paths leave the project -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "ABSOLUTE/loras.json",
+        "../loras.json",
+        "worker/../../loras.json",
+        ".reconciler/catalogue.json",
+        "worker/lo\x00ras.json",
+        "worker/lo\nras.env",
+    ],
+)
+def test_an_outputs_path_that_leaves_the_project_is_refused_by_validate(
+    cli: Cli, cf_env: SandboxServer, versioned: Path, tmp_path: Path, path: str
+) -> None:
+    path = path.replace("ABSOLUTE", str(tmp_path / "elsewhere"))
+    set_outputs(versioned, path)
+    for command in ("validate", "plan"):
+        result = cli(command, "-c", versioned)
+        assert result.exit_code == 1, result.output
+        assert "outputs[0].path" in result.stderr, result.stderr
+        assert "\x00" not in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "loras.json").exists()
+
+
+def test_the_same_outputs_file_twice_is_refused(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    set_outputs(versioned, "worker/loras.json", "worker//./loras.json")
+    result = cli("validate", "-c", versioned)
+    assert result.exit_code == 1
+    assert "outputs[1].path" in result.stderr and "worker/loras.json" in result.stderr
+
+
+@pytest.mark.parametrize("link", ["folder", "file"])
+def test_an_outputs_file_through_a_symlink_is_refused_and_the_target_kept(
+    cli: Cli, cf_env: SandboxServer, versioned: Path, tmp_path: Path, link: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "loras.json").write_text("theirs\n")
+    worker = versioned.parent / "worker"
+    if link == "folder":
+        worker.symlink_to(outside, target_is_directory=True)
+    else:
+        worker.mkdir()
+        (worker / "loras.json").symlink_to(outside / "loras.json")
+    set_outputs(versioned, "worker/loras.json")
+    result = cli("apply", "-c", versioned, "--auto-approve")
+    assert result.exit_code == 1
+    assert "a symlink, which reconciler does not write through" in result.stderr
+    assert (outside / "loras.json").read_text() == "theirs\n"
+    assert [p.name for p in outside.iterdir()] == ["loras.json"]  # no temp file left there
+
+
+def test_the_outputs_error_names_the_file_not_its_temp_file(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    taken = versioned.parent / "worker" / "loras.json"
+    taken.mkdir(parents=True)
+    (taken / "keep").write_text("x")
+    set_outputs(versioned, "worker/loras.json")
+    result = cli("apply", "-c", versioned, "--auto-approve")
+    assert result.exit_code == 1
+    assert ".tmp" not in result.stderr, result.stderr
+    assert "worker/loras.json" in result.stderr
+
+
+# L5: outputs files and state files that are not regular files -----------------------------
+
+
+def test_an_outputs_path_that_is_a_fifo_is_refused_not_waited_on(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    fifo = versioned.parent / "worker" / "loras.json"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    set_outputs(versioned, "worker/loras.json")
+    result = within(HANG, lambda: cli("apply", "-c", versioned, "--auto-approve"), open_fifo(fifo))
+    assert result.exit_code == 1, result.output
+    assert "worker/loras.json" in result.stderr and "not a regular file" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # left as it was
+
+
+@pytest.mark.parametrize("name", ["catalogue.json", "statcache.json"])
+def test_a_state_file_that_is_a_fifo_is_not_waited_on(
+    cli: Cli, cf_env: SandboxServer, project: Path, name: str
+) -> None:
+    state = project.parent / ".reconciler"
+    state.mkdir()
+    fifo = state / name
+    os.mkfifo(fifo)
+    result = within(HANG, lambda: cli("plan", "-c", project), open_fifo(fifo))
+    ok(result)
+    assert "Plan: 2 to create" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["catalogue.json", "statcache.json"])
+def test_a_state_file_that_never_ends_is_not_read_to_the_end(
+    cf_env: SandboxServer, project: Path, name: str
+) -> None:
+    """/dev/zero as a cache: read in a child with 2 GiB of address space, so that reading it
+    to the end ends in MemoryError there and not on this machine."""
+    state = project.parent / ".reconciler"
+    state.mkdir()
+    (state / name).symlink_to("/dev/zero")
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from reconciler.cli.main import main\n"
+        "sys.exit(main(['plan', '-c', sys.argv[1]]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RECONCILER_DEBUG": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Plan: 2 to create" in done.stdout
+
+
+# M3, L6: plan -o ----------------------------------------------------------------------------
+
+
+def test_plan_out_through_a_symlink_is_refused_and_the_target_kept(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    link = tmp_path / "plan.out"
+    link.symlink_to(target)
+    result = cli("plan", "-c", project, "-o", link)
+    assert result.exit_code == 1
+    assert f"Error: {link}: cannot be written" in result.stderr
+    assert target.read_text() == "keep\n" and link.is_symlink()
+
+
+def test_plan_out_into_a_missing_folder_is_a_clear_error(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "no" / "such" / "plan.out"
+    result = cli("plan", "-c", project, "-o", out)
+    assert result.exit_code == 1
+    assert f"Error: {out}: cannot be written (no folder {out.parent})" in result.stderr
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.fixture(params=["fifo", "device"])
+def not_a_file(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A FIFO, or (as root) a copy of /dev/full made with mknod: what `-o` must not replace."""
+    path = tmp_path / "special"
+    if request.param == "fifo":
+        os.mkfifo(path)
+    elif os.geteuid() == 0:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.stat("/dev/full").st_rdev)
+    else:
+        pytest.skip("making a device needs root")
+    yield path
+
+
+def test_plan_out_onto_a_device_or_fifo_is_a_clear_error_and_it_stays(
+    cli: Cli, cf_env: SandboxServer, project: Path, not_a_file: Path
+) -> None:
+    kind = stat.S_IFMT(os.lstat(not_a_file).st_mode)
+    result = cli("plan", "-c", project, "-o", not_a_file)
+    assert result.exit_code == 1, result.output
+    assert f"Error: {not_a_file}: cannot be written (not a regular file)" in result.stderr
+    assert stat.S_IFMT(os.lstat(not_a_file).st_mode) == kind
+    assert [p.name for p in not_a_file.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_plan_out_onto_dev_full_is_refused(cli: Cli, cf_env: SandboxServer, project: Path) -> None:
+    result = cli("plan", "-c", project, "-o", "/dev/full")
+    assert result.exit_code == 1
+    assert "Error: /dev/full: cannot be written" in result.stderr
+    assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+
+
+# L10: modes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(
+    cli: Cli, cf_env: SandboxServer, versioned: Path, umask_022: None
+) -> None:
+    ok(cli("apply", "-c", versioned, "--auto-approve"))
+    worker = versioned.parent / "worker"
+    lock = versioned.with_suffix(".lock")
+    assert (mode(worker / "loras.json"), mode(worker / "loras.env"), mode(lock)) == (0o644,) * 3
+    (worker / "loras.env").write_text("stale\n")
+    os.chmod(worker / "loras.env", 0o604)
+    os.chmod(lock, 0o640)
+    versioned.write_text(versioned.read_text().replace("public: false", "public: true"))
+    ok(cli("apply", "-c", versioned, "--auto-approve"))
+    assert (worker / "loras.env").read_text().startswith("RECONCILER_")
+    assert (mode(worker / "loras.env"), mode(lock)) == (0o604, 0o640)
+
+
+# L12: a symlinked state folder --------------------------------------------------------------
+
+
+def test_a_symlinked_state_folder_is_refused_not_followed(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project.parent / ".reconciler").symlink_to(elsewhere, target_is_directory=True)
+    for command in ("plan", "drift", "apply"):  # (validate reads and writes no state)
+        result = cli(command, "-c", project)
+        assert result.exit_code == 1, result.output
+        assert ".reconciler" in result.stderr and "symlink" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+# Beyond the listed defects: the apply lock ------------------------------------------------
+
+
+def test_an_apply_lock_that_is_a_symlink_is_refused_and_its_target_kept(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (project.parent / ".finetunes.lock.apply-lock").symlink_to(precious)
+    result = cli("apply", "-c", project, "--auto-approve")
+    assert result.exit_code == 1, result.output
+    assert ".finetunes.lock.apply-lock" in result.stderr and "symlink" in result.stderr
+    assert precious.read_text() == "keep me\n"
+    assert cf_env.request_log == [] or all(c[0] == "GET" for c in cf_env.request_log)
+
+
+def test_an_apply_lock_that_is_a_fifo_is_refused(
+    cli: Cli, cf_env: SandboxServer, project: Path
+) -> None:
+    fifo = project.parent / ".finetunes.lock.apply-lock"
+    os.mkfifo(fifo)
+    result = within(HANG, lambda: cli("apply", "-c", project, "--auto-approve"), open_fifo(fifo))
+    assert result.exit_code == 1, result.output
+    assert "not a regular file" in result.stderr
+    assert "Internal error" not in result.stderr
