@@ -61,6 +61,7 @@ def plan(
 ) -> None:
     """Show what apply would do: compare the config, the lockfile and the accounts."""
     if refresh_only:
+        _refresh_only_alone(out, targets, prune, refresh_catalogue)
         report_drift(config_path, sandbox, fmt)
         return
     from reconciler.project import Project
@@ -80,5 +81,31 @@ def plan(
         click.echo(
             f"Saved the plan to {out}; apply exactly it with: reconciler apply {out}", err=True
         )
-    if detailed_exitcode and planned.plan.has_changes:
+    if planned.outputs_due:
+        # on stderr, so that stdout stays the plan alone (one JSON document with --format json)
+        files = ", ".join(f"{path} ({why})" for path, why in planned.outputs_due)
+        click.echo(f"Outputs to write: {files}; `reconciler apply` writes them.", err=True)
+    if detailed_exitcode and (planned.plan.has_changes or planned.outputs_due):
         sys.exit(EXIT_CHANGES)
+
+
+def _refresh_only_alone(
+    out: Path | None, targets: tuple[str, ...], prune: bool, refresh_catalogue: bool
+) -> None:
+    """--refresh-only reports drift, which is no plan: an option that would shape or save a
+    plan is refused rather than ignored."""
+    given = [
+        name
+        for name, on in (
+            ("-o/--out", out is not None),
+            ("--target", bool(targets)),
+            ("--prune", prune),
+            ("--refresh-catalogue", refresh_catalogue),
+        )
+        if on
+    ]
+    if given:
+        raise click.UsageError(
+            f"--refresh-only reports what changed remotely and makes no plan, so "
+            f"{', '.join(given)} cannot go with it; run `reconciler plan` without --refresh-only"
+        )
