@@ -371,3 +371,85 @@ def test_only_success_true_is_a_success(
         result.stderr
     )
     assert project.with_suffix(".lock").read_bytes() == lock
+
+
+# M7, more shapes: nothing the lockfile would refuse is recorded, whatever the call
+def nan_description(request: Request, honest: Honest) -> Response:
+    status, body = honest()
+    body["result"]["description"] = "@NAN@"
+    return raw(json.dumps(body).replace('"@NAN@"', "NaN").encode(), status)
+
+
+@pytest.mark.parametrize(
+    ("lie", "expected"),
+    [
+        (
+            changed(lambda made: made.update(description=5)),
+            "create finetune faq-bot-v1: the answer's description is a number, not a string",
+        ),
+        (nan_description, "answered HTTP 200 with application/json, not the API's JSON"),
+        (
+            changed(lambda made: made.update(id="x" * 2000)),
+            "create finetune faq-bot-v1: the answer names the finetune id "
+            f'"{"x" * 80}"…, which is longer than 1024 characters (2000)',
+        ),
+        (
+            changed(lambda made: made.update(id="\x1b]52;c;aGk=\x07")),
+            'the answer names the finetune id "\\u001b]52;c;aGk=\\u0007", which is not one line',
+        ),
+        (
+            changed(lambda made: made.update(id=["a"])),
+            "create finetune faq-bot-v1: the answer's finetune id is a list, not a string",
+        ),
+    ],
+    ids=["description-number", "description-nan", "id-too-long", "id-escape", "id-list"],
+)
+def test_a_create_answer_the_lockfile_would_refuse_records_nothing(
+    cli: Cli, hostile: Lying, project: Path, lie: Lie, expected: str
+) -> None:
+    hostile.lie("POST", LIST, lie)
+    result = cli("apply", "-c", project, "--auto-approve")
+    assert result.exit_code == 1, result.output
+    assert expected in result.output
+    assert "\x1b" not in result.output
+    lock = project.with_suffix(".lock")
+    assert json.loads(lock.read_text())["finetunes"] == {}
+    hostile.truth()
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    assert cli("plan", "-c", project, "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        (
+            {"name": "evil\x1b[2J\nname"},
+            'the answer names the finetune name "evil\\u001b[2J\\nname"',
+        ),
+        ({"id": ""}, 'the answer names the finetune id "", which is not one line'),
+        ({"model": {"a": 1}}, "the answer's model is an object, not a string"),
+        ({"created_at": 7}, "the answer's created at is a number, not a string"),
+    ],
+    ids=["name-escape", "id-empty", "model-object", "created-at-number"],
+)
+def test_a_listed_finetune_the_lockfile_would_refuse_fails_the_read(
+    cli: Cli, hostile: Lying, project: Path, item: dict[str, Any], expected: str
+) -> None:
+    lock = applied(cli, project)
+    stranger = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "name": "stranger",
+        "model": "@cf/google/gemma-2b-it-lora",
+        "created_at": "2026-01-01T00:00:00Z",
+        "modified_at": "2026-01-01T00:00:00Z",
+    }
+    hostile.lie("GET", LIST, changed(lambda listed: listed.append({**stranger, **item})))
+    for command in (("plan",), ("drift",), ("apply", "--refresh-only", "--auto-approve")):
+        result = cli(*command, "-c", project)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(
+            "Error: list finetunes of account 0123456789abcdef0123456789abcdef: "
+        ), result.stderr
+        assert expected in result.stderr
+        assert "\x1b" not in result.output
+    assert project.with_suffix(".lock").read_bytes() == lock
