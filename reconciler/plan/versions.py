@@ -46,6 +46,13 @@ def remote_name(name: str, version: str) -> str:
     return f"{name}-{version}"
 
 
+def names_version(remote: str, name: str, version: str) -> bool:
+    """Whether a record of `name`'s version `version` may bear the remote name `remote`: its
+    own, NAME-VERSION, or NAME itself, which a finetune made before versioning was turned on
+    keeps when it is retired (and when an apply makes it current again)."""
+    return remote in (remote_name(name, version), name)
+
+
 def version_of(current: LockedFinetune, declared: Mapping[str, Any]) -> str:
     """The content version of a current record. One made before versioning was turned on has
     none recorded, and gets the one its recorded content has (the declared fields' keys)."""

@@ -23,6 +23,7 @@ from reconciler.base.model import (
     Recorded,
 )
 from reconciler.config import schema
+from reconciler.plan.versions import names_version, remote_name
 from reconciler.providers import registry
 from reconciler.state.atomic import atomic_file
 from reconciler.state.statcache import StatCache
@@ -129,6 +130,56 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                     f"{pending['provider']} finetune has only {', '.join(sorted(names))}; "
                     f"{RESTORE}"
                 )
+    _check_names(path, data)
+
+
+def _check_names(path: Path, data: dict[str, Any]) -> None:
+    """Each version is named as plan/versions names it, and no remote name has two records:
+    else the plan, which finds a version by its name, says "new version bot-cd41c3d4
+    supersedes bot-cd41c3d4" on every run and never converges. A version from before
+    versioning was turned on keeps the finetune's own name, which the finetune may bear again
+    once versioning is turned off (where the provider allows one name twice): it claims none."""
+    owners: dict[tuple[str, str, str], str] = {}
+    for name, entry in sorted(data["finetunes"].items()):
+        where, remote = f"finetunes.{name}", entry.get("remote_name", name)
+        if entry.get("version") is not None:
+            _named(path, where, remote, name, entry["version"])
+        _claim_name(path, owners, entry, remote, where)
+    for name, by_version in sorted(data.get("versions", {}).items()):
+        for version, entry in sorted(by_version.items()):
+            where = f"versions.{name}.{version}"
+            _named(path, where, entry["remote_name"], name, version)
+            if entry["remote_name"] != name:  # a record from before versioning: see below
+                _claim_name(path, owners, entry, entry["remote_name"], where)
+
+
+def _named(path: Path, where: str, remote: str, name: str, version: str) -> None:
+    if not names_version(remote, name, version):
+        raise LockfileError(
+            f"{path}: {where} records the remote name {remote!r}, but version {version} of "
+            f"{name} is named {remote_name(name, version)} (a version's remote name is "
+            f"NAME-VERSION, the content version it records); {RESTORE}"
+        )
+
+
+def _claim_name(
+    path: Path,
+    owners: dict[tuple[str, str, str], str],
+    entry: dict[str, Any],
+    remote: str,
+    where: str,
+) -> None:
+    """Record `where` as the record of its remote name; a second one is a bad merge or an
+    edit (an account holds one finetune of a name)."""
+    key = (entry["provider"], entry["account"], remote)
+    if key in owners:
+        raise LockfileError(
+            f"{path}: {owners[key]} and {where} both record the remote name {remote!r} "
+            f"({entry['provider']} account {entry['account']}), but a remote finetune has one "
+            "record (a bad merge?). Keep the record that is right and delete the other, or "
+            "restore the lockfile from version control; nothing was changed"
+        )
+    owners[key] = where
 
 
 # how a second record of one remote id is told: (the first's label, what a record is, the way out)
