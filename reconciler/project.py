@@ -45,6 +45,23 @@ class Project:
         """The folder the project's writes stay inside: the config's."""
         return self.config.parent
 
+    def owned(self, path: Path) -> str | None:
+        """What `path` is of this project's own files, if it is one (the config, the lockfile,
+        its apply lock, anything in the state folder): a file the user names for output
+        (`plan -o`) must not replace one. Compared as the files they lead to."""
+        found = _resolved(path)
+        for what, own in (
+            ("the config", self.config),
+            ("the lockfile", self.lockfile),
+            ("the apply lock", self.apply_lock),
+        ):
+            if found == _resolved(own):
+                return what
+        state = _resolved(self.state_dir)
+        if found == state or state in found.parents:
+            return f"in the state folder {self.state_dir}"
+        return None
+
     @classmethod
     def at(cls, config: Path) -> Project:
         config = Path(config)
@@ -74,3 +91,8 @@ def apply_lock_for(lockfile: Path) -> Path:
     symlinked lockfile or folder) take one lock, the lock of the file they both write."""
     real = lockfile.resolve()
     return real.with_name(f".{real.name}.apply-lock")
+
+
+def _resolved(path: Path) -> Path:
+    """`path` with its links and `..` resolved as far as they exist (a missing file too)."""
+    return Path(path).resolve()

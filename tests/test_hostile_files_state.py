@@ -274,3 +274,38 @@ def test_an_apply_lock_that_is_a_fifo_is_refused(
     assert result.exit_code == 1, result.output
     assert "not a regular file" in result.stderr
     assert "Internal error" not in result.stderr
+
+
+# Beyond the listed defects: plan -o over the project's own files ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("finetunes.lock", "is the lockfile"),
+        ("finetunes.yaml", "is the config"),
+        (".reconciler/catalogue.json", "is in the state folder"),
+        ("link-to-lock", "is the lockfile"),
+    ],
+)
+def test_plan_out_over_the_projects_own_files_is_refused(
+    cli: Cli, cf_env: SandboxServer, project: Path, name: str, what: str
+) -> None:
+    ok(cli("apply", "-c", project, "--auto-approve"))
+    (project.parent / "link-to-lock").symlink_to("finetunes.lock")
+    before = {p: p.read_bytes() for p in project.parent.rglob("*") if p.is_file()}
+    out = project.parent / name
+    result = cli("plan", "-c", project, "-o", out)
+    assert result.exit_code == 1, result.output
+    assert f"Error: {out}: {what}" in result.stderr
+    assert {p: p.read_bytes() for p in project.parent.rglob("*") if p.is_file()} == before
+
+
+def test_a_file_in_the_way_of_an_outputs_folder_is_named(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    (versioned.parent / "worker").write_text("a file, not a folder\n")
+    set_outputs(versioned, "worker/app/loras.json")
+    result = cli("apply", "-c", versioned, "--auto-approve")
+    assert result.exit_code == 1
+    assert f"(Not a directory: {versioned.parent / 'worker'})" in result.stderr

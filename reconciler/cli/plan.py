@@ -64,11 +64,17 @@ def plan(
         _refresh_only_alone(out, targets, prune, refresh_catalogue)
         report_drift(config_path, sandbox, fmt)
         return
+    from reconciler.base.errors import PlanFileError
     from reconciler.project import Project
     from reconciler.state import planfile
     from reconciler.workflow.session import make_plan
 
     project = Project.at(config_path)
+    if out is not None and project.owned(out):
+        raise PlanFileError(
+            f"{out}: is {project.owned(out)}; a plan is saved to a file of its own "
+            "(e.g. -o plan.out), never over the project's files"
+        )
     with opened(project, sandbox) as s, planning():
         planned = make_plan(
             project, s.env, s.providers, targets, prune, s.desired, refresh_catalogue, cache=s.cache

@@ -130,17 +130,20 @@ def _open_folder(folder: Path, root: Path | None, shown: Path) -> int:
     if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
         raise RefusedPath(errno.EPERM, OUTSIDE, str(shown))
     fd = os.open(base, _DIR)
+    parts = [] if rel == os.curdir else rel.split(os.sep)
     try:
-        for name in [] if rel == os.curdir else rel.split(os.sep):
-            fd = _step(fd, name, shown)
+        for i, name in enumerate(parts):
+            # an error names the folder as the caller spelled it, up to this name
+            fd = _step(fd, name, shown, Path(folder, *[os.pardir] * (len(parts) - 1 - i)))
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _step(fd: int, name: str, shown: Path) -> int:
-    """The folder `name` inside the folder `fd` (made if missing), with `fd` closed."""
+def _step(fd: int, name: str, shown: Path, where: Path) -> int:
+    """The folder `name` inside the folder `fd` (made if missing), with `fd` closed. `where`:
+    that folder as the caller spelled it, for an error (a file in the way of a folder)."""
     try:
         try:
             child = os.open(name, _DIR | _NOFOLLOW, dir_fd=fd)
@@ -151,7 +154,7 @@ def _step(fd: int, name: str, shown: Path) -> int:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, fd):
             raise RefusedPath(errno.ELOOP, SYMLINK, str(shown)) from None
-        raise
+        raise type(exc)(exc.errno, exc.strerror, os.path.normpath(where)) from None
     os.close(fd)
     return child
 
