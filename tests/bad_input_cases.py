@@ -655,3 +655,57 @@ CASES += [
         "set it again",
     ),
 ]
+
+
+def outputs_at(path: str, *more: tuple[str, str]) -> Break:
+    """An outputs: list of one path (issue 20, M3 and L2), with further (old, new) edits."""
+
+    def apply(config: Path) -> None:
+        text = config.read_text().replace("version: 1\n", f"version: 1\noutputs:\n  - {path}\n")
+        for old, new in more:
+            assert old in text, old
+            text = text.replace(old, new)
+        config.write_text(text)
+
+    return apply
+
+
+OUTPUTS_AT = "{config}:4:11: error: outputs[0].path: "
+CASES += [
+    (
+        "outputs-absolute",
+        outputs_at("path: /tmp/elsewhere/loras.json"),
+        OUTPUTS_AT + '"/tmp/elsewhere/loras.json" is absolute; outputs are written inside the '
+        "config's folder: give a path relative to it",
+    ),
+    (
+        "outputs-parent-folder",
+        outputs_at("path: worker/../../loras.json"),
+        OUTPUTS_AT + "\"worker/../../loras.json\" leaves the config's folder ('..'); outputs "
+        "are written inside it",
+    ),
+    (
+        "outputs-in-the-state-folder",
+        outputs_at("path: .reconciler/catalogue.json"),
+        OUTPUTS_AT + '".reconciler/catalogue.json" is inside .reconciler/, reconciler\'s own '
+        "state; choose another folder",
+    ),
+    (
+        "outputs-control-character",
+        outputs_at('path: "worker/\\e]52;c;aGk=\\a.json"'),
+        OUTPUTS_AT + '"worker/\\u001b]52;c;aGk=\\u0007.json" has a control character; give a '
+        "plain path relative to the config's folder",
+    ),
+    (
+        "outputs-one-file-twice",
+        outputs_at("path: worker/loras.json\n  - path: worker//./loras.json"),
+        '{config}:5:11: error: outputs[1].path: "worker//./loras.json" names the same file as '
+        "outputs[0].path (worker/loras.json)",
+    ),
+    (
+        "outputs-env-names-collide",
+        outputs_at("path: worker/loras.env", ("name: faq-bot-v1", "name: Support_Bot.v3")),
+        OUTPUTS_AT + '"worker/loras.env" holds one line per finetune, and Support_Bot.v3 and '
+        "support-bot-v3 both become RECONCILER_SUPPORT_BOT_V3; rename one of them",
+    ),
+]

@@ -177,12 +177,12 @@ def _outputs(
         seen.setdefault(key, i)
         if problem is None and outputs.format_of(relative) == "env":
             collisions = outputs.env_collisions(d.name for d in finetunes)
-            problem = "; ".join(collisions) + ": rename one of them" if collisions else None
+            clash = f"{outputs.ENV_CLASH} {'; '.join(collisions)}; rename one of them"
+            problem = clash if collisions else None
         if problem is not None:
             shown = json.dumps(relative, ensure_ascii=False)  # a control character escaped
-            problems.append(
-                source.problem(where, f"{schema.display_path(where)}: {shown} {problem}")
-            )
+            text = f"{schema.display_path(where)}: {shown} {problem}"
+            problems.append(source.problem(where, text))
     return paths
 
 

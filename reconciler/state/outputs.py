@@ -22,6 +22,7 @@ from reconciler.state.atomic import write_atomic
 
 FORMATS = ("json", "env")
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # an existing file read to compare; 1,000 names: 300 kB
+ENV_CLASH = "holds one line per finetune, and"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -58,7 +59,7 @@ def env_collisions(names: Iterable[str]) -> list[str]:
     for name in sorted(names):
         key = env_name(name)
         if key in first:
-            found.append(f"finetunes {first[key]} and {name} both become {key} in a .env file")
+            found.append(f"{first[key]} and {name} both become {key}")
         else:
             first[key] = name
     return found
@@ -99,7 +100,7 @@ def render(values: Mapping[str, Mapping[str, Any]], fmt: str) -> str:
         return json.dumps(values, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     collisions = env_collisions(values)
     if collisions:
-        raise OutputsError("; ".join(collisions) + ": rename one of them")
+        raise OutputsError(f"a .env file {ENV_CLASH} {'; '.join(collisions)}; rename one of them")
     lines = [f"{env_name(name)}={v['name']}" for name, v in sorted(values.items())]
     return "".join(f"{line}\n" for line in lines)
 
