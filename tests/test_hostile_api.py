@@ -299,7 +299,7 @@ def test_a_token_given_back_as_a_name_or_a_description_is_redacted(
             body["result"].append(
                 {
                     "id": f"00000000-0000-4000-8000-00000000000{n}",
-                    "name": token,
+                    "name": token if n == 0 else f"echo-{n}",  # (a name once: names are unique)
                     "model": "@cf/google/gemma-2b-it-lora",
                     "description": f"made with {token}",
                     "created_at": "2026-01-01T00:00:00Z",
@@ -452,4 +452,33 @@ def test_a_listed_finetune_the_lockfile_would_refuse_fails_the_read(
         ), result.stderr
         assert expected in result.stderr
         assert "\x1b" not in result.output
+    assert project.with_suffix(".lock").read_bytes() == lock
+
+
+def twin_named(listed: list[dict[str, Any]]) -> None:
+    listed.append({**listed[0], "id": "00000000-0000-4000-8000-000000000009"})
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda listed: listed.append(dict(listed[0])), "the answer lists the finetune id "),
+        (twin_named, "the answer lists two finetunes named "),
+    ],
+    ids=["id-twice", "name-twice"],
+)
+def test_a_list_naming_one_finetune_twice_fails_the_read(
+    cli: Cli, hostile: Lying, project: Path, edit: Callable[[Any], None], expected: str
+) -> None:
+    lock = applied(cli, project)
+    hostile.lie("GET", LIST, changed(edit))
+    for command in (
+        ("plan",),
+        ("drift",),
+        ("list",),
+        ("apply", "--refresh-only", "--auto-approve"),
+    ):
+        result = cli(*command, "-c", project)
+        assert result.exit_code == 1, (command, result.output)
+        assert expected in result.stderr
     assert project.with_suffix(".lock").read_bytes() == lock
