@@ -6,6 +6,7 @@ before the fix."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,19 @@ def test_a_catalogue_ttl_that_is_not_a_number_is_said_not_silently_accepted(
     result = cli("plan", "-c", project)
     ok(result)
     assert "RECONCILER_CATALOGUE_TTL='abc' is not a number of seconds >= 0" in result.output
+
+
+def test_plan_says_before_apply_which_outputs_file_cannot_be_written(
+    cli: Cli, cf_env: SandboxServer, versioned: Path, tmp_path: Path
+) -> None:
+    worker = versioned.parent / "worker"
+    worker.mkdir()
+    os.mkfifo(worker / "loras.json")
+    (worker / "loras.env").symlink_to(tmp_path / "elsewhere.env")
+    result = cli("plan", "-c", versioned)
+    ok(result)
+    assert (
+        "Outputs `reconciler apply` would write: worker/loras.json (cannot be written: not a "
+        "regular file), worker/loras.env (cannot be written: a symlink, which reconciler does "
+        "not write through)."
+    ) in result.stderr

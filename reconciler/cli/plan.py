@@ -90,7 +90,7 @@ def plan(
     if planned.outputs_due:
         # on stderr, so that stdout stays the plan alone (one JSON document with --format json)
         files = ", ".join(f"{path} ({why})" for path, why in planned.outputs_due)
-        click.echo(f"Outputs to write: {files}; `reconciler apply` writes them.", err=True)
+        click.echo(f"Outputs `reconciler apply` would write: {files}.", err=True)
     if detailed_exitcode and (planned.plan.has_changes or planned.outputs_due):
         sys.exit(EXIT_CHANGES)
 

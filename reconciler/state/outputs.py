@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from reconciler.base import strictjson
 from reconciler.base.errors import OutputsError, PlanError
 from reconciler.base.model import Recorded
 from reconciler.project import STATE_DIR
-from reconciler.state.atomic import write_atomic
+from reconciler.state.atomic import NOT_A_FILE, SYMLINK, write_atomic
 
 FORMATS = ("json", "env")
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # an existing file read to compare; 1,000 names: 300 kB
@@ -110,14 +111,25 @@ def format_of(path: str) -> str:
 
 
 def due(root: Path, paths: tuple[str, ...], recorded: Recorded) -> list[tuple[str, str]]:
-    """The `outputs:` files an apply would write, each with why: "missing" or "stale" (its
-    content differs, or it is not a regular file, which the writer then refuses)."""
+    """The `outputs:` files an apply would write, each with why: "missing", "stale" (its
+    content differs), or what the writer will refuse (a symlink, not a regular file), so
+    that plan says so before an apply fails on it."""
     values = current(recorded)
     found = []
     for relative in paths:
         target = root / relative
-        if not os.path.lexists(target):
+        try:
+            kind = stat.S_IFMT(os.lstat(target).st_mode)
+        except FileNotFoundError:
             found.append((relative, "missing"))
+            continue
+        except OSError as exc:  # a file in the way of a folder: the writer names it
+            found.append((relative, f"cannot be written: {exc.strerror}"))
+            continue
+        if kind == stat.S_IFLNK:
+            found.append((relative, f"cannot be written: {SYMLINK}"))
+        elif kind != stat.S_IFREG:
+            found.append((relative, f"cannot be written: {NOT_A_FILE}"))
         elif not _holds(target, render(values, format_of(relative))):
             found.append((relative, "stale"))
     return found
