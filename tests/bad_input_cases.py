@@ -709,3 +709,15 @@ CASES += [
         "support-bot-v3 both become RECONCILER_SUPPORT_BOT_V3; rename one of them",
     ),
 ]
+
+# The provider API boundary's own settings, refused before any request (issue 20): values
+# a shell or a template can produce that are not a count or a delay
+ATTEMPTS = "Error: RECONCILER_HTTP_ATTEMPTS must be a whole number of attempts from 1 to 100"
+BACKOFF = "Error: RECONCILER_HTTP_BACKOFF must be a number of seconds from 0 to 300"
+CASES += [
+    ("http-attempts-zero", env(RECONCILER_HTTP_ATTEMPTS="0"), ATTEMPTS),
+    ("http-attempts-above-bound", env(RECONCILER_HTTP_ATTEMPTS="101"), ATTEMPTS),
+    ("http-attempts-fraction", env(RECONCILER_HTTP_ATTEMPTS="2.5"), ATTEMPTS),
+    ("http-backoff-nan", env(RECONCILER_HTTP_BACKOFF="nan"), BACKOFF),
+    ("http-backoff-infinite", env(RECONCILER_HTTP_BACKOFF="1e400"), BACKOFF),
+]
