@@ -32,6 +32,7 @@ from reconciler.plan.changes import (
 from reconciler.plan.removal import undeclared
 from reconciler.plan.single import plan_one
 from reconciler.plan.versioned import versioned
+from reconciler.plan.versions import content_version, remote_name
 from reconciler.providers.base import Capabilities
 
 __all__ = [
@@ -61,8 +62,14 @@ def build(
     """`catalogues`: each account's model catalogue, where its provider serves one; `today`
     (an ISO date) tells a past deprecation from a planned one."""
     _check_endpoints(desired, recorded, endpoints)
+    clashes = _name_clashes(desired, recorded, digests)
     changes: list[Change] = []
     for d in desired.finetunes:
+        if d.name in clashes:  # one remote finetune for two of the config: nothing is sent
+            changes.append(
+                Change(d.name, d.provider, d.account, Action.BLOCKED, clashes[d.name], desired=d)
+            )
+            continue
         catalogue = (catalogues or {}).get((d.provider, d.account))
         changes.extend(
             _declared(d, desired, observed, recorded, digests, capabilities, today, catalogue)
@@ -77,6 +84,46 @@ def build(
     )
     changes.extend(_unmanaged(desired, observed, recorded, changes))
     return Plan(changes=tuple(changes), endpoints=dict(endpoints), retired=retired)
+
+
+def _name_clashes(desired: Desired, recorded: Recorded, digests: Digests) -> dict[str, str]:
+    """Declared finetunes that would bear one remote name in one account (`bot`, versioned,
+    at content c9087db1 and a literal `bot-c9087db1`), each with the reason naming both.
+    Here, not in validate: the content version of an hf: or URL adapter is known only now."""
+    owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+    found: dict[str, str] = {}
+    for d in desired.finetunes:
+        for remote, how in _remote_names(d, recorded, digests).items():
+            first, first_how = owners.setdefault((d.provider, d.account, remote), (d.name, how))
+            if first == d.name:
+                continue
+            reason = (
+                f"{first} and {d.name} both take the name {remote} in {d.provider} account "
+                f"{d.account} ({first_how}; {how}): one remote finetune cannot be two of the "
+                "config. Nothing is sent for either: rename one of them"
+            )
+            found.setdefault(first, reason)
+            found.setdefault(d.name, reason)
+    return found
+
+
+def _remote_names(d: DesiredFinetune, recorded: Recorded, digests: Digests) -> dict[str, str]:
+    """The names `d` bears or will bear in its account, each with how it comes by it: its own;
+    versioned, its content's version name and those of its recorded versions."""
+    if not d.versioning:
+        return {d.name: f"{d.name} is declared so"}
+    names: dict[str, str] = {}
+    local = {a.name: digests[a.path] for a in d.assets if a.path in digests}
+    if len(local) == len(d.assets):
+        version = content_version(d.fields, local)
+        names[remote_name(d.name, version)] = f"{d.name}'s content version {version} names it so"
+    current = recorded.finetunes.get(d.name)
+    if current is not None and current.version and current.remote_name:
+        names.setdefault(current.remote_name, f"{d.name}'s current version {current.version}")
+    for v in sorted(recorded.versions.get(d.name, {}).values(), key=lambda v: v.version):
+        names.setdefault(v.remote_name, f"{d.name}'s recorded version {v.version}")
+    names.pop(d.name, None)  # a record from before versioning: the name it always had
+    return names
 
 
 def _declared(
