@@ -96,28 +96,29 @@ def _rows(node: Schema, prefix: str, defs: Schema, provider: str = "") -> Any:
             default,
             _cell(_description(raw, child)),
         ]
-        inner = _inline_object(raw, defs)
-        if inner is not None:
-            yield from _rows(inner[0], path + inner[1], defs)
+        for inner, suffix in _inline_objects(raw, defs):
+            yield from _rows(inner, path + suffix, defs)
 
 
-def _inline_object(raw: Schema, defs: Schema) -> tuple[Schema, str] | None:
-    """The object to walk into, and how its keys are spelled after the parent's: the
-    properties of an object, of a list's items, or of a map's values (`files.NAME.url`); a
-    shared definition has its own table instead, and a provider's block its own section."""
+def _inline_objects(raw: Schema, defs: Schema) -> list[tuple[Schema, str]]:
+    """The objects to walk into, and how their keys are spelled after the parent's: the
+    properties of an object, of a list's items, of a map's values (`files.NAME.url`) or of
+    each form a `oneOf` allows (`serve.deployment`); a shared definition has its own table
+    instead, and a provider's block its own section."""
     if "$ref" in raw:
         name = raw["$ref"].rsplit("/", 1)[-1]
         if name in SHARED or name.endswith("Provider"):
-            return None
+            return []
         raw = defs[name]
     items, values = raw.get("items"), raw.get("additionalProperties")
     if isinstance(items, dict) and "$ref" not in items and "properties" in items:
-        return items, "[]."
+        return [(items, "[].")]
     if isinstance(values, dict) and "$ref" not in values and "properties" in values:
-        return values, ".NAME."
+        return [(values, ".NAME.")]
     if "properties" in raw:
-        return raw, "."
-    return None
+        return [(raw, ".")]
+    forms = [a for a in raw.get("oneOf", []) if "properties" in a and "$ref" not in a]
+    return [(form, ".") for form in forms]
 
 
 def _description(raw: Schema, child: Schema) -> str:
