@@ -7,6 +7,7 @@ symlinks and L10's modes pin what 07e0f62 fixed)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from conftest import CANARY_TOKEN, Cli
 from hostile_files import HANG, ok, open_fifo, set_outputs, within
 
+from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 
 # M3: outputs paths leave the project -------------------------------------------------------
@@ -309,3 +311,30 @@ def test_a_file_in_the_way_of_an_outputs_folder_is_named(
     result = cli("apply", "-c", versioned, "--auto-approve")
     assert result.exit_code == 1
     assert f"(Not a directory: {versioned.parent / 'worker'})" in result.stderr
+
+
+# Beyond the listed defects: a catalogue cache whose times cannot be dates -----------------
+
+
+@pytest.mark.parametrize("stamp", ["NaN", "1e308", "-1e308", "1e400", "true"])
+def test_a_cached_catalogue_with_an_impossible_time_is_not_used(
+    cli: Cli,
+    cf_env: SandboxServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stamp: str,
+) -> None:
+    """Used only when the live catalogue cannot be read: a hand-edited read_at of NaN or 1e308
+    was an internal error (a date made of it); now the entry is ignored, the snapshot used."""
+    ok(cli("plan", "-c", project))
+    cache = project.parent / ".reconciler" / "catalogue.json"
+    faults = FaultSpec.from_option("status=503; route=GET /client/v4/accounts/*/ai/models/search")
+    monkeypatch.setenv("RECONCILER_HTTP_BACKOFF", "0")
+    with SandboxServer(tmp_path / "failing", tokens=(CANARY_TOKEN,), faults=faults) as failing:
+        monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", failing.cloudflare_base_url)
+        text = cache.read_text().replace(cf_env.cloudflare_base_url, failing.cloudflare_base_url)
+        cache.write_text(re.sub(r'"read_at": [0-9.e+]+', f'"read_at": {stamp}', text))
+        result = cli("plan", "-c", project)
+    ok(result)
+    assert "checking base models against the bundled snapshot" in result.output

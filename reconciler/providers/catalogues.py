@@ -39,6 +39,7 @@ FORMAT = "reconciler-catalogue"
 VERSION = 1
 DEFAULT_TTL = 86_400.0  # a day: the catalogue changes a few times a year
 TTL_ENV = "RECONCILER_CATALOGUE_TTL"
+_LAST_STAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time datetime can show
 MAX_CACHE_BYTES = 64 * 1024 * 1024  # Workers AI's catalogue of ~100 models takes ~60 kB
 
 Key = tuple[str, str]  # (provider, account)
@@ -103,8 +104,8 @@ def read_cached(
         slot = f"{provider.endpoint} {account}"
         entry = stored.get(slot)
         cached = _entry_models(entry)
-        read_at = entry.get("read_at") if isinstance(entry, dict) else None
-        fresh = isinstance(read_at, int | float) and 0 <= now - read_at < ttl
+        read_at = _read_at(entry)
+        fresh = read_at is not None and 0 <= now - read_at < ttl
         if cached is not None and fresh and not refresh:
             found[(provider_name, account)] = Catalogue(cached, CACHED, _iso(read_at))
             continue
@@ -131,11 +132,11 @@ def _fallback(
     provider: str,
     account: str,
     cached: Mapping[str, Any] | None,
-    read_at: Any,
+    read_at: float | None,
     exc: ReconcilerError,
 ) -> tuple[Catalogue, str]:
     why = f"the model catalogue of {provider} account {account} could not be read ({exc})"
-    if cached is not None and isinstance(read_at, int | float):
+    if cached is not None and read_at is not None:
         when = _iso(read_at)
         return (
             Catalogue(dict(cached), CACHED, when),
@@ -154,6 +155,15 @@ def _fallback(
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_at(entry: Any) -> float | None:
+    """When the entry was read: a time a date can be made of (NaN, 1e308 or true in a hand
+    edited file would make one fail), else None, and the entry is not used."""
+    value = entry.get("read_at") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= _LAST_STAMP else None  # (NaN fails both)
 
 
 def _entry_models(entry: Any) -> dict[str, Any] | None:
