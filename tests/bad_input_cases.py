@@ -721,3 +721,12 @@ CASES += [
     ("http-backoff-nan", env(RECONCILER_HTTP_BACKOFF="nan"), BACKOFF),
     ("http-backoff-infinite", env(RECONCILER_HTTP_BACKOFF="1e400"), BACKOFF),
 ]
+
+CASES += [
+    (
+        "outputs-over-an-adapter-file",
+        outputs_at("path: adapters/../adapters/faq-v1/adapter_config.json"),
+        OUTPUTS_AT + '"adapters/../adapters/faq-v1/adapter_config.json" is the '
+        "adapter_config.json of finetune faq-bot-v1; an apply would overwrite what it uploads",
+    ),
+]

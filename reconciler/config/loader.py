@@ -168,6 +168,7 @@ def _outputs(
     finetune names that become one line name."""
     paths = tuple(o["path"] for o in source.data.get("outputs") or ())
     seen: dict[str, int] = {}
+    assets = _local_assets(finetunes) if paths else {}
     for i, relative in enumerate(paths):
         where: Path_ = ("outputs", i, "path")
         problem = outputs.path_problem(relative, path.name)
@@ -175,6 +176,9 @@ def _outputs(
         if problem is None and key in seen:
             problem = f"names the same file as outputs[{seen[key]}].path ({paths[seen[key]]})"
         seen.setdefault(key, i)
+        owner = assets.get((path.parent / key).resolve()) if problem is None else None
+        if owner is not None:  # written after the apply: the next plan would see new content
+            problem = f"is {owner}; an apply would overwrite what it uploads"
         if problem is None and outputs.format_of(relative) == "env":
             collisions = outputs.env_collisions(d.name for d in finetunes)
             clash = f"{outputs.ENV_CLASH} {'; '.join(collisions)}; rename one of them"
@@ -184,6 +188,16 @@ def _outputs(
             text = f"{schema.display_path(where)}: {shown} {problem}"
             problems.append(source.problem(where, text))
     return paths
+
+
+def _local_assets(finetunes: tuple[DesiredFinetune, ...]) -> dict[Path, str]:
+    """Each local asset file, as the file it leads to, and whose it is (for a message)."""
+    return {
+        a.path.resolve(): f"the {a.name} of finetune {d.name}"
+        for d in finetunes
+        for a in d.assets
+        if a.source is None
+    }
 
 
 def _finetunes(
