@@ -17,8 +17,7 @@ they are listed, never recorded under their own name.
     remote_text(value, what, kind)  any other string the answer carries (a model, a date)
     recordable(remote, what)        the whole finetune as the lock would record it (its
                                     provider's fields included), by the lock's `finetune`
-    distinct(found, what, names)    a list as one account's: no id twice (nor a name, where
-                                    the provider keeps names unique)
+    distinct(found, what)           a list as one account's: no id twice
     segment(value)                  an id or an account as one segment of a request's path
 """
 
@@ -162,30 +161,19 @@ def _checked(value: Any, what: str, kind: str) -> str:
     )
 
 
-def distinct(
-    found: Iterable[RemoteFinetune], what: str, *, names: bool
-) -> tuple[RemoteFinetune, ...]:
-    """`found`, once no id appears twice in it, nor (`names`: the provider keeps a finetune's
-    name unique in an account) a name. A list that names one twice is not an account's: read
-    as one, the plan sees a finetune unchanged that drift calls unmanaged, and `list` shows
-    it twice."""
+def distinct(found: Iterable[RemoteFinetune], what: str) -> tuple[RemoteFinetune, ...]:
+    """`found`, once no id appears twice in it: a list that names one finetune twice is not
+    an account's (read as one, `list` shows it twice and a plan counts it twice). Two
+    finetunes may share a name: `import` says which ids and adopts neither."""
     listed = tuple(found)
-    ids: dict[str, RemoteFinetune] = {}
-    named: dict[str, RemoteFinetune] = {}
+    ids: set[str] = set()
     for remote in listed:
         if remote.id in ids:
             raise EndpointError(
                 f"{visible(what)}: the answer lists the finetune id {quoted(remote.id[:SHOWN])} "
                 "twice, which no account's list does"
             )
-        twin = named.get(remote.name) if names else None
-        if twin is not None:
-            raise EndpointError(
-                f"{visible(what)}: the answer lists two finetunes named "
-                f"{quoted(remote.name[:SHOWN])} (ids {quoted(twin.id[:SHOWN])} and "
-                f"{quoted(remote.id[:SHOWN])}), where a name is unique in an account"
-            )
-        ids[remote.id] = named[remote.name] = remote
+        ids.add(remote.id)
     return listed
 
 

@@ -88,7 +88,7 @@ class CloudflareProvider:
         result = _result(self._api.call(what, "GET", f"{_account(account)}/ai/finetunes"), what)
         if not isinstance(result, list):
             raise EndpointError(f"{what}: expected a list of finetunes")
-        return checked.distinct((_remote(account, item, what) for item in result), what, names=True)
+        return checked.distinct((_remote(account, item, what) for item in result), what)
 
     def create_finetune(
         self, desired: DesiredFinetune, assets: Mapping[str, AssetDigest] | None = None

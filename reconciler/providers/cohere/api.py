@@ -139,8 +139,7 @@ class CohereProvider:
                 log.warning("%s", notice)
         what = "list finetuned models"
         found = (_remote(item, what) for item in self._pages(what, MODELS, "finetuned_models"))
-        # names: a deleted model's name may be taken again, and Cohere does not say it is unique
-        return tuple(r for r in checked.distinct(found, what, names=False) if r.status not in GONE)
+        return tuple(r for r in checked.distinct(found, what) if r.status not in GONE)
 
     def get_finetune(self, account: str, remote_id: str) -> RemoteFinetune | None:
         what = f"read finetuned model {remote_id}"
