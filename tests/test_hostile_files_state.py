@@ -6,6 +6,7 @@ symlinks and L10's modes pin what 07e0f62 fixed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -338,3 +339,14 @@ def test_a_cached_catalogue_with_an_impossible_time_is_not_used(
         result = cli("plan", "-c", project)
     ok(result)
     assert "checking base models against the bundled snapshot" in result.output
+
+
+def test_plan_out_to_a_name_at_the_length_limit_is_written(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    """The temp file is named after the destination: a name of 250 bytes made it 268, too
+    long for the folder, and a name the system allows could not be saved to."""
+    out = tmp_path / ("p" * 250)
+    ok(cli("plan", "-c", project, "-o", out))
+    assert json.loads(out.read_text())["kind"] == "reconciler-plan"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

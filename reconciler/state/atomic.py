@@ -180,10 +180,12 @@ def _mode_of(path: Path, folder: int) -> int | None:
 
 
 def _temp(path: Path, folder: int) -> tuple[str, int]:
-    """A new file beside the destination, named after it: .NAME.<random>.tmp, mode 0o666 less
-    the umask (the kernel applies it)."""
+    """A new file beside the destination, named after it: .NAME.<random>.tmp (NAME cut to 200
+    bytes, so that a destination named up to the 255-byte limit still has a temp file), mode
+    0o666 less the umask (the kernel applies it)."""
+    short = os.fsencode(path.name)[:200].decode(errors="ignore") or "file"
     while True:
-        tmp = f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = f".{short}.{secrets.token_hex(4)}.tmp"
         try:
             return tmp, _named(path, os.open, tmp, _NEW, 0o666, dir_fd=folder)
         except FileExistsError:
