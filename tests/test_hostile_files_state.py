@@ -350,3 +350,20 @@ def test_plan_out_to_a_name_at_the_length_limit_is_written(
     ok(cli("plan", "-c", project, "-o", out))
     assert json.loads(out.read_text())["kind"] == "reconciler-plan"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_symlinked_catalogue_cache_is_not_followed(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    """A cache file is the project's own: a link to a copy elsewhere (which may say anything
+    of the catalogue) is not read; the catalogue is read live and the link left alone."""
+    ok(cli("plan", "-c", project))
+    cache = project.parent / ".reconciler" / "catalogue.json"
+    elsewhere = tmp_path / "their-catalogue.json"
+    cache.rename(elsewhere)
+    cache.symlink_to(elsewhere)
+    kept = elsewhere.read_bytes()
+    before = len(cf_env.request_log)
+    ok(cli("plan", "-c", project))
+    assert [p for _, p in cf_env.request_log[before:] if p.endswith("/ai/models/search")]
+    assert cache.is_symlink() and elsewhere.read_bytes() == kept

@@ -173,6 +173,8 @@ def _entry_models(entry: Any) -> dict[str, Any] | None:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if path.is_symlink():  # the project's own state, not a file elsewhere: not followed
+        return {}
     try:
         document = json.loads(strictjson.read_bytes(path, MAX_CACHE_BYTES))
     except (OSError, ValueError, RecursionError):  # strictjson.Refused is a ValueError

@@ -172,6 +172,8 @@ class StatCache:
 
 
 def _read(path: Path) -> dict[str, tuple[Key, Facts]]:
+    if path.is_symlink():  # the project's own state, not a file elsewhere: not followed
+        return {}
     try:  # a regular file within bounds: a FIFO is not waited on, /dev/zero not read on
         data = json.loads(strictjson.read_bytes(path, MAX_CACHE_BYTES))
     except (OSError, ValueError, RecursionError):  # strictjson.Refused is a ValueError
