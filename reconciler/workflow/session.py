@@ -296,13 +296,15 @@ def apply(
     return result
 
 
-def write_outputs(planned: Planned, recorded: Recorded | None = None) -> None:
+def write_outputs(planned: Planned, recorded: Recorded | None = None) -> list[Path]:
     """The config's outputs: files, from the lockfile as it now is (those whose content
-    would not change are left alone)."""
+    would not change are left alone). Returns those written, for the command to say."""
     if not planned.desired.outputs:
-        return
+        return []
     try:
-        outputs.write(planned.project.root, planned.desired.outputs, recorded or planned.recorded)
+        return outputs.write(
+            planned.project.root, planned.desired.outputs, recorded or planned.recorded
+        )
     except OSError as exc:
         raise OutputsError(
             "the apply is recorded in the lockfile, but an outputs: file could not be "
