@@ -10,6 +10,10 @@ A path no mount owns is answered 404 in the sandbox's neutral shape
 API owns it to choose a shape; paths under Cloudflare's /client/v4 that match no route are
 Cloudflare's and keep its 400/7000 "No route for that URI" envelope. Should a mount let an
 exception escape, the app logs it and answers a neutral 500, never the traceback.
+
+Whatever a mount answers, no header value leaves with a CR, an LF or another character a
+header may not carry (common/responses.header_safe escapes them): a mount that echoes part of
+the URL or a stored name in a header cannot let the request write headers of its own.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from reconciler.sandbox.common.auth import token_id, validate_tokens
 from reconciler.sandbox.common.mount import CONNECTION_LOST, Mounted, neutral_error, owner
-from reconciler.sandbox.common.responses import send_json
+from reconciler.sandbox.common.responses import header_safe, send_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -43,6 +47,9 @@ class SandboxApp:
         self._log_lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self._route(environ, _safe_headers(start_response))
+
+    def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", ""))
         with self._log_lock:
@@ -64,3 +71,15 @@ class SandboxApp:
             # sent, the server re-raises and drops the connection.
             start_response("500 Internal Server Error", headers, sys.exc_info())
             return [payload]
+
+
+def _safe_headers(start_response: StartResponse) -> StartResponse:
+    """`start_response`, with every header value (and the status line) made safe to send."""
+
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        safe = [(name, header_safe(value)) for name, value in headers]
+        return start_response(header_safe(status), safe, exc_info)
+
+    return start

@@ -8,7 +8,6 @@ say "sandbox choice" so nobody mistakes them for observed behaviour.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ from reconciler.sandbox.cloudflare.store import (
     SandboxLimits,
     SandboxStore,
 )
+from reconciler.sandbox.common.bodies import BodyRefused, BodyTooLarge, TooDeep, read_json
 from reconciler.sandbox.common.defaults import REQUIRED_FILES, RESERVED_NAME_PREFIX
+from reconciler.sandbox.common.names import name_problem
 from reconciler.sandbox.common.paging import MAX_INT64, whole_number
 from reconciler.sandbox.common.uploads import (
     NotMultipart,
@@ -65,8 +66,6 @@ BAD_INPUT = 5006  # "AiError: Bad input: Error: oneOf at '/' not met, ...", HTTP
 INVALID_INPUT = 3010  # sandbox choice for every other 400, see the module docstring
 INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
 
-# A JSON body for create is a few hundred bytes; anything near this is not a finetune.
-MAX_JSON_BYTES = 1 << 20
 # The file part's name: `file`, required (the API reference and the SDKs: "file and file_name
 # are both required"); wrangler names the part `file` too, with the *filename* `blob`.
 FILE_PART = "file"
@@ -140,15 +139,16 @@ class Route:
 
 
 def read_json_object(environ: WSGIEnvironment) -> dict[str, Any]:
-    """The body as a JSON object, whatever Content-Type says (wrangler sends text/plain)."""
-    from werkzeug.wsgi import get_input_stream
-
-    raw = get_input_stream(environ, max_content_length=None).read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise fail(413, TOO_LARGE, "Request is too large")
+    """The body as a JSON object, whatever Content-Type says (wrangler sends text/plain), read
+    through the sandbox's bounded reader (common/bodies.py)."""
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = read_json(environ)
+    except BodyTooLarge:
+        raise fail(413, TOO_LARGE, "Request is too large") from None
+    except TooDeep as exc:
+        # Sandbox choice: the real API's parser goes deeper; no body it documents does.
+        raise invalid(f"Request body is {exc}") from None
+    except BodyRefused:
         raise fail(400, MALFORMED_JSON, "Malformed JSON in request body") from None
     if not isinstance(body, dict):
         raise invalid("Request body must be a JSON object")
@@ -190,6 +190,9 @@ class CloudflareApi:
         body = read_json_object(call.environ)
         model = _required_text(body, "model")
         name = _required_text(body, "name")
+        problem = name_problem(name, "Field 'name'")
+        if problem is not None:  # sandbox choice, see common/names.py
+            raise invalid(problem)
         description = _optional(body, "description", str, "a string")
         public = _optional(body, "public", bool, "a boolean")
         # Sandbox choice: no public source shows what create answers for a model that does not

@@ -195,10 +195,22 @@ def _sampling_problems(key: str, value: object, kind: str, low: float, high: flo
     if number is None:
         return [_mismatch("/" + key, value, kind)]
     if number < low:
-        return [f"Value at '/{key}' is less than {low:g}: {number:g}"]
+        return [f"Value at '/{key}' is less than {low:g}: {_g(number)}"]
     if number > high:
-        return [f"Value at '/{key}' is more than {high:g}: {number:g}"]
+        return [f"Value at '/{key}' is more than {high:g}: {_g(number)}"]
     return []
+
+
+def _g(number: float) -> str:
+    """`number` as `{:g}` writes it, also for an integer too large for a float (a JSON
+    integer may have 4300 digits): its leading digits and its exponent."""
+    try:
+        return f"{number:g}"
+    except OverflowError:
+        digits = str(abs(int(number)))
+        sign = "-" if number < 0 else ""
+        fraction = digits[1:6].rstrip("0")
+        return f"{sign}{digits[0]}{'.' if fraction else ''}{fraction}e+{len(digits) - 1}"
 
 
 def parse_input(body: Mapping[str, Any]) -> RunInput:

@@ -9,7 +9,6 @@ All accepted tokens belong to one organization: each sees every dataset and mode
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,8 +26,10 @@ from reconciler.sandbox.cohere.settings import BASE_TYPES, SettingsError, normal
 from reconciler.sandbox.cohere.store import CohereStore, Dataset, Model, Part, RunPlan
 from reconciler.sandbox.cohere.training import fail_step, plan_steps
 from reconciler.sandbox.common.auth import Tokens, bearer
+from reconciler.sandbox.common.bodies import BodyRefused, BodyTooLarge, TooDeep, read_json
 from reconciler.sandbox.common.clock import Clock, parse_iso
 from reconciler.sandbox.common.limits import SandboxLimits
+from reconciler.sandbox.common.names import name_problem
 from reconciler.sandbox.common.paging import Key, Page, Pager, page_size, whole_number
 from reconciler.sandbox.common.uploads import (
     NotMultipart,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 COHERE_PREFIX = "/v1"
-MAX_JSON_BYTES = 1 << 20
 MAX_DATASET_NAME = 49  # "a dataset name is under 50 characters"
 # "Datasets are deleted 30 days after creation" (api-notes.md). Real time, not simulated: the
 # clock's speed scales validation and training only.
@@ -128,6 +128,7 @@ class CohereApi:
         name = query.get("name", "")
         if not name.strip():
             raise invalid("name is required")
+        _checked_name(name)
         if len(name) > MAX_DATASET_NAME:
             raise invalid(f"dataset name must be less than 50 characters, got {len(name)}")
         dataset_type = query.get("type", "")
@@ -419,14 +420,15 @@ class CohereApi:
 
 
 def _json_object(environ: WSGIEnvironment) -> dict[str, Any]:
-    from werkzeug.wsgi import get_input_stream
-
-    raw = get_input_stream(environ, max_content_length=None).read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise CohereError(413, "request body is too large")
+    """The body as a JSON object, through the sandbox's bounded reader (common/bodies.py)."""
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = read_json(environ)
+    except BodyTooLarge:
+        raise CohereError(413, "request body is too large") from None
+    except TooDeep as exc:
+        # Sandbox choice: no Cohere body goes past 4 levels (settings.hyperparameters.x).
+        raise invalid(f"body is {exc}") from None
+    except BodyRefused:
         raise invalid("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise invalid("body must be a JSON object")
@@ -437,6 +439,13 @@ def _name(body: dict[str, Any]) -> str:
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise invalid("name is required and must be a non-empty string")
+    return _checked_name(name)
+
+
+def _checked_name(name: str) -> str:
+    problem = name_problem(name, "name")
+    if problem is not None:  # sandbox choice, see common/names.py
+        raise invalid(problem)
     return name
 
 

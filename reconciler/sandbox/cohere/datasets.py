@@ -31,11 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.sandbox.common.bodies import NotJson, TooDeep, parse_json
+
 CHAT = "chat-finetune-input"
 RERANK = "reranker-finetune-input"
 SINGLE_LABEL = "single-label-classification-finetune-input"
 MULTI_LABEL = "multi-label-classification-finetune-input"
 EMBED = "embed-input"
+# Sandbox choice: a line (one example) longer than this fails the dataset, so that a file of
+# one endless line is never read whole into memory. Cohere publishes token limits per
+# example, far below this.
+MAX_LINE_BYTES = 8 << 20
 
 # The DatasetType enum of Cohere's published schema.
 DATASET_TYPES = (
@@ -95,6 +101,18 @@ class Verdict:
     def from_json(cls, text: str) -> Verdict:
         raw = json.loads(text)
         return cls(raw["error"], raw["warnings"], raw["rows"], raw["metrics"])
+
+
+def _record(raw: bytes) -> Any:
+    """One line's JSON value, read as a request body is (bounded depth, strict JSON)."""
+    try:
+        return parse_json(raw)
+    except TooDeep as exc:
+        raise ValueError(str(exc)) from None
+    except NotJson as exc:
+        if str(exc) == "not UTF-8":
+            raise ValueError("not valid UTF-8") from None
+        raise ValueError(f"not valid JSON ({exc})") from None
 
 
 class _Invalid(Exception):
@@ -177,16 +195,14 @@ def _records(
     path: Path, part: str, check: Callable[[dict[str, Any]], None], skip: bool, warnings: list[str]
 ) -> Iterator[dict[str, Any]]:
     with path.open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
+        for number, raw in enumerate(iter(lambda: lines.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                # Not read on: the rest of the line would be taken for the next lines.
+                raise _Invalid(f"line {number} of {part} is longer than {MAX_LINE_BYTES:,} bytes")
             if not raw.strip():
                 continue
             try:
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise ValueError("not valid UTF-8") from None
-                except ValueError as exc:
-                    raise ValueError(f"not valid JSON ({exc})") from None
+                record = _record(raw)
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
                 check(record)

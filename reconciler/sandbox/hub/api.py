@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from reconciler.sandbox.common.mount import CONNECTION_LOST
+from reconciler.sandbox.common.responses import header_safe
 from reconciler.sandbox.hub.store import HubCommit, HubFile, HubRepo, HubStore
 
 if TYPE_CHECKING:
@@ -42,7 +43,12 @@ _REFS = re.compile(rf"/api/models/{_REPO}/refs")
 _TREE = re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?")
 _RESOLVE = re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
 _LFS = re.compile(rf"/lfs/{_REPO}/(?P<rev>[0-9a-f]{{40}})/(?P<path>.+)")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only (\d is any script's); any length, as HTTP sets none (see _offset).
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# An offset with more digits than this is past any file the sandbox holds: it is read as this
+# rather than converted (int() refuses more than 4300 digits, and a 416 or a clamp is the
+# answer either way).
+_OFFSET_DIGITS = 18
 
 
 def is_hub_path(path: str) -> bool:
@@ -85,7 +91,7 @@ class HubApi:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        path = str(environ.get("PATH_INFO", ""))[len(PREFIX) :]
+        path = _wsgi_text(str(environ.get("PATH_INFO", "")))[len(PREFIX) :]
         query = parse_qs(str(environ.get("QUERY_STRING", "")))
         try:
             return self._route(environ, start_response, method, path, query)
@@ -93,7 +99,8 @@ class HubApi:
             headers = [*exc.headers]
             if exc.code:
                 headers.append(("X-Error-Code", exc.code))
-            headers.append(("X-Error-Message", exc.message))
+            # The message may quote the URL (a revision): escaped, never a CR or LF in a header.
+            headers.append(("X-Error-Message", header_safe(exc.message)))
             return self._send(
                 environ, start_response, method, exc.status, {"error": exc.message}, headers
             )
@@ -207,10 +214,10 @@ class HubApi:
             m = _RANGE.fullmatch(str(asked).strip())
             if m and (m[1] or m[2]):
                 if m[1]:
-                    start = int(m[1])
-                    end = min(int(m[2]) + 1, entry.size) if m[2] else entry.size
+                    start = _offset(m[1])
+                    end = min(_offset(m[2]) + 1, entry.size) if m[2] else entry.size
                 else:
-                    start = max(entry.size - int(m[2]), 0)
+                    start = max(entry.size - _offset(m[2]), 0)
                 if start >= entry.size or start >= end:
                     raise HubError(
                         416,
@@ -222,7 +229,7 @@ class HubApi:
                 headers.append(("Content-Range", f"bytes {start}-{end - 1}/{entry.size}"))
         headers += [
             ("Content-Type", "application/octet-stream"),
-            ("Content-Disposition", f'attachment; filename="{Path(entry.path).name}"'),
+            ("Content-Disposition", _disposition(Path(entry.path).name)),
         ]
         return self._raw(
             environ, start_response, method, status, headers, None, (entry, start, end)
@@ -292,6 +299,29 @@ class HubApi:
                     yield chunk
         finally:
             self.log.append(_sent(record, sent))
+
+
+def _wsgi_text(value: str) -> str:
+    """The decoded path as text: WSGI hands it over as latin-1 code points of its UTF-8 bytes
+    (a repo file named `é.json` is asked for as `%C3%A9.json`)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _offset(digits: str) -> int:
+    """A Range offset: its value, or 10**18 (past any file) if it has more digits than that."""
+    return int(digits) if len(digits) <= _OFFSET_DIGITS else 10**_OFFSET_DIGITS
+
+
+def _disposition(name: str) -> str:
+    """Content-Disposition for a file: the plain name when it can be quoted as is; otherwise
+    a visible-ASCII stand-in beside the exact name in RFC 6266's filename* (as the Hub sends)."""
+    plain = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    if plain == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _sent(record: Served, count: int) -> Served:

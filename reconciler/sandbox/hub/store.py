@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reconciler.sandbox.common.names import control_character
+
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 # What the Hub's default .gitattributes sends to LFS (weights and archives); anything larger than
@@ -140,12 +142,7 @@ class HubStore:
         return sha
 
     def _store_files(self, folder: Path) -> Iterator[HubFile]:
-        if not folder.is_dir():
-            raise ValueError(f"{folder} is not a folder")
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder).as_posix()
-            if path.is_symlink() or not path.is_file() or relative.split("/")[0] == ".git":
-                continue
+        for path, relative in _files(folder):
             yield self._store_file(path, relative)
 
     def _store_file(self, path: Path, relative: str) -> HubFile:
@@ -191,6 +188,23 @@ class HubStore:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _files(folder: Path) -> list[tuple[Path, str]]:
+    """The regular files of `folder` to push, with their repo paths; ValueError, before any is
+    stored, if one has a control character in its name (common/names.py: the sandbox's Hub
+    keeps no such name, as it would reach listings and headers)."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink() or not path.is_file() or relative.split("/")[0] == ".git":
+            continue
+        if control_character(relative) is not None:
+            raise ValueError(f"{relative!r} in {folder} has a control character in its name")
+        found.append((path, relative))
+    return found
 
 
 def _ref_name_ok(name: str) -> bool:
