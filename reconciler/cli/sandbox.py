@@ -61,6 +61,25 @@ MOUNT_OPTIONS: tuple[Callable[[Command], Command], ...] = (
 )
 
 
+class ClockSpeed(click.ParamType[float, Any]):
+    """A clock speed, checked by the sandbox's own rule (sandbox/common/clock.py): a
+    positive finite number up to its maximum; nan and inf are refused here, not at start."""
+
+    name = "float"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        from reconciler.sandbox.common.clock import parse_speed
+
+        if isinstance(value, float):  # the default
+            return value
+        try:
+            return parse_speed(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def mount_options(command: C) -> C:
     """Adds MOUNT_OPTIONS to the command, in the order they are listed."""
     decorated: Command = command
@@ -94,7 +113,7 @@ def mount_options(command: C) -> C:
 )
 @click.option(
     "--clock-speed",
-    type=click.FloatRange(min=0, min_open=True),
+    type=ClockSpeed(),
     default=1.0,
     show_default=True,
     help="How much faster than real time simulated work runs (dataset validation, training).",

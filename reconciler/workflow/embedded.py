@@ -19,10 +19,26 @@ LABEL = "sandbox"
 # Simulated work (dataset validation, training) runs this many times faster than real time, so
 # that `apply --sandbox --wait` on the Cohere example finishes in seconds.
 DEFAULT_CLOCK_SPEED = 600.0
+CLOCK_SPEED_VAR = "RECONCILER_SANDBOX_CLOCK_SPEED"
 
 
 def data_dir(config_path: Path) -> Path:
     return Project.at(config_path.resolve()).sandbox_dir
+
+
+def clock_speed(env: Mapping[str, str]) -> float:
+    """RECONCILER_SANDBOX_CLOCK_SPEED, or DEFAULT_CLOCK_SPEED if it is unset or blank;
+    ReconcilerError naming the variable for anything but a speed the sandbox's clock takes."""
+    from reconciler.base.errors import ReconcilerError
+    from reconciler.sandbox.common.clock import parse_speed
+
+    text = env.get(CLOCK_SPEED_VAR, "")
+    if not text.strip():
+        return DEFAULT_CLOCK_SPEED
+    try:
+        return parse_speed(text)
+    except ValueError as exc:
+        raise ReconcilerError(f"{CLOCK_SPEED_VAR} {exc}") from None
 
 
 @contextmanager
@@ -34,7 +50,7 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
     from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
     from reconciler.sandbox.server import SandboxServer
 
-    speed = float(env.get("RECONCILER_SANDBOX_CLOCK_SPEED", DEFAULT_CLOCK_SPEED))
+    speed = clock_speed(env)
     try:
         catalogue = Catalogue.from_env(env)
     except CatalogueError as exc:

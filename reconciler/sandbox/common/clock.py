@@ -27,10 +27,29 @@ class Clock(Protocol):
         ...
 
 
+# Sandbox choice: a day of simulated work in under a tenth of a second is fast enough, and the
+# bound keeps elapsed * speed finite (at 1e308 it overflowed, and every read of a run failed).
+MAX_SPEED = 1e6
+SPEED_RULE = (
+    f"must be a positive number, at most {MAX_SPEED:,.0f}"
+    " (how many times faster than real time simulated work runs)"
+)
+
+
 def _checked_speed(speed: float) -> float:
-    if isinstance(speed, bool) or not math.isfinite(speed) or speed <= 0:
-        raise ValueError(f"clock speed must be a positive number, got {speed!r}")
+    if isinstance(speed, bool) or not math.isfinite(speed) or not 0 < speed <= MAX_SPEED:
+        raise ValueError(f"clock speed {SPEED_RULE}, got {speed!r}")
     return float(speed)
+
+
+def parse_speed(text: str) -> float:
+    """A clock speed as a person writes it (`600`, `2.5`, `1e3`); ValueError, worded
+    "must be ..., got '<text>'" for the caller to prefix with the option or variable, for
+    anything else (words, nan, inf, zero, negatives, past MAX_SPEED)."""
+    try:
+        return _checked_speed(float(text.strip()))
+    except ValueError:
+        raise ValueError(f"{SPEED_RULE}, got {text!r}") from None
 
 
 class SystemClock:
