@@ -30,7 +30,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from reconciler.sandbox.common.bodies import BodyRefused, parse_json
+from reconciler.sandbox.common.files import FileRefused, read_regular
+
 ENV_VAR = "RECONCILER_SANDBOX_CATALOGUE"
+# Sandbox choice: the bundled catalogue is 26 KB; a file 300 times that is no catalogue.
+MAX_CATALOGUE_BYTES = 8 << 20
 TEXT_GENERATION = "Text Generation"
 
 # `@<namespace>/<author>/<model>`: the shape of every Workers AI model name.
@@ -118,10 +123,14 @@ class Catalogue:
 
     def merged(self, path: Path) -> Catalogue:
         try:
-            raw = json.loads(Path(path).read_text("utf-8"))
+            data = read_regular(Path(path), MAX_CATALOGUE_BYTES)
         except OSError as exc:
             raise CatalogueError(f"cannot read catalogue {path}: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, ValueError) as exc:
+        except FileRefused as exc:
+            raise CatalogueError(f"cannot read catalogue {path}: {exc}") from None
+        try:
+            raw = parse_json(data)
+        except BodyRefused as exc:
             raise CatalogueError(f"catalogue {path} is not valid JSON: {exc}") from None
         mode, models = _records(raw, f"catalogue {path}")
         if mode == "replace":

@@ -45,11 +45,13 @@ Every mistake raises ValueError saying what is wrong and where.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reconciler.sandbox.common.bodies import MAX_JSON_DEPTH, BodyRefused, parse_json, too_deep
+from reconciler.sandbox.common.files import FileRefused, read_regular
 
 FAULT_STATUSES = (408, 409, 429, 500, 502, 503, 504)
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -59,7 +61,22 @@ _GLOBAL_KEYS = ("seed", "rate_limit")
 _RULE_KEYS = ("route", "rate", "status", "retry_after", "latency", "reset", "drop")
 # `key:` / `- ` / `---` at the start is YAML; compact settings are `key=...`.
 _YAML_START = re.compile(r"\s*(---|-\s|[A-Za-z_][\w-]*\s*:)")
+# Sandbox choice: a spec is a few lines; a file of more than this is not one.
+MAX_SPEC_BYTES = 1 << 20
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?")
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    if too_deep(text, MAX_JSON_DEPTH):  # flow style: [[[...]]] would exhaust the parser
+        raise _fail(f"invalid YAML: nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _fail(f"invalid YAML: {exc}") from None
+    except RecursionError:  # block style nests by indentation, which too_deep cannot see
+        raise _fail("invalid YAML: nested too deeply") from None
 
 
 def _fail(message: str) -> ValueError:
@@ -239,27 +256,27 @@ class FaultSpec:
         first_line = stripped.splitlines()[0]
         if stripped.startswith("{"):
             try:
-                data = json.loads(stripped)
-            except ValueError as exc:
+                data = parse_json(stripped)
+            except BodyRefused as exc:
                 raise _fail(f"invalid JSON: {exc}") from None
             return cls.from_mapping(data, source=text)
         if _YAML_START.match(first_line):
-            import yaml
-
-            try:
-                data = yaml.safe_load(stripped)
-            except yaml.YAMLError as exc:
-                raise _fail(f"invalid YAML: {exc}") from None
-            return cls.from_mapping(data, source=text)
+            return cls.from_mapping(_yaml(stripped), source=text)
         return cls._from_compact(stripped)
 
     @classmethod
     def from_file(cls, path: Path) -> FaultSpec:
+        """The spec in a regular file of at most MAX_SPEC_BYTES (never a FIFO or a device)."""
         try:
-            text = Path(path).read_text("utf-8")
+            data = read_regular(Path(path), MAX_SPEC_BYTES)
         except OSError as exc:
             raise _fail(f"cannot read {path}: {exc.strerror or exc}") from None
-        return cls.parse(text)
+        except FileRefused as exc:
+            raise _fail(f"cannot read {path}: {exc}") from None
+        try:
+            return cls.parse(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _fail(f"cannot read {path}: not UTF-8 text") from None
 
     @classmethod
     def from_option(cls, value: str) -> FaultSpec:
