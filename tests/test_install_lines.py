@@ -97,7 +97,7 @@ def test_ci_builds_the_docs_and_the_distributions_then_ends_with_the_tests() -> 
     order = [
         ".venv/bin/pip install --quiet '.[docs]'",
         ".venv/bin/mkdocs build --strict",
-        ".venv/bin/python -m build --outdir",
+        ".venv/bin/python -m build ",
         ".venv/bin/twine check --strict",
         ".venv/bin/pip install --quiet '.[test]' && .venv/bin/pytest",
         ".venv/bin/lint-imports",
