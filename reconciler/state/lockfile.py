@@ -22,6 +22,7 @@ from reconciler.base.model import (
     Pending,
     Recorded,
 )
+from reconciler.base.untrusted import visible
 from reconciler.config import schema
 from reconciler.plan.versions import names_version, remote_name
 from reconciler.providers import registry
@@ -428,6 +429,44 @@ def save(
         crashpoints.hit("lock.before-rename")
 
 
+def recordable(
+    path: Path,
+    name: str,
+    entry: LockedFinetune | None = None,
+    version: LockedVersion | None = None,
+    pending: Pending | None = None,
+) -> None:
+    """The last line behind providers/checked: a record is written only if read_lock takes it
+    (the lock's schema, then its own rules, over a lock holding this record alone), else
+    LockfileError naming it, before anything changes. Rules between records (one remote id or
+    name twice) are the reader's: checking them on every write would cost an apply of a
+    thousand finetunes a whole lock's check per step."""
+    data: dict[str, Any] = {"format_version": FORMAT_VERSION, "finetunes": {}}
+    records = []
+    if entry is not None:
+        data["finetunes"][name] = _entry_to_json(entry)
+        records.append(f"finetunes.{name}")
+    if version is not None:
+        data["versions"] = {name: {version.version: _version_to_json(version)}}
+        records.append(f"versions.{name}.{version.version}")
+    if pending is not None:
+        data["pending"] = {name: _pending_to_json(pending)}
+        records.append(f"pending.{name}")
+    errors = sorted(schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path)
+    try:
+        if errors:
+            where = schema.display_path(tuple(errors[0].absolute_path))
+            raise LockfileError(f"{path}: {where}: {_short(errors[0].message)}")
+        _check(path, data)
+    except LockfileError as exc:
+        why = str(exc).removeprefix(f"{path}: ").removesuffix(f"; {RESTORE}")
+        raise LockfileError(
+            f"{path}: {visible(' and '.join(records))} not recorded: every later run would "
+            "refuse the lockfile "
+            f"({visible(why)}); the lockfile was left as it was"
+        ) from None
+
+
 class LockWriter:
     """The lock as an apply changes it: every change is saved before the method returns.
 
@@ -456,6 +495,7 @@ class LockWriter:
 
     def intend(self, name: str, op: Pending) -> None:
         """Journal an operation before it is sent: the next plan resolves it if we die."""
+        recordable(self.path, name, pending=op)
         with self._mutex:
             self._pending[name] = op
             mine = self._changed()
@@ -470,6 +510,7 @@ class LockWriter:
     ) -> None:
         """Record an entry; `replaces` names the entry it takes over (a rename), `then` journals
         the next operation, all in one write."""
+        recordable(self.path, entry.name, entry, pending=then)
         with self._mutex:
             if replaces is not None:
                 self._finetunes.pop(replaces, None)
@@ -484,7 +525,9 @@ class LockWriter:
         """Record an uploaded asset; `then` journals the next operation in the same write."""
         with self._mutex:
             entry = self._finetunes[name]
-            self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
+            entry = replace(entry, assets={**entry.assets, asset.name: asset})
+            recordable(self.path, name, entry, pending=then)
+            self._finetunes[name] = entry
             self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
@@ -528,6 +571,7 @@ class LockWriter:
     ) -> None:
         """Record a version that was made (a candidate until promoted); `then` journals the
         next operation in the same write."""
+        recordable(self.path, name, version=version, pending=then)
         with self._mutex:
             self._versions.setdefault(name, {})[version.version] = version
             self._endpoints[version.provider] = endpoint
@@ -540,7 +584,9 @@ class LockWriter:
     ) -> None:
         with self._mutex:
             held = self._versions[name][version]
-            self._versions[name][version] = replace(held, assets={**held.assets, asset.name: asset})
+            held = replace(held, assets={**held.assets, asset.name: asset})
+            recordable(self.path, name, version=held, pending=then)
+            self._versions[name][version] = held
             self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
@@ -600,13 +646,14 @@ class LockWriter:
             if version is None:
                 entry = self._finetunes[name]
                 merged = {**(entry.fields or {}), **fields}
-                self._finetunes[name] = replace(
-                    entry, fields=merged, model=str(fields.get("model", entry.model))
-                )
+                entry = replace(entry, fields=merged, model=str(fields.get("model", entry.model)))
+                recordable(self.path, name, entry)
+                self._finetunes[name] = entry
             else:
                 held = self._versions[name][version]
-                merged = {**(held.fields or {}), **fields}
-                self._versions[name][version] = replace(held, fields=merged)
+                held = replace(held, fields={**(held.fields or {}), **fields})
+                recordable(self.path, name, version=held)
+                self._versions[name][version] = held
             mine = self._changed()
         self._commit(mine)
 
