@@ -730,3 +730,9 @@ CASES += [
         "adapter_config.json of finetune faq-bot-v1; an apply would overwrite what it uploads",
     ),
 ]
+
+CATALOGUE_TTL = "Error: RECONCILER_CATALOGUE_TTL must be a number of seconds >= 0 (unset: a day)"
+CASES += [
+    ("catalogue-ttl-not-a-number", env(RECONCILER_CATALOGUE_TTL="abc"), CATALOGUE_TTL),
+    ("catalogue-ttl-negative", env(RECONCILER_CATALOGUE_TTL="-1"), CATALOGUE_TTL),
+]

@@ -78,13 +78,24 @@ def test_output_env_refuses_two_recorded_names_with_one_env_name(
 # L6: RECONCILER_CATALOGUE_TTL ---------------------------------------------------------------
 
 
-def test_a_catalogue_ttl_that_is_not_a_number_is_said_not_silently_accepted(
-    cli: Cli, cf_env: SandboxServer, project: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("raw", ["abc", "nan", "-1", "1e400", "\x1b]52;c;aGk=\x07"])
+def test_a_catalogue_ttl_that_is_not_one_is_refused_by_name(
+    cli: Cli, cf_env: SandboxServer, project: Path, monkeypatch: pytest.MonkeyPatch, raw: str
 ) -> None:
-    monkeypatch.setenv("RECONCILER_CATALOGUE_TTL", "abc")
-    result = cli("plan", "-c", project)
-    ok(result)
-    assert "RECONCILER_CATALOGUE_TTL='abc' is not a number of seconds >= 0" in result.output
+    """As RECONCILER_HTTP_ATTEMPTS and _BACKOFF are: refused by name, not replaced by a day
+    (a log line that said so went by on stderr while the command went on), and before the
+    catalogue is asked for."""
+    monkeypatch.setenv("RECONCILER_CATALOGUE_TTL", raw)
+    for command in (["plan"], ["apply", "--auto-approve"]):
+        result = cli(*command, "-c", project)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-1] == (
+            "Error: RECONCILER_CATALOGUE_TTL must be a number of seconds >= 0 (unset: a day)"
+        )
+        assert "\x1b" not in result.output
+    assert [p for _, p in cf_env.request_log if p.endswith("/ai/models/search")] == []
+    monkeypatch.setenv("RECONCILER_CATALOGUE_TTL", " 0 ")
+    ok(cli("plan", "-c", project))
 
 
 def test_plan_says_before_apply_which_outputs_file_cannot_be_written(

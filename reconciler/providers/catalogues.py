@@ -28,7 +28,7 @@ from reconciler.adapters.catalogue import (
     to_records,
 )
 from reconciler.base import strictjson
-from reconciler.base.errors import EndpointError, ReconcilerError
+from reconciler.base.errors import EndpointError, EnvError, ReconcilerError
 from reconciler.base.model import Desired
 from reconciler.providers.base import Provider, ServesCatalogue
 from reconciler.state.atomic import write_cache
@@ -46,7 +46,8 @@ Key = tuple[str, str]  # (provider, account)
 
 
 def ttl_from_env(env: Mapping[str, str]) -> float:
-    """The time-to-live in seconds: RECONCILER_CATALOGUE_TTL, or a day."""
+    """The time-to-live in seconds: RECONCILER_CATALOGUE_TTL, or a day (also for a value that
+    is not one: commands refuse that first, through checked_ttl)."""
     raw = env.get(TTL_ENV, "").strip()
     if not raw:
         return DEFAULT_TTL
@@ -57,17 +58,14 @@ def ttl_from_env(env: Mapping[str, str]) -> float:
     return value
 
 
-def ttl_problem(env: Mapping[str, str]) -> str | None:
-    """The warning a plan shows when RECONCILER_CATALOGUE_TTL is set but not a time-to-live
-    (a cache's freshness only: a day is used, and said, rather than a command failed)."""
+def checked_ttl(env: Mapping[str, str]) -> float:
+    """The time-to-live a command uses: RECONCILER_CATALOGUE_TTL, or a day when unset; a value
+    that is not a number of seconds >= 0 is refused by name (EnvError), as the HTTP settings
+    are, rather than quietly replaced by a day."""
     raw = env.get(TTL_ENV, "").strip()
-    if not raw or _ttl(raw) is not None:
-        return None
-    shown = raw if len(raw) <= 40 else raw[:40] + "..."
-    return (
-        f"{TTL_ENV}={shown!r} is not a number of seconds >= 0; the cached model catalogue "
-        "is used for a day (86400 s) instead"
-    )
+    if raw and _ttl(raw) is None:
+        raise EnvError(f"{TTL_ENV} must be a number of seconds >= 0 (unset: a day)")
+    return ttl_from_env(env)
 
 
 def _ttl(raw: str) -> float | None:

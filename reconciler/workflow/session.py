@@ -228,16 +228,14 @@ def _catalogues(
     providers: Mapping[str, Provider],
     refresh: bool,
 ) -> tuple[dict[catalogues.Key, Catalogue], tuple[str, ...]]:
-    found, notes = catalogues.read_cached(
+    return catalogues.read_cached(
         desired,
         providers,
         project.catalogue,
         refresh=refresh,
-        ttl=catalogues.ttl_from_env(env),
+        ttl=catalogues.checked_ttl(env),
         root=project.root,
     )
-    problem = catalogues.ttl_problem(env)
-    return found, (*notes, problem) if problem else notes
 
 
 def _check_capacity(desired: Desired, observed: Observed, plan: plan_mod.Plan) -> tuple[str, ...]:
