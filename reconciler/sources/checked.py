@@ -6,6 +6,7 @@ through repr and cut short (it may hold escape sequences or be megabytes long)."
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Any
@@ -20,6 +21,17 @@ BLOB_ID = re.compile(r"[0-9a-f]{40}")  # a git blob id: sha1 of "blob <size>\0" 
 MAX_SIZE = 1 << 40
 SHOWN = 60
 _ODD = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, formats (U+202E), unassigned
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: where plain http is allowed (tests, the sandbox)."""
+    host = host.lower().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _shown(value: Any) -> str:
@@ -51,7 +63,10 @@ def blob_id(value: Any, where: str) -> str:
 
 
 def size(value: Any, where: str, who: str = "the Hub's") -> int:
-    """A file's size in bytes: a whole number from 0 to MAX_SIZE (not a bool, not 1.5)."""
+    """A file's size in bytes: a whole number from 0 to MAX_SIZE (not a bool, not 1.5); as
+    text (a header), ASCII digits only (str.isdigit() takes '²', int() does not)."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,16}", value):
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
         return value
     raise SourceError(f"{where}: {who} size is not a count of bytes ({_shown(value)})")

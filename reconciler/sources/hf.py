@@ -20,7 +20,6 @@ apply takes the files from the HF cache, and fails naming each one that is not t
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
@@ -75,11 +74,7 @@ def endpoint_key(endpoint: str) -> str:
     on a new port each run) without its port, or its facts would never be warm again."""
     where = urlsplit(endpoint)
     host = where.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    port = "loopback" if loopback else f"{host}_{where.port or ''}"
+    port = "loopback" if checked.is_loopback(host) else f"{host}_{where.port or ''}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{port}{where.path}")
 
 

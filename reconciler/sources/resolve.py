@@ -81,9 +81,9 @@ def _one(
         if limits is not None:
             from reconciler.adapters.preflight import check_adapter
 
-            problems += [
-                _problem(d, f"{resolved.label}/{m}") for m in check_adapter(d, source, limits)
-            ]
+            # a URL source's label is the folder its files share, ending in "/"
+            folder = resolved.label.rstrip("/")
+            problems += [_problem(d, f"{folder}/{m}") for m in check_adapter(d, source, limits)]
         for a in d.assets:
             if a.source is None:
                 continue
