@@ -14,6 +14,13 @@ again), and each model trains on the dataset its lockfile entry records.
         a first version applied whole, then every kill point of the apply of a second one
         (create, uploads, promotion); after the re-run each version exists once, the new
         one is current with its files' digests and the first is retired
+    python tests/crash_harness.py --provider fireworks  # Fireworks, served on a deployment:
+        a first version applied whole, then every kill point of the apply of a second one
+        (create, uploads, validate, serve, promotion, the unload and delete of the first);
+        after the re-run one model per finetune, the new one, READY with its files' digests,
+        DEPLOYED on the deployment, the first unloaded and deleted
+    python tests/crash_harness.py --provider fireworks-new  # the same, killing the first
+        apply (create, uploads, validate, serve, promotion)
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -57,6 +66,8 @@ def make_project(folder: Path, count: int, provider: str = "cloudflare") -> Path
     sys.path.insert(0, str(ROOT / "examples"))
     from make_adapter import make_adapter
 
+    if provider.startswith("fireworks"):
+        return make_fireworks_project(folder, count)
     lines = ["version: 1", "finetunes:"]
     if provider == "versioned":
         lines = ["version: 1", "settings: {versioning: content}", "finetunes:"]
@@ -67,6 +78,30 @@ def make_project(folder: Path, count: int, provider: str = "cloudflare") -> Path
             "    provider: cloudflare",
             '    model: "@cf/mistral/mistral-7b-instruct-v0.2-lora"',
             f"    adapter: adapters/a{i}",
+        ]
+    config = folder / "finetunes.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+FIREWORKS_ACCOUNT = "reconciler-sandbox"  # the account the emulator serves by default
+FIREWORKS_BASE = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+FIREWORKS_DEPLOYMENT = f"accounts/{FIREWORKS_ACCOUNT}/deployments/prod"
+
+
+def make_fireworks_project(folder: Path, count: int) -> Path:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from make_adapter import make_adapter
+
+    lines = ["version: 1", "finetunes:"]
+    for i in range(count):
+        make_adapter(folder / "adapters" / f"a{i}", "llama", 4, 32, 1, f"seed{i}")
+        lines += [
+            f"  - name: crash-{i}",
+            "    provider: fireworks",
+            f"    model: {FIREWORKS_BASE}",
+            f"    adapter: adapters/a{i}",
+            "    serve: {deployment: prod}",
         ]
     config = folder / "finetunes.yaml"
     config.write_text("\n".join(lines) + "\n")
@@ -102,7 +137,17 @@ def next_version(config: Path, count: int) -> None:
 
 def prepare(config: Path, env: dict[str, str], count: int, provider: str) -> None:
     """What the scenario has applied before the apply that is killed."""
-    if provider != "versioned":
+    if provider.startswith("fireworks"):
+        made = httpx.post(
+            f"{env['FIREWORKS_BASE_URL']}/v1/accounts/{FIREWORKS_ACCOUNT}/deployments",
+            params={"deploymentId": "prod"},
+            json={"baseModel": FIREWORKS_BASE, "enableAddons": True},
+            headers={"Authorization": f"Bearer {env['FIREWORKS_API_KEY']}"},
+        )
+        assert made.status_code == 200, made.text
+        if provider == "fireworks-new":
+            return
+    elif provider != "versioned":
         return
     first = run(config, env, "apply", "--auto-approve")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -141,6 +186,9 @@ def _env(sandbox: Any) -> dict[str, str]:
         "CLOUDFLARE_API_BASE_URL": sandbox.cloudflare_base_url,
         "CO_API_KEY": DEFAULT_TOKEN,
         "CO_API_URL": sandbox.url,
+        "FIREWORKS_API_KEY": DEFAULT_TOKEN,
+        "FIREWORKS_BASE_URL": sandbox.url + "/fireworks",
+        "FIREWORKS_ACCOUNT_ID": FIREWORKS_ACCOUNT,
         "RECONCILER_POLL_INTERVAL": "0.02",
         "NO_COLOR": "1",
     }
@@ -169,7 +217,12 @@ def try_point(point: int, count: int, figures: Figures, provider: str = "cloudfl
                 figures.killed += 1
             finish = run(config, env, "apply", "--auto-approve")
             final = run(config, env, "plan", "--detailed-exitcode")
-            check = {"cohere": _check_cohere, "versioned": _check_versioned}.get(provider, _check)
+            check = {
+                "cohere": _check_cohere,
+                "versioned": _check_versioned,
+                "fireworks": _check_fireworks,
+                "fireworks-new": _check_fireworks,
+            }.get(provider, _check)
             problems = check(config, sandbox, count, figures)
             if finish.returncode != 0:
                 problems.append(
@@ -180,6 +233,13 @@ def try_point(point: int, count: int, figures: Figures, provider: str = "cloudfl
             if provider == "cohere":
                 datasets = [c for c in sandbox.request_log if c == ("POST", "/v1/datasets")]
                 figures.reuploads += max(0, len(datasets) - count)
+            elif provider.startswith("fireworks"):  # PUTs to signed URLs: two per finetune
+                uploads = [
+                    c
+                    for c in sandbox.request_log[before:]
+                    if c[0] == "PUT" and c[1].startswith("/fireworks/_storage/")
+                ]
+                figures.reuploads += max(0, len(uploads) - 2 * count)
             else:
                 uploads = [
                     c for c in sandbox.request_log[before:] if c[1].endswith("/finetune-assets")
@@ -271,6 +331,62 @@ def _check_versioned(config: Path, sandbox: Any, count: int, figures: Figures) -
     return problems
 
 
+def _check_fireworks(config: Path, sandbox: Any, count: int, figures: Figures) -> list[str]:
+    """After the killed apply was re-run: one model per finetune, the lock's current one,
+    READY and finished, holding its files' digests, DEPLOYED on the deployment and nothing
+    else loaded (a superseded version unloaded and deleted); nothing pending."""
+    problems: list[str] = []
+    api = _FireworksReader(sandbox.url + "/fireworks")
+    models = api.get("models")["models"]
+    copies = api.get("deployedModels")["deployedModels"]
+    try:
+        lock = json.loads(config.with_suffix(".lock").read_text())
+    except (OSError, ValueError) as exc:
+        return [f"lockfile unreadable: {exc}"]
+    for i in range(count):
+        name = f"crash-{i}"
+        mine = [m for m in models if m["name"].rsplit("/", 1)[-1].startswith(f"{name}-")]
+        if len(mine) != 1:
+            figures.duplicates += max(0, len(mine) - 1)
+            problems.append(f"{name}: {len(mine)} models ({[m['name'] for m in mine]})")
+        entry = lock["finetunes"].get(name)
+        if entry is None:
+            problems.append(f"{name}: not in the lock")
+            continue
+        model_id = entry["id"]
+        model = next((m for m in mine if m["name"].endswith(f"/{model_id}")), None)
+        if model is None or model["state"] != "READY" or model["displayName"] != model_id:
+            problems.append(f"{name}: the lock's current model is not there, READY and done")
+            continue
+        urls = api.get(f"models/{model_id}:getDownloadEndpoint")["filenameToSignedUrls"]
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            local = (config.parent / "adapters" / f"a{i}" / file).read_bytes()
+            stored = httpx.get(urls[file]).content if file in urls else b""
+            if hashlib.sha256(stored).digest() != hashlib.sha256(local).digest():
+                figures.lost_uploads += 1
+                problems.append(f"{name}/{file}: the current model lacks the file's bytes")
+        served = [(c["model"], c.get("deployment"), c["state"]) for c in copies]
+        want = (model["name"], FIREWORKS_DEPLOYMENT, "DEPLOYED")
+        if [c for c in served if name in c[0]] != [want]:
+            problems.append(f"{name}: loaded {served}, expected only {want}")
+    if lock.get("pending"):
+        problems.append(f"journal not settled: {lock['pending']}")
+    return problems
+
+
+class _FireworksReader:
+    def __init__(self, base_url: str) -> None:
+        from reconciler.sandbox import DEFAULT_TOKEN
+
+        self.base = f"{base_url}/v1/accounts/{FIREWORKS_ACCOUNT}"
+        self.headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+
+    def get(self, path: str) -> Any:
+        answer = httpx.get(f"{self.base}/{path}", headers=self.headers, params={"pageSize": 200})
+        answer.raise_for_status()
+        return answer.json()
+
+
 def _check_cohere(config: Path, sandbox: Any, count: int, figures: Figures) -> list[str]:
     problems: list[str] = []
     store = sandbox.cohere_store
@@ -322,7 +438,9 @@ def main() -> None:
     parser.add_argument("--finetunes", type=int, default=6)
     parser.add_argument("--every", type=int, default=1, help="try every Nth kill point")
     parser.add_argument(
-        "--provider", choices=("cloudflare", "cohere", "versioned"), default="cloudflare"
+        "--provider",
+        choices=("cloudflare", "cohere", "versioned", "fireworks", "fireworks-new"),
+        default="cloudflare",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
