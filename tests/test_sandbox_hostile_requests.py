@@ -343,3 +343,57 @@ def test_a_file_name_with_quotes_reaches_content_disposition_quoted(
         'attachment; filename="say _hi_; x=_.json";'
         " filename*=UTF-8''say%20%22hi%22%3B%20x%3D%C3%A9.json"
     )
+
+
+# --- beyond the listed defects -------------------------------------------------------------
+
+
+def multipart(filename: str, data: bytes) -> tuple[bytes, str]:
+    body = (
+        (
+            f'--b0undary\r\nContent-Disposition: form-data; name="data"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n--b0undary--\r\n"
+    )
+    return body, "Content-Type: multipart/form-data; boundary=b0undary"
+
+
+def test_cohere_refuses_a_dataset_file_name_with_a_control_character(sb: SandboxServer) -> None:
+    chat = (
+        b'{"messages": [{"role": "User", "content": "hi"}, {"role": "Chatbot", "content": "yo"}]}\n'
+    )
+    body, content_type = multipart("train\x1b[2J.jsonl", chat * 3)
+    answer = send(
+        sb, "POST", "/v1/datasets?name=ok&type=chat-finetune-input", body, (content_type,)
+    )
+    assert answer.status == 400, answer.body
+    assert answer.json() == {
+        "message": "invalid request: file name must not contain control characters (found U+001B)"
+    }
+    assert sb.cohere_store.list_datasets() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/datasets?name=ok&type=chat-finetune-input", f"{CF}/ai/finetunes/x/finetune-assets"],
+)
+def test_a_declared_length_of_any_size_is_413(sb: SandboxServer, path: str) -> None:
+    _, content_type = multipart("d.jsonl", b"")
+    request_line = f"POST {path} HTTP/1.1"
+    raw = (
+        f"{request_line}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEFAULT_TOKEN}\r\n"
+        f"{content_type}\r\nContent-Length: {LONG}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", sb.port), timeout=30) as conn:
+        conn.sendall(raw)
+        head = b""
+        while not head.endswith(b"}") and (chunk := conn.recv(1 << 16)):
+            head += chunk  # the JSON answer, then werkzeug waits for the body it was promised
+    status = int(head.split()[1])
+    if path.startswith(CF):  # the finetune is looked up first
+        assert status == 404, head
+    else:
+        assert status == 413, head
+        assert b"dataset is too large" in head

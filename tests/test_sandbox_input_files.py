@@ -197,3 +197,18 @@ def test_a_catalogue_or_spec_within_the_bound_is_read(tmp_path: Path) -> None:
 def test_a_fault_spec_nested_too_deep_is_a_clear_error(text: str) -> None:
     with pytest.raises(ValueError, match=r"fault spec: .*nested"):
         FaultSpec.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["latency=" + "9" * 400, "rate_limit=1/" + "9" * 400, "latency=86401",
+     "rate_limit=5/1441m"],
+)  # fmt: skip
+def test_a_fault_duration_must_be_finite_and_at_most_a_day(text: str) -> None:
+    with pytest.raises(ValueError, match=r"fault spec: .* at most 1 day \(86400 s\)"):
+        FaultSpec.parse(text)
+
+
+def test_a_fault_duration_up_to_a_day_is_taken() -> None:
+    assert FaultSpec.parse("latency=1440m").rules[0].latency == 86400.0
+    assert FaultSpec.parse("rate_limit=5/24m").rate_limit is not None

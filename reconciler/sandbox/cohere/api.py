@@ -174,6 +174,7 @@ class CohereApi:
         for part in FILE_PARTS:
             if part in files:
                 upload = files[part]
+                _checked_name(upload.filename or "", "file name")
                 spool = spool_of(spools, upload)
                 parts.append(Part(part, upload.filename or part, spool.path, spool.size))
         return parts
@@ -442,8 +443,8 @@ def _name(body: dict[str, Any]) -> str:
     return _checked_name(name)
 
 
-def _checked_name(name: str) -> str:
-    problem = name_problem(name, "name")
+def _checked_name(name: str, what: str = "name") -> str:
+    problem = name_problem(name, what)
     if problem is not None:  # sandbox choice, see common/names.py
         raise invalid(problem)
     return name

@@ -61,6 +61,9 @@ _GLOBAL_KEYS = ("seed", "rate_limit")
 _RULE_KEYS = ("route", "rate", "status", "retry_after", "latency", "reset", "drop")
 # `key:` / `- ` / `---` at the start is YAML; compact settings are `key=...`.
 _YAML_START = re.compile(r"\s*(---|-\s|[A-Za-z_][\w-]*\s*:)")
+# Sandbox choice: the longest latency or rate-limit window a spec may ask for. Longer than any
+# client's timeout; past it, sleep() and the window's arithmetic overflow.
+MAX_DURATION = 86400.0
 # Sandbox choice: a spec is a few lines; a file of more than this is not one.
 MAX_SPEC_BYTES = 1 << 20
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?")
@@ -88,7 +91,10 @@ def parse_duration(text: str, key: str) -> float:
     if not match:
         raise _fail(f"{key} must be a duration like 250ms, 1.5s or 2m, got {text!r}")
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
-    return float(match.group(1)) * scale
+    seconds = float(match.group(1)) * scale
+    if not seconds <= MAX_DURATION:  # also inf: 400 digits are a float, and sleep(inf) fails
+        raise _fail(f"{key} must be at most 1 day ({MAX_DURATION:g} s), got {text!r}")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,13 @@ def receive_multipart(
     if not str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data"):
         raise NotMultipart
     max_body = limit + FORM_OVERHEAD_BYTES
-    declared = str(environ.get("CONTENT_LENGTH") or "")
-    if declared.isdigit() and int(declared) > max_body:
+    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+    # More digits than any limit has is too large whatever they say (and int() refuses 4300).
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > len(str(max_body)) or int(declared) > max_body)
+    ):
         raise UploadTooLarge
 
     def stream_factory(
