@@ -220,3 +220,67 @@ def test_a_copy_unloaded_by_hand_is_drift_and_apply_loads_it_again(
     name, _ = current(config)
     assert loaded(sdk) == [(f"accounts/{ACCOUNT}/models/{name}", PROD, "DEPLOYED")]
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
+SERVERLESS_BASE = "accounts/fireworks/models/glm-5p3-flash"
+
+
+def serverless_project(tmp_path: Path, count: int) -> Path:
+    folder = tmp_path / "project"
+    lines = ["version: 1", "finetunes:"]
+    for i in range(count):
+        write_adapter(folder / "adapters" / f"a{i}", fill=i + 1)
+        lines += [
+            f"  - name: bot-{i}",
+            "    provider: fireworks",
+            f"    model: {SERVERLESS_BASE}",
+            f"    adapter: adapters/a{i}/",
+            "    serve: {serverless: true}",
+        ]
+    config = folder / "finetunes.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def test_serverless_adapters_load_and_a_fourth_per_base_is_refused_before_it_is_made(
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+) -> None:
+    config = serverless_project(tmp_path, 3)
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    copies = list(sdk.lora.list())
+    assert len(copies) == 3 and all(c.serverless and c.state == "DEPLOYED" for c in copies)
+    config = serverless_project(tmp_path, 4)
+    refused = cli("apply", "-c", config, "--auto-approve")
+    said = refused.output + refused.stderr
+    assert refused.exit_code == 1
+    assert "at most 3 serverless adapters per base model" in said and "ResourceExhausted" in said
+    assert len(list(sdk.models.list())) == 3  # the fourth was never made
+
+
+def test_serverless_on_a_base_that_offers_none_makes_nothing(
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+) -> None:
+    config = project(tmp_path, serve="{serverless: true}")
+    refused = cli("apply", "-c", config, "--auto-approve")
+    assert refused.exit_code == 1
+    assert "serverless LoRA is not offered on" in refused.output + refused.stderr
+    assert list(sdk.models.list()) == []
+
+
+def test_sandbox_flag_points_fireworks_at_the_embedded_sandbox(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("FIREWORKS_API_KEY", "FIREWORKS_BASE_URL", "FIREWORKS_ACCOUNT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    config = project(tmp_path, serve=None)
+    text = config.read_text().replace(
+        "providers:\n  fireworks:\n    account_id: ${FIREWORKS_ACCOUNT_ID}\n", ""
+    )
+    config.write_text(text)
+    applied = cli("apply", "-c", config, "--sandbox", "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    name, entry = current(config)
+    assert entry["account"] == ACCOUNT and name.startswith("support-lora-")
+    again = cli("plan", "-c", config, "--sandbox", "--detailed-exitcode")
+    assert again.exit_code == 0, again.output

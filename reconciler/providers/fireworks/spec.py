@@ -13,6 +13,8 @@ SANDBOX_PREFIX = "/fireworks"  # where `reconciler sandbox` mounts the emulated 
 # the account the emulator's tokens own unless told otherwise (sandbox/fireworks/README.md)
 SANDBOX_ACCOUNT = "reconciler-sandbox"
 POLL_ENV = "RECONCILER_POLL_INTERVAL"  # seconds between reads while validating or loading
+SANDBOX_LABEL = "sandbox"  # the lockfile label --sandbox connects with
+SANDBOX_POLL = 0.1
 
 
 def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
@@ -26,7 +28,9 @@ def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Prov
         limit = checks.limits(setting.values.get("limits"))
     except LimitsError:  # the loader reported it already
         limit = checks.limits()
-    poll = _poll(env)
+    # the sandbox's clock runs fast (workflow/embedded.py): read it often, as it loads in
+    # a fraction of a second
+    poll = _poll(env) or (SANDBOX_POLL if label == SANDBOX_LABEL else None)
     endpoint = endpoint_from_env(env, label)
     api = (
         FireworksApi(endpoint)
