@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from reconciler.base import crashpoints, strictjson
 from reconciler.base.errors import LockfileError
@@ -441,30 +444,67 @@ def recordable(
     LockfileError naming it, before anything changes. Rules between records (one remote id or
     name twice) are the reader's: checking them on every write would cost an apply of a
     thousand finetunes a whole lock's check per step."""
-    data: dict[str, Any] = {"format_version": FORMAT_VERSION, "finetunes": {}}
-    records = []
+    parts: dict[str, Any] = {}
+    labels: list[str] = []
     if entry is not None:
-        data["finetunes"][name] = _entry_to_json(entry)
-        records.append(f"finetunes.{name}")
+        parts["finetunes"] = {name: _entry_to_json(entry)}
+        labels.append(f"finetunes.{name}")
     if version is not None:
-        data["versions"] = {name: {version.version: _version_to_json(version)}}
-        records.append(f"versions.{name}.{version.version}")
+        parts["versions"] = {name: {version.version: _version_to_json(version)}}
+        labels.append(f"versions.{name}.{version.version}")
     if pending is not None:
-        data["pending"] = {name: _pending_to_json(pending)}
-        records.append(f"pending.{name}")
-    errors = sorted(schema.validator("lock.schema.json").iter_errors(data), key=lambda e: e.path)
+        parts["pending"] = {name: _pending_to_json(pending)}
+        labels.append(f"pending.{name}")
+    _refuse_unless(path, labels, parts, {"format_version": FORMAT_VERSION, "finetunes": {}})
+
+
+def recordable_asset(path: Path, where: str, provider: str, asset: AssetDigest) -> None:
+    """An asset added to a record already taken (`where`, of `provider`): only it is checked,
+    by the lock's `asset` definition and the asset names of its provider (a fifth of what
+    checking its whole record again costs, on every upload of an apply)."""
+    body = _asset_to_json(asset)
+    errors = list(_part("asset").iter_errors(body))
     try:
         if errors:
-            where = schema.display_path(tuple(errors[0].absolute_path))
-            raise LockfileError(f"{path}: {where}: {_short(errors[0].message)}")
-        _check(path, data)
+            inside = schema.display_path(tuple(errors[0].absolute_path))
+            raise LockfileError(
+                f"{path}: {where}.assets.{asset.name}{'.' + inside if inside else ''}: "
+                f"{_short(errors[0].message)}"
+            )
+        _check_record(path, where, {"provider": provider, "assets": {asset.name: body}}, "")
     except LockfileError as exc:
-        why = str(exc).removeprefix(f"{path}: ").removesuffix(f"; {RESTORE}")
-        raise LockfileError(
-            f"{path}: {visible(' and '.join(records))} not recorded: every later run would "
-            "refuse the lockfile "
-            f"({visible(why)}); the lockfile was left as it was"
-        ) from None
+        raise _not_recorded(path, [where], exc) from None
+
+
+def _refuse_unless(
+    path: Path, labels: list[str], parts: dict[str, Any], data: dict[str, Any]
+) -> None:
+    try:
+        for key, part in parts.items():
+            error = next(iter(_part(key).iter_errors(part)), None)
+            if error is not None:
+                where = schema.display_path((key, *error.absolute_path))
+                raise LockfileError(f"{path}: {where}: {_short(error.message)}")
+        _check(path, data | parts)
+    except LockfileError as exc:
+        raise _not_recorded(path, labels, exc) from None
+
+
+def _not_recorded(path: Path, labels: list[str], exc: LockfileError) -> LockfileError:
+    why = str(exc).removeprefix(f"{path}: ").removesuffix(f"; {RESTORE}")
+    return LockfileError(
+        f"{path}: {visible(' and '.join(labels))} not recorded: every later run would refuse "
+        f"the lockfile ({visible(why)}); the lockfile was left as it was"
+    )
+
+
+@cache
+def _part(key: str) -> Draft202012Validator:
+    """The lock schema's rule for one of its parts (`finetunes`, `versions`, `pending`, or
+    the `asset` definition), with its definitions: read from the schema, never copied."""
+    lock = schema.load("lock.schema.json")
+    rule = lock["$defs"][key] if key == "asset" else lock["properties"][key]
+    return Draft202012Validator({"$defs": lock["$defs"], **rule})
 
 
 class LockWriter:
@@ -525,9 +565,10 @@ class LockWriter:
         """Record an uploaded asset; `then` journals the next operation in the same write."""
         with self._mutex:
             entry = self._finetunes[name]
-            entry = replace(entry, assets={**entry.assets, asset.name: asset})
-            recordable(self.path, name, entry, pending=then)
-            self._finetunes[name] = entry
+            recordable_asset(self.path, f"finetunes.{name}", entry.provider, asset)
+            if then is not None:
+                recordable(self.path, name, pending=then)
+            self._finetunes[name] = replace(entry, assets={**entry.assets, asset.name: asset})
             self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
@@ -584,9 +625,10 @@ class LockWriter:
     ) -> None:
         with self._mutex:
             held = self._versions[name][version]
-            held = replace(held, assets={**held.assets, asset.name: asset})
-            recordable(self.path, name, version=held, pending=then)
-            self._versions[name][version] = held
+            recordable_asset(self.path, f"versions.{name}.{version}", held.provider, asset)
+            if then is not None:
+                recordable(self.path, name, pending=then)
+            self._versions[name][version] = replace(held, assets={**held.assets, asset.name: asset})
             self._journal(name, then)
             mine = self._changed()
         self._commit(mine)
