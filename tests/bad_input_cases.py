@@ -736,3 +736,54 @@ CASES += [
     ("catalogue-ttl-not-a-number", env(RECONCILER_CATALOGUE_TTL="abc"), CATALOGUE_TTL),
     ("catalogue-ttl-negative", env(RECONCILER_CATALOGUE_TTL="-1"), CATALOGUE_TTL),
 ]
+
+# A lockfile's versions against their names (issue 20, L3): refused at read, naming the records
+V_OLD = {**ENTRY, "version": "cd41c3d4", "remote_name": "old-cd41c3d4"}
+V_NAME = "(a version's remote name is NAME-VERSION, the content version it records)"
+CASES += [
+    (
+        "lock-version-key-against-its-remote-name",
+        lock(
+            json.dumps(
+                {
+                    "format_version": 1,
+                    "finetunes": {},
+                    "versions": {
+                        "old": {
+                            "cd41c3d4": {**ENTRY, "remote_name": "old-0badf00d", "state": "retired"}
+                        }
+                    },
+                }
+            )
+        ),
+        "Error: {lock}: versions.old.cd41c3d4 records the remote name 'old-0badf00d', but "
+        f"version cd41c3d4 of old is named old-cd41c3d4 {V_NAME}; restore it from version "
+        "control, or correct it by hand",
+    ),
+    (
+        "lock-current-version-against-its-remote-name",
+        lock(
+            json.dumps(
+                {"format_version": 1, "finetunes": {"old": {**V_OLD, "version": "0badf00d"}}}
+            )
+        ),
+        "Error: {lock}: finetunes.old records the remote name 'old-cd41c3d4', but version "
+        f"0badf00d of old is named old-0badf00d {V_NAME}; restore it from version control, or "
+        "correct it by hand",
+    ),
+    (
+        "lock-two-records-of-one-remote-name",
+        lock(
+            json.dumps(
+                {
+                    "format_version": 1,
+                    "finetunes": {"old": V_OLD, "old-cd41c3d4": {**ENTRY, "id": "y"}},
+                }
+            )
+        ),
+        "Error: {lock}: finetunes.old and finetunes.old-cd41c3d4 both record the remote name "
+        f"'old-cd41c3d4' (cloudflare account {'0' * 32}), but a remote finetune has one record "
+        "(a bad merge?). Keep the record that is right and delete the other, or restore the "
+        "lockfile from version control; nothing was changed",
+    ),
+]
