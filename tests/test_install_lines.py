@@ -109,3 +109,9 @@ def test_ci_builds_the_docs_and_the_distributions_then_ends_with_the_tests() -> 
     commands = [line for line in ci.splitlines() if line and not line.startswith("#")]
     assert commands[-1].startswith(".venv/bin/lint-imports")
     assert commands[-3] == order[4]
+
+
+def test_the_docs_home_page_shows_the_same_two_lines() -> None:
+    home = (ROOT / "docs" / "index.md").read_text()
+    block = home.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert tuple(block.splitlines()[:2]) == first_lines()
