@@ -374,3 +374,39 @@ def test_a_plan_naming_external_assets_applies_when_the_config_allows_them(
     result = cli("apply", planfile, "-c", project)
     assert result.exit_code == 1
     assert "outside the project folder" in result.stderr
+
+
+def test_a_resealed_plan_cannot_write_lines_of_its_own_into_the_refusal(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    """Names, keys and paths from the file are shown escaped: a line break in them cannot
+    start a line of the message ("  - ..." or "Apply complete")."""
+    planfile = tmp_path / "review.plan"
+    data = make_plan(cli, project, planfile)
+    faq = change(data, "faq-bot-v1")
+    faq["name"] = "faq-bot-v1\nApply complete: 0 created"
+    faq["note\n  - the lockfile changed"] = 1
+    for step in faq["steps"]:
+        if step["path"]:
+            step["path"] = "/tmp/x\n  - fine"
+    data[planfile_mod.SEAL] = planfile_mod.seal(data)
+    planfile.write_text(json.dumps(data))
+    message = refused(cli, cf_env, project, planfile)
+    assert "faq-bot-v1\\nApply complete" in message, message
+    lines = message.splitlines()
+    assert not any(
+        line.startswith(("Apply complete", "  - the lockfile", "  - fine")) for line in lines
+    )
+
+
+def test_a_plan_file_with_a_lone_surrogate_is_damaged_not_an_internal_error(
+    cli: Cli, cf_env: SandboxServer, project: Path, tmp_path: Path
+) -> None:
+    planfile = tmp_path / "review.plan"
+    make_plan(cli, project, planfile)
+    text = planfile.read_text().replace('"reason": "', '"reason": "\\ud800', 1)
+    planfile.write_text(text)
+    result = cli("apply", planfile, "-c", project)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: {planfile}: "), result.stderr

@@ -30,6 +30,7 @@ from reconciler import __version__
 from reconciler.base import strictjson
 from reconciler.base.errors import PlanFileError, StalePlanError
 from reconciler.base.model import Desired, Digests, Observed, Recorded
+from reconciler.base.untrusted import visible
 from reconciler.plan import codec
 from reconciler.plan.planner import Plan
 from reconciler.state import lockfile
@@ -395,9 +396,10 @@ def _plan_differences(
     fresh_changes = list(fresh["changes"])
 
     def address(c: Mapping[str, Any]) -> str:
-        # a versioned finetune's older versions are deleted by changes of their own
+        # a versioned finetune's older versions are deleted by changes of their own; a name
+        # from the file is shown escaped: a line break in it cannot start a line of the refusal
         version = f"@{c.get('version')}" if c.get("action") == "delete" and c.get("version") else ""
-        return _address(str(c.get("provider")), str(c.get("name"))) + version
+        return visible(_address(str(c.get("provider")), str(c.get("name"))) + version)
 
     by_saved = [address(c) for c in saved_changes]
     by_fresh = [address(c) for c in fresh_changes]
@@ -447,7 +449,7 @@ def _walk(where: str, saved: Any, fresh: Any, base: Path, found: list[str]) -> N
             found.append(line + _where_outside(saved.get("path"), base))
             return
         for key in sorted(set(saved) | set(fresh), key=str):
-            place = f"{where}.{key}" if where else str(key)
+            place = f"{where}.{visible(str(key))}" if where else visible(str(key))
             _walk(place, saved.get(key, _MISSING), fresh.get(key, _MISSING), base, found)
         return
     if isinstance(saved, list) and isinstance(fresh, list):
@@ -470,7 +472,10 @@ def _step(step: Mapping[str, Any]) -> str:
 def _where_outside(path: Any, base: Path) -> str:
     if not isinstance(path, str) or not _outside(path, base):
         return ""
-    return f"; {path} is outside the config's folder {base}, and no asset of the config is there"
+    return (
+        f"; {visible(path)} is outside the config's folder {base}, and no asset of the config "
+        "is there"
+    )
 
 
 def _outside(value: str, base: Path) -> bool:
