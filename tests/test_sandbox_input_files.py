@@ -212,3 +212,47 @@ def test_a_fault_duration_must_be_finite_and_at_most_a_day(text: str) -> None:
 def test_a_fault_duration_up_to_a_day_is_taken() -> None:
     assert FaultSpec.parse("latency=1440m").rules[0].latency == 86400.0
     assert FaultSpec.parse("rate_limit=5/24m").rate_limit is not None
+
+
+# --- the state folder ----------------------------------------------------------------------
+
+
+def broken_state(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    """A state folder that cannot be used, and what the error must say about it."""
+    folder = tmp_path / "state"
+    if kind == "device":
+        return Path("/dev/null"), "not a folder (a character device)"
+    folder.mkdir()
+    if kind == "fifo-db":
+        os.mkfifo(folder / "sandbox.sqlite3")
+        return folder, "sandbox.sqlite3 is not a regular file (a FIFO)"
+    (folder / "sandbox.sqlite3").write_bytes(b"not a database, whatever it says " * 200)
+    return folder, "file is not a database"
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo-db", "garbage-db"])
+def test_a_state_folder_that_cannot_be_used_is_a_clear_error(
+    cli: Cli, tmp_path: Path, kind: str
+) -> None:
+    folder, said = broken_state(kind, tmp_path)
+    result = cli("sandbox", "--port", "0", "--data", folder)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the sandbox cannot use its state folder {folder}: {said}"
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo-db", "garbage-db"])
+def test_a_project_sandbox_that_cannot_be_used_is_a_clear_error(
+    cli: Cli, project: Path, kind: str
+) -> None:
+    state = project.parent / ".reconciler"
+    state.mkdir(exist_ok=True)
+    folder, said = broken_state(kind, state)
+    folder.rename(state / "sandbox")
+    result = cli("plan", "--sandbox", "-c", project)
+    assert result.exit_code == 1, result.output
+    assert "Internal error" not in result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the sandbox cannot use its state folder {state / 'sandbox'}: {said}"
+    )

@@ -157,7 +157,7 @@ def sandbox(
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from reconciler.sandbox.cloudflare.catalogue import Catalogue, CatalogueError
     from reconciler.sandbox.common.auth import validate_tokens
-    from reconciler.sandbox.server import exposure_problem, serve
+    from reconciler.sandbox.server import StateError, exposure_problem, serve
 
     try:
         accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
@@ -196,6 +196,8 @@ def sandbox(
             catalogue=catalogue,
             options={name: value for name, value in mount_flags.items() if value is not None},
         )
+    except StateError as exc:
+        raise ReconcilerError(str(exc)) from None
     except ValueError as exc:  # a mount refused its options (it names the option, not a key)
         raise click.UsageError(str(exc).replace("vllm_", "--vllm-", 1).replace("_", "-")) from None
     except OSError as exc:

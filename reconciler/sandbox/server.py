@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sqlite3
 import struct
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from reconciler.sandbox.cloudflare.store import SandboxStore
 from reconciler.sandbox.cohere.store import CohereStore
 from reconciler.sandbox.common.auth import Tokens, validate_tokens
 from reconciler.sandbox.common.clock import Clock, SystemClock
+from reconciler.sandbox.common.db import state_problem
 from reconciler.sandbox.common.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.common.faults import FaultInjector, InjectedFault, ResetConnection
@@ -113,6 +115,11 @@ def exposure_problem(host: str, tokens: Sequence[str]) -> str | None:
         " documented default sandbox token: anyone who can reach the port could use it. Pass"
         " --token with a token of your own (not the default one), or listen on 127.0.0.1."
     )
+
+
+class StateError(Exception):
+    """The state folder cannot be used (not a folder, a database that is not one, a FIFO in
+    its place); str() names the folder and the problem."""
 
 
 class SandboxServer:
@@ -252,7 +259,7 @@ class SandboxServer:
             raise RuntimeError("the sandbox server is already running")
         from werkzeug.serving import make_server
 
-        mounts = registry.build(self._context(), self.mount_entries)
+        mounts = self._build_mounts()
         app: Any = SandboxApp(mounts, self.request_log)
         if self.faults is not None:
             app = FaultInjector(app, self.faults, self.fault_log, self.clock, mounts=mounts)
@@ -270,6 +277,21 @@ class SandboxServer:
         )
         self._thread.start()
         return self
+
+    def _build_mounts(self) -> tuple[Mounted, ...]:
+        """Every mount, over the state folder; StateError if the folder cannot hold the state
+        (checked first, then what opening it raises: a file that is no database, a folder
+        that cannot be made)."""
+        problem = state_problem(self.data_dir)
+        if problem is None:
+            try:
+                return registry.build(self._context(), self.mount_entries)
+            except OSError as exc:
+                problem = exc.strerror or str(exc)
+            except sqlite3.DatabaseError as exc:
+                problem = str(exc)
+        self._store = self._cohere_store = None
+        raise StateError(f"the sandbox cannot use its state folder {self.data_dir}: {problem}")
 
     def _context(self) -> MountContext:
         """What every mount is given; the stores are the server's own, so that `store` and

@@ -48,14 +48,19 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
     from reconciler.providers.spec import SandboxSite
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
     from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
-    from reconciler.sandbox.server import SandboxServer
+    from reconciler.sandbox.server import SandboxServer, StateError
 
     speed = clock_speed(env)
     try:
         catalogue = Catalogue.from_env(env)
     except CatalogueError as exc:
         raise ReconcilerError(f"{ENV_VAR}: {exc}") from None
-    with SandboxServer(data_dir(config_path), clock_speed=speed, catalogue=catalogue) as server:
+    sandbox = SandboxServer(data_dir(config_path), clock_speed=speed, catalogue=catalogue)
+    try:
+        server = sandbox.start()
+    except StateError as exc:
+        raise ReconcilerError(str(exc)) from None
+    try:
         site = SandboxSite(
             url=server.url,
             token=DEFAULT_TOKEN,
@@ -70,3 +75,5 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
         overlay["HF_ENDPOINT"] = server.hub_url
         overlay["HF_TOKEN"] = ""
         yield overlay
+    finally:
+        server.stop()

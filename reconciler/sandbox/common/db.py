@@ -7,11 +7,37 @@ threads; WAL mode lets readers run while a writer holds the lock.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from reconciler.sandbox.common.files import kind_of
+
 DB_NAME = "sandbox.sqlite3"
+
+
+def state_problem(data_dir: Path) -> str | None:
+    """Why `data_dir` cannot hold the sandbox's state, or None: it is there and no folder, or
+    the database's files are there and not regular files (SQLite opens a FIFO and fails on
+    it with "disk I/O error"). A folder not there yet is fine: it is made."""
+    try:
+        mode = os.stat(data_dir).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not stat.S_ISDIR(mode):
+        return f"not a folder ({kind_of(mode)})"
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        try:
+            mode = os.stat(data_dir / name).st_mode
+        except OSError:
+            continue  # not there (made), or for SQLite to report
+        if not stat.S_ISREG(mode):
+            return f"{name} is not a regular file ({kind_of(mode)})"
+    return None
 
 
 @contextlib.contextmanager

@@ -26,7 +26,8 @@ class FileRefused(ValueError):
     """Not a regular file, or larger than the bound."""
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file of this st_mode is, for a message ("a FIFO", "a folder")."""
     for test, name in _KINDS:
         if test(mode):
             return name
@@ -40,7 +41,7 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise FileRefused(f"not a regular file ({_kind(mode)})")
+            raise FileRefused(f"not a regular file ({kind_of(mode)})")
     except BaseException:
         os.close(fd)
         raise
