@@ -148,3 +148,31 @@ def test_the_plan_that_never_converged_is_refused(
     assert result.stderr.startswith(f"Error: {lock_path}: finetunes.faq-bot-v1"), result.stderr
     assert f"faq-bot-v1-{was}" in result.stderr
     assert len(cf_env.request_log) == before
+
+
+def test_a_remote_name_without_a_version_is_refused_unless_it_is_a_version_name(
+    tmp_path: Path,
+) -> None:
+    """No reconciler writes a remote_name without the version it names; one that is neither
+    the finetune's own name nor NAME-<8 hex> would send every plan after another finetune."""
+    with pytest.raises(LockfileError) as caught:
+        read(tmp_path, {"bot": record("id-1", remote_name="faq-bot")})
+    assert "finetunes.bot records the remote name 'faq-bot' without a version" in str(caught.value)
+    read(tmp_path, {"bot": record("id-1", remote_name=f"bot-{V1}")})
+    read(tmp_path, {"bot": record("id-1", remote_name="bot")})
+
+
+def test_a_remote_name_of_another_finetune_without_a_version_is_refused_at_plan(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    assert cli("apply", "-c", versioned, "--auto-approve").exit_code == 0
+    lock_path = versioned.with_suffix(".lock")
+    data = json.loads(lock_path.read_text())
+    entry = data["finetunes"]["faq-bot-v1"]
+    del entry["version"]
+    entry["remote_name"] = "somebody-elses"
+    lock_path.write_text(json.dumps(data, indent=2))
+    result = cli("plan", "-c", versioned)
+    print(result.output)
+    assert result.exit_code == 1, result.output
+    assert "'somebody-elses' without a version" in result.stderr

@@ -46,6 +46,14 @@ def remote_name(name: str, version: str) -> str:
     return f"{name}-{version}"
 
 
+def version_named(remote: str, name: str) -> str | None:
+    """The content version a remote name of `name` names (`bot-cd41c3d4` of `bot`: cd41c3d4);
+    None for any other name."""
+    version = remote.removeprefix(f"{name}-") if remote.startswith(f"{name}-") else ""
+    hexes = len(version) == HEX and all(c in "0123456789abcdef" for c in version)
+    return version if hexes and remote == remote_name(name, version) else None
+
+
 def names_version(remote: str, name: str, version: str) -> bool:
     """Whether a record of `name`'s version `version` may bear the remote name `remote`: its
     own, NAME-VERSION, or NAME itself, which a finetune made before versioning was turned on

@@ -27,7 +27,7 @@ from reconciler.base.model import (
 )
 from reconciler.base.untrusted import visible
 from reconciler.config import schema
-from reconciler.plan.versions import names_version, remote_name
+from reconciler.plan.versions import names_version, remote_name, version_named
 from reconciler.providers import registry
 from reconciler.state.atomic import atomic_file
 from reconciler.state.statcache import StatCache
@@ -148,6 +148,12 @@ def _check_names(path: Path, data: dict[str, Any]) -> None:
         where, remote = f"finetunes.{name}", entry.get("remote_name", name)
         if entry.get("version") is not None:
             _named(path, where, remote, name, entry["version"])
+        elif remote != name and version_named(remote, name) is None:
+            raise LockfileError(
+                f"{path}: {where} records the remote name {remote!r} without a version, which "
+                f"no apply writes: a finetune's remote name is {name} itself, or, versioned, "
+                f"{name}-<8 hex> with the version it names; {RESTORE}"
+            )
         _claim_name(path, owners, entry, remote, where)
     for name, by_version in sorted(data.get("versions", {}).items()):
         for version, entry in sorted(by_version.items()):
