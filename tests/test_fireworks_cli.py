@@ -284,3 +284,24 @@ def test_sandbox_flag_points_fireworks_at_the_embedded_sandbox(
     assert entry["account"] == ACCOUNT and name.startswith("support-lora-")
     again = cli("plan", "-c", config, "--sandbox", "--detailed-exitcode")
     assert again.exit_code == 0, again.output
+
+
+def test_checks_ask_the_deployed_adapter_before_it_becomes_current_and_test_asks_again(
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+) -> None:
+    make_deployment(sdk)
+    config = project(tmp_path)
+    config.write_text(
+        config.read_text()
+        + "    checks:\n      - name: thanks\n        prompt: My order is late\n"
+        + "        expect: {contains: Thanks for asking}\n"
+    )
+    before = len(sandbox.request_log)
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert "check: 1 passed" in applied.output
+    asked = [p for m, p in sandbox.request_log[before:] if p.endswith("/chat/completions")]
+    assert asked == ["/fireworks/inference/v1/chat/completions"]
+    tested = cli("test", "-c", config)
+    assert tested.exit_code == 0, tested.output
+    assert "thanks" in tested.output

@@ -51,6 +51,7 @@ log = logging.getLogger("reconciler.fireworks")
 
 VALIDATE_POLL = 5.0  # seconds between validateUpload calls while files are landing
 VALIDATE_TIMEOUT = 600.0
+MAX_ANSWER = 100_000  # characters of a chat answer kept for a check
 MAX_STORED_BYTES = 64 << 30  # a stored file read back for its digest: far above any adapter
 
 
@@ -268,6 +269,25 @@ class FireworksApi:
                     f"({self.gateway.clean(error_text(body))})"
                 )
             self._sleep(self._poll)
+
+    def chat(
+        self, model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int | None
+    ) -> str:
+        """POST /inference/v1/chat/completions (docs.fireworks.ai: the inference base is
+        <origin>/inference/v1) with `model` accounts/<a>/models/<id>: the answer's text, one
+        bounded string (shown escaped by render/)."""
+        what = f"ask {model}"
+        body: dict[str, Any] = {"model": model, "messages": list(messages)}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        answer = self._api.call(what, "POST", "/inference/v1/chat/completions", json=body)
+        choices = answer.get("choices") if isinstance(answer, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        text = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(text, str):
+            raise EndpointError(f"{what}: the answer has no choices[0].message.content")
+        return text[:MAX_ANSWER]
 
 
 def _models(account: str) -> str:

@@ -26,6 +26,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reconciler.adapters.assets import digest as file_digest
 from reconciler.adapters.catalogue import CatalogueModel
@@ -89,6 +90,15 @@ class FireworksProvider:
 
     def history(self, account: str, remote_id: str) -> History:
         return History()
+
+    def run(self, account: str, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A check's request (apply/checks.request) as a chat completion with the adapter,
+        accounts/<account>/models/<lora>: inference goes to its default loaded copy."""
+        lora = str(body.get("lora") or "")
+        name = lora if lora.startswith("accounts/") else f"accounts/{account}/models/{lora}"
+        messages = body.get("messages") or [{"role": "user", "content": body.get("prompt", "")}]
+        tokens = body.get("max_tokens")
+        return {"response": self.api.chat(name, messages, tokens)}
 
     def read_catalogue(self, account: str) -> dict[str, CatalogueModel]:
         """The base models (accounts/fireworks/models), each LoRA-capable or not
