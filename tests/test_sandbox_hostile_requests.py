@@ -6,6 +6,7 @@ characters are refused as a create, never stored."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -54,13 +55,14 @@ def send(
     body: bytes = b"",
     headers: tuple[str, ...] = (),
     token: str | None = DEFAULT_TOKEN,
+    timeout: float = 30,
 ) -> Answer:
     """One request written by hand (no client to clean up the target), its answer as sent."""
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
     request = ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode("utf-8") + body
-    with socket.create_connection(("127.0.0.1", sb.port), timeout=30) as conn:
+    with socket.create_connection(("127.0.0.1", sb.port), timeout=timeout) as conn:
         conn.sendall(request)
         received = b""
         while b"\r\n\r\n" not in received and (chunk := conn.recv(1 << 16)):
@@ -397,3 +399,12 @@ def test_a_declared_length_of_any_size_is_413(sb: SandboxServer, path: str) -> N
     else:
         assert status == 413, head
         assert b"dataset is too large" in head
+
+
+def test_a_hub_repo_file_that_is_a_fifo_is_not_waited_on(sb: SandboxServer) -> None:
+    repos = sb.data_dir / "hub" / "repos" / "acme"
+    repos.mkdir(parents=True)
+    os.mkfifo(repos / "stuck.json")  # a state file no writer will ever fill
+    answer = send(sb, "GET", "/hf/api/models/acme/stuck", token=None, timeout=10)
+    assert answer.status == 404, answer.body
+    assert answer.header("X-Error-Code") == "RepoNotFound"

@@ -6,6 +6,7 @@ runs out, never waited on), and so is a regular file past the size bound."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from conftest import Cli
 
 from reconciler.sandbox import server
-from reconciler.sandbox.cloudflare.catalogue import MAX_CATALOGUE_BYTES
+from reconciler.sandbox.cloudflare.catalogue import MAX_CATALOGUE_BYTES, Catalogue, CatalogueError
 from reconciler.sandbox.common.clock import MAX_SPEED, SystemClock, parse_speed
 from reconciler.sandbox.common.fault_spec import MAX_SPEC_BYTES, FaultSpec
 
@@ -256,3 +257,16 @@ def test_a_project_sandbox_that_cannot_be_used_is_a_clear_error(
     assert result.stderr.splitlines()[-1] == (
         f"Error: the sandbox cannot use its state folder {state / 'sandbox'}: {said}"
     )
+
+
+# --- names the catalogue serves --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["@cf/acme/bot\x1b[2J", "@cf/acme/a\x00b", "@cf/ac\x7fme/b"])
+def test_a_catalogue_model_name_with_a_control_character_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "catalogue.json"
+    path.write_text(json.dumps([{"name": name}]))
+    with pytest.raises(CatalogueError, match="'name' must be a model name like @cf/author/model"):
+        Catalogue.load(path)

@@ -38,8 +38,10 @@ ENV_VAR = "RECONCILER_SANDBOX_CATALOGUE"
 MAX_CATALOGUE_BYTES = 8 << 20
 TEXT_GENERATION = "Text Generation"
 
-# `@<namespace>/<author>/<model>`: the shape of every Workers AI model name.
-MODEL_NAME_RE = re.compile(r"@[a-z0-9-]+/[^/\s]+/[^/\s]+")
+# `@<namespace>/<author>/<model>`: the shape of every Workers AI model name. No whitespace and
+# no control character (C0, DEL, C1): a catalogue file cannot make the sandbox serve a name
+# that carries NUL or an escape sequence, and a run's path cannot name one.
+MODEL_NAME_RE = re.compile(r"@[a-z0-9-]+/[^/\s\x00-\x1f\x7f-\x9f]+/[^/\s\x00-\x1f\x7f-\x9f]+")
 _NAMESPACE = uuid.UUID("3f0d4c1e-7a55-4b8e-9c0a-5e2b8d1f6a70")  # the bundled file's ids too
 
 

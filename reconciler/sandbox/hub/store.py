@@ -23,10 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reconciler.sandbox.common.files import read_regular
 from reconciler.sandbox.common.names import control_character
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 COMMIT = re.compile(r"[0-9a-f]{40}")
+# Sandbox choice: a repo file holds every commit's tree; far more than any test pushes.
+MAX_REPO_FILE_BYTES = 64 << 20
 # What the Hub's default .gitattributes sends to LFS (weights and archives); anything larger than
 # 10 MB goes there too.
 LFS_SUFFIXES = (
@@ -93,7 +96,9 @@ class HubStore:
         if not REPO_ID.fullmatch(repo_id):
             return None
         try:
-            data = json.loads(self._repo_file(repo_id).read_text("utf-8"))
+            # A regular file only: a FIFO in its place would hold the request (and a push)
+            # for ever. Not one, unreadable or no JSON: as if the repo were not there.
+            data = json.loads(read_regular(self._repo_file(repo_id), MAX_REPO_FILE_BYTES))
         except (OSError, ValueError):
             return None
         return _repo_from_json(data)
