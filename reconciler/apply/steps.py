@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from reconciler.apply.journal import create_intent, found, inflight, next_intent, upload_intent
 from reconciler.apply.outcomes import Events, Gate, Outcome, Report, Result
 from reconciler.base import crashpoints
-from reconciler.base.errors import PartialApply
+from reconciler.base.errors import PartialApply, ProviderError
 from reconciler.base.model import (
     AssetDigest,
     AssetFile,
@@ -315,7 +315,7 @@ class Finishing(Protocol):
 def _finishing(run: Run, at: At) -> Finishing:
     provider = run.api
     if not isinstance(provider, Finishing):
-        raise TypeError(f"{provider.name} has no {at.step.kind.value} step")
+        raise ProviderError(f"{provider.name} has no {at.step.kind.value} step")
     return provider
 
 
