@@ -466,17 +466,14 @@ def recordable(
 
 def recordable_asset(path: Path, where: str, provider: str, asset: AssetDigest) -> None:
     """An asset added to a record already taken (`where`, of `provider`): only it is checked,
-    by the lock's `asset` definition and the asset names of its provider (a fifth of what
+    by the lock's `asset` definition and the asset names of its provider (a tenth of what
     checking its whole record again costs, on every upload of an apply)."""
     body = _asset_to_json(asset)
-    errors = list(_part("asset").iter_errors(body))
+    error = next(iter(_part("asset").iter_errors(body)), None)
     try:
-        if errors:
-            inside = schema.display_path(tuple(errors[0].absolute_path))
-            raise LockfileError(
-                f"{path}: {where}.assets.{asset.name}{'.' + inside if inside else ''}: "
-                f"{_short(errors[0].message)}"
-            )
+        if error is not None:
+            place = schema.display_path((*where.split("."), "assets", asset.name, *error.path))
+            raise LockfileError(f"{path}: {place}: {_short(error.message)}")
         _check_record(path, where, {"provider": provider, "assets": {asset.name: body}}, "")
     except LockfileError as exc:
         raise _not_recorded(path, [where], exc) from None
