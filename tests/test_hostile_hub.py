@@ -13,8 +13,11 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +26,7 @@ import httpx
 import pytest
 from conftest import QUICKSTART, Cli
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from reconciler.sandbox.hub.api import HubApi
 from reconciler.sandbox.hub.store import HubStore
@@ -40,6 +44,8 @@ REFS = rf"/hf/api/models/{REPO}/refs"
 INFO = rf"/hf/api/models/{REPO}/revision/.+"
 
 Edit = Callable[[Any], Any]  # the honest JSON body -> the lie (or None: edited in place)
+Raw = Callable[["Request"], "Response | None"]  # a request -> a lie, or None: honest
+LFS = rf"/hf/lfs/{REPO}/[0-9a-f]{{40}}/{WEIGHTS}"
 
 
 class LyingHub:
@@ -48,6 +54,8 @@ class LyingHub:
     def __init__(self, store: HubStore) -> None:
         self.honest = HubApi(store)
         self.lies: list[tuple[re.Pattern[str], Edit]] = []
+        # path -> (method, the honest WSGI answer's status and headers) -> a Response of its own
+        self.raw: list[tuple[re.Pattern[str], Raw]] = []
         self.seen: list[str] = []
 
     def lie(self, path: str, edit: Edit) -> None:
@@ -56,6 +64,10 @@ class LyingHub:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
         self.seen.append(path)
+        raw = next((r for p, r in self.raw if p.fullmatch(path)), None)
+        answer = raw(Request(environ)) if raw else None
+        if answer is not None:
+            return answer(environ, start_response)
         edit = next((e for p, e in self.lies if p.fullmatch(path)), None)
         if edit is None:
             return self.honest(environ, start_response)
@@ -360,3 +372,83 @@ def test_l8_a_malformed_hf_token_is_named_not_sent(
     assert "LocalProtocolError" not in planned.output
     assert "cannot reach the Hub" not in planned.output
     assert hub.seen == []  # nothing was sent
+
+
+def endless(request: Request) -> Response | None:
+    if request.method != "GET" or request.headers.get("Range"):
+        return None  # plan's Range reads are answered honestly
+
+    def body() -> Iterator[bytes]:
+        while True:
+            yield b"\0" * 65536
+
+    return Response(body(), 200)
+
+
+def test_m4_an_endless_weights_body_is_not_written_for_ever(
+    cli: Cli, hub: LyingHub, cf_env: SandboxServer, tmp_path: Path
+) -> None:
+    push(hub)
+    config = write_config(tmp_path / "project")
+    hub.raw.insert(0, (re.compile(LFS), endless))
+    started = time.monotonic()
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert time.monotonic() - started < 30
+    assert applied.exit_code == 1, applied.output
+    no_traceback(applied.output)
+    assert WEIGHTS in applied.output
+    assert [c for c in cf_env.request_log if c[0] == "POST"] == []
+    assert sum(p.stat().st_size for p in (tmp_path / "hf-cache").rglob("*") if p.is_file()) < (
+        1 << 20
+    )
+
+
+def _bomb() -> bytes:
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"\0" * (16 << 20)
+    return b"".join(gz.compress(zeros) for _ in range(32)) + gz.flush()  # 512 MB inflated
+
+
+BOMB = _bomb()
+
+
+def gzip_bomb(request: Request) -> Response | None:
+    if not request.headers.get("Range"):
+        return None
+    return Response(BOMB, 206, {"Content-Encoding": "gzip", "Content-Range": "bytes 0-7/2576"})
+
+
+def test_m4_plan_never_inflates_a_compressed_header_read(
+    cli: Cli, hub: LyingHub, tmp_path: Path
+) -> None:
+    push(hub)
+    config = write_config(tmp_path / "project")
+    hub.raw.insert(0, (re.compile(LFS), gzip_bomb))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    planned = cli("plan", "-c", config)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < 100 << 10, f"{grown:,} KiB more at the peak"  # not 512 MB
+    assert planned.exit_code == 1, planned.output  # 8 bytes of zeros: no header
+    no_traceback(planned.output)
+
+
+@pytest.mark.parametrize("where", ["plan", "apply"])
+def test_l9_the_hub_may_not_redirect_to_plain_http_elsewhere(
+    cli: Cli, hub: LyingHub, cf_env: SandboxServer, tmp_path: Path, where: str
+) -> None:
+    push(hub)
+    config = write_config(tmp_path / "project")
+    resolve = rf"/hf/{REPO}/resolve/[0-9a-f]{{40}}/{WEIGHTS}"
+    elsewhere = "http://example.invalid/weights"
+
+    def away(request: Request) -> Response | None:
+        if where == "plan" and not request.headers.get("Range"):
+            return None
+        return Response(b"", 302, {"Location": elsewhere, "X-Linked-Size": "2576"})
+
+    hub.raw.insert(0, (re.compile(resolve), away))
+    result = cli(where, "-c", config, *(["--auto-approve"] if where == "apply" else []))
+    assert result.exit_code == 1, result.output
+    no_traceback(result.output)
+    assert "redirect to plain http://example.invalid" in result.output
+    assert [c for c in cf_env.request_log if c[0] == "POST"] == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -39,6 +40,7 @@ from reconciler.sources.base import (
     SourceFile,
     is_true,
 )
+from reconciler.sources.bounded import JSON_LIMIT, bounded, install
 from reconciler.sources.facts import Facts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -61,6 +63,7 @@ def _hub() -> Any:
             f"pip install '{EXTRA}'"
         ) from None
     disable_progress_bars()  # a plan's output is the plan, not download bars on stderr
+    install(huggingface_hub)  # every answer it reads bounded: sources.bounded
     return huggingface_hub
 
 
@@ -218,18 +221,20 @@ class HfSource(Fetched):
         return found
 
     def _download(self, name: str, *, force: bool) -> Path:
+        hub = _hub()
         try:
-            found = _hub().hf_hub_download(
-                self.repo,
-                name,
-                subfolder=self.subfolder or None,
-                revision=self.commit,
-                endpoint=self.endpoint,
-                token=self.token,
-                cache_dir=self.hf_cache,
-                local_files_only=self.offline,
-                force_download=force,
-            )
+            with self._bounded(self.resolve_cached().files[name].size, name):
+                found = hub.hf_hub_download(
+                    self.repo,
+                    name,
+                    subfolder=self.subfolder or None,
+                    revision=self.commit,
+                    endpoint=self.endpoint,
+                    token=self.token,
+                    cache_dir=self.hf_cache,
+                    local_files_only=self.offline,
+                    force_download=force,
+                )
         except Exception as exc:
             raise self._error(exc, name) from None
         return Path(found)
@@ -302,7 +307,8 @@ class HfSource(Fetched):
             ]
         api = _hub().HfApi(endpoint=self.endpoint, token=self.token)
         try:
-            listed = api.list_repo_refs(self.repo)
+            with self._bounded(JSON_LIMIT):
+                listed = api.list_repo_refs(self.repo)
         except Exception as exc:
             raise self._error(exc) from None
         kind: str | None = None
@@ -340,7 +346,8 @@ class HfSource(Fetched):
             )
         api = _hub().HfApi(endpoint=self.endpoint, token=self.token)
         try:
-            info = api.model_info(self.repo, revision=commit, files_metadata=True)
+            with self._bounded(JSON_LIMIT):
+                info = api.model_info(self.repo, revision=commit, files_metadata=True)
         except Exception as exc:
             raise self._error(exc) from None
         if info.sha != commit:
@@ -409,8 +416,12 @@ class HfSource(Fetched):
         headers["Range"] = f"bytes={start}-{end - 1}"
         headers["Accept-Encoding"] = "identity"
         got = bytearray()
+        size = self.resolve_cached().files[name].size
         try:
-            with http_stream_backoff("GET", url, headers=headers, max_retries=2) as response:
+            with (
+                self._bounded(size, name),
+                http_stream_backoff("GET", url, headers=headers, max_retries=2) as response,
+            ):
                 hf_raise_for_status(response)
                 skip = start if response.status_code == 200 else 0  # Range ignored
                 for chunk in response.iter_bytes(CHUNK):
@@ -425,6 +436,13 @@ class HfSource(Fetched):
         except Exception as exc:
             raise self._error(exc, name) from None
         return bytes(got)
+
+    def _bounded(self, limit: int, name: str | None = None) -> AbstractContextManager[None]:
+        """What huggingface_hub reads next is held to `limit` bytes (sources.bounded)."""
+        where = urlsplit(self.endpoint)
+        http_host = where.hostname if where.scheme == "http" else None
+        what = self._label(name) if name and self.commit else self.where
+        return bounded(limit, http_host, what)
 
     def _cached_range(self, name: str, start: int, end: int) -> bytes:
         try:
