@@ -281,3 +281,44 @@ def test_l12_a_problem_names_the_file_after_one_slash(
     output = refused(cli("plan", "-c", config), cf_env)
     assert f'{base}/{CONFIG}: has no "r"' in output
     assert "//adapter_config.json" not in output
+
+
+def test_a_redirect_loop_is_cut(
+    cli: Cli, host: tuple[LyingHost, str], cf_env: SandboxServer, tmp_path: Path
+) -> None:
+    double, base = host
+    double.whole[WEIGHTS] = redirect(f"{base}/{WEIGHTS}")
+    output = refused(
+        cli("apply", "-c", write_config(tmp_path / "p", base), "--auto-approve"), cf_env
+    )
+    assert "more than 10 redirects" in output
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/w", "//"])
+def test_a_redirect_to_another_scheme_or_nowhere_is_refused(
+    cli: Cli,
+    host: tuple[LyingHost, str],
+    cf_env: SandboxServer,
+    tmp_path: Path,
+    location: str,
+) -> None:
+    double, base = host
+    double.whole[WEIGHTS] = redirect(location)
+    output = refused(
+        cli("apply", "-c", write_config(tmp_path / "p", base), "--auto-approve"), cf_env
+    )
+    assert "redirect" in output  # "//" is the same URL again: a loop
+
+
+def test_an_encoding_with_escapes_is_shown_escaped(
+    cli: Cli, host: tuple[LyingHost, str], cf_env: SandboxServer, tmp_path: Path
+) -> None:
+    double, base = host
+    double.whole[WEIGHTS] = lambda request, data: Response(
+        data, 200, {"Content-Encoding": "\x1b]8;;http://x\x07br"}
+    )
+    output = refused(
+        cli("apply", "-c", write_config(tmp_path / "p", base), "--auto-approve"), cf_env
+    )
+    assert "\x1b" not in output and "\x07" not in output
+    assert "Content-Encoding" in output

@@ -452,3 +452,44 @@ def test_l9_the_hub_may_not_redirect_to_plain_http_elsewhere(
     no_traceback(result.output)
     assert "redirect to plain http://example.invalid" in result.output
     assert [c for c in cf_env.request_log if c[0] == "POST"] == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        siblings(lambda s: s.update(lfs="x") if "lfs" in s else None),
+        siblings(lambda s: s.get("lfs", {}).pop("sha256", None)),
+        lambda body: body.update(siblings="abc"),
+        lambda body: [body],
+        lambda body: body.update(siblings=[5]),
+    ],
+    ids=["lfs-not-an-object", "lfs-without-sha256", "siblings-a-string", "a-list", "sibling-5"],
+)
+def test_a_model_info_of_the_wrong_shape_is_named_not_a_crash(
+    cli: Cli, hub: LyingHub, tmp_path: Path, edit: Edit
+) -> None:
+    push(hub)
+    config = write_config(tmp_path / "project")
+    hub.lie(INFO, edit)
+    planned = cli("plan", "-c", config)
+    assert planned.exit_code == 1, planned.output
+    no_traceback(planned.output)
+    assert "cannot reach the Hub" not in planned.stderr  # it was reached: it answered nonsense
+
+
+def test_names_the_hub_gives_are_shown_escaped(cli: Cli, hub: LyingHub, tmp_path: Path) -> None:
+    push(hub)
+    config = write_config(tmp_path / "project", revision="v9")
+
+    def lie(body: Any) -> None:
+        body["tags"] = [
+            {"name": "\x1b]52;c;cm0gLXJmIH4K\x07", "ref": "x", "targetCommit": "a" * 40},
+            {"name": "v1\u202e", "ref": "y", "targetCommit": "a" * 40},
+        ] * 50
+
+    hub.lie(REFS, lie)
+    planned = cli("plan", "-c", config)
+    assert planned.exit_code == 1, planned.output
+    assert "\x1b" not in planned.output and "\u202e" not in planned.output
+    assert "the repo has no tag or branch v9" in planned.stderr
+    assert len(planned.stderr) < 2000  # a hundred names are not all listed

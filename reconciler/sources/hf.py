@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -322,8 +322,8 @@ class HfSource(Fetched):
         if kind is None:
             raise SourceError(
                 f"{self.where}: the repo has no tag or branch {self.revision} (tags: "
-                f"{', '.join(r.name for r in listed.tags) or 'none'}; branches: "
-                f"{', '.join(r.name for r in listed.branches) or 'none'})"
+                f"{_some(r.name for r in listed.tags)}; branches: "
+                f"{_some(r.name for r in listed.branches)})"
             )
         # checked here, where it enters: it names the facts file and reaches the lock
         commit = checked.commit(found, f"{self.where}: the {kind} {self.revision}")
@@ -477,6 +477,12 @@ class HfSource(Fetched):
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status is not None:
             return SourceError(f"{what}: the Hub at {shown(self.endpoint)} answered HTTP {status}")
+        if isinstance(exc, (TypeError, KeyError, ValueError, AttributeError, IndexError)):
+            # huggingface_hub read an answer of the wrong shape: the Hub was reached
+            return SourceError(
+                f"{what}: the Hub at {shown(self.endpoint)} gave an answer that cannot be read "
+                f"({kind})"
+            )
         return SourceError(f"{what}: cannot reach the Hub at {shown(self.endpoint)} ({kind})")
 
 
@@ -487,3 +493,10 @@ def _file_fact(where: str, size: Any, sha256: Any, blob: Any) -> dict[str, Any]:
         "sha256": None if sha256 is None else checked.sha256(sha256, where),
         "blob": None if blob is None else checked.blob_id(blob, where),
     }
+
+
+def _some(names: Iterable[object], most: int = 10) -> str:
+    """Names the Hub gave, for a message: each once, at most `most`, each cut short."""
+    unique = list(dict.fromkeys(str(n)[:80] for n in names))
+    more = f" and {len(unique) - most} more" if len(unique) > most else ""
+    return (", ".join(unique[:most]) or "none") + more
