@@ -45,6 +45,7 @@ INFO = rf"/hf/api/models/{REPO}/revision/.+"
 
 Edit = Callable[[Any], Any]  # the honest JSON body -> the lie (or None: edited in place)
 Raw = Callable[["Request"], "Response | None"]  # a request -> a lie, or None: honest
+Headers = list[tuple[str, str]]
 LFS = rf"/hf/lfs/{REPO}/[0-9a-f]{{40}}/{WEIGHTS}"
 
 
@@ -56,6 +57,7 @@ class LyingHub:
         self.lies: list[tuple[re.Pattern[str], Edit]] = []
         # path -> (method, the honest WSGI answer's status and headers) -> a Response of its own
         self.raw: list[tuple[re.Pattern[str], Raw]] = []
+        self.header_lies: list[tuple[re.Pattern[str], Callable[[Headers], Headers]]] = []
         self.seen: list[str] = []
 
     def lie(self, path: str, edit: Edit) -> None:
@@ -69,6 +71,14 @@ class LyingHub:
         if answer is not None:
             return answer(environ, start_response)
         edit = next((e for p, e in self.lies if p.fullmatch(path)), None)
+        headed = next((h for p, h in self.header_lies if p.fullmatch(path)), None)
+        if headed is not None:
+            told = headed
+
+            def lying(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+                return start_response(status, told(headers))
+
+            return self.honest(environ, lying)
         if edit is None:
             return self.honest(environ, start_response)
         got: dict[str, Any] = {}
@@ -493,3 +503,38 @@ def test_names_the_hub_gives_are_shown_escaped(cli: Cli, hub: LyingHub, tmp_path
     assert "\x1b" not in planned.output and "\u202e" not in planned.output
     assert "the repo has no tag or branch v9" in planned.stderr
     assert len(planned.stderr) < 2000  # a hundred names are not all listed
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("ETag", '"../../../../escaped-etag"'),
+        ("X-Linked-Etag", '"../../../../escaped-etag"'),
+        ("X-Repo-Commit", "../../../../escaped-commit"),
+        ("ETag", '"/tmp/reconciler-etag-absolute"'),
+    ],
+)
+def test_file_headers_that_name_a_path_are_refused(
+    cli: Cli, hub: LyingHub, cf_env: SandboxServer, tmp_path: Path, header: str, value: str
+) -> None:
+    """huggingface_hub names cache files after ETag and X-Repo-Commit: they are checked
+    before it sees them."""
+    push(hub)
+    config = write_config(tmp_path / "project")
+    resolve = rf"/hf/{REPO}/resolve/[0-9a-f]{{40}}/.+"
+
+    def lie(headers: Headers) -> Headers:
+        kept = [(k, v) for k, v in headers if k.lower() != header.lower()]
+        return [*kept, (header, value)]
+
+    hub.header_lies.insert(0, (re.compile(resolve), lie))
+    before = files_under(tmp_path)
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 1, applied.output
+    no_traceback(applied.output)
+    new = files_under(tmp_path) - before
+    assert not [p for p in new if "escaped" in p.name], new
+    cache = tmp_path / "hf-cache"
+    assert not [p for p in new if cache not in p.parents and tmp_path / "project" not in p.parents]
+    assert not Path("/tmp/reconciler-etag-absolute").exists()
+    assert [c for c in cf_env.request_log if c[0] == "POST"] == []

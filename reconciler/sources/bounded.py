@@ -18,6 +18,7 @@ size of a file, JSON_LIMIT for an API answer.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -89,12 +90,14 @@ class Bounded(httpx2.BaseTransport):
             return self._inner.handle_request(request)
         _hop_allowed(request.url, bounds)
         response = self._inner.handle_request(request)
+        if "/resolve/" in request.url.path:
+            _names_checked(response, bounds)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip", "deflate"):
             response.close()
             raise SourceError(
                 f"{bounds.what}: the Hub sent an answer encoded as "
-                f"{checked._shown(encoding[:20])}, which is not read"
+                f"{checked.shown_value(encoding[:20])}, which is not read"
             )
         headers = [
             (k, v)
@@ -113,6 +116,30 @@ class Bounded(httpx2.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+_ETAG = re.compile(r'(?:W/)?"?([0-9a-f]{40}|[0-9a-f]{64})"?')
+
+
+def _names_checked(response: httpx2.Response, bounds: Bounds) -> None:
+    """A file's answer names what huggingface_hub names cache files after: its blob (ETag,
+    X-Linked-Etag: a git sha1 or a sha256) and its commit (X-Repo-Commit: 40 hex); anything
+    else ('../x', an absolute path) would be a path outside the cache."""
+    for header in ("ETag", "X-Linked-Etag", "X-Repo-Commit"):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        ok = (
+            checked.COMMIT.fullmatch(value)
+            if header == "X-Repo-Commit"
+            else _ETAG.fullmatch(value.strip())
+        )
+        if not ok:
+            response.close()
+            raise SourceError(
+                f"{bounds.what}: the Hub's {header} is not a git sha1 or sha256 "
+                f"({checked.shown_value(value)})"
+            )
 
 
 def _hop_allowed(url: httpx2.URL, bounds: Bounds) -> None:

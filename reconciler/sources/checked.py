@@ -34,7 +34,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
@@ -44,7 +44,7 @@ def commit(value: Any, where: str) -> str:
     if isinstance(value, str) and COMMIT.fullmatch(value):
         return value
     raise SourceError(
-        f"{where}: the Hub named {_shown(value)}, which is not a commit (40 hex digits)"
+        f"{where}: the Hub named {shown_value(value)}, which is not a commit (40 hex digits)"
     )
 
 
@@ -52,14 +52,14 @@ def sha256(value: Any, where: str) -> str:
     """An LFS sha256 from the Hub, bare: 64 lowercase hex."""
     if isinstance(value, str) and SHA256.fullmatch(value):
         return value
-    raise SourceError(f"{where}: the Hub's sha256 is not 64 hex digits ({_shown(value)})")
+    raise SourceError(f"{where}: the Hub's sha256 is not 64 hex digits ({shown_value(value)})")
 
 
 def blob_id(value: Any, where: str) -> str:
     """A file's git blob id from the Hub: 40 lowercase hex."""
     if isinstance(value, str) and BLOB_ID.fullmatch(value):
         return value
-    raise SourceError(f"{where}: the Hub's blobId is not a git sha1 ({_shown(value)})")
+    raise SourceError(f"{where}: the Hub's blobId is not a git sha1 ({shown_value(value)})")
 
 
 def size(value: Any, where: str, who: str = "the Hub's") -> int:
@@ -69,7 +69,7 @@ def size(value: Any, where: str, who: str = "the Hub's") -> int:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
         return value
-    raise SourceError(f"{where}: {who} size is not a count of bytes ({_shown(value)})")
+    raise SourceError(f"{where}: {who} size is not a count of bytes ({shown_value(value)})")
 
 
 def file_name(value: Any, where: str) -> str:
@@ -80,4 +80,4 @@ def file_name(value: Any, where: str) -> str:
         odd = any(unicodedata.category(ch) in _ODD for ch in value)
         if not odd and all(p not in ("", ".", "..") for p in parts):
             return value
-    raise SourceError(f"{where}: {_shown(value)} is not a file name in the repo")
+    raise SourceError(f"{where}: {shown_value(value)} is not a file name in the repo")
