@@ -227,7 +227,7 @@ CASES: list[tuple[str, Break, str]] = [
             'provider: cloudflare\n    model: "@cf/google',
             'provider: cloudfare\n    model: "@cf/google',
         ),
-        "{config}:22:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare', 'cohere', 'vllm'",
+        "{config}:22:15: error: finetunes[1].provider: 'cloudfare' is not one of: 'cloudflare', 'cohere', 'vllm', 'fireworks'",
     ),
     (
         "provider-missing",

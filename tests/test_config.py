@@ -89,7 +89,7 @@ def test_every_problem_reported_at_once_with_line_and_column(tmp_path: Path) -> 
         "the prefix cf-public- is reserved by Cloudflare for its public adapters",
         f"{f}:10:13: error: finetunes[1].public: expected a boolean (true or false), got a string",
         f"{f}:13:15: error: finetunes[2].provider: 'cloudfare' is not one of: "
-        "'cloudflare', 'cohere', 'vllm'",
+        "'cloudflare', 'cohere', 'vllm', 'fireworks'",
     ]
 
 

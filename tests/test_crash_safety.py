@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from crash_harness import harness
 
 
@@ -54,13 +53,6 @@ def test_a_fireworks_create_killed_anywhere_converges_on_one_model(capsys) -> No
     assert (figures.converged, figures.duplicates, figures.lost_uploads) == (figures.tried, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kill after the new version is served but before it is promoted leaves a "
-    "candidate that the next plan switches to without planning the superseded version's "
-    "deletion (plan/keep.superseded plans it for CREATE only): the old model stays until one "
-    "more apply. With superseded() also for SWITCH and UPLOAD, every point converges.",
-)
 def test_a_fireworks_replacement_killed_anywhere_converges_create_before_destroy(
     capsys,
 ) -> None:

@@ -70,13 +70,14 @@ def superseded(
     caps: Capabilities,
     change: Change,
 ) -> list[Change]:
-    """keep: N where nothing trains: a new version's create retires the current one, and the
-    versions beyond the N kept are deleted in the same apply, after it (create before
-    destroy: apply runs them only once the new version is current)."""
+    """keep: N where nothing trains: a version made current (a new one, or a candidate an
+    interrupted apply made) retires the current one, and the versions beyond the N kept are
+    deleted in the same apply, after it (create before destroy: apply runs them only once the
+    new version is current)."""
     if d.keep is None or not caps.can_delete or caps.trains_async or current is None:
         return []
-    if change.action is not Action.CREATE:
-        return []
+    if change.action not in (Action.CREATE, Action.SWITCH, Action.UPLOAD):
+        return []  # no other version becomes current: nothing is superseded
     retiring = LockedVersion(
         version=version_of(current, d.fields),
         remote_name=current.remote_name or current.name,
