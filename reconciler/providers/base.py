@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from reconciler.adapters.catalogue import CatalogueModel
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
+
+if TYPE_CHECKING:
+    from reconciler.adapters.catalogue import CatalogueModel
 
 # called with the bytes sent so far and the total, while an upload streams
 Progress = Callable[[int, int], None]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from reconciler.base.model import DesiredFinetune
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
 @cache
 def published() -> Mapping[str, Any]:
     """Cloudflare's published limits and LoRA models, a dated snapshot (limits.json)."""
+    from importlib import resources  # at first use: not on the command line's start-up
+
     text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data

@@ -4,11 +4,13 @@ and where the API is when they say nothing else."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.base.errors import CredentialsError
-from reconciler.providers import endpoint as endpoints
-from reconciler.providers.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from reconciler.providers.endpoint import Endpoint
 
 TOKEN_ENV = "FIREWORKS_API_KEY"
 URL_ENV = "FIREWORKS_BASE_URL"
@@ -23,6 +25,8 @@ def endpoint_from_env(env: Mapping[str, str], label: str | None = None) -> Endpo
     """The API's base URL and key, from the environment only. A base URL ending in /v1 is
     refused: the SDK's FIREWORKS_BASE_URL is the origin, and /v1 is added to every path, so
     it would be sent twice (/v1/v1/accounts/...) and every call would answer 404."""
+    from reconciler.providers import endpoint as endpoints
+
     found = endpoints.endpoint_from_env(
         env,
         label,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,6 @@ from reconciler.config.items import (
     check_patterns,
 )
 from reconciler.providers.fireworks.env import ACCOUNT_ENV
-from reconciler.providers.fireworks.records import deployment_ref, model_ref
 
 if TYPE_CHECKING:  # the checks, safetensors and YAML load with a config, not at start-up
     from reconciler.adapters.preflight import Limits
@@ -56,6 +54,8 @@ CONTENT = "content"
 @cache
 def published() -> Mapping[str, Any]:
     """Fireworks' published limits, as shipped beside this module (limits.json)."""
+    from importlib import resources  # at first use: not on the command line's start-up
+
     text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
@@ -129,6 +129,8 @@ def _serve(context: ItemContext, account: str) -> str | None:
         return None
     if isinstance(value, dict):
         value = _serve_block(value, account)
+    from reconciler.providers.fireworks.records import deployment_ref
+
     ref = deployment_ref(value) if isinstance(value, str) else None
     if value == SERVERLESS:
         return SERVERLESS
@@ -168,6 +170,8 @@ def _check_item(
     problem = checks.model_id_problem(name, True, limit)
     if problem:
         context.problem((*where, "name"), f"finetune '{name}': {problem}")
+    from reconciler.providers.fireworks.records import model_ref
+
     if model_ref(desired.model) is None:
         context.problem(
             (*where, "model"),

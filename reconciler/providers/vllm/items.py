@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from reconciler.base.model import DesiredFinetune
@@ -30,6 +29,8 @@ DEFAULT_MAX_LORA_RANK = 16  # vLLM's --max-lora-rank default
 
 @cache
 def published() -> Mapping[str, Any]:
+    from importlib import resources  # at first use: not on the command line's start-up
+
     text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
