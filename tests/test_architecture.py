@@ -144,3 +144,13 @@ def test_every_json_file_the_package_ships_parses() -> None:
 
     for path in [*PACKAGE.rglob("*.json"), *(ROOT / "schemas").glob("*.json")]:
         json.loads(path.read_text("utf-8"))
+
+
+def test_the_command_lines_start_up_imports_no_heavy_library() -> None:
+    """`reconciler --help` reads every provider's spec (to add its commands): the specs must
+    not pull in what only a config, a plan or a request needs."""
+    heavy = ("yaml", "jsonschema", "httpx", "deepdiff", "werkzeug", "rich", "huggingface_hub")
+    code = "import sys, reconciler.cli.main; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m.split(".")[0] for m in out.stdout.split()}
+    assert sorted(loaded & set(heavy)) == []
