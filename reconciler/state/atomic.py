@@ -174,6 +174,8 @@ def _mode_of(path: Path, folder: int) -> int | None:
         return None
     if stat.S_ISLNK(st.st_mode):
         raise RefusedPath(errno.ELOOP, SYMLINK, str(path))
+    if stat.S_ISDIR(st.st_mode):  # said as the system says it
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if not stat.S_ISREG(st.st_mode):
         raise RefusedPath(errno.EINVAL, NOT_A_FILE, str(path))
     return stat.S_IMODE(st.st_mode)
