@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import ACCOUNT, QUICKSTART, Cli
 
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.common.bodies import MAX_JSON_DEPTH
+from reconciler.sandbox.common.bodies import MAX_JSON_DEPTH, NotJson, parse_json
 from reconciler.sandbox.hub.store import HubStore
 from reconciler.sandbox.server import SandboxServer
 
@@ -408,3 +409,24 @@ def test_a_hub_repo_file_that_is_a_fifo_is_not_waited_on(sb: SandboxServer) -> N
     answer = send(sb, "GET", "/hf/api/models/acme/stuck", token=None, timeout=10)
     assert answer.status == 404, answer.body
     assert answer.header("X-Error-Code") == "RepoNotFound"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'"' + b'\\"' * (1 << 14), b'{"a": "' + b"\\" * (1 << 15), b'"\\' * (1 << 14)],
+    ids=["escaped-quotes", "backslashes", "quote-backslash"],
+)
+def test_a_body_that_never_closes_its_string_is_read_in_linear_time(
+    sb: SandboxServer, body: bytes
+) -> None:
+    # The depth count skips strings; a string whose every quote is escaped once cost it
+    # quadratic time (32 KiB: 19 s; 1 MiB: days) and held the request that long.
+    started = time.monotonic()
+    answer = send(sb, "POST", f"{CF}/ai/finetunes", body, timeout=10)
+    assert answer.status == 400, answer.body
+    assert answer.json()["errors"][0]["code"] == 6007  # type: ignore[index]
+    assert time.monotonic() - started < 5
+    started = time.monotonic()
+    with pytest.raises(NotJson):
+        parse_json(body * 32)  # a MiB and more
+    assert time.monotonic() - started < 5

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 64
 
-# A JSON string, escapes included (unrolled, so a long string is one linear match).
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, escapes included, up to its closing quote or, unterminated, to the end of the
+# text: the closing quote is optional so that a match from a quote never fails. (Required, a
+# text whose every quote is escaped failed from each quote in turn: quadratic, days for 1 MiB.)
+# The parser agrees on where strings end; one left open is an error it finds without recursing.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 # Only an escape can put a lone surrogate in a parsed string (UTF-8 input cannot carry one).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]", re.ASCII)
@@ -94,6 +97,8 @@ def parse_json(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise
     except ValueError as exc:  # JSONDecodeError, and integers past 4300 digits
         raise NotJson(str(exc)) from None
+    except RecursionError:  # not reached after too_deep; kept so no depth can ever be a 500
+        raise TooDeep(f"nested deeper than {max_depth} levels") from None
     if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(value):
         raise NotJson("a string holds a lone UTF-16 surrogate, which is no text")
     return value
