@@ -362,3 +362,15 @@ def test_a_symlinked_catalogue_cache_is_not_followed(
     ok(cli("plan", "-c", project))
     assert [p for _, p in cf_env.request_log[before:] if p.endswith("/ai/models/search")]
     assert cache.is_symlink() and elsewhere.read_bytes() == kept
+
+
+@pytest.mark.parametrize("name", ["catalogue.json", "statcache.json"])
+def test_a_state_file_nested_past_the_recursion_limit_is_ignored(
+    cli: Cli, cf_env: SandboxServer, project: Path, name: str
+) -> None:
+    state = project.parent / ".reconciler"
+    state.mkdir()
+    (state / name).write_text("[" * 100_000)
+    result = cli("plan", "-c", project)
+    ok(result)
+    assert "Plan: 2 to create" in result.stdout
