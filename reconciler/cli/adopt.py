@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.base.untrusted import visible
 from reconciler.cli.common import handle_errors, opened, require_config
 from reconciler.cli.complete import names
 from reconciler.cli.options import (
@@ -55,7 +56,7 @@ def import_(
     ):
         entry = import_finetune(s, name, confirm)
         for note in base_model_notes(s, (name,), refresh_catalogue):
-            click.echo(f"Warning: {note}", err=True)
+            click.echo(f"Warning: {visible(note)}", err=True)  # quotes the catalogue
     state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"
     click.echo(
         f"Imported {name} (id {entry.id}) into the lockfile; assets {state}.".replace("NAME", name)

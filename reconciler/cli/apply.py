@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler.base.errors import PlanError
+from reconciler.base.untrusted import visible
 from reconciler.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -260,7 +261,7 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
         planned.plan,
         lockfile.read_lock(planned.lock_path),
         providers,
-        on_status=lambda name, status: click.echo(f"  {name}: {status}"),
+        on_status=lambda name, status: click.echo(f"  {visible(name)}: {visible(status)}"),
         interval=poll_interval(),
         timeout=timeout,
     )
@@ -277,7 +278,7 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
         click.echo(f"Training finished: {len(ready)} ready, {len(finished) - len(ready)} not.")
     for f in finished:
         if not f.ok:
-            click.echo(f"  {f.name}: {f.why or f.status or 'gone'}", err=True)
+            click.echo(f"  {visible(f.name)}: {visible(f.why or f.status or 'gone')}", err=True)
     if len(ready) != len(finished):
         sys.exit(EXIT_ERROR)
 
