@@ -322,3 +322,22 @@ def test_an_encoding_with_escapes_is_shown_escaped(
     )
     assert "\x1b" not in output and "\x07" not in output
     assert "Content-Encoding" in output
+
+
+@pytest.mark.parametrize("kept", [-5, True, "2576", 10**30])
+def test_a_kept_size_that_is_not_a_count_is_asked_again(
+    cli: Cli, host: tuple[LyingHost, str], cf_env: SandboxServer, tmp_path: Path, kept: object
+) -> None:
+    """What was learnt of a URL is kept per sha256; a kept size edited to -5 or true is a
+    miss, not a bound of -5 bytes on the download."""
+    double, base = host
+    config = write_config(tmp_path / "p", base)
+    assert cli("plan", "-c", config).exit_code == 0
+    weights = hashlib.sha256(double.files[WEIGHTS]).hexdigest()
+    facts = config.parent / ".reconciler" / "sources" / "url" / f"{weights}.json"
+    data = json.loads(facts.read_text())
+    data["size"] = kept
+    facts.write_text(json.dumps(data))
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(facts.read_text())["size"] == len(double.files[WEIGHTS])

@@ -63,13 +63,17 @@ def blob_id(value: Any, where: str) -> str:
 
 
 def size(value: Any, where: str, who: str = "the Hub's") -> int:
-    """A file's size in bytes: a whole number from 0 to MAX_SIZE (not a bool, not 1.5); as
-    text (a header), ASCII digits only (str.isdigit() takes '²', int() does not)."""
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,16}", value):
-        value = int(value)
+    """A file's size in bytes: a whole number from 0 to MAX_SIZE (not a bool, not 1.5)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
         return value
     raise SourceError(f"{where}: {who} size is not a count of bytes ({shown_value(value)})")
+
+
+def size_text(text: str, where: str, who: str = "the server's") -> int:
+    """A size in a header (Content-Length, Content-Range's total): ASCII digits only
+    (str.isdigit() takes '²', which int() refuses), then as size()."""
+    value: Any = int(text) if re.fullmatch(r"[0-9]{1,16}", text) else text
+    return size(value, where, who)
 
 
 def file_name(value: Any, where: str) -> str:

@@ -99,12 +99,7 @@ class UrlSource(Fetched):
     def resolve(self) -> Resolved:
         found = {}
         for name, spec in sorted(self.files.items()):
-            facts = self._fact(name)
-            size = facts.get("size")
-            if not isinstance(size, int):
-                size = self._size(name)
-                facts.put(size, "size")
-                facts.save()
+            size = self.entry(name)[0]
             found[name] = SourceFile(name, size, spec.sha256, shown(spec.location))
         # the folder the URLs share (https://host/releases/v1/), or the one URL
         urls = [shown(s.location) for s in self.files.values()]
@@ -157,9 +152,16 @@ class UrlSource(Fetched):
         return list(self.files)
 
     def entry(self, name: str) -> tuple[int, str | None]:
+        """The file's size: kept with its sha256 (checked as the server's was: a facts file
+        edited or torn is a miss), or asked of the server once."""
         facts = self._fact(name)
-        size = facts.get("size")
-        return (size if isinstance(size, int) else self._size(name)), None
+        try:
+            return checked.size(facts.get("size"), "kept"), None
+        except SourceError:
+            size = self._size(name)
+        facts.put(size, "size")
+        facts.save()
+        return size, None
 
     def config(self, name: str) -> dict[str, Any]:
         from reconciler.adapters.preflight import CONFIG_FACT, parse_config
@@ -299,13 +301,13 @@ class UrlSource(Fetched):
                 length = response.headers.get("Content-Length")
                 encoded = response.headers.get("Content-Encoding", "identity") != "identity"
                 if response.status_code < 400 and length and not encoded:
-                    return checked.size(length.strip(), where, "the server's")
+                    return checked.size_text(length.strip(), where)
         except _Unreadable:
             pass  # a HEAD refused or broken: the Range read below
         with self._get(name, {"Range": "bytes=0-0"}) as r:
             total = r.headers.get("Content-Range", "").rpartition("/")[2].strip()
             if r.status_code == 206 and total and total != "*":
-                return checked.size(total, where, "the server's")
+                return checked.size_text(total, where)
         raise SourceError(
             f"{shown(url)}: the server says neither its size (Content-Length) nor serves a "
             "byte range (Content-Range), so it cannot be checked before apply"
