@@ -184,3 +184,20 @@ def test_checks_run_against_every_server(cli: Cli, fleet: SandboxServer, tmp_pat
     failed = cli("test", "-c", config)
     assert failed.exit_code == 1
     assert f"{fleet.url}/vllm/1" in failed.output + failed.stderr
+
+
+def test_list_shows_the_fleet_as_a_matrix(cli: Cli, fleet: SandboxServer, tmp_path: Path) -> None:
+    config = project(tmp_path)
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    control(fleet, 1, "restart")
+    listed = cli("list", "-c", config)
+    assert listed.exit_code == 0, listed.output
+    name = current_name(cli, config)
+    lines = listed.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("adapter "))
+    assert f"{fleet.url}/vllm/0" in lines[at] and f"{fleet.url}/vllm/1" in lines[at]
+    row = next(line for line in lines[at:] if line.startswith(name + " "))
+    assert row.split()[1:] == ["loaded", "-"]
+    data = json.loads(cli("list", "-c", config, "--format", "json").stdout)
+    (held,) = data["finetunes"]
+    assert held["placement"] == {f"{fleet.url}/vllm/0": True, f"{fleet.url}/vllm/1": False}

@@ -111,6 +111,8 @@ class RemoteFinetune:
     status: str | None = None  # for providers that train: e.g. STATUS_READY, STATUS_FAILED
     failed: bool = False  # its training failed: only a replacement helps
     ready: bool = True  # trained and serving (always, where nothing trains)
+    # a fleet's finetune (vLLM): each server of the fleet -> whether it has it loaded
+    placement: Mapping[str, bool] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

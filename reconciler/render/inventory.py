@@ -29,6 +29,7 @@ def render(found: Sequence[Held], fmt: str, color: bool = False) -> str:
                     "finetune": h.finetune,
                     "note": h.note,
                     "created_at": h.created_at,
+                    **({"placement": dict(h.placement)} if h.placement else {}),
                 }
                 for h in found
             ],
@@ -60,4 +61,18 @@ def render(found: Sequence[Held], fmt: str, color: bool = False) -> str:
     paint = painter(header.index("state"), COLOURS) if color else None
     if color:
         tally = click.style(tally, bold=True)
-    return table(header, rows, paint) + "\n" + tally + "\n"
+    return table(header, rows, paint) + "\n" + tally + "\n" + _fleets(found)
+
+
+def _fleets(found: Sequence[Held]) -> str:
+    """A fleet's finetunes as a matrix, adapter by server: where each one is loaded."""
+    placed = [h for h in found if h.placement]
+    if not placed:
+        return ""
+    servers = sorted({s for h in placed for s in h.placement})
+    header = ["adapter", *(visible(s) for s in servers)]
+    rows = [
+        [visible(h.name), *("loaded" if h.placement.get(s) else "-" for s in servers)]
+        for h in placed
+    ]
+    return "\n" + table(header, rows, None) + "\n"

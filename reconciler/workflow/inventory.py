@@ -12,7 +12,7 @@ unmanaged  in the account, in no record of ours: made by hand, by another tool, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,7 @@ class Held:
     finetune: str | None  # the config's or the lockfile's name it belongs to, if any
     note: str
     created_at: str | None = None
+    placement: Mapping[str, bool] = field(default_factory=dict)  # a fleet's: server -> loaded
 
 
 def classify(desired: Desired, recorded: Recorded, observed: Observed) -> tuple[Held, ...]:
@@ -82,7 +83,18 @@ def classify(desired: Desired, recorded: Recorded, observed: Observed) -> tuple[
                 else:
                     note = ""
             found.append(
-                Held(provider, account, r.id, r.name, r.model, state, owner, note, r.created_at)
+                Held(
+                    provider,
+                    account,
+                    r.id,
+                    r.name,
+                    r.model,
+                    state,
+                    owner,
+                    note,
+                    r.created_at,
+                    dict(r.placement),
+                )
             )
     order = {s: i for i, s in enumerate(STATES)}
     return tuple(sorted(found, key=lambda h: (h.provider, h.account, order[h.state], h.name, h.id)))

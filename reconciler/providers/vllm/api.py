@@ -106,6 +106,7 @@ class VllmProvider:
                 "loaded": self._loaded(where),
                 "root": next(iter(roots)) if len(roots) == 1 else sorted(roots),
             },
+            placement={url: url in where for url in self._clients},
         )
 
     def _loaded(self, where: Mapping[str, object]) -> str:
