@@ -115,5 +115,5 @@ def test_an_outputs_path_outside_the_config_folder_is_refused(
     versioned.write_text(text)
     result = cli("apply", "-c", versioned, "--auto-approve")
     assert result.exit_code == 1
-    assert "(outside the project's folder: " in result.stderr
+    assert 'outputs[1].path: "../loras.env" leaves the config\'s folder' in result.stderr
     assert not (versioned.parent.parent / "loras.env").exists()

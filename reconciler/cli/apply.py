@@ -19,6 +19,7 @@ from reconciler.cli.common import (
     handle_errors,
     opened,
     planning,
+    relative,
     require_config,
 )
 from reconciler.cli.options import (
@@ -187,8 +188,10 @@ def _go_ahead(planned: Planned, ask: bool) -> bool:
     if not planned.plan.has_changes:
         from reconciler.workflow.session import write_outputs
 
-        write_outputs(planned)  # a file deleted or never written since is written now
-        click.echo("Nothing to apply.")
+        written = write_outputs(planned)  # a file deleted or never written since is written now
+        for path in written:
+            click.echo(f"Wrote {relative(path)}.")
+        click.echo("Nothing else to apply." if written else "Nothing to apply.")
         return False
     if ask:
         _confirm()
