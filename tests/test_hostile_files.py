@@ -341,3 +341,16 @@ def test_a_kept_size_that_is_not_a_count_is_asked_again(
     applied = cli("apply", "-c", config, "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert json.loads(facts.read_text())["size"] == len(double.files[WEIGHTS])
+
+
+def test_a_problem_names_the_file_where_the_files_share_no_folder(
+    cli: Cli, host: tuple[LyingHost, str], cf_env: SandboxServer, tmp_path: Path
+) -> None:
+    double, base = host
+    no_rank = json.loads(double.files[CONFIG])
+    del no_rank["r"]
+    double.files[CONFIG] = json.dumps(no_rank).encode()
+    config = write_config(tmp_path / "p", base, dict(double.files))
+    config.write_text(config.read_text().replace(f"{base}/{WEIGHTS}", f"{base}/w/{WEIGHTS}"))
+    output = refused(cli("plan", "-c", config), cf_env)
+    assert f'adapter {base}/{CONFIG}: has no "r"' in output

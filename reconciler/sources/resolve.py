@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reconciler.base.errors import ConfigError, Problem
 from reconciler.base.model import AssetDigest, AssetFile, Desired, DesiredFinetune
-from reconciler.sources.base import Context, RemoteSource, SourceError
+from reconciler.sources.base import Context, RemoteSource, Resolved, SourceError
 from reconciler.sources.registry import build
 
 CHUNK = 256 * 1024
@@ -81,9 +81,7 @@ def _one(
         if limits is not None:
             from reconciler.adapters.preflight import check_adapter
 
-            # a URL source's label is the folder its files share, ending in "/"
-            folder = resolved.label.rstrip("/")
-            problems += [_problem(d, f"{folder}/{m}") for m in check_adapter(d, source, limits)]
+            problems += [_problem(d, _at(resolved, m)) for m in check_adapter(d, source, limits)]
         for a in d.assets:
             if a.source is None:
                 continue
@@ -98,6 +96,17 @@ def _one(
         return {}, (), None, [_problem(d, str(exc))], None
     pin = resolved.pin or resolved.label
     return found, resolved.warnings, pin, problems, source
+
+
+def _at(resolved: Resolved, message: str) -> str:
+    """A check's message ("adapter_config.json: has no ...") at the file it is about: in the
+    folder the source's label names (a URL source's ends in "/"), or, where its files share
+    no folder (URLs on two hosts: the label lists them), at the file's own URL."""
+    name, colon, rest = message.partition(":")
+    f = resolved.files.get(name)
+    if ", " in resolved.label and f is not None and colon:
+        return f"{f.label}:{rest}"
+    return f"{resolved.label.rstrip('/')}/{message}"
 
 
 def _problem(d: DesiredFinetune, message: str) -> Problem:
