@@ -9,6 +9,11 @@ Plan reads metadata, never weights:
   - adapter_config.json (small, not in LFS, so no sha256 in the metadata): downloaded once per
     commit into the HF cache, its sha256 and what the checks need kept with the commit;
   - the safetensors header: two Range reads (the 8-byte length, then the header), kept too.
+Every value the Hub gives is checked where it enters (sources.checked: a commit before it
+names a file or reaches the lock, each sha256, size, blob id and file name), every answer
+huggingface_hub reads for it is bounded (sources.bounded: size, deadline, redirects), and a
+file taken from the shared HF cache is held to the listed blob id or sha256 first: the cache
+is shared by every project and every HF_ENDPOINT, and keyed by neither.
 A cold plan reads well under 1 MB per adapter; a warm one reads nothing of a pinned commit
 (a tag or branch still costs its refs call, to see whether it moved).
 
