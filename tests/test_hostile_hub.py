@@ -538,3 +538,32 @@ def test_file_headers_that_name_a_path_are_refused(
     assert not [p for p in new if cache not in p.parents and tmp_path / "project" not in p.parents]
     assert not Path("/tmp/reconciler-etag-absolute").exists()
     assert [c for c in cf_env.request_log if c[0] == "POST"] == []
+
+
+def test_m4_a_trickled_header_read_meets_its_deadline(
+    cli: Cli, hub: LyingHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.sources import bounded
+
+    push(hub)
+    config = write_config(tmp_path / "project")
+
+    def trickle(request: Request) -> Response | None:
+        if not request.headers.get("Range"):
+            return None
+
+        def body() -> Iterator[bytes]:
+            for _ in range(60):
+                time.sleep(0.5)
+                yield b"\0"
+
+        return Response(body(), 206, {"Content-Range": "bytes 0-59/2576"})
+
+    hub.raw.insert(0, (re.compile(LFS), trickle))
+    monkeypatch.setattr(bounded, "DEADLINE", 2.0)
+    started = time.monotonic()
+    planned = cli("plan", "-c", config)
+    assert time.monotonic() - started < 15
+    assert planned.exit_code == 1, planned.output
+    no_traceback(planned.output)
+    assert "too slowly" in planned.stderr
