@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import Figure, say
 
-BENCHES = ("startup", "hashing", "header", "scale", "upload", "apply", "fleet")
+BENCHES = ("startup", "hashing", "header", "scale", "upload", "signed", "apply", "fleet")
 
 
 def main() -> int:

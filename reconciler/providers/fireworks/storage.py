@@ -42,7 +42,7 @@ log = logging.getLogger("reconciler.fireworks")
 
 CONTENT_TYPE = "application/octet-stream"
 MAX_URL = 8192  # a V4 signed URL is well under 2 kB
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 TIMEOUTS = {"connect": 10.0, "read": 120.0, "write": 300.0, "pool": 10.0}
 # The SDK asks again after 45 minutes: a V4 URL is signed for one hour.
 REFRESH_AFTER = 45 * 60.0

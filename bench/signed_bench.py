@@ -1,0 +1,115 @@
+"""Fireworks uploads: a 256 MB adapter file PUT to the sandbox's signed URL by reconciler's
+storage client (providers/fireworks/storage.py), in a process of its own, against `curl -T`
+sending the same file to the same kind of URL with the same headers.
+
+Each upload goes to a model of its own (a signed URL takes one upload). Throughput is bytes
+over the time of the request alone; peak memory is the uploading process's VmHWM over its
+resident set just before the PUT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from bench.common import ROOT, Figure, SandboxProcess, alternate, drop_into_page_cache, say, spread
+from bench.data import write_safetensors
+from reconciler.sandbox import DEFAULT_TOKEN
+
+CURL = "/usr/bin/curl"
+MEMORY_GOAL_MB = 64.0
+ACCOUNT = "reconciler-sandbox"
+NAME = "adapter_model.safetensors"
+
+
+def _signed_url(api: httpx.Client, model_id: str, size: int) -> str:
+    model = {
+        "kind": "HF_PEFT_ADDON",
+        "peftDetails": {
+            "baseModel": "accounts/fireworks/models/llama-v3p1-8b-instruct",
+            "r": 8,
+            "targetModules": ["q_proj", "v_proj"],
+        },
+    }
+    made = api.post(f"/v1/accounts/{ACCOUNT}/models", json={"modelId": model_id, "model": model})
+    made.raise_for_status()
+    answer = api.post(
+        f"/v1/accounts/{ACCOUNT}/models/{model_id}:getUploadEndpoint",
+        json={"filenameToSize": {NAME: str(size)}},
+    )
+    answer.raise_for_status()
+    return str(answer.json()["filenameToSignedUrls"][NAME])
+
+
+def run(tmp: Path, quick: bool) -> list[Figure]:
+    size = (64 if quick else 256) * 1 << 20
+    runs = 3 if quick else 5
+    source = tmp / NAME
+    write_safetensors(source, size, sparse=False)
+    expected = "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    drop_into_page_cache([source])
+    say(f"  one file of {size >> 20} MiB, {runs} uploads each way")
+    peaks: list[float] = []
+    with SandboxProcess(tmp / "signed-sandbox") as sandbox:
+        root = sandbox.base_url.removesuffix("/client/v4") + "/fireworks"
+        headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+        counter = itertools.count()
+        with httpx.Client(base_url=root, headers=headers, timeout=60) as api:
+
+            def ours() -> float:
+                url = _signed_url(api, f"ours-{next(counter)}", size)
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.signed_child", url, str(source)],
+                    cwd=ROOT, check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                result = json.loads(out.stdout)
+                assert (result["sha256"], result["size"]) == (expected, size)
+                peaks.append((result["peak_kib"] - result["rss_before_kib"]) / 1024)
+                return float(result["seconds"])
+
+            def curl() -> float:
+                url = _signed_url(api, f"curl-{next(counter)}", size)
+                out = subprocess.run(
+                    [CURL, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                     "-T", str(source), "-H", "Content-Type: application/octet-stream",
+                     "-H", f"X-Goog-Content-Length-Range: {size},{size}", "-H", "Expect:",
+                     url],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                code, seconds = out.stdout.split()
+                assert code == "200", out.stdout
+                return float(seconds)
+
+            curl_times, our_times = alternate(runs, curl, ours)
+    say(f"  curl -T: {spread(curl_times)}; reconciler: {spread(our_times)}")
+    ratio = min(curl_times) / min(our_times)
+    return [
+        Figure(
+            "signed",
+            f"PUT {size >> 20} MiB to a signed URL: throughput (MB/s)",
+            size / min(our_times) / 1e6,
+            "MB/s",
+            size / min(curl_times) / 1e6,
+            "curl -T",
+            ratio,
+            ">= 0.80",
+            ratio >= 0.80,
+        ),
+        Figure(
+            "signed",
+            f"PUT {size >> 20} MiB: peak memory over baseline (MB)",
+            max(peaks),
+            "MB",
+            None,
+            "",
+            None,
+            f"< {MEMORY_GOAL_MB:.0f} MB",
+            max(peaks) < MEMORY_GOAL_MB,
+        ),
+    ]
