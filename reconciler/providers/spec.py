@@ -66,3 +66,13 @@ class ProviderSpec:
             return (self.dataset_asset,)
         data = self.published() if self.published is not None else {}
         return tuple(data.get("required_files", ()))
+
+
+def shipped_json(package: str, name: str = "limits.json") -> Mapping[str, Any]:
+    """A data file shipped in a provider's package (its published limits or catalogue
+    snapshot), read at first use: not on the command line's start-up."""
+    import json
+    from importlib import resources
+
+    data: dict[str, Any] = json.loads(resources.files(package).joinpath(name).read_text("utf-8"))
+    return data

@@ -3,7 +3,6 @@ model in one account; the fields a plan compares are model, description and publ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from reconciler.config.items import (
     check_patterns,
 )
 from reconciler.providers.cloudflare.env import ACCOUNT_ENV
+from reconciler.providers.spec import shipped_json
 
 ACCOUNT = AccountRule(
     variable=ACCOUNT_ENV,
@@ -34,11 +34,7 @@ if TYPE_CHECKING:
 @cache
 def published() -> Mapping[str, Any]:
     """Cloudflare's published limits and LoRA models, a dated snapshot (limits.json)."""
-    from importlib import resources  # at first use: not on the command line's start-up
-
-    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return shipped_json(__package__)
 
 
 class CloudflareItems:

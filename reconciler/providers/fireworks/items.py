@@ -20,7 +20,6 @@ Fireworks' own checks (checks.py), with providers.fireworks.limits on top.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -35,6 +34,7 @@ from reconciler.config.items import (
     check_patterns,
 )
 from reconciler.providers.fireworks.env import ACCOUNT_ENV
+from reconciler.providers.spec import shipped_json
 
 if TYPE_CHECKING:  # the checks, safetensors and YAML load with a config, not at start-up
     from reconciler.adapters.preflight import Limits
@@ -54,11 +54,7 @@ CONTENT = "content"
 @cache
 def published() -> Mapping[str, Any]:
     """Fireworks' published limits, as shipped beside this module (limits.json)."""
-    from importlib import resources  # at first use: not on the command line's start-up
-
-    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return shipped_json(__package__)
 
 
 class FireworksItems:

@@ -5,7 +5,6 @@ superseded name is unloaded once the new one is current (keep: 1 unless the conf
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from reconciler.config.items import (
     adapter_checks,
     check_patterns,
 )
+from reconciler.providers.spec import shipped_json
 
 if TYPE_CHECKING:
     from reconciler.adapters.preflight import Limits
@@ -29,11 +29,8 @@ DEFAULT_MAX_LORA_RANK = 16  # vLLM's --max-lora-rank default
 
 @cache
 def published() -> Mapping[str, Any]:
-    from importlib import resources  # at first use: not on the command line's start-up
-
-    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    """What an adapter for a vLLM fleet is checked against (limits.json)."""
+    return shipped_json(__package__)
 
 
 class VllmItems:
