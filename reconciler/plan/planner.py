@@ -215,13 +215,17 @@ def _base_model(
     """The base model against the account's catalogue: a create on a base that takes no
     adapter is blocked before anything is sent; a deprecation is a warning on every plan."""
     notes = list(change.warnings)
-    if change.action in (Action.CREATE, Action.UPLOAD):
+    # a model the config changed is checked as a new one would be: a typo is a typo whether
+    # the finetune exists or not, and is said before any "cannot be changed" of the provider
+    moved = any(f.field == "model" for f in change.fields)
+    if change.action in (Action.CREATE, Action.UPLOAD) or moved:
         declared = limits.declared_models if limits is not None else frozenset()
         provider = limits.provider if limits is not None else d.provider
         problem = base_problem(d.model, catalogue, declared, quantized_hint(d.model), provider)
-        if problem is not None and change.action is Action.CREATE:
+        if problem is not None and (change.action is Action.CREATE or moved):
+            kept = change.fields if moved else ()
             return replace(
-                change, action=Action.BLOCKED, reason=problem, steps=(), fields=(), assets=()
+                change, action=Action.BLOCKED, reason=problem, steps=(), fields=kept, assets=()
             )
         if problem is None and limits is not None and limits.lora_models.get(d.model) is None:
             notes.append(
