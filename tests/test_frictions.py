@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import Cli
 
 from reconciler.sandbox.server import SandboxServer
@@ -21,3 +22,32 @@ def test_a_model_typo_on_an_existing_finetune_is_named_a_typo(
     assert "did you mean @cf/google/gemma-2b-it-lora?" in planned.output
     assert "versioning: content" not in planned.output
     assert "deprecated" not in planned.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="friction 2: needs the lockfile to keep what reconciler created and could not "
+    "delete (state/lockfile.py, apply/steps.py forget), not this helper's files",
+)
+def test_a_finetune_reconciler_renamed_on_cloudflare_is_a_leftover_not_drift(
+    cli: Cli, cf_env: SandboxServer, project: Path
+) -> None:
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    project.write_text(project.read_text().replace("faq-bot-v1", "faq-bot-v2"))
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    drift = cli("drift", "-c", project)
+    assert drift.exit_code == 0, drift.output
+    assert "faq-bot-v1" in drift.output
+
+
+def test_a_lock_made_with_sandbox_is_said_at_once_against_a_real_endpoint(
+    cli: Cli, cf_env: SandboxServer, project: Path
+) -> None:
+    """Before: plan and drift listed (and retried) the real API first; now nothing is sent."""
+    assert cli("apply", "-c", project, "--sandbox", "--auto-approve").exit_code == 0
+    for command in ("plan", "drift", "list"):
+        result = cli(command, "-c", project)
+        assert result.exit_code == 1, (command, result.output)
+        assert "made against sandbox" in result.stderr, (command, result.output)
+        assert "add --sandbox" in result.stderr
+    assert cf_env.request_log == []

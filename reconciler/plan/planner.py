@@ -61,7 +61,7 @@ def build(
 ) -> Plan:
     """`catalogues`: each account's model catalogue, where its provider serves one; `today`
     (an ISO date) tells a past deprecation from a planned one."""
-    _check_endpoints(desired, recorded, endpoints)
+    check_endpoints(desired, recorded, endpoints)
     clashes = _name_clashes(desired, recorded, digests)
     changes: list[Change] = []
     for d in desired.finetunes:
@@ -187,7 +187,9 @@ def _unmanaged(
     return found
 
 
-def _check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str, str]) -> None:
+def check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str, str]) -> None:
+    """Refuse a run whose endpoint is not the one the lockfile's records were made with; the
+    session calls it before any request, so a sandbox lock never meets a real API."""
     for provider in sorted({d.provider for d in desired.finetunes} | set(recorded.endpoints)):
         was, now = recorded.endpoints.get(provider), endpoints.get(provider)
         if was and now and was != now:

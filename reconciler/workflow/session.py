@@ -153,11 +153,20 @@ def observe_all(
 ) -> Observed:
     """Every account the config or the lockfile names (of a provider that is open), listed
     once: what drift and `list` compare against."""
+    _same_endpoints(desired, recorded, providers)
     accounts: dict[str, set[str]] = {p: set(a) for p, a in desired.accounts.items()}
     for f in recorded.finetunes.values():
         if f.provider in providers:
             accounts.setdefault(f.provider, set()).add(f.account)
     return read_observed({p: tuple(sorted(a)) for p, a in accounts.items()}, providers)
+
+
+def _same_endpoints(
+    desired: Desired, recorded: Recorded, providers: Mapping[str, Provider]
+) -> None:
+    """Said before any request: a lockfile made against the sandbox (or another base URL)
+    would otherwise first meet the real API, and its retries, then the refusal."""
+    plan_mod.check_endpoints(desired, recorded, {n: p.endpoint for n, p in providers.items()})
 
 
 def make_plan(
@@ -182,6 +191,7 @@ def make_plan(
     hashing = assets.start_digest_all((a for d in desired.finetunes for a in d.assets), cache)
     try:
         recorded = lockfile.read_lock(project.lockfile, cache)
+        _same_endpoints(desired, recorded, providers)
         found, notes = _catalogues(project, env, desired, providers, refresh_catalogue)
         observed = read_observed(desired.accounts, providers)
         # remote adapters (hf:, files:): digests from metadata, checks from headers
