@@ -51,3 +51,18 @@ def test_a_lock_made_with_sandbox_is_said_at_once_against_a_real_endpoint(
         assert "made against sandbox" in result.stderr, (command, result.output)
         assert "add --sandbox" in result.stderr
     assert cf_env.request_log == []
+
+
+def test_the_saved_plan_hint_of_a_sandbox_plan_says_sandbox(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(project.parent)
+    planned = cli("plan", "-c", project, "--sandbox", "-o", "tf.plan")
+    assert planned.exit_code == 0, planned.output
+    hint = "apply exactly it with: reconciler apply --sandbox tf.plan"
+    assert hint in planned.stderr
+    # the hinted command is one that works
+    applied = cli(*hint.split(": ", 1)[1].split()[1:])
+    assert applied.exit_code == 0, applied.output

@@ -84,8 +84,11 @@ def plan(
         sys.exit(EXIT_ERROR)
     if out is not None:
         planfile.save(out, planned.plan, planned.fingerprints, config_path)
+        # the endpoint is part of what was planned: the hint names it, so a copied command works
+        flag = "--sandbox " if sandbox else ""
         click.echo(
-            f"Saved the plan to {out}; apply exactly it with: reconciler apply {out}", err=True
+            f"Saved the plan to {out}; apply exactly it with: reconciler apply {flag}{out}",
+            err=True,
         )
     if planned.outputs_due:
         # on stderr, so that stdout stays the plan alone (one JSON document with --format json)
