@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from conftest import CANARY_TOKEN, ROOT, Cli
 
 from reconciler.sandbox.server import SandboxServer
 
@@ -66,3 +68,47 @@ def test_the_saved_plan_hint_of_a_sandbox_plan_says_sandbox(
     # the hinted command is one that works
     applied = cli(*hint.split(": ", 1)[1].split()[1:])
     assert applied.exit_code == 0, applied.output
+
+
+def test_a_new_version_shows_only_the_files_that_changed(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    assert cli("apply", "-c", versioned, "--auto-approve").exit_code == 0
+    weights = versioned.parent / "adapters/support-v3/adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    planned = cli("plan", "-c", versioned)
+    assert planned.exit_code == 0, planned.output
+    rows = {line.split("=")[0].strip(): line for line in planned.stdout.splitlines() if "=" in line}
+    assert rows['~ asset "adapter_model.safetensors"'].count("sha256:") == 2
+    # the unchanged file is shown as carried over, with no symbol and one digest
+    unchanged = rows['asset "adapter_config.json"']
+    assert unchanged.count("sha256:") == 1 and "->" not in unchanged
+
+
+@pytest.fixture
+def cohere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    with SandboxServer(tmp_path / "remote", tokens=(CANARY_TOKEN,), clock_speed=300) as server:
+        monkeypatch.setenv("CO_API_KEY", CANARY_TOKEN)
+        monkeypatch.setenv("CO_API_URL", server.url)
+        monkeypatch.setenv("RECONCILER_POLL_INTERVAL", "0.02")
+        yield server
+
+
+def test_a_new_cohere_version_shows_no_unset_hyperparameter(
+    cli: Cli, cohere: SandboxServer, tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
+    config = tmp_path / "c" / "finetunes.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
+            "    versioning: content\n",
+        )
+    )
+    assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
+    config.write_text(config.read_text().replace("train_epochs: 1,", "train_epochs: 2,"))
+    planned = cli("plan", "-c", config)
+    assert "train_epochs" in planned.stdout
+    assert "null" not in planned.stdout

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.base.diff import field_changes
+from reconciler.base.diff import field_changes, project
 from reconciler.base.model import (
     AssetDigest,
     DesiredFinetune,
@@ -204,8 +204,9 @@ def _new_version(
         fields = field_changes({}, d.fields)
         assets = tuple(AssetChange(a.name, None, it.local[a.name]) for a in d.assets)
     else:
-        known = dict(current.fields or {})
-        fields = field_changes({k: known.get(k) for k in d.fields}, dict(d.fields))
+        # what the user did not declare (a remote default the lock recorded, e.g. Cohere's
+        # train_batch_size) is no change: compared at every depth, as an update compares
+        fields = field_changes(project(dict(current.fields or {}), d.fields), dict(d.fields))
         assets = tuple(
             AssetChange(a.name, current.assets.get(a.name), it.local[a.name]) for a in d.assets
         )

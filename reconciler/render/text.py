@@ -178,6 +178,8 @@ def _asset_row(a: AssetChange) -> tuple[str, str, str]:
     key = f"asset {quoted(a.name)}"
     if a.before is None:
         return ("+", key, _digest(a.after))
+    if a.before == a.after:  # a new version carries it over: the same bytes, not a change
+        return (" ", key, _digest(a.after))
     return ("~", key, f"{_digest(a.before)} -> {_digest(a.after)}")
 
 
