@@ -262,7 +262,10 @@ def test_apply_wait_that_times_out_says_so(cli: Cli, cohere: SandboxServer, conf
 def test_a_saved_plan_prunes_only_as_it_was_made(
     cli: Cli, cohere: SandboxServer, config: Path, tmp_path: Path
 ) -> None:
-    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    # --wait: training finished before the plans are made, so the remote state they are made
+    # from does not move under them while the test runs (on a loaded machine it did, and the
+    # saved plans were rightly refused as stale)
+    assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
     text = config.read_text()
     config.write_text(
         text[: text.index("  - name: support-chat")] + text[text.index("  - name: legal-rerank") :]
