@@ -112,3 +112,20 @@ def test_a_new_cohere_version_shows_no_unset_hyperparameter(
     planned = cli("plan", "-c", config)
     assert "train_epochs" in planned.stdout
     assert "null" not in planned.stdout
+
+
+def test_validate_reports_a_model_typo_beside_a_key_typo(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef")
+    project.write_text(
+        project.read_text()
+        .replace("    description: Answers", "    descripton: Answers")
+        .replace("@cf/google/gemma-2b-it-lora", TYPO)
+    )
+    result = cli("validate", "-c", project)
+    assert result.exit_code == 1
+    assert "unknown key 'descripton'" in result.stderr
+    assert "(did you mean @cf/google/gemma-2b-it-lora?)" in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if TYPO in x]
+    assert line.startswith(f"{project}:23:12: warning: finetune 'faq-bot-v1': model {TYPO}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.common import color_on, handle_errors, painted
+from reconciler.cli.common import color_on, fail, handle_errors, painted
 from reconciler.cli.options import config_option
 
 
@@ -34,7 +34,19 @@ def validate(config_path: Path) -> None:
     unset = [v for v in account_variables() if not env.get(v)]
     for variable in unset:
         env[variable] = DEFAULT_ACCOUNT_ID
-    desired = load(config_path, env, kinds=item_kinds())
+    from reconciler.base.errors import ConfigError
+    from reconciler.cli.model_notes import model_warnings
+
+    try:
+        desired = load(config_path, env, kinds=item_kinds())
+    except ConfigError as exc:
+        # every problem at once: a model typo is said beside a key typo, not after its fix
+        # (after the errors, before their count: the first line stays the first error)
+        notes = model_warnings(config_path, item_kinds())
+        if not notes:
+            raise
+        *errors, tally = str(exc).split("\n")
+        fail("\n".join([*errors, *notes, tally]), exc.exit_code)
     for note in desired.warnings:
         click.echo(painted(note), err=True, color=color_on(sys.stderr))
     # said only where the config took the account from the variable (it may name one itself)
