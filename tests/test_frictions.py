@@ -129,3 +129,16 @@ def test_validate_reports_a_model_typo_beside_a_key_typo(
     assert "(did you mean @cf/google/gemma-2b-it-lora?)" in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if TYPO in x]
     assert line.startswith(f"{project}:23:12: warning: finetune 'faq-bot-v1': model {TYPO}")
+
+
+def test_keep_on_cloudflare_is_said_by_validate_at_its_line(
+    cli: Cli, versioned: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef")
+    versioned.write_text(
+        versioned.read_text().replace("    public: false\n", "    public: false\n    keep: 2\n", 1)
+    )
+    line = versioned.read_text().splitlines().index("    keep: 2") + 1
+    result = cli("validate", "-c", versioned)
+    assert f"{versioned}:{line}:11: warning: finetune 'support-bot-v3': keep: 2 " in result.stderr
+    assert "cloudflare cannot delete a finetune" in result.stderr
