@@ -106,7 +106,7 @@ class ApplyView:
                         if other.task is not None:
                             self._progress.update(other.task, description=self._label(other))
                 running.task = self._progress.add_task(
-                    self._label(running), total=size if upload else None
+                    self._label(running), total=size if upload else None, moved=running.began
                 )
         if self._progress is None:
             if upload:
@@ -124,9 +124,11 @@ class ApplyView:
             running = self._running.get((name, step))
             if running is None:
                 return
+            moved = done != running.done
             running.done = done
             if self._progress is not None and running.task is not None:
-                self._progress.update(running.task, completed=done, total=total)
+                extra = {"moved": time.monotonic()} if moved else {}
+                self._progress.update(running.task, completed=done, total=total, **extra)
 
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -309,7 +311,7 @@ def _live_progress(color: bool) -> Any:
 
     class Rate(ProgressColumn):
         def render(self, task: Task) -> Text:
-            if task.total is None or not task.speed:
+            if task.total is None or not task.speed or _stalled(task) is not None:
                 return Text("")
             return Text(human_rate(task.speed), style="progress.data.speed")
 
@@ -320,6 +322,9 @@ def _live_progress(color: bool) -> Any:
                 return Text("")
             if task.completed >= task.total:  # all sent: the API has yet to answer
                 return Text("waiting for the answer", style="progress.remaining")
+            quiet = _stalled(task)
+            if quiet is not None:  # rich would go on showing the last rate and time left
+                return Text(f"stalled for {human_duration(quiet)}", style="progress.remaining")
             if left is None:
                 return Text("")
             return Text(f"{human_duration(left)} left", style="progress.remaining")
@@ -335,3 +340,16 @@ def _live_progress(color: bool) -> Any:
         transient=True,
         speed_estimate_period=5.0,
     )
+
+
+STALLED_AFTER = 2.0  # seconds without a byte sent before a bar says it is stalled
+
+
+def _stalled(task: Any) -> float | None:
+    """How long an unfinished upload has sent nothing, once that is STALLED_AFTER or more;
+    None while bytes move (the rate and time left then say how fast)."""
+    moved = task.fields.get("moved")
+    if task.total is None or task.completed >= task.total or not isinstance(moved, float):
+        return None
+    quiet = time.monotonic() - moved
+    return quiet if quiet >= STALLED_AFTER else None

@@ -1,0 +1,26 @@
+"""Frictions of issue 21 that are about the terminal, in a real pseudo-terminal (pexpect)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from test_terminal_pty import ANSI, BIG, big_safetensors, finish, slow, spawn
+
+from reconciler.sandbox.server import SandboxServer
+
+__all__ = ["slow"]  # the fixture, used by name
+
+
+def test_an_upload_the_server_stalls_says_stalled_not_its_last_rate(
+    slow: SandboxServer, project: Path
+) -> None:
+    """The throttled sandbox sleeps 3 s before reading an upload: the client's bytes stop once
+    the socket's buffers are full. Before: the bar kept its last rate and time left."""
+    big_safetensors(project.parent / "adapters" / "support-v3" / "adapter_model.safetensors", BIG)
+    child = spawn("apply", "-c", project, "--auto-approve", server=slow)
+    child.expect(r"upload adapter_model\.safetensors.*?stalled for \d")
+    output, status = finish(child)
+    assert status == 0, output
+    assert "Apply complete" in ANSI.sub("", output)
+    assert re.search(r"uploaded \(32\.0 MiB", ANSI.sub("", output))
