@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,35 @@ def test_keep_on_cloudflare_is_said_by_validate_at_its_line(
     result = cli("validate", "-c", versioned)
     assert f"{versioned}:{line}:11: warning: finetune 'support-bot-v3': keep: 2 " in result.stderr
     assert "cloudflare cannot delete a finetune" in result.stderr
+
+
+def test_a_changed_base_url_of_the_same_api_is_rebound_by_a_command(
+    cli: Cli, cf_env: SandboxServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    # the same API behind another address (a proxy): here the same sandbox, spelled otherwise
+    proxy = cf_env.cloudflare_base_url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", proxy)
+    refused = cli("plan", "-c", project)
+    assert refused.exit_code == 1
+    assert "reconciler rebind cloudflare" in refused.stderr
+    rebound = cli("rebind", "cloudflare", "-c", project)
+    assert rebound.exit_code == 0, rebound.output
+    assert proxy in rebound.stdout
+    assert json.loads(project.with_suffix(".lock").read_text())["endpoints"] == {
+        "cloudflare": proxy
+    }
+    assert cli("plan", "-c", project, "--detailed-exitcode").exit_code == 0
+
+
+def test_rebind_refuses_an_endpoint_that_does_not_hold_the_lockfile_finetunes(
+    cli: Cli, cf_env: SandboxServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    before = project.with_suffix(".lock").read_bytes()
+    with SandboxServer(project.parent / "other", tokens=(CANARY_TOKEN,)) as other:
+        monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", other.cloudflare_base_url)
+        refused = cli("rebind", "cloudflare", "-c", project)
+    assert refused.exit_code == 1
+    assert "not found at" in refused.stderr
+    assert project.with_suffix(".lock").read_bytes() == before

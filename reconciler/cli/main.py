@@ -19,6 +19,7 @@ from reconciler.cli import (
     listing,
     output,
     plan,
+    rebind,
     sandbox,
     show,
     test,
@@ -55,5 +56,6 @@ main.add_command(drift.drift)
 main.add_command(listing.list_)
 main.add_command(adopt.import_)
 main.add_command(adopt.forget)
+main.add_command(rebind.rebind)
 main.add_command(sandbox.sandbox)
 main.add_command(output.output)

@@ -203,7 +203,9 @@ def check_endpoints(desired: Desired, recorded: Recorded, endpoints: Mapping[str
             raise PlanError(
                 f"the lockfile's {provider} records were made against {was}, but this run talks "
                 f"to {now}. Mixing them would confuse one with the other: use the endpoint the "
-                f"lockfile was made with{how}, or move the lockfile aside to start afresh"
+                f"lockfile was made with{how}, or move the lockfile aside to start afresh "
+                "(if it is the same API at another address, a proxy: `reconciler rebind "
+                f"{provider}` records this one after finding the lockfile's finetunes there)"
             )
 
 

@@ -468,6 +468,40 @@ def _remote_digests(s: Opened, declared: DesiredFinetune) -> Mapping[Path, Asset
     return sources.resolve_all(one, sources.Context(s.env, s.project)).digests
 
 
+def rebind_endpoint(s: Opened, provider: str) -> tuple[str | None, str, int]:
+    """Record this run's endpoint for `provider` in the lockfile: the same API at another
+    address (a proxy, a new base URL). Every finetune the lockfile records there must be
+    found at the new endpoint first, so another API (or account) is never taken for it.
+    Returns the endpoint it was, the one it is now, and how many finetunes were found."""
+    if provider not in s.providers:
+        raise PlanError(f"{provider} is not a provider {s.project.config} uses")
+    lock_path = s.project.lockfile
+    recorded = lockfile.read_lock(lock_path)
+    now = s.providers[provider].endpoint
+    entries = [
+        (f.remote_name or f.name, f.account, f.id, f.provider) for f in recorded.finetunes.values()
+    ]
+    entries += [
+        (v.remote_name, v.account, v.id, v.provider)
+        for vs in recorded.versions.values()
+        for v in vs.values()
+    ]
+    ours = [(name, account, id_) for name, account, id_, p in entries if p == provider and id_]
+    found = {
+        (account, f.id)
+        for account in sorted({account for _, account, _ in ours})
+        for f in s.providers[provider].list_finetunes(account)
+    }
+    missing = [name for name, account, id_ in ours if (account, id_) not in found]
+    if missing:
+        raise PlanError(
+            f"{', '.join(visible(m) for m in missing)} of the lockfile not found at {now}: "
+            "it does not look like the API the lockfile was made against; nothing was changed"
+        )
+    lockfile.save(lock_path, replace(recorded, endpoints={**recorded.endpoints, provider: now}))
+    return recorded.endpoints.get(provider), now, len(ours)
+
+
 def forget_finetune(
     project: Project, env: Mapping[str, str], name: str
 ) -> tuple[LockedFinetune, bool]:
