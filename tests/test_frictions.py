@@ -175,3 +175,32 @@ def test_rebind_refuses_an_endpoint_that_does_not_hold_the_lockfile_finetunes(
     assert refused.exit_code == 1
     assert "not found at" in refused.stderr
     assert project.with_suffix(".lock").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("found", "said"),
+    [
+        ({"CF_API_TOKEN": CANARY_TOKEN}, "CF_API_TOKEN is set"),
+        (
+            {"CLOUDFLARE_API_KEY": CANARY_TOKEN, "CLOUDFLARE_EMAIL": "me@example.com"},
+            "CLOUDFLARE_API_KEY and CLOUDFLARE_EMAIL are set",
+        ),
+    ],
+)
+def test_wranglers_variables_are_named_when_the_token_is_unset(
+    cli: Cli,
+    cf_env: SandboxServer,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    found: dict[str, str],
+    said: str,
+) -> None:
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    for variable, value in found.items():
+        monkeypatch.setenv(variable, value)
+    result = cli("plan", "-c", project)
+    assert result.exit_code == 1
+    assert "CLOUDFLARE_API_TOKEN is not set" in result.stderr
+    assert said in result.stderr
+    assert "me@example.com" not in result.output + result.stderr
+    assert cf_env.request_log == []

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from reconciler.providers.base import Provider
-from reconciler.providers.cloudflare.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV
+from reconciler.providers.cloudflare.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV, found_instead
 from reconciler.providers.cloudflare.items import CloudflareItems, published
 from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
 
@@ -18,8 +18,12 @@ SANDBOX_PREFIX = "/client/v4"  # the sandbox mounts Cloudflare's API where the r
 
 
 def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
+    from reconciler.base.errors import CredentialsError
     from reconciler.providers.cloudflare.api import CloudflareProvider, endpoint_from_env
 
+    instead = found_instead(env)
+    if instead is not None:
+        raise CredentialsError(instead)
     return CloudflareProvider(endpoint_from_env(env, label))
 
 
