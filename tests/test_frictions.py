@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +207,17 @@ def test_wranglers_variables_are_named_when_the_token_is_unset(
     assert said in result.stderr
     assert "me@example.com" not in result.output + result.stderr
     assert cf_env.request_log == []
+
+
+def test_bash_completion_of_show_offers_the_finetune_names(project: Path) -> None:
+    """click's bash script empties its replies at a `file` item: the names must come after it."""
+    script = (
+        'eval "$(_RECONCILER_COMPLETE=bash_source reconciler)"; '
+        'COMP_WORDS=(reconciler show ""); COMP_CWORD=2; _reconciler_completion reconciler; '
+        'echo "[${COMPREPLY[*]}]"'
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=project.parent, env=env, capture_output=True, text=True
+    )
+    assert "[faq-bot-v1 support-bot-v3]" in done.stdout, done.stdout + done.stderr

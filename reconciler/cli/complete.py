@@ -58,8 +58,8 @@ def names(config: bool = True, lock: bool = True, files: bool = False) -> Comple
         path = _config(ctx)
         found = (declared(path) if config else set()) | (recorded(path) if lock else set())
         items = [CompletionItem(n) for n in sorted(found) if n.startswith(incomplete)]
-        if files:
-            items.append(CompletionItem(incomplete, type="file"))
-        return items
+        # first: click's bash script empties the replies at a `file` item (then lets bash
+        # complete paths when nothing else matched), so names after it are kept
+        return [CompletionItem(incomplete, type="file"), *items] if files else items
 
     return complete
