@@ -221,3 +221,16 @@ def test_bash_completion_of_show_offers_the_finetune_names(project: Path) -> Non
         ["bash", "-c", script], cwd=project.parent, env=env, capture_output=True, text=True
     )
     assert "[faq-bot-v1 support-bot-v3]" in done.stdout, done.stdout + done.stderr
+
+
+def test_forget_of_a_name_the_config_declares_warns_without_the_account_variable(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After --sandbox runs CLOUDFLARE_ACCOUNT_ID is unset: the config did not load, and the
+    warning was dropped."""
+    for var in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli("apply", "-c", project, "--sandbox", "--auto-approve").exit_code == 0
+    result = cli("forget", "faq-bot-v1", "-c", project)
+    assert result.exit_code == 0, result.output
+    assert "still declares faq-bot-v1" in result.stderr

@@ -523,9 +523,27 @@ def forget_finetune(
     writer.forget(name)
     try:
         declared = any(d.name == name for d in registry.load_config(project.config, env).finetunes)
-    except ReconcilerError:
-        declared = False  # forgetting needs no valid config; the warning is a courtesy
+    except ReconcilerError:  # forgetting needs no valid config; the warning is a courtesy
+        declared = name in _names_as_written(project.config)
     return entry, declared
+
+
+def _names_as_written(config: Path) -> set[str]:
+    """The finetune names a config that does not load names (an unset account variable
+    after --sandbox runs, a typo elsewhere): read as written, bounded as the loader reads."""
+    from reconciler.config.loader import MAX_CONFIG_BYTES
+    from reconciler.config.yamlsource import parse, read_text
+
+    try:
+        text, _ = read_text(config, str(config), MAX_CONFIG_BYTES)
+    except ReconcilerError:
+        return set()
+    source, _ = parse(text, str(config))
+    data = source.data if source is not None else None
+    items = data.get("finetunes") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return set()
+    return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
 
 
 def describe(s: Opened, name: str) -> tuple[LockedFinetune | None, RemoteFinetune | None, History]:
