@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -234,3 +235,24 @@ def test_forget_of_a_name_the_config_declares_warns_without_the_account_variable
     result = cli("forget", "faq-bot-v1", "-c", project)
     assert result.exit_code == 0, result.output
     assert "still declares faq-bot-v1" in result.stderr
+
+
+def test_the_keep_delete_plan_names_the_version_it_deletes(
+    cli: Cli, cohere: SandboxServer, tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
+    config = tmp_path / "c" / "finetunes.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
+            "    versioning: content\n    keep: 1\n",
+        )
+    )
+    assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
+    first = json.loads(cli("output", "-c", config).stdout)["support-chat"]["name"]
+    config.write_text(config.read_text().replace("train_epochs: 1,", "train_epochs: 2,"))
+    assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
+    cleanup = cli("plan", "-c", config)
+    assert f"# support-chat will be deleted: {first}: a version of support-chat" in cleanup.stdout
+    assert re.search(rf'- version +\= "{first}"', cleanup.stdout), cleanup.stdout

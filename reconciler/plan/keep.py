@@ -41,10 +41,10 @@ def surplus(
             d.provider,
             d.account,
             Action.DELETE,
-            f"a version of {d.name} older than the {d.keep} kept (keep: {d.keep})"
+            f"{v.remote_name}: a version of {d.name} older than the {d.keep} kept (keep: {d.keep})"
             if v.state == "retired"
-            else f"a version of {d.name} whose checks failed (keep: {d.keep} keeps only "
-            "versions that served)",
+            else f"{v.remote_name}: a version of {d.name} whose checks failed (keep: {d.keep} "
+            "keeps only versions that served)",
             remote_id=v.id,
             steps=(Step(StepKind.DELETE),),
             version=v.version,
@@ -101,7 +101,8 @@ def superseded(
             d.provider,
             d.account,
             Action.DELETE,
-            f"superseded by {change.remote_name}: a version beyond the {d.keep} kept "
+            f"{v.remote_name}, superseded by {change.remote_name}: a version beyond the "
+            f"{d.keep} kept "
             f"(keep: {d.keep}), deleted once the new one is current",
             remote_id=v.id,
             steps=(Step(StepKind.DELETE),),

@@ -143,6 +143,8 @@ def _block(c: Change, paint: object) -> list[str]:
         rows += [("~", visible(f.field), _field_change(f)) for f in c.fields]
     if transition is not None:
         rows.insert(0, ("~" if c.supersedes else "+", "version", transition))
+    elif c.action is Action.DELETE and c.version is not None and c.remote_name is not None:
+        rows.insert(0, ("-", "version", _value(c.remote_name)))  # which one of the finetune
     rows += [_asset_row(a) for a in c.assets]
     width = max((len(k) for _, k, _ in rows), default=0)
     for s, key, value in rows:
