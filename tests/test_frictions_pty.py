@@ -24,3 +24,21 @@ def test_an_upload_the_server_stalls_says_stalled_not_its_last_rate(
     assert status == 0, output
     assert "Apply complete" in ANSI.sub("", output)
     assert re.search(r"uploaded \(32\.0 MiB", ANSI.sub("", output))
+
+
+def test_ctrl_c_during_the_last_upload_exits_130_though_everything_finished(
+    slow: SandboxServer, project: Path
+) -> None:
+    """Before: every step under way finished, so the apply said "Apply complete", exit 0."""
+    text = project.read_text()
+    project.write_text(text[: text.index("  - name: faq-bot-v1")])  # one finetune: 3 steps
+    child = spawn("apply", "-c", project, "--auto-approve", server=slow, NO_COLOR="1")
+    child.expect(r"upload adapter_model\.safetensors")  # the last step, in flight
+    child.sendintr()
+    child.expect(r"Interrupted: finishing what is in flight", timeout=2)
+    output, status = finish(child)
+    text = ANSI.sub("", output)
+    assert status == 130, text
+    assert "upload adapter_model.safetensors: uploaded" in text
+    assert "Apply complete" not in text
+    assert "Apply interrupted: 1 created, 2 uploaded, 0 forgotten; nothing was left" in text

@@ -144,8 +144,8 @@ def apply(
         planned = _shown(planned, planfile, saved, prune, color)
         if not _go_ahead(planned, ask=saved is None and not auto_approve):
             return
-        result = _carry_out(planned, providers, parallelism, skip_checks, color)
-        _report(planned, result, skip_checks, color)
+        result, interrupted = _carry_out(planned, providers, parallelism, skip_checks, color)
+        _report(planned, result, skip_checks, color, interrupted)
         if wait:
             _wait(planned, providers, wait_timeout)
         if run_tests:
@@ -204,15 +204,15 @@ def _carry_out(
     parallelism: int,
     skip_checks: bool,
     color: bool,
-) -> Result:
-    """Apply, drawing each step's progress (live on a terminal)."""
+) -> tuple[Result, bool]:
+    """Apply, drawing each step's progress (live on a terminal); and whether Ctrl-C came."""
     from reconciler.workflow.session import apply as run_apply
 
     click.echo("")
     from reconciler.cli.progress import ApplyView, terminal
 
     with ApplyView(live=terminal(sys.stdout), color=color) as view:
-        return view.run(
+        result = view.run(
             lambda: run_apply(
                 planned,
                 providers,
@@ -222,11 +222,15 @@ def _carry_out(
                 events=view,
             )
         )
+        return result, view.stopping()
 
 
-def _report(planned: Planned, result: Result, skip_checks: bool, color: bool) -> None:
+def _report(
+    planned: Planned, result: Result, skip_checks: bool, color: bool, interrupted: bool = False
+) -> None:
     """What the apply did, with the checks the promotion gate ran (or a warning that none did);
-    exits 130 if it was interrupted, 1 if a step failed."""
+    exits 130 if it was interrupted (even where every step under way then finished), 1 if a
+    step failed."""
     from reconciler.render import text
 
     click.echo("")
@@ -239,8 +243,8 @@ def _report(planned: Planned, result: Result, skip_checks: bool, color: bool) ->
         from reconciler.render import checks as render_checks
 
         click.echo(render_checks.results(result.checks), nl=False)
-    click.echo(text.render_result(result, color), color=color)
-    if result.not_started:
+    click.echo(text.render_result(result, color, interrupted), color=color)
+    if result.not_started or interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if result.failed:
         sys.exit(EXIT_ERROR)

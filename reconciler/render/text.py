@@ -194,7 +194,7 @@ def render_outcome(o: Outcome, color: bool = False, took: str = "") -> str:
     return text
 
 
-def render_result(result: Result, color: bool = False) -> str:
+def render_result(result: Result, color: bool = False, interrupted: bool = False) -> str:
     done = [o for o in result.outcomes if o.ok]
     counts = {
         "created": sum(1 for o in done if o.step == "create"),
@@ -213,6 +213,12 @@ def render_result(result: Result, color: bool = False) -> str:
             f"Apply interrupted: {tally}{failed}; {stopped} finetune"
             f"{'s' if stopped != 1 else ''} not finished. The lockfile records every step that "
             "finished: run apply again to finish."
+        )
+        return click.style(text, fg="yellow", bold=True) if color else text
+    if interrupted and not result.failed:  # Ctrl-C came as the last steps were under way
+        text = (
+            f"Apply interrupted: {tally}; nothing was left undone: every step under way when "
+            "it came had finished."
         )
         return click.style(text, fg="yellow", bold=True) if color else text
     if not result.failed:
