@@ -256,3 +256,13 @@ def test_the_keep_delete_plan_names_the_version_it_deletes(
     cleanup = cli("plan", "-c", config)
     assert f"# support-chat will be deleted: {first}: a version of support-chat" in cleanup.stdout
     assert re.search(rf'- version +\= "{first}"', cleanup.stdout), cleanup.stdout
+
+
+def test_drift_suggests_import_for_an_unmanaged_finetune_the_config_declares(
+    cli: Cli, cf_env: SandboxServer, project: Path
+) -> None:
+    assert cli("apply", "-c", project, "--auto-approve").exit_code == 0
+    assert cli("forget", "faq-bot-v1", "-c", project).exit_code == 0
+    drift = cli("drift", "-c", project)
+    assert drift.exit_code == 2
+    assert "`reconciler import faq-bot-v1` adopts it" in drift.stdout

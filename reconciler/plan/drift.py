@@ -38,12 +38,14 @@ def detect(
     observed: Observed,
     accounts: Mapping[str, tuple[str, ...]],
     ignore: Mapping[str, tuple[str, ...]] | None = None,
+    declared: frozenset[str] = frozenset(),
 ) -> tuple[Drift, ...]:
-    """`ignore`: provider -> names or globs of finetunes made by hand and meant to stay."""
+    """`ignore`: provider -> names or globs of finetunes made by hand and meant to stay;
+    `declared`: the config's names, whose unmanaged namesakes `reconciler import` adopts."""
     return (
         *_of_finetunes(recorded, observed),
         *_of_versions(recorded, observed),
-        *_unmanaged(recorded, observed, accounts, ignore or {}),
+        *_unmanaged(recorded, observed, accounts, ignore or {}, declared),
     )
 
 
@@ -130,6 +132,7 @@ def _unmanaged(
     observed: Observed,
     accounts: Mapping[str, tuple[str, ...]],
     ignore: Mapping[str, tuple[str, ...]],
+    declared: frozenset[str] = frozenset(),
 ) -> list[Drift]:
     """In a managed account, recorded neither as a finetune nor as a version, nor ignored."""
     known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()} | {
@@ -149,7 +152,12 @@ def _unmanaged(
                             provider,
                             account,
                             r.id,
-                            "in the account but not in the lockfile",
+                            "in the account but not in the lockfile"
+                            + (
+                                f"; declared in the config: `reconciler import {r.name}` adopts it"
+                                if r.name in declared
+                                else ""
+                            ),
                         )
                     )
     return found

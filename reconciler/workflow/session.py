@@ -355,7 +355,8 @@ def detect_drift(
     desired = desired or registry.load_config(project.config, env)
     recorded = lockfile.read_lock(project.lockfile)
     observed = observe_all(desired, recorded, providers)
-    return drift.detect(recorded, observed, desired.accounts, desired.ignore)
+    names = frozenset(d.name for d in desired.finetunes)
+    return drift.detect(recorded, observed, desired.accounts, desired.ignore, names)
 
 
 def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
