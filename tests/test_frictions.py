@@ -266,3 +266,13 @@ def test_drift_suggests_import_for_an_unmanaged_finetune_the_config_declares(
     drift = cli("drift", "-c", project)
     assert drift.exit_code == 2
     assert "`reconciler import faq-bot-v1` adopts it" in drift.stdout
+
+
+def test_apply_says_which_outputs_files_it_wrote(
+    cli: Cli, cf_env: SandboxServer, versioned: Path
+) -> None:
+    applied = cli("apply", "-c", versioned, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert "Wrote worker/loras.json, worker/loras.env (outputs:)." in applied.stderr
+    again = cli("apply", "-c", versioned, "--auto-approve")
+    assert "Wrote" not in again.stderr  # unchanged files are left alone, and not named

@@ -211,6 +211,7 @@ def _carry_out(
     click.echo("")
     from reconciler.cli.progress import ApplyView, terminal
 
+    written: list[Path] = []
     with ApplyView(live=terminal(sys.stdout), color=color) as view:
         result = view.run(
             lambda: run_apply(
@@ -220,9 +221,16 @@ def _carry_out(
                 parallelism=parallelism,
                 skip_checks=skip_checks,
                 events=view,
+                wrote=written.extend,
             )
         )
-        return result, view.stopping()
+    if written:  # on stderr, as plan's "Outputs ... would write": stdout stays the steps
+        root = planned.project.root
+        shown = ", ".join(
+            str(p.relative_to(root) if p.is_relative_to(root) else p) for p in written
+        )
+        click.echo(f"Wrote {visible(shown)} (outputs:).", err=True)
+    return result, view.stopping()
 
 
 def _report(

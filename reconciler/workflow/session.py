@@ -284,10 +284,12 @@ def apply(
     parallelism: int = 4,
     skip_checks: bool = False,
     events: apply_mod.Events | None = None,
+    wrote: Callable[[list[Path]], None] | None = None,
 ) -> apply_mod.Result:
     """Carry the plan out. A versioned change with checks becomes current only when its checks
     pass against the version it made (the promotion gate), unless `skip_checks`. Afterwards the
-    config's `outputs:` files are written where what is current changed."""
+    config's `outputs:` files are written where what is current changed (`wrote` is told
+    which, for the command to say)."""
     writer = lockfile.LockWriter(planned.lock_path, planned.recorded)
     gate = None if skip_checks else _gate(providers)
     result = apply_mod.run(
@@ -300,7 +302,9 @@ def apply(
         events=events,
         stage=planned.fetcher.stage if planned.fetcher else None,
     )
-    write_outputs(planned, writer.current)
+    written = write_outputs(planned, writer.current)
+    if wrote is not None and written:
+        wrote(written)
     return result
 
 
