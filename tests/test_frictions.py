@@ -276,3 +276,17 @@ def test_apply_says_which_outputs_files_it_wrote(
     assert "Wrote worker/loras.json, worker/loras.env (outputs:)." in applied.stderr
     again = cli("apply", "-c", versioned, "--auto-approve")
     assert "Wrote" not in again.stderr  # unchanged files are left alone, and not named
+
+
+def test_show_name_lists_the_versions(cli: Cli, cf_env: SandboxServer, versioned: Path) -> None:
+    assert cli("apply", "-c", versioned, "--auto-approve").exit_code == 0
+    first = json.loads(cli("output", "-c", versioned).stdout)["support-bot-v3"]["name"]
+    weights = versioned.parent / "adapters/support-v3/adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    assert cli("apply", "-c", versioned, "--auto-approve").exit_code == 0
+    second = json.loads(cli("output", "-c", versioned).stdout)["support-bot-v3"]["name"]
+    shown = cli("show", "support-bot-v3", "-c", versioned)
+    assert shown.exit_code == 0, shown.output
+    assert f"  current version: {second}" in shown.stdout
+    assert re.search(rf"^    {first} +retired", shown.stdout, re.M), shown.stdout

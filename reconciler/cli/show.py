@@ -31,8 +31,10 @@ def show(target: str, config_path: Path, fmt: str, sandbox: bool) -> None:
         return
     from reconciler.project import Project
     from reconciler.render import history
+    from reconciler.state import lockfile
     from reconciler.workflow.session import describe
 
     with opened(Project.at(config_path), sandbox) as s:
         locked, remote, events = describe(s, target)
-    click.echo(history.render(target, locked, remote, events), nl=False)
+        versions = lockfile.read_lock(s.project.lockfile).versions.get(target, {})
+    click.echo(history.render(target, locked, remote, events, versions), nl=False)

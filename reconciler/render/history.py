@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 
-from reconciler.base.model import LockedFinetune, RemoteFinetune
+from reconciler.base.model import LockedFinetune, LockedVersion, RemoteFinetune
 from reconciler.base.untrusted import visible
 from reconciler.providers.base import History, StepMetric
 
@@ -17,9 +18,14 @@ CHART_WIDTH = 60
 
 
 def render(
-    name: str, locked: LockedFinetune | None, remote: RemoteFinetune | None, history: History
+    name: str,
+    locked: LockedFinetune | None,
+    remote: RemoteFinetune | None,
+    history: History,
+    versions: Mapping[str, LockedVersion] | None = None,
 ) -> str:
-    out = [f"finetune {visible(name)}"]
+    """`versions`: the lockfile's other versions of a versioned finetune."""
+    out = [f"finetune {visible(name)}", *_versions(locked, versions or {})]
     if locked is None:
         out.append("  recorded: not in the lockfile")
     else:
@@ -44,6 +50,19 @@ def render(
     if history.metrics:
         out += ["", *chart(history.metrics, _loss_key(history.metrics))]
     return "\n".join(out) + "\n"
+
+
+def _versions(locked: LockedFinetune | None, versions: Mapping[str, LockedVersion]) -> list[str]:
+    """The current version's name, then every other version the lockfile keeps, newest first."""
+    out = []
+    if locked is not None and locked.remote_name and locked.version:
+        out.append(f"  current version: {visible(locked.remote_name)}")
+    if versions:
+        out.append("  other versions:")
+        for v in sorted(versions.values(), key=lambda v: (v.created_at or "", v.version))[::-1]:
+            made = f"  made {visible(v.created_at)}" if v.created_at else ""
+            out.append(f"    {visible(v.remote_name)}  {visible(v.state)}{made}")
+    return out
 
 
 LOSS_KEYS = ("loss", "cross_entropy", "train_loss")  # Cohere reports the loss as cross_entropy
