@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from reconciler.sandbox.common.bodies import parse_json
 from reconciler.sandbox.fireworks.errors import invalid
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def read_json(environ: WSGIEnvironment) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = parse_json(raw)  # bounded depth; NaN and lone surrogates refused
     except (UnicodeDecodeError, ValueError) as exc:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wsgi import get_input_stream
 
+from reconciler.sandbox.common.bodies import parse_json
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -116,7 +118,7 @@ def json_body(environ: WSGIEnvironment) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise error(413, "BadRequestError", "The request body is too large for the sandbox.")
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)  # bounded depth; NaN and lone surrogates refused
     except (ValueError, UnicodeDecodeError) as exc:
         where = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
