@@ -102,7 +102,9 @@ def test_a_wrong_sha256_is_refused_and_nothing_is_created(
     )
     planned = cli("plan", "-c", config)
     assert planned.exit_code == 1
-    assert f"not the declared {wrong[:12]}" in planned.stderr
+    # both digests whole, to compare with what sha256sum prints (issue 21, friction 13)
+    assert f"not the declared {wrong}:" in planned.stderr
+    assert f"has sha256 {sha256(ADAPTER / CONFIG).removeprefix('sha256:')}," in planned.stderr
     assert creates(cf_env) == 0
 
 

@@ -176,7 +176,7 @@ class UrlSource(Fetched):
         if sha != self._hex(name):
             return {
                 "error": f"the content at {shown(self.files[name].location)} has sha256 "
-                f"{sha[:12]}…, not the declared {self._hex(name)[:12]}…: fix the sha256 "
+                f"{sha}, not the declared {self._hex(name)}: fix the sha256 "
                 "in the config, or the file"
             }
         found = parse_config(raw)
