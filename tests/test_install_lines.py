@@ -108,7 +108,7 @@ def test_ci_builds_the_docs_and_the_distributions_then_ends_with_the_tests() -> 
     # it still ends with the README's tests and the architecture contracts
     commands = [line for line in ci.splitlines() if line and not line.startswith("#")]
     assert commands[-1].startswith(".venv/bin/lint-imports")
-    assert commands[-3] == order[4]
+    assert commands[-2] == order[4]
 
 
 def test_the_docs_home_page_shows_the_same_two_lines() -> None:
