@@ -7,19 +7,12 @@ from pathlib import Path
 import click
 
 from reconciler.cli.common import color_on, handle_errors, opened
-from reconciler.cli.options import config_option, sandbox_option
+from reconciler.cli.options import config_option, sandbox_option, table_or_json_option
 
 
 @click.command(name="list")
 @config_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON (format_version 1) for machines.",
-)
+@table_or_json_option("A table for people, or JSON (format_version 1) for machines.")
 @sandbox_option
 @handle_errors
 def list_(config_path: Path, fmt: str, sandbox: bool) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from reconciler.cli.complete import names
 from reconciler.project import STATE_DIR
 from reconciler.render import FORMATS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 config_option = click.option(
     "-c",
@@ -128,4 +132,16 @@ def no_color_param() -> click.Option:
         expose_value=False,
         callback=no_color_callback,
         help=NO_COLOR_HELP,
+    )
+
+
+def table_or_json_option(help: str) -> Callable[[F], F]:
+    """--format table|json, for the commands that list things (list, public)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help,
     )

@@ -11,7 +11,7 @@ import click
 
 from reconciler.base.errors import PlanError
 from reconciler.cli.common import handle_errors, opened
-from reconciler.cli.options import config_option, sandbox_option
+from reconciler.cli.options import config_option, sandbox_option, table_or_json_option
 from reconciler.project import Project
 from reconciler.providers.cloudflare.env import ACCOUNT_ENV
 
@@ -31,14 +31,7 @@ PROVIDER = "cloudflare"
     show_default=True,
     help="How many to fetch per request; every page is read.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, or JSON.",
-)
+@table_or_json_option("A table for people, or JSON.")
 @sandbox_option
 @handle_errors
 def public(
