@@ -95,8 +95,11 @@ def test_removed_finetune_is_forgotten_not_deleted(
         "support-bot-v3"
     ]
     after = cli("plan", "-c", project, "--detailed-exitcode")
-    assert after.exit_code == 0  # still in the account, now reported as unmanaged
-    assert '? finetune "faq-bot-v1"' in after.stdout
+    assert after.exit_code == 0  # still in the account: a leftover of ours, not unmanaged
+    assert '? finetune "faq-bot-v1"' not in after.stdout
+    assert "1 leftover finetune kept in the accounts" in after.stdout
+    as_json = json.loads(cli("plan", "-c", project, "--format", "json").stdout)
+    assert as_json["leftovers"] == 1 and as_json["summary"]["unmanaged"] == 0
 
 
 def _run_in_terminal(args: list[str], env: dict[str, str], answer: str) -> tuple[int, str]:

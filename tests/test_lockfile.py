@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.base.errors import LockfileError
-from reconciler.base.model import AssetDigest, LockedFinetune, Recorded
+from reconciler.base.model import AssetDigest, LockedFinetune, LockedVersion, Recorded
 from reconciler.state import lockfile
 
 SHA = "sha256:" + "ab" * 32
@@ -101,3 +101,26 @@ def test_a_symlinked_lockfile_stays_a_symlink(tmp_path: Path) -> None:
     writer.forget("zeta")
     assert link.is_symlink()
     assert list(json.loads(real.read_text())["finetunes"]) == ["alpha"]
+
+
+def test_leftovers_round_trip_and_a_forget_with_leftover_keeps_versions_too(tmp_path: Path) -> None:
+    path = tmp_path / "finetunes.lock"
+    start = record()
+    retired = LockedVersion(
+        "0123abcd", "zeta-0123abcd", "cloudflare", "a" * 32, "id-old", "@cf/m", {}
+    )
+    start = Recorded(start.finetunes, start.endpoints, versions={"zeta": {"0123abcd": retired}})
+    writer = lockfile.LockWriter(path, start)
+    writer.forget("zeta", leftover=True)
+    writer.forget("alpha")  # let go of: not a leftover
+    read = lockfile.read_lock(path)
+    assert read.finetunes == {} and read.versions == {}
+    assert {(x.name, x.remote_name, x.id) for x in read.leftovers} == {
+        ("zeta", "zeta", "id-z"),
+        ("zeta", "zeta-0123abcd", "id-old"),
+    }
+    # made ours again (import): no longer a leftover
+    lockfile.LockWriter(path, read).put(start.finetunes["zeta"], "sandbox")
+    assert [x.id for x in lockfile.read_lock(path).leftovers] == ["id-old"]
+    assert lockfile.LockWriter(path, lockfile.read_lock(path)).forget_leftovers("zeta")
+    assert lockfile.read_lock(path).leftovers == ()

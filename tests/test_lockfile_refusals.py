@@ -34,6 +34,17 @@ def entry(id_: str = "id-1", provider: str = "cloudflare", **more: Any) -> dict[
     }
 
 
+def leftover(id_: str = "id-9", provider: str = "cloudflare") -> dict[str, str]:
+    return {
+        "name": "old-bot",
+        "remote_name": "old-bot",
+        "provider": provider,
+        "account": ACCOUNT,
+        "id": id_,
+        "model": "@cf/google/gemma-2b-it-lora",
+    }
+
+
 def lock_text(finetunes: dict[str, Any], **more: Any) -> str:
     return json.dumps({"format_version": 1, "finetunes": finetunes, **more})
 
@@ -123,6 +134,22 @@ CASES: dict[str, tuple[str, str]] = {
     "an account that is empty": (
         lock_text({"a-bot": {**entry(), "account": ""}}),
         "finetunes.a-bot.account",
+    ),
+    "a leftover that is also a finetune (a bad merge)": (
+        lock_text({"a-bot": entry("id-1")}, leftovers=[leftover("id-1")]),
+        "finetunes a-bot and leftovers[0] (old-bot) both record the remote id id-1",
+    ),
+    "a leftover of an unknown provider": (
+        lock_text({}, leftovers=[leftover(provider="aws")]),
+        "leftovers[0] (old-bot): provider 'aws' is not one reconciler knows",
+    ),
+    "a leftover id with a line break": (
+        lock_text({}, leftovers=[leftover("id-1\n? finetune")]),
+        "leftovers",
+    ),
+    "a leftover with a field no apply writes": (
+        lock_text({}, leftovers=[{**leftover(), "secret": "x"}]),
+        "leftovers",
     ),
     "a pending upload of an unknown asset": (
         lock_text(

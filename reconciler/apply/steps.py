@@ -123,11 +123,13 @@ Handler = Callable[[Run, At], bool]
 
 def forget(run: Run, at: At) -> bool:
     change = run.change
+    # what reconciler made and leaves in the account stays known as ours: a leftover, which
+    # drift and plan do not call unmanaged (`reconciler forget NAME` lets go of it)
     if change.version is not None and change.remote_id is not None:
-        run.writer.forget_version(change.name, change.version)  # one version of it
+        run.writer.forget_version(change.name, change.version, leftover=True)  # one version
     else:
-        run.writer.forget(change.name)
-    return run.tell(at, True, "removed from the lockfile")
+        run.writer.forget(change.name, leftover=True)
+    return run.tell(at, True, "no longer managed; kept in the account as a leftover")
 
 
 def delete(run: Run, at: At) -> bool:

@@ -180,6 +180,24 @@ class Pending:
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """A remote finetune reconciler made and stopped managing without deleting it (removed from
+    the config where the provider cannot delete, or without pruning): still ours, so drift
+    and plan do not call it unmanaged, and `list` shows it as a leftover."""
+
+    name: str  # the finetune's name in the config when it was forgotten
+    remote_name: str  # its name in the account (a versioned one's NAME-<version>)
+    provider: str
+    account: str
+    id: str
+    model: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.provider, self.account, self.id)
+
+
+@dataclass(frozen=True)
 class Recorded:
     """The lockfile's content."""
 
@@ -188,6 +206,11 @@ class Recorded:
     pending: Mapping[str, Pending] = field(default_factory=dict)
     # versioned finetunes: logical name -> version -> every version but the current one
     versions: Mapping[str, Mapping[str, LockedVersion]] = field(default_factory=dict)
+    leftovers: tuple[Leftover, ...] = ()
+
+    def leftover_ids(self) -> frozenset[tuple[str, str, str]]:
+        """(provider, account, id) of every leftover."""
+        return frozenset(left.key for left in self.leftovers)
 
 
 EMPTY_RECORD = Recorded(finetunes={}, endpoints={})

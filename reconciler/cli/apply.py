@@ -299,6 +299,7 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
 
 
 def _refresh_only(config_path: Path, sandbox: bool, lock_timeout: float, approve: bool) -> None:
+    from reconciler.plan.drift import is_drift
     from reconciler.render import drift as render_drift
     from reconciler.state.runlock import exclusive
     from reconciler.workflow.session import accept_remote
@@ -309,7 +310,7 @@ def _refresh_only(config_path: Path, sandbox: bool, lock_timeout: float, approve
         opened(project, sandbox) as s,
     ):
         found, record = accept_remote(project, s.env, s.providers, s.desired)
-        if not found:
+        if not is_drift(found):
             click.echo("No changes: the lockfile matches the accounts.")
             return
         click.echo(render_drift.render(found, "text"), nl=False)

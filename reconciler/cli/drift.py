@@ -26,6 +26,7 @@ def drift(config_path: Path, sandbox: bool, fmt: str) -> None:
 
 
 def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
+    from reconciler.plan.drift import is_drift
     from reconciler.project import Project
     from reconciler.render import drift as render_drift
     from reconciler.workflow.session import detect_drift
@@ -34,5 +35,5 @@ def report_drift(config_path: Path, sandbox: bool, fmt: str) -> None:
         items = detect_drift(s.project, s.env, s.providers, s.desired)
     color = color_on() and fmt == "text"
     click.echo(render_drift.render(items, fmt, color), nl=False, color=color)
-    if items:
+    if is_drift(items):
         sys.exit(EXIT_CHANGES)

@@ -117,6 +117,7 @@ class Plan:
     # about the whole run, not one finetune (e.g. a catalogue read from the bundled snapshot)
     warnings: tuple[str, ...] = ()
     retired: int = 0  # earlier versions of versioned finetunes, kept remotely: counted only
+    leftovers: int = 0  # what an apply forgot and left in the account (the lockfile's leftovers)
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)
@@ -153,4 +154,5 @@ def select(plan: Plan, targets: tuple[str, ...]) -> Plan:
         endpoints=plan.endpoints,
         warnings=plan.warnings,
         retired=plan.retired,
+        leftovers=plan.leftovers,
     )

@@ -73,6 +73,7 @@ def plan_to_data(plan: Plan, base: Path) -> dict[str, Any]:
         "changes": [_change_to_data(c, base) for c in plan.changes],
         "warnings": list(plan.warnings),
         "retired": plan.retired,
+        "leftovers": plan.leftovers,
     }
 
 
@@ -82,6 +83,7 @@ def plan_from_data(data: dict[str, Any], base: Path) -> Plan:
         endpoints=dict(data["endpoints"]),
         warnings=tuple(data.get("warnings", ())),
         retired=int(data.get("retired", 0)),
+        leftovers=int(data.get("leftovers", 0)),
     )
 
 

@@ -20,6 +20,12 @@ class DriftKind(str, Enum):
     REPLACED = "replaced"  # recorded id gone, another finetune has the name
     CHANGED = "changed"  # same id, fields differ from what was recorded
     UNMANAGED = "unmanaged"  # in a managed account, not recorded
+    LEFTOVER = "leftover"  # ours once, forgotten and kept in the account: shown, not drift
+
+
+def is_drift(items: tuple[Drift, ...]) -> bool:
+    """Whether anything in `items` is drift (leftovers are reported, never drift)."""
+    return any(d.kind is not DriftKind.LEFTOVER for d in items)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ def detect(
         *_of_finetunes(recorded, observed),
         *_of_versions(recorded, observed),
         *_unmanaged(recorded, observed, accounts, ignore or {}, declared),
+        *_leftovers(recorded, observed),
     )
 
 
@@ -138,6 +145,7 @@ def _unmanaged(
     known = {(f.provider, f.account, f.id) for f in recorded.finetunes.values()} | {
         (v.provider, v.account, v.id) for vs in recorded.versions.values() for v in vs.values()
     }
+    known |= recorded.leftover_ids()
     found: list[Drift] = []
     for provider, account_ids in sorted(accounts.items()):
         for account in account_ids:
@@ -160,6 +168,26 @@ def _unmanaged(
                             ),
                         )
                     )
+    return found
+
+
+def _leftovers(recorded: Recorded, observed: Observed) -> list[Drift]:
+    """What reconciler made and forgot without deleting, still in its account."""
+    found: list[Drift] = []
+    for left in recorded.leftovers:
+        remotes = observed.finetunes.get((left.provider, left.account), ())
+        if any(r.id == left.id for r in remotes):
+            found.append(
+                Drift(
+                    DriftKind.LEFTOVER,
+                    left.remote_name,
+                    left.provider,
+                    left.account,
+                    left.id,
+                    f"made by reconciler as {left.name}, since removed from the config and kept "
+                    f"in the account; not drift (`reconciler forget {left.name}` lets go of it)",
+                )
+            )
     return found
 
 

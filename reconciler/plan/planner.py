@@ -83,7 +83,11 @@ def build(
         if v.state == "retired"
     )
     changes.extend(_unmanaged(desired, observed, recorded, changes))
-    return Plan(changes=tuple(changes), endpoints=dict(endpoints), retired=retired)
+    seen = {(p, a, r.id) for (p, a), remotes in observed.finetunes.items() for r in remotes}
+    leftovers = len(recorded.leftover_ids() & seen)
+    return Plan(
+        changes=tuple(changes), endpoints=dict(endpoints), retired=retired, leftovers=leftovers
+    )
 
 
 def _name_clashes(desired: Desired, recorded: Recorded, digests: Digests) -> dict[str, str]:
@@ -165,6 +169,7 @@ def _unmanaged(
     known_ids = {f.id for f in recorded.finetunes.values()} | {
         v.id for versions in recorded.versions.values() for v in versions.values()
     }
+    known_ids |= {key[2] for key in recorded.leftover_ids()}  # ours once, kept: not unmanaged
     known_ids |= {c.remote_id for c in changes if c.remote_id}  # a change already names it
     found: list[Change] = []
     for provider, accounts in desired.accounts.items():

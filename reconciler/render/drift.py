@@ -7,13 +7,14 @@ import json
 import click
 
 from reconciler.base.untrusted import json_safe, visible
-from reconciler.plan.drift import Drift, DriftKind
+from reconciler.plan.drift import Drift, DriftKind, is_drift
 
 SYMBOLS = {
     DriftKind.GONE: "-",
     DriftKind.REPLACED: "!",
     DriftKind.CHANGED: "~",
     DriftKind.UNMANAGED: "?",
+    DriftKind.LEFTOVER: ".",
 }
 
 
@@ -22,6 +23,7 @@ COLOURS = {
     DriftKind.REPLACED: "red",
     DriftKind.CHANGED: "yellow",
     DriftKind.UNMANAGED: "cyan",
+    DriftKind.LEFTOVER: "magenta",
 }
 
 
@@ -36,17 +38,21 @@ def _line(d: Drift, color: bool = False) -> str:
 
 
 def summary(items: tuple[Drift, ...]) -> str:
-    if not items:
-        return "No drift: the accounts match the lockfile."
-    counts = {k: sum(1 for d in items if d.kind is k) for k in DriftKind}
-    return "Drift: " + ", ".join(f"{n} {k.value}" for k, n in counts.items()) + "."
+    kept = sum(1 for d in items if d.kind is DriftKind.LEFTOVER)
+    also = f" ({kept} leftover{'s' if kept != 1 else ''} kept, not drift)" if kept else ""
+    if not is_drift(items):
+        return f"No drift: the accounts match the lockfile{also}."
+    counts = {
+        k: sum(1 for d in items if d.kind is k) for k in DriftKind if k is not DriftKind.LEFTOVER
+    }
+    return "Drift: " + ", ".join(f"{n} {k.value}" for k, n in counts.items()) + f"{also}."
 
 
 def render(items: tuple[Drift, ...], fmt: str, color: bool = False) -> str:
     if fmt == "json":
         data = {
             "format_version": 1,
-            "has_drift": bool(items),
+            "has_drift": is_drift(items),
             "drift": [
                 {
                     "address": f"{d.provider}.{d.name}",
@@ -73,5 +79,5 @@ def render(items: tuple[Drift, ...], fmt: str, color: bool = False) -> str:
         return "\n".join(lines) + "\n"
     total = summary(items)
     if color:
-        total = click.style(total, fg="yellow" if items else "green", bold=True)
+        total = click.style(total, fg="yellow" if is_drift(items) else "green", bold=True)
     return "\n".join([*(_line(d, color) for d in items), total]) + "\n"

@@ -53,6 +53,7 @@ def to_data(plan: Plan) -> dict[str, Any]:
         "summary": summary(plan),
         "warnings": list(plan.warnings),
         "retired_versions": plan.retired,
+        "leftovers": plan.leftovers,
         "changes": [
             {
                 "address": address(c),

@@ -96,6 +96,13 @@ def render(plan: Plan, color: bool = False) -> str:
             "current ones).",
             "",
         ]
+    if plan.leftovers:
+        out += [
+            f"{plan.leftovers} leftover finetune{'s' if plan.leftovers != 1 else ''} kept in the "
+            "accounts (made by reconciler, since removed from the config: not unmanaged; "
+            "`reconciler list` names them).",
+            "",
+        ]
     unmanaged = [c for c in plan.changes if c.action is Action.UNMANAGED]
     if unmanaged:
         out.append("Unmanaged finetunes (in the account, not in the config; left untouched):")

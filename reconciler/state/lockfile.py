@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import asdict, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from reconciler.base.errors import LockfileError
 from reconciler.base.model import (
     EMPTY_RECORD,
     AssetDigest,
+    Leftover,
     LockedFinetune,
     LockedVersion,
     Pending,
@@ -120,6 +122,14 @@ def _check(path: Path, data: dict[str, Any]) -> None:
             where = f"versions.{name}.{version}"
             _check_record(path, where, entry, known)
             _claim(path, owners, entry, where, _AS_VERSION)
+    for i, left in enumerate(data.get("leftovers", [])):
+        where = f"leftovers[{i}] ({left['remote_name']})"
+        if asset_names(left["provider"]) is None:
+            raise LockfileError(
+                f"{path}: {where}: provider {left['provider']!r} is not one reconciler knows "
+                f"({known}); {RESTORE}"
+            )
+        _claim(path, owners, left, where, _AS_LEFTOVER)
     for name, pending in sorted(data.get("pending", {}).items()):
         names = asset_names(pending["provider"])
         if names is None:
@@ -206,6 +216,12 @@ _AS_VERSION = (
     "version control",
 )
 
+_AS_LEFTOVER = (
+    "{}",
+    "record",
+    "Keep the record that is right and delete the other, or restore it from version control",
+)
+
 
 def _claim(
     path: Path,
@@ -216,14 +232,14 @@ def _claim(
 ) -> None:
     """Record `where` as the owner of its remote id; a second owner is a bad merge."""
     key = (entry["provider"], entry["id"])
+    label, unit, way_out = told
     if key in owners:
-        first, unit, way_out = told
         raise LockfileError(
-            f"{path}: {first.format(owners[key])} and {where} both record the remote id "
+            f"{path}: {owners[key]} and {where} both record the remote id "
             f"{entry['id']} ({entry['provider']}), but one remote finetune is one {unit} (a "
             f"bad merge?). {way_out}; nothing was changed"
         )
-    owners[key] = where
+    owners[key] = label.format(where)
 
 
 def _check_record(path: Path, where: str, entry: dict[str, Any], known: str) -> None:
@@ -314,6 +330,17 @@ def _from_json(data: dict[str, Any]) -> Recorded:
         endpoints=dict(data.get("endpoints", {})),
         pending=pending,
         versions=versions,
+        leftovers=tuple(
+            Leftover(
+                name=left["name"],
+                remote_name=left["remote_name"],
+                provider=left["provider"],
+                account=left["account"],
+                id=left["id"],
+                model=left["model"],
+            )
+            for left in data.get("leftovers", [])
+        ),
     )
 
 
@@ -337,6 +364,8 @@ def to_json(record: Recorded, cache: dict[str, tuple[LockedFinetune, str]] | Non
             for name, by_version in record.versions.items()
             if by_version
         }
+    if record.leftovers:
+        data["leftovers"] = [asdict(left) for left in record.leftovers]
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
     # Values never hold a raw newline (JSON escapes it), so this line is the key's own.
     slot = '\n  "finetunes": ' + json.dumps(_PLACEHOLDER)
@@ -525,6 +554,7 @@ class LockWriter:
         self._endpoints = dict(start.endpoints)
         self._pending = dict(start.pending)
         self._versions = {n: dict(v) for n, v in start.versions.items()}
+        self._leftovers = {left.key: left for left in start.leftovers}
         self._mutex = threading.Lock()  # the state in memory
         self._io = threading.Lock()  # one save at a time
         self._changes = 0  # how many changes were made
@@ -559,6 +589,7 @@ class LockWriter:
                 self._finetunes.pop(replaces, None)
                 self._pending.pop(replaces, None)
             self._finetunes[entry.name] = entry
+            self._leftovers.pop((entry.provider, entry.account, entry.id), None)  # ours again
             self._endpoints[entry.provider] = endpoint
             self._journal(entry.name, then)
             mine = self._changed()
@@ -591,13 +622,28 @@ class LockWriter:
             mine = self._changed()
         self._commit(mine)
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, *, leftover: bool = False) -> None:
+        """Drop a finetune and its versions; with `leftover`, each remote one stays known as
+        ours (reconciler made it and leaves it in the account), else it is let go."""
         with self._mutex:
-            self._finetunes.pop(name, None)
+            entry = self._finetunes.pop(name, None)
             self._pending.pop(name, None)
-            self._versions.pop(name, None)
+            versions = self._versions.pop(name, {})
+            if leftover:
+                for left in _leftovers_of(name, entry, versions.values()):
+                    self._leftovers[left.key] = left
             mine = self._changed()
         self._commit(mine)
+
+    def forget_leftovers(self, name: str) -> tuple[Leftover, ...]:
+        """Let go of the leftovers of the finetune once called `name`: they become unmanaged."""
+        with self._mutex:
+            gone = tuple(left for left in self._leftovers.values() if left.name == name)
+            for left in gone:
+                del self._leftovers[left.key]
+            mine = self._changed()
+        self._commit(mine)
+        return gone
 
     def drop_current(self, name: str) -> None:
         """Drop a finetune's current record (its remote one is deleted or gone) and keep its
@@ -618,6 +664,7 @@ class LockWriter:
         recordable(self.path, name, version=version, pending=then)
         with self._mutex:
             self._versions.setdefault(name, {})[version.version] = version
+            self._leftovers.pop((version.provider, version.account, version.id), None)
             self._endpoints[version.provider] = endpoint
             self._journal(name, then)
             mine = self._changed()
@@ -702,10 +749,13 @@ class LockWriter:
             mine = self._changed()
         self._commit(mine)
 
-    def forget_version(self, name: str, version: str) -> None:
+    def forget_version(self, name: str, version: str, *, leftover: bool = False) -> None:
         with self._mutex:
             held = self._versions.get(name, {})
-            held.pop(version, None)
+            was = held.pop(version, None)
+            if leftover and was is not None:
+                for left in _leftovers_of(name, None, [was]):
+                    self._leftovers[left.key] = left
             if not held:
                 self._versions.pop(name, None)
             self._pending.pop(name, None)
@@ -726,6 +776,7 @@ class LockWriter:
             endpoints=dict(self._endpoints),
             pending=dict(self._pending),
             versions={n: dict(sorted(v.items())) for n, v in sorted(self._versions.items())},
+            leftovers=tuple(sorted(self._leftovers.values(), key=lambda left: left.key)),
         )
 
     def _changed(self) -> int:
@@ -741,3 +792,14 @@ class LockWriter:
                 record, upto = self._record(), self._changes
             save(self.path, record, self._texts)
             self._saved = upto
+
+
+def _leftovers_of(
+    name: str, entry: LockedFinetune | None, versions: Iterable[LockedVersion]
+) -> list[Leftover]:
+    """The remote finetunes a record names, as leftovers of the finetune `name`."""
+    found = [Leftover(name, v.remote_name, v.provider, v.account, v.id, v.model) for v in versions]
+    if entry is not None:
+        remote = entry.remote_name or name
+        found.append(Leftover(name, remote, entry.provider, entry.account, entry.id, entry.model))
+    return found

@@ -1,8 +1,9 @@
 """What the accounts hold, each finetune marked managed, unmanaged or leftover (`reconciler list`).
 
 managed    the lockfile's current record of a finetune the config declares
-leftover   ours once, no longer wanted: recorded in the lockfile but gone from the config, or
-           an earlier version of a versioned finetune (retired, a failed candidate, ...)
+leftover   ours once, no longer wanted: recorded in the lockfile but gone from the config, an
+           earlier version of a versioned finetune (retired, a failed candidate, ...), or
+           forgotten by an apply and kept in the account (the lockfile's `leftovers`)
 unmanaged  in the account, in no record of ours: made by hand, by another tool, or lost
            from the lockfile (`reconciler import NAME` adopts one the config declares)
 
@@ -48,6 +49,7 @@ def classify(desired: Desired, recorded: Recorded, observed: Observed) -> tuple[
         for name, by_version in versions.items()
         for v in by_version.values()
     }
+    kept = {left.key: left for left in recorded.leftovers}  # forgotten, not deleted
     ignored: Mapping[str, tuple[str, ...]] = getattr(desired, "ignore", {}) or {}
     found: list[Held] = []
     for (provider, account), remotes in observed.finetunes.items():
@@ -69,6 +71,12 @@ def classify(desired: Desired, recorded: Recorded, observed: Observed) -> tuple[
                 owner, v = earlier[key]
                 state = "leftover"
                 note = f"{v.state} version {v.version} of {owner}"
+            elif key in kept:
+                owner, state = kept[key].name, "leftover"
+                note = (
+                    "made by reconciler, removed from the config and kept in the account "
+                    f"(`reconciler forget {owner}` lets go of it)"
+                )
             else:
                 state = "unmanaged"
                 patterns = ignored.get(provider, ())

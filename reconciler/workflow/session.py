@@ -522,10 +522,16 @@ def forget_finetune(
         entry = LockedFinetune(
             name, v.provider, v.account, v.id, v.model, v.assets, remote_name=v.remote_name
         )
+    left = [x for x in recorded.leftovers if x.name == name]
+    if entry is None and left:  # forgotten by an apply, kept as ours: now let go of
+        ids = ", ".join(x.id for x in left)
+        entry = LockedFinetune(name, left[0].provider, left[0].account, ids, left[0].model, {})
     if entry is None:
         raise PlanError(f"{name} is not in {lock_path}: nothing to forget")
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.forget(name)
+    if left:
+        writer.forget_leftovers(name)
     try:
         declared = any(d.name == name for d in registry.load_config(project.config, env).finetunes)
     except ReconcilerError:  # forgetting needs no valid config; the warning is a courtesy
