@@ -188,8 +188,13 @@ def test_keep_on_cloudflare_is_said_by_validate_at_its_line(
     )
     line = versioned.read_text().splitlines().index("    keep: 2") + 1
     result = cli("validate", "-c", versioned)
-    assert f"{versioned}:{line}:11: warning: finetune 'support-bot-v3': keep: 2 " in result.stderr
+    # before: a warning, exit 0, then a plan blocked with an empty `! finetune { }` block
+    assert result.exit_code == 1
+    assert f"{versioned}:{line}:11: error: finetune 'support-bot-v3': keep: 2 " in result.stderr
     assert "cloudflare cannot delete a finetune" in result.stderr
+    planned = cli("plan", "-c", versioned)
+    assert planned.exit_code == 1 and "{ }" not in planned.output
+    assert f"{versioned}:{line}:11: error:" in planned.stderr
 
 
 def test_a_changed_base_url_of_the_same_api_is_rebound_by_a_command(
@@ -333,3 +338,16 @@ def test_show_name_lists_the_versions(cli: Cli, cf_env: SandboxServer, versioned
     assert shown.exit_code == 0, shown.output
     assert f"  current version: {second}" in shown.stdout
     assert re.search(rf"^    {first} +retired", shown.stdout, re.M), shown.stdout
+
+
+def test_a_blocked_finetune_that_names_nothing_yet_shows_which_one_it_is() -> None:
+    from reconciler.plan.changes import Action, Change, Plan
+    from reconciler.render import text
+
+    blocked = Change("support-bot", "cloudflare", "0123", Action.BLOCKED, "cannot be made")
+    shown = text.render(Plan(changes=(blocked,)), color=False)
+    body = shown[shown.index('! finetune "support-bot" {') :].splitlines()[1:3]
+    assert [line.split() for line in body] == [
+        ["provider", "=", '"cloudflare"'],
+        ["account", "=", '"0123"'],
+    ]

@@ -140,8 +140,9 @@ def test_keep_is_refused_where_the_provider_cannot_delete(
     result = cli("plan", "-c", versioned)
     assert result.exit_code == 1
     assert "keep: 2 asks to delete old versions, but cloudflare cannot delete a finetune" in (
-        result.stdout
+        result.stderr
     )
+    assert cf_env.request_log == []  # refused with the config, before any request
 
 
 def test_ignore_silences_finetunes_made_by_hand(

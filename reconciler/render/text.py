@@ -153,6 +153,8 @@ def _block(c: Change, paint: object) -> list[str]:
     elif c.action is Action.DELETE and c.version is not None and c.remote_name is not None:
         rows.insert(0, ("-", "version", _value(c.remote_name)))  # which one of the finetune
     rows += [_asset_row(a) for a in c.assets]
+    if not rows:  # a blocked finetune that names nothing yet: say which one it is
+        rows = [(" ", "provider", _value(c.provider)), (" ", "account", _value(c.account))]
     width = max((len(k) for _, k, _ in rows), default=0)
     for s, key, value in rows:
         text = (

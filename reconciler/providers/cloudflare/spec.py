@@ -42,10 +42,11 @@ class _Items(CloudflareItems):
     def build(self, context: ItemContext) -> DesiredFinetune:
         desired = super().build(context)
         if desired.keep is not None:
-            context.warn(
+            # an error, not a warning: every plan of it is blocked, so validate says so first
+            context.problem(
                 (*context.where, "keep"),
                 f"finetune '{desired.name}': keep: {desired.keep} asks to delete old versions, "
-                "but cloudflare cannot delete a finetune, so plan refuses it: remove keep "
+                "but cloudflare cannot delete a finetune: remove keep "
                 "(old versions are retired: counted, never reported as unmanaged)",
             )
         return desired
