@@ -406,7 +406,7 @@ def test_a_hub_repo_file_that_is_a_fifo_is_not_waited_on(sb: SandboxServer) -> N
     repos = sb.data_dir / "hub" / "repos" / "acme"
     repos.mkdir(parents=True)
     os.mkfifo(repos / "stuck.json")  # a state file no writer will ever fill
-    answer = send(sb, "GET", "/hf/api/models/acme/stuck", token=None, timeout=10)
+    answer = send(sb, "GET", "/hf/api/models/acme/stuck", timeout=10)  # a user: 404
     assert answer.status == 404, answer.body
     assert answer.header("X-Error-Code") == "RepoNotFound"
 

@@ -9,9 +9,24 @@ with, under /hf (HF_ENDPOINT=http://127.0.0.1:PORT/hf).
 As on the Hub: a file answers with X-Repo-Commit and ETag (its git blob id, quoted); an LFS
 file (weights) redirects to where its bytes are, the redirect carrying X-Linked-Etag (the
 sha256) and X-Linked-Size; a Range request gets 206 with exactly that slice. Errors carry
-X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound) and X-Error-Message. Xet is
-never advertised (no X-Xet-* header, no xet-auth link, no xetHash), so clients fetch over
-plain HTTP. Repos are public: a token is accepted and never looked at, or logged.
+X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and X-Error-Message,
+the two headers huggingface_hub's hf_raise_for_status picks its exception by. Xet is never
+advertised (no X-Xet-* header, no xet-auth link, no xetHash), so clients fetch over plain HTTP.
+
+Revisions are read from the URL as sent: huggingface_hub quotes a revision whole
+(`quote(revision, safe="")`), so `release%2Fv3` and `refs%2Fpr%2F1` are one path segment
+each, the branch `release/v3` and the pull request `refs/pr/1`.
+
+Who asks, as on the Hub: no Authorization header is an anonymous caller; `Bearer <token>` with
+a token the sandbox serves (its `--token`s) is that token's user; any other Authorization is a
+401 "Invalid credentials in Authorization header", on every path, public repos included (the
+Hub's answer since 2025, huggingface_hub#2847). A private repo is, to whoever it does not
+grant, not there: 401 RepoNotFound to an anonymous caller, 404 to a user (as for a repo that
+does not exist: transformers#17651). A gated repo shows its metadata (info, refs, tree) to all
+and its files (resolve) only to the tokens it grants: 401 GatedRepo to an anonymous caller,
+403 GatedRepo to a user (huggingface.js#945 for the listing; dataset-viewer#2083 and
+PuLID#97 for the two messages). A token is never logged, stored or echoed; a repo keeps the
+ids of the tokens it grants (common/auth.token_id).
 """
 
 from __future__ import annotations
@@ -24,11 +39,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from reconciler.sandbox.common.auth import Tokens, bearer
+from reconciler.sandbox.common.defaults import DEFAULT_TOKEN
 from reconciler.sandbox.common.mount import CONNECTION_LOST
 from reconciler.sandbox.common.responses import header_safe
-from reconciler.sandbox.hub.store import HubCommit, HubFile, HubRepo, HubStore
+from reconciler.sandbox.hub.store import COMMIT, HubCommit, HubFile, HubRepo, HubStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -37,12 +54,10 @@ _log = logging.getLogger("reconciler.sandbox")
 
 PREFIX = "/hf"
 CHUNK = 256 * 1024
-_REPO = r"(?P<repo>[^/]+/[^/]+)"
-_INFO = re.compile(rf"/api/models/{_REPO}(?:/revision/(?P<rev>.+))?")
-_REFS = re.compile(rf"/api/models/{_REPO}/refs")
-_TREE = re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?")
-_RESOLVE = re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
-_LFS = re.compile(rf"/lfs/{_REPO}/(?P<rev>[0-9a-f]{{40}})/(?P<path>.+)")
+# The Hub's own words (huggingface_hub's hf_raise_for_status keys on the first: a 401 with it
+# is "your token is wrong", not "no such repo").
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+NOT_FOUND = "Repository not found"
 # ASCII digits only (\d is any script's); any length, as HTTP sets none (see _offset).
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 # An offset with more digits than this is past any file the sandbox holds: it is read as this
@@ -81,9 +96,12 @@ class HubApi:
     prefix = PREFIX
     title = "Hub"
 
-    def __init__(self, store: HubStore, log: list[Served] | None = None) -> None:
+    def __init__(
+        self, store: HubStore, log: list[Served] | None = None, tokens: Tokens | None = None
+    ) -> None:
         self.store = store
         self.log: list[Served] = [] if log is None else log
+        self.tokens = tokens if tokens is not None else Tokens((DEFAULT_TOKEN,))
 
     def fault_body(self, status: int) -> dict[str, str]:
         """An injected error, in the shape of the Hub's own."""
@@ -91,10 +109,9 @@ class HubApi:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        path = _wsgi_text(str(environ.get("PATH_INFO", "")))[len(PREFIX) :]
         query = parse_qs(str(environ.get("QUERY_STRING", "")))
         try:
-            return self._route(environ, start_response, method, path, query)
+            return self._route(environ, start_response, method, _segments(environ), query)
         except HubError as exc:
             headers = [*exc.headers]
             if exc.code:
@@ -107,7 +124,8 @@ class HubApi:
         except CONNECTION_LOST:
             raise
         except Exception:
-            _log.exception("sandbox: unexpected error on %s %s%s", method, PREFIX, path)
+            path = str(environ.get("PATH_INFO", ""))
+            _log.exception("sandbox: unexpected error on %s %s", method, path)
             message = "Internal Error"
             headers = [("X-Error-Message", message)]
             return self._send(environ, start_response, method, 500, {"error": message}, headers)
@@ -117,33 +135,44 @@ class HubApi:
         environ: WSGIEnvironment,
         start_response: StartResponse,
         method: str,
-        path: str,
+        seg: list[str],
         query: dict[str, list[str]],
     ) -> Iterable[bytes]:
-        if m := _RESOLVE.fullmatch(path):
+        """`seg`: the path's segments below /hf, each decoded on its own (_segments)."""
+        caller = self._caller(environ)
+        if len(seg) >= 5 and seg[2] == "resolve" and all(seg[:2]) and "/".join(seg[4:]):
             self._only(method, "GET", "HEAD")
-            repo = self._repo(m["repo"])
-            commit = self._commit(repo, m["rev"])
-            return self._file(environ, start_response, method, repo, commit, m["path"], True)
-        if m := _LFS.fullmatch(path):
+            repo = self._repo(f"{seg[0]}/{seg[1]}", caller, files=True)
+            commit = self._commit(repo, seg[3])
+            name = "/".join(seg[4:])
+            return self._file(environ, start_response, method, repo, commit, name, True)
+        if len(seg) >= 5 and seg[0] == "lfs" and COMMIT.fullmatch(seg[3]) and "/".join(seg[4:]):
             self._only(method, "GET", "HEAD")
-            repo = self._repo(m["repo"])
-            commit = self._commit(repo, m["rev"])
-            return self._file(environ, start_response, method, repo, commit, m["path"], False)
+            repo = self._repo(f"{seg[1]}/{seg[2]}", caller, files=True)
+            commit = self._commit(repo, seg[3])
+            name = "/".join(seg[4:])
+            return self._file(environ, start_response, method, repo, commit, name, False)
+        if len(seg) < 4 or seg[:2] != ["api", "models"] or not all(seg[2:4]):
+            raise HubError(404, None, "Sorry, we can't find the page you are looking for.")
         self._only(method, "GET")
-        if m := _REFS.fullmatch(path):
-            repo = self._repo(m["repo"])
+        repo_id, rest = f"{seg[2]}/{seg[3]}", seg[4:]
+        if rest == ["refs"]:
+            repo = self._repo(repo_id, caller)
             return self._send(environ, start_response, method, 200, _refs(repo, query))
-        if m := _TREE.fullmatch(path):
-            repo = self._repo(m["repo"])
-            commit = self._commit(repo, m["rev"])
-            listing = _tree(commit, (m["path"] or "").strip("/"), _true(query, "recursive"))
+        if len(rest) >= 2 and rest[0] == "tree":
+            # the path is quoted whole too (HfApi.list_repo_tree), so it may be one segment
+            repo = self._repo(repo_id, caller)
+            commit = self._commit(repo, rest[1])
+            folder = "/".join(rest[2:])
+            listing = _tree(commit, folder.strip("/"), _true(query, "recursive"))
             if listing is None:
-                raise HubError(404, "EntryNotFound", f"{m['path']} does not exist on {m['rev']}")
+                raise HubError(404, "EntryNotFound", f"{folder} does not exist on {rest[1]}")
             return self._send(environ, start_response, method, 200, listing)
-        if m := _INFO.fullmatch(path):
-            repo = self._repo(m["repo"])
-            commit = self._commit(repo, m["rev"] or "main")
+        if not rest or (rest[0] == "revision" and "/".join(rest[1:])):
+            repo = self._repo(repo_id, caller)
+            # Sandbox choice: after /revision/ the rest of the path is the revision, quoted or
+            # not (nothing follows it, so `release/v3` cannot be misread there)
+            commit = self._commit(repo, "/".join(rest[1:]) or "main")
             body = _info(repo, commit, _true(query, "blobs"))
             return self._send(environ, start_response, method, 200, body)
         raise HubError(404, None, "Sorry, we can't find the page you are looking for.")
@@ -153,10 +182,42 @@ class HubApi:
         if method not in allowed:
             raise HubError(405, None, f"Method {method} not allowed")
 
-    def _repo(self, repo_id: str) -> HubRepo:
+    def _caller(self, environ: WSGIEnvironment) -> str | None:
+        """The id of the token the request carries, or None for an anonymous one; a 401 if it
+        carries any Authorization that is not a token the sandbox serves."""
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return None
+        token = bearer(str(header))
+        caller = self.tokens.known(token) if token is not None else None
+        if caller is None:
+            raise HubError(401, None, INVALID_CREDENTIALS)
+        return caller
+
+    def _repo(self, repo_id: str, caller: str | None, *, files: bool = False) -> HubRepo:
+        """The repo, if `caller` may see it (and, with `files`, read its files)."""
         repo = self.store.repo(repo_id)
-        if repo is None:
-            raise HubError(404, "RepoNotFound", "Repository not found")
+        granted = repo is not None and caller is not None and caller in repo.access.granted
+        if repo is None or (repo.access.private and not granted):
+            # the same answer for a repo that is not there and one the caller may not see
+            raise HubError(401 if caller is None else 404, "RepoNotFound", NOT_FOUND)
+        if files and repo.access.gated and not granted:
+            if caller is None:
+                raise HubError(
+                    401,
+                    "GatedRepo",
+                    f"Access to model {repo.id} is restricted. You must have access to it and "
+                    "be authenticated to access it. Please log in.",
+                )
+            # Sandbox choice: the Hub's sentence, then how the sandbox grants access instead
+            # of the Hub's "Visit <its page> to ask for access"
+            raise HubError(
+                403,
+                "GatedRepo",
+                f"Access to model {repo.id} is restricted and you are not in the authorized "
+                f"list. In the sandbox: reconciler sandbox hf-push {repo.id} FOLDER --grant "
+                "TOKEN",
+            )
         return repo
 
     @staticmethod
@@ -301,6 +362,24 @@ class HubApi:
             self.log.append(_sent(record, sent))
 
 
+def _segments(environ: WSGIEnvironment) -> list[str]:
+    """The request path's segments below /hf, each percent-decoded on its own, as the Hub reads
+    a URL: `resolve/release%2Fv3/a.json` names the revision `release/v3`. PATH_INFO has every
+    %2F decoded already, so they come from the request target as sent (REQUEST_URI, which
+    werkzeug sets), held to PATH_INFO: if the two disagree, or there is no REQUEST_URI (a
+    caller in-process), PATH_INFO's segments are taken."""
+    decoded = _wsgi_text(str(environ.get("PATH_INFO", "")))
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        target = _wsgi_text(str(raw)).split("?", 1)[0].split("#", 1)[0]
+        if not target.startswith("/"):  # the absolute form, http://host/path
+            target = urlsplit(target).path
+        parts = [unquote(part) for part in target.split("/")]
+        if "/".join(parts) == decoded and parts[1:2] == [PREFIX[1:]]:
+            return parts[2:]
+    return decoded.split("/")[2:]  # past "" and "hf"
+
+
 def _wsgi_text(value: str) -> str:
     """The decoded path as text: WSGI hands it over as latin-1 code points of its UTF-8 bytes
     (a repo file named `é.json` is asked for as `%C3%A9.json`)."""
@@ -342,7 +421,9 @@ def _refs(repo: HubRepo, query: dict[str, list[str]]) -> dict[str, Any]:
         "tags": [ref("tags", n, s) for n, s in sorted(repo.tags.items())],
     }
     if _true(query, "include_prs"):
-        body["pullRequests"] = []
+        # as the Hub lists them: name "N", ref "refs/pr/N" (as mirrors record its answers;
+        # huggingface_hub reads the three fields and nothing else)
+        body["pullRequests"] = [ref("pr", str(n), s) for n, s in sorted(repo.prs.items())]
     return body
 
 
@@ -365,9 +446,11 @@ def _info(repo: HubRepo, commit: HubCommit, blobs: bool) -> dict[str, Any]:
         "sha": commit.sha,
         "lastModified": commit.date,
         "createdAt": repo.created_at,
-        "private": False,
+        "private": repo.access.private,
         "disabled": False,
-        "gated": False,
+        # Sandbox choice: a gated repo is "manual" (the Hub's other value, "auto", grants
+        # access on request; the sandbox has no request, only hf-push --grant)
+        "gated": "manual" if repo.access.gated else False,
         "downloads": 0,
         "likes": 0,
         "tags": ["peft", "safetensors"],

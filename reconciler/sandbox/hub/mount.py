@@ -1,7 +1,8 @@
 """The Hub's place in the sandbox (registered in sandbox/mounts.py).
 
 Options (MountContext.options), optional: `hub_log`, a list to which every answer is appended
-as a `Served` (tests count the bytes a client read).
+as a `Served` (tests count the bytes a client read). The Hub's users are the sandbox's tokens
+(MountContext.tokens).
 """
 
 from __future__ import annotations
@@ -12,4 +13,4 @@ from reconciler.sandbox.hub.store import HubStore
 
 
 def mount(context: MountContext) -> HubApi:
-    return HubApi(HubStore(context.data_dir), context.option("hub_log", list))
+    return HubApi(HubStore(context.data_dir), context.option("hub_log", list), context.tokens)
