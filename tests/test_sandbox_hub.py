@@ -11,6 +11,8 @@ import httpx
 import pytest
 from conftest import QUICKSTART, Cli
 
+from reconciler.sandbox import DEFAULT_TOKEN
+from reconciler.sandbox.common.auth import token_id
 from reconciler.sandbox.hub.store import HubStore
 from reconciler.sandbox.server import SandboxServer
 
@@ -137,3 +139,48 @@ def test_resolve_answers_as_the_hub_does(sb: SandboxServer, pushed: str) -> None
             assert not any(k.lower().startswith("x-xet") for k in answer.headers)
             assert "xet" not in answer.headers.get("Link", "")
         assert "xetHash" not in every[-1].text
+
+
+def test_hf_push_makes_branches_pull_requests_and_private_or_gated_repos(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = tmp_path / "d"
+
+    def push(*options: str) -> list[str]:
+        result = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, *options)
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()
+
+    main = push()[-1]
+    release = push("--branch", "release/v3")
+    assert release[0].endswith("(release/v3)")
+    opened = push("--pr")
+    assert opened[0].endswith("(refs/pr/1)")
+    onto = push("--branch", "refs/pr/1", "--tag", "pr-head")[-1]
+    assert push("--pr", "--branch", "release/v3")[0].endswith("(refs/pr/2)")
+    repo = HubStore(data).repo(REPO)
+    assert repo is not None
+    assert repo.branches == {"main": main, "release/v3": release[-1]}
+    assert repo.prs[1] == onto == repo.tags["pr-head"]
+    assert repo.commits[repo.prs[2]].files.keys() == repo.commits[release[-1]].files.keys()
+    assert repo.access.private is False and repo.access.gated is False
+
+    push("--private", "--grant", DEFAULT_TOKEN)
+    push("--gated")  # keeps private and the grant
+    repo = HubStore(data).repo(REPO)
+    assert repo is not None and repo.access.private and repo.access.gated
+    assert repo.access.granted == {token_id(DEFAULT_TOKEN)}  # the id, never the token
+    assert DEFAULT_TOKEN not in (data / "hub" / "repos" / f"{REPO}.json").read_text()
+    push("--public", "--ungated")
+    repo = HubStore(data).repo(REPO)
+    assert repo is not None and not repo.access.private and not repo.access.gated
+
+    for options, says in (
+        (("--branch", "refs/pr/7"), "has no pull request refs/pr/7"),
+        (("--pr", "--branch", "nowhere"), "has no branch nowhere"),
+        (("--branch", "refs/heads/main"), "not a usable tag or branch name"),
+    ):
+        refused = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, *options)
+        assert refused.exit_code == 1 and says in refused.output, refused.output
+    bad = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, "--grant", "a secret!")
+    assert bad.exit_code == 1 and "--grant" in bad.output and "a secret!" not in bad.output

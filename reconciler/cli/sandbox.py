@@ -220,18 +220,63 @@ def sandbox(
     " config).",
 )
 @click.option("--tag", help="Point this tag at the new commit (made, or moved from where it was).")
+@click.option(
+    "--branch",
+    default="main",
+    show_default=True,
+    help="The branch to add the commit to (may hold slashes: release/v3); refs/pr/N adds it to "
+    "that open pull request.",
+)
+@click.option("--pr", is_flag=True, help="Open a new pull request (refs/pr/N) on --branch instead.")
+@click.option(
+    "--private/--public",
+    default=None,
+    help="Make the repo private (only --grant tokens see it) or public; default: as it was.",
+)
+@click.option(
+    "--gated/--ungated",
+    default=None,
+    help="Gate the repo (all see its metadata, only --grant tokens its files) or not.",
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    metavar="TOKEN",
+    help="Give this sandbox token access to the private or gated repo (repeatable).",
+)
 @handle_errors
-def hf_push(repo_id: str, folder: Path, data_dir: Path, tag: str | None) -> None:
+def hf_push(
+    repo_id: str,
+    folder: Path,
+    data_dir: Path,
+    tag: str | None,
+    branch: str,
+    pr: bool,
+    private: bool | None,
+    gated: bool | None,
+    grants: tuple[str, ...],
+) -> None:
     """Add a commit to a model repo of the sandbox's Hub (HF_ENDPOINT=http://HOST:PORT/hf)
     holding FOLDER's files, as `huggingface_hub.upload_folder` would; print its 40-hex sha last.
     A running sandbox with the same --data serves it at once."""
-    from reconciler.sandbox.hub.store import HubStore
+    from reconciler.sandbox.common.auth import token_id, validate_tokens
+    from reconciler.sandbox.hub.store import AccessChange, HubStore
 
     try:
-        sha = HubStore(data_dir).push(repo_id, folder, tag=tag)
+        granted = tuple(token_id(t) for t in validate_tokens(grants)) if grants else ()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grant") from None
+    access = AccessChange(private, gated, granted)
+    store = HubStore(data_dir)
+    try:
+        if pr:
+            ref, sha = store.open_pr(repo_id, folder, base=branch, tag=tag, access=access)
+        else:
+            ref, sha = branch, store.push(repo_id, folder, tag=tag, branch=branch, access=access)
     except ValueError as exc:
         raise ReconcilerError(f"hf-push: {exc}") from None
     except OSError as exc:
         raise ReconcilerError(f"hf-push: {exc.strerror or exc}") from None
-    click.echo(f"pushed {folder} to {repo_id} (main{f', tag {tag}' if tag else ''})")
+    click.echo(f"pushed {folder} to {repo_id} ({ref}{f', tag {tag}' if tag else ''})")
     click.echo(sha)
