@@ -306,6 +306,46 @@ def test_the_keep_delete_plan_names_the_version_it_deletes(
     assert re.search(rf'- version +\= "{first}"', cleanup.stdout), cleanup.stdout
 
 
+def _versioned_cohere(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
+    config = tmp_path / "c" / "finetunes.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
+            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
+            "    versioning: content\n",
+        )
+    )
+    return config
+
+
+def test_a_cohere_version_becomes_current_only_once_trained(
+    cli: Cli, cohere: SandboxServer, tmp_path: Path
+) -> None:
+    """Before: "current: support-chat-<v>" was printed, and recorded, before training was
+    even queued, so `output` named a model still training."""
+    config = _versioned_cohere(tmp_path)
+    first = cli("apply", "-c", config, "--auto-approve", "--wait")
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    ready = max(i for i, line in enumerate(lines) if "support-chat: STATUS_READY" in line)
+    (current,) = [i for i, x in enumerate(lines) if x.startswith("  support-chat: current: ")]
+    assert current > ready  # made current after training, not at the create
+    assert "promote: not yet current: support-chat-" in first.output
+    v1 = json.loads(cli("output", "-c", config).stdout)["support-chat"]["name"]
+
+    config.write_text(config.read_text().replace("train_epochs: 1,", "train_epochs: 2,"))
+    second = cli("apply", "-c", config, "--auto-approve")  # no --wait
+    assert second.exit_code == 0, second.output
+    assert "not yet current" in second.output
+    assert json.loads(cli("output", "-c", config).stdout)["support-chat"]["name"] == v1
+    third = cli("apply", "-c", config, "--auto-approve", "--wait")
+    assert third.exit_code == 0, third.output
+    v2 = json.loads(cli("output", "-c", config).stdout)["support-chat"]["name"]
+    assert v2 != v1 and v2.startswith("support-chat-")
+    assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
 def test_drift_suggests_import_for_an_unmanaged_finetune_the_config_declares(
     cli: Cli, cf_env: SandboxServer, project: Path
 ) -> None:

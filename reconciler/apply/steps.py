@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from reconciler.apply.journal import create_intent, found, inflight, next_intent, upload_intent
 from reconciler.apply.outcomes import Events, Gate, Outcome, Report, Result
+from reconciler.apply.promotion import make_current
 from reconciler.base import crashpoints
 from reconciler.base.errors import PartialApply, ProviderError
 from reconciler.base.model import (
@@ -27,11 +28,11 @@ from reconciler.base.model import (
     LockedFinetune,
     LockedVersion,
     Pending,
+    RemoteFinetune,
 )
 from reconciler.base.units import human_size
 from reconciler.plan import adoption
 from reconciler.plan.planner import Change, Plan, Step, StepKind
-from reconciler.plan.versions import version_of
 from reconciler.providers.base import Progress, Provider
 from reconciler.state.lockfile import LockWriter
 
@@ -153,13 +154,29 @@ def delete(run: Run, at: At) -> bool:
 
 def promote(run: Run, at: At) -> bool:
     assert run.provider is not None  # a step for a provider the config names, as all but FORGET
-    change, writer = run.change, run.writer
-    assert change.version is not None and change.desired is not None
-    was = writer.current.finetunes.get(change.name)
-    retired = version_of(was, change.desired.fields) if was is not None else None
-    entry = writer.promote(change.name, change.version, retired)
-    before = f" (was {was.remote_name or was.name})" if was is not None else ""
-    return run.tell(at, True, f"current: {entry.remote_name}{before}")
+    change = run.change
+    remote = _trained_remotely(run)
+    if remote is not None and remote.failed:
+        return run.tell(at, False, f"{change.remote_name} failed to train ({remote.status})")
+    if remote is not None and not remote.ready:
+        # made current only once trained, so that `output` never names a model still training
+        return run.tell(
+            at,
+            True,
+            f"not yet current: {change.remote_name} is {remote.status or 'training'}; it "
+            "becomes current once trained (at the end of apply --wait, else at the next apply)",
+        )
+    return run.tell(at, True, make_current(run.writer, change))
+
+
+def _trained_remotely(run: Run) -> RemoteFinetune | None:
+    """The version as its provider has it, where training is asynchronous (else None)."""
+    if not run.api.capabilities.trains_async or run.change.version is None:
+        return None
+    held = run.writer.current.versions.get(run.change.name, {}).get(run.change.version)
+    if held is None:
+        return None
+    return run.api.get_finetune(held.account, held.id)
 
 
 def check(run: Run, at: At) -> bool:

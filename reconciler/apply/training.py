@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reconciler.base.model import Recorded, RemoteFinetune
+from reconciler.base.model import LockedFinetune, LockedVersion, Recorded, RemoteFinetune
 from reconciler.plan.changes import Action, Plan
 from reconciler.providers.base import Provider
 
@@ -55,6 +55,23 @@ def _end(provider: Provider, name: str, remote: RemoteFinetune | None) -> Finish
     return None
 
 
+def _watched(
+    plan: Plan, recorded: Recorded, providers: Mapping[str, Provider]
+) -> dict[str, LockedFinetune | LockedVersion]:
+    """What each change that (re)trained made: a version still a candidate (made current once
+    trained), else the finetune's current record."""
+    watched: dict[str, LockedFinetune | LockedVersion] = {}
+    for c in plan.changes:
+        if c.provider not in providers or not providers[c.provider].capabilities.trains_async:
+            continue
+        held = recorded.versions.get(c.name, {}).get(c.version or "")
+        if held is not None and held.state == "candidate":
+            watched[c.name] = held  # made, or switched to, and not yet current
+        elif c.action in TRAINS and c.name in recorded.finetunes:
+            watched[c.name] = recorded.finetunes[c.name]
+    return watched
+
+
 def wait(
     plan: Plan,
     recorded: Recorded,
@@ -67,13 +84,7 @@ def wait(
 ) -> list[Finished]:
     """Poll each finetune this plan (re)trained until it is ready, failed, gone or stopped,
     reporting every status change as it is seen. Gives up after `timeout` seconds (not ok)."""
-    watched = {
-        c.name: recorded.finetunes[c.name]
-        for c in plan.changes
-        if c.action in TRAINS
-        and c.name in recorded.finetunes
-        and providers[c.provider].capabilities.trains_async
-    }
+    watched = _watched(plan, recorded, providers)
     last: dict[str, str | None] = {}
     done: dict[str, Finished] = {}
     deadline = clock() + timeout

@@ -269,6 +269,7 @@ def _test(planned: Planned, providers: Mapping[str, Provider]) -> None:
 
 def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -> None:
     from reconciler.apply import training
+    from reconciler.apply.promotion import promote_trained
     from reconciler.apply.training import poll_interval
     from reconciler.state import lockfile
 
@@ -282,6 +283,8 @@ def _wait(planned: Planned, providers: Mapping[str, Provider], timeout: float) -
     )
     if not finished:
         return
+    for line in promote_trained(planned.plan, finished, planned.lock_path):
+        click.echo(f"  {visible(line)}")
     ready = [f for f in finished if f.ok]
     waiting = [f for f in finished if f.timed_out]
     if waiting:

@@ -114,8 +114,9 @@ def _other(
     d = it.d
     remotes = observed.in_account(d.provider, d.account)
     earlier = versions.get(it.version)
-    if earlier is not None and earlier.id in {r.id for r in remotes}:
-        return _switch_back(it, earlier)
+    held = next((r for r in remotes if earlier is not None and r.id == earlier.id), None)
+    if earlier is not None and held is not None:
+        return _switch_back(it, earlier, training=None if held.ready else held.status)
     squatter = next(
         (r for r in remotes if r.name == it.dv.name and r.id not in _ids(current, versions)), None
     )
@@ -124,9 +125,10 @@ def _other(
     return _new_version(it, current, earlier, caps)
 
 
-def _switch_back(it: _Version, earlier: LockedVersion) -> Change:
+def _switch_back(it: _Version, earlier: LockedVersion, training: str | None = None) -> Change:
     """An earlier version with this content is still in the account: it becomes current again,
-    after its checks and the uploads it lacks, if any."""
+    after its checks and the uploads it lacks, if any. `training`: its status while its
+    provider still trains it (a candidate made current once trained)."""
     d = it.d
     missing = [a for a in d.assets if a.name not in earlier.assets]
     if earlier.state == "retired" and not missing:
@@ -139,7 +141,9 @@ def _switch_back(it: _Version, earlier: LockedVersion) -> Change:
             steps=promoting((), checked=False),
         )
     why = {
-        "candidate": "an apply made this version but was cut short before it became current",
+        "candidate": f"version {earlier.remote_name} is still training ({training})"
+        if training
+        else "an apply made this version but was cut short before it became current",
         "failed": "this version failed its checks at an earlier apply",
         "retired": "this earlier version lacks some uploads",
     }[earlier.state]
