@@ -31,9 +31,15 @@ class Catalogue:
     models: Mapping[str, CatalogueModel]
     source: str  # LIVE (read in this run), CACHED (read earlier, still fresh) or SNAPSHOT
     read_at: str | None = None  # when it was read from the provider (ISO 8601, UTC)
+    # where the provider says (providers/catalogues.OwnsCatalogue): how messages name this
+    # catalogue, and how the config declares a base LoRA-capable; Cloudflare's otherwise
+    named: str | None = None
+    override: str | None = None
 
     @property
     def label(self) -> str:
+        if self.named:
+            return self.named
         if self.source == SNAPSHOT:
             return "the bundled snapshot of LoRA-capable models"
         return "the account's model catalogue (GET .../ai/models/search)"
@@ -132,7 +138,7 @@ def base_problem(
     if entry is not None and entry.lora:
         return None
     capable = sorted(m for m, e in catalogue.models.items() if e.lora)
-    override = (
+    override = catalogue.override or (
         "If the provider has made it LoRA-capable since, add it under "
         f"providers.{provider}.limits.lora_models (model: model_type) in the config"
     )
