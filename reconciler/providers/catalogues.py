@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.adapters.catalogue import (
     CACHED,
@@ -43,6 +43,24 @@ _LAST_STAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time datetime ca
 MAX_CACHE_BYTES = 64 * 1024 * 1024  # Workers AI's catalogue of ~100 models takes ~60 kB
 
 Key = tuple[str, str]  # (provider, account)
+
+
+@runtime_checkable
+class OwnsCatalogue(Protocol):
+    """A provider whose catalogue is its own to describe (Fireworks): it ships its snapshot,
+    names its catalogue in messages, and lays the config's declared bases over what was read.
+    Without it, the snapshot is the shared Limits' lora_models (Cloudflare)."""
+
+    # what lets reconciler read the live catalogue, said when it could not be read
+    catalogue_hint: str
+
+    def snapshot_catalogue(self) -> tuple[Catalogue, str]:
+        """The bundled snapshot (source SNAPSHOT), with the config's declared bases on top,
+        and the date it was taken."""
+
+    def shown_catalogue(self, catalogue: Catalogue) -> Catalogue:
+        """A catalogue read live or from the cache, named as the provider names it, with the
+        config's declared bases on top (they win over what was read)."""
 
 
 def ttl_from_env(env: Mapping[str, str]) -> float:
@@ -105,7 +123,9 @@ def read_cached(
         read_at = _read_at(entry)
         fresh = read_at is not None and 0 <= now - read_at < ttl
         if cached is not None and fresh and not refresh:
-            found[(provider_name, account)] = Catalogue(cached, CACHED, _iso(read_at))
+            found[(provider_name, account)] = _shown(
+                provider, Catalogue(cached, CACHED, _iso(read_at))
+            )
             continue
         try:
             models = provider.read_catalogue(account)
@@ -113,11 +133,11 @@ def read_cached(
                 raise EndpointError("it came back empty")
         except ReconcilerError as exc:
             found[(provider_name, account)], note = _fallback(
-                desired, provider_name, account, cached, read_at, exc
+                desired, provider, provider_name, account, cached, read_at, exc
             )
             warnings.append(note)
             continue
-        found[(provider_name, account)] = Catalogue(dict(models), LIVE, _iso(now))
+        found[(provider_name, account)] = _shown(provider, Catalogue(dict(models), LIVE, _iso(now)))
         stored[slot] = {"read_at": now, "models": to_records(models)}
         changed = True
     if changed:
@@ -125,29 +145,38 @@ def read_cached(
     return found, tuple(warnings)
 
 
+def _shown(provider: object, catalogue: Catalogue) -> Catalogue:
+    return provider.shown_catalogue(catalogue) if isinstance(provider, OwnsCatalogue) else catalogue
+
+
 def _fallback(
     desired: Desired,
-    provider: str,
+    provider: object,
+    name: str,
     account: str,
     cached: Mapping[str, Any] | None,
     read_at: float | None,
     exc: ReconcilerError,
 ) -> tuple[Catalogue, str]:
-    why = f"the model catalogue of {provider} account {account} could not be read ({exc})"
+    why = f"the model catalogue of {name} account {account} could not be read ({exc})"
     if cached is not None and read_at is not None:
         when = _iso(read_at)
         return (
-            Catalogue(dict(cached), CACHED, when),
+            _shown(provider, Catalogue(dict(cached), CACHED, when)),
             f"{why}; checking base models against the copy read at {when}",
         )
-    limits = desired.limits.get(provider)
-    lora = getattr(limits, "lora_models", {})
-    snapshot = from_snapshot(lora, getattr(limits, "deprecations", {}))
-    date = getattr(limits, "snapshot_date", "?")
+    if isinstance(provider, OwnsCatalogue):
+        snapshot, date = provider.snapshot_catalogue()
+        hint = provider.catalogue_hint
+    else:
+        limits = desired.limits.get(name)
+        lora = getattr(limits, "lora_models", {})
+        snapshot = from_snapshot(lora, getattr(limits, "deprecations", {}))
+        date = getattr(limits, "snapshot_date", "?")
+        hint = "a token with the 'Workers AI Read' permission lets reconciler read the live one"
     return (
         snapshot,
-        f"{why}; checking base models against the bundled snapshot of {date} instead "
-        "(a token with the 'Workers AI Read' permission lets reconciler read the live one)",
+        f"{why}; checking base models against the bundled snapshot of {date} instead ({hint})",
     )
 
 

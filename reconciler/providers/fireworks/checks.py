@@ -22,11 +22,11 @@ from typing import Any
 
 from reconciler.adapters.preflight import LimitsError
 from reconciler.providers.fireworks.marker import MARKER_CHARS
-from reconciler.providers.fireworks.records import ID_RULE, ID_RULE_TEXT
+from reconciler.providers.fireworks.records import ID_RULE, ID_RULE_TEXT, model_ref
 
 MAX_CONFIG_BYTES = 1_000_000  # an adapter_config.json is a few kB
 VERSION_SUFFIX = 9  # "-" and 8 hex: plan/versions.py
-OVERRIDABLE = ("min_lora_rank", "max_lora_rank", "target_modules")
+OVERRIDABLE = ("min_lora_rank", "max_lora_rank", "target_modules", "lora_models")
 
 
 @cache
@@ -46,6 +46,9 @@ class FireworksLimits:
     max_description: int  # of the whole description sent, the digest marker included
     max_model_id: int
     required_files: tuple[str, ...]
+    # base models the config declares LoRA-capable (providers.fireworks.limits.lora_models):
+    # they win over the catalogue, live or bundled (catalogue.py)
+    lora_models: tuple[str, ...] = ()
 
     @property
     def max_own_description(self) -> int:
@@ -76,7 +79,22 @@ def limits(overrides: Mapping[str, Any] | None = None) -> FireworksLimits:
         max_description=_whole(data, "max_description_chars"),
         max_model_id=_whole(data, "max_model_id_chars"),
         required_files=tuple(data["required_files"]),
+        lora_models=_bases(data.get("lora_models", [])),
     )
+
+
+def _bases(value: Any) -> tuple[str, ...]:
+    """lora_models: a list of base models' resource names, accounts/<account>/models/<id>."""
+    shape = "a list of base models' resource names, accounts/<account>/models/<id>"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LimitsError(f"lora_models must be {shape}, not {value!r}")
+    wrong = [v for v in value if model_ref(v) is None]
+    if wrong:
+        raise LimitsError(
+            f"lora_models: {wrong[0]!r} is not a base model's resource name, "
+            "accounts/<account>/models/<id>"
+        )
+    return tuple(dict.fromkeys(value))
 
 
 def _whole(data: Mapping[str, Any], key: str) -> int:

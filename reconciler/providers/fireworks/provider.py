@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.assets import digest as file_digest
-from reconciler.adapters.catalogue import CatalogueModel
+from reconciler.adapters.catalogue import Catalogue, CatalogueModel
 from reconciler.adapters.preflight import CONFIG
 from reconciler.base.errors import ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
 from reconciler.providers.base import Capabilities, History, Progress
-from reconciler.providers.fireworks import checks
+from reconciler.providers.fireworks import catalogue, checks
 from reconciler.providers.fireworks.api import FireworksApi
 from reconciler.providers.fireworks.marker import files_digest, with_marker
 from reconciler.providers.fireworks.records import FireworksModel, model_ref
@@ -107,6 +107,15 @@ class FireworksProvider:
             m.name: CatalogueModel(m.name, lora=bool(m.supports_lora))
             for m in self.api.list_models(CATALOGUE_ACCOUNT)
         }
+
+    # providers/catalogues.OwnsCatalogue: the bundled snapshot, and the config's bases on top
+    catalogue_hint = catalogue.HINT
+
+    def snapshot_catalogue(self) -> tuple[Catalogue, str]:
+        return catalogue.snapshot(self.limit.lora_models)
+
+    def shown_catalogue(self, read: Catalogue) -> Catalogue:
+        return catalogue.shown(read, self.limit.lora_models)
 
     # --- writing ---
 
