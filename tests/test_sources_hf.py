@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, Cli
+from conftest import CANARY_TOKEN, QUICKSTART, Cli
 
+from reconciler.sandbox import DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
 
 REPO = "acme/support-lora"
@@ -63,7 +64,9 @@ def hub_env(
     monkeypatch.setenv("HF_ENDPOINT", cf_env.hub_url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # never the user's cache
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    # a token the sandbox serves, as a user's would be (and never printed: Cli checks), so a
+    # login saved on this machine is never sent, which the sandbox's Hub would refuse (401)
+    monkeypatch.setenv("HF_TOKEN", CANARY_TOKEN)
     return cf_env
 
 
@@ -257,3 +260,104 @@ def test_a_new_commit_on_the_tag_is_a_new_version_when_versioning_is_on(
     second = json.loads(cli("output", "-c", config).stdout)["support-bot"]["name"]
     assert second != first
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("revision", "kind", "option"),
+    [("release/v3", "branch", "--branch=release/v3"), ("refs/pr/1", "pull request", "--pr")],
+)
+def test_a_branch_with_a_slash_or_a_pull_request_plans_applies_and_locks_its_commit(
+    cli: Cli, hub_env: SandboxServer, tmp_path: Path, revision: str, kind: str, option: str
+) -> None:
+    data = tmp_path / "sandbox-data"
+    push(cli, data, ADAPTER, tag=None)  # main
+    changed = tmp_path / "v3"
+    shutil.copytree(ADAPTER, changed)
+    settings = json.loads((changed / CONFIG).read_text())
+    settings["lora_alpha"] = 99
+    (changed / CONFIG).write_text(json.dumps(settings))
+    pushed = cli("sandbox", "hf-push", REPO, changed, "--data", data, option)
+    assert f"({revision})" in pushed.stdout, pushed.output
+    commit = pushed.stdout.splitlines()[-1]
+
+    config = write_config(tmp_path / "project", f"      hf: {REPO}\n      revision: {revision}\n")
+    planned = cli("plan", "-c", config)
+    assert planned.exit_code == 0, planned.output
+    assert f"from hf://{REPO}@{commit[:7]}" in planned.stdout
+    assert f"{revision} is a {kind}, and a {kind} moves" in planned.stdout
+    assert "sha256:" + sha256sum(changed / CONFIG)[:12] in planned.stdout  # its bytes, not main's
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    lock = json.loads(config.with_suffix(".lock").read_text())
+    assets = lock["finetunes"]["support-bot"]["assets"]
+    for name in (CONFIG, WEIGHTS):
+        assert assets[name]["source"] == f"hf://{REPO}@{commit}/{name}"
+        assert assets[name]["sha256"] == "sha256:" + sha256sum(changed / name)
+    assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+    other = "refs/pr/9" if kind == "pull request" else "release/v4"
+    config = write_config(tmp_path / "other", f"      hf: {REPO}\n      revision: {other}\n")
+    missing = cli("plan", "-c", config)
+    assert missing.exit_code == 1
+    expected = (
+        "the repo has no pull request refs/pr/9 (pull requests: refs/pr/1)"
+        if kind == "pull request"
+        else "the repo has no tag or branch release/v4 (tags: none; branches: main, release/v3)"
+    )
+    assert expected in missing.stderr, missing.stderr
+
+
+def test_gated_private_and_bad_token_say_what_is_wrong_without_a_traceback(
+    cli: Cli, hub_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "sandbox-data"
+    push(cli, data, ADAPTER)
+    granted = ("--grant", DEFAULT_TOKEN)
+    result = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, "--gated", *granted)
+    assert result.exit_code == 0, result.output
+    gated = write_config(tmp_path / "gated", f"      hf: {REPO}\n      revision: v1\n")
+    private = "acme/private-lora"
+    cli("sandbox", "hf-push", private, ADAPTER, "--data", data, "--private", *granted)
+    hidden = write_config(tmp_path / "private", f"      hf: {private}\n")
+
+    for token, config, message in (
+        ("", gated, "the repo is gated and no token was sent"),
+        (
+            CANARY_TOKEN,
+            gated,
+            "the repo is gated and the token sent (HF_TOKEN, or the saved "
+            "login) has no access to its files",
+        ),
+        ("hf_wrong_token", gated, "refused the token as invalid (HTTP 401): check HF_TOKEN"),
+        ("", hidden, "no such repo at"),
+        (CANARY_TOKEN, hidden, "(or it is private or gated and HF_TOKEN"),
+    ):
+        monkeypatch.setenv("HF_TOKEN", token)
+        result = cli("plan", "-c", config)
+        assert result.exit_code == 1, result.output
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+        assert f"{config}:6:5: error: finetune 'support-bot': adapter " in result.stderr
+        assert "hf_wrong_token" not in result.output
+    monkeypatch.setenv("HF_TOKEN", DEFAULT_TOKEN)  # the token each repo grants
+    assert cli("plan", "-c", hidden).exit_code == 0
+    applied = cli("apply", "-c", gated, "--auto-approve")  # every byte read, through the gate
+    assert applied.exit_code == 0, applied.output
+
+
+def test_sandbox_flag_meets_a_gated_repo_with_the_gated_message(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "CLOUDFLARE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    config = write_config(tmp_path / "project", f"      hf: {REPO}\n      revision: v1\n")
+    data = config.parent / ".reconciler" / "sandbox"
+    result = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, "--tag", "v1", "--gated")
+    assert result.exit_code == 0, result.output
+    planned = cli("plan", "-c", config, "--sandbox")  # --sandbox sends its Hub no token
+    assert planned.exit_code == 1
+    assert f"hf://{REPO}@" in planned.stderr
+    assert "the repo is gated and no token was sent" in planned.stderr
+    assert "(HF_TOKEN is empty)" in planned.stderr  # --sandbox's own; not "set HF_TOKEN"
+    assert "Traceback" not in planned.output

@@ -3,7 +3,8 @@
 HF_ENDPOINT, HF_HUB_OFFLINE and the shared cache all work as they do for every HF tool.
 
 Plan reads metadata, never weights:
-  - a tag or branch -> its commit: one refs call (a branch warns: it moves);
+  - a tag, branch or pull request (refs/pr/N) -> its commit: one refs call (a branch or a
+    pull request warns: it moves);
   - the files at the commit, with size and the LFS sha256: one model_info(files_metadata)
     call, kept per commit (immutable) under the project's sources/hf/;
   - adapter_config.json (small, not in LFS, so no sha256 in the metadata): downloaded once per
@@ -310,38 +311,50 @@ class HfSource(Fetched):
                 f"{self.revision} taken as {last[:SHORT]}, the commit it named on "
                 f"{seen.get('seen', '?')}; it may have moved since"
             ]
-        api = _hub().HfApi(endpoint=self.endpoint, token=self.token)
-        try:
-            with self._bounded(JSON_LIMIT):
-                listed = api.list_repo_refs(self.repo)
-        except Exception as exc:
-            raise self._error(exc) from None
-        kind: str | None = None
-        found: Any = None
-        for ref in listed.tags:
-            if ref.name == self.revision:
-                kind, found = "tag", ref.target_commit
-        for ref in listed.branches:
-            if kind is None and ref.name == self.revision:
-                kind, found = "branch", ref.target_commit
-        if kind is None:
-            raise SourceError(
-                f"{self.where}: the repo has no tag or branch {self.revision} (tags: "
-                f"{_some(r.name for r in listed.tags)}; branches: "
-                f"{_some(r.name for r in listed.branches)})"
-            )
+        kind, found = self._named()
         # checked here, where it enters: it names the facts file and reaches the lock
         commit = checked.commit(found, f"{self.where}: the {kind} {self.revision}")
         today = datetime.now(timezone.utc).date().isoformat()
         refs.put({"commit": commit, "kind": kind, "seen": today}, self.revision)
         refs.save()
         warnings = []
-        if kind == "branch":
+        if kind in ("branch", "pull request"):
             warnings.append(
-                f"{self.where}: {self.revision} is a branch, and a branch moves: pin a commit "
+                f"{self.where}: {self.revision} is a {kind}, and a {kind} moves: pin a commit "
                 f"or tag (it names {commit[:SHORT]} now)"
             )
         return commit, warnings
+
+    def _named(self) -> tuple[str, Any]:
+        """What the declared revision is (a tag, a branch or a pull request) and the commit the
+        Hub says it names: one refs call. A pull request is named by its ref, `refs/pr/N`, as
+        the Hub takes it (a branch or tag cannot be named refs/...)."""
+        pr = re.fullmatch(r"refs/pr/[0-9]+", self.revision) is not None
+        api = _hub().HfApi(endpoint=self.endpoint, token=self.token)
+        try:
+            with self._bounded(JSON_LIMIT):
+                listed = api.list_repo_refs(self.repo, include_pull_requests=pr)
+        except Exception as exc:
+            raise self._error(exc) from None
+        if pr:
+            for ref in listed.pull_requests or ():
+                if ref.ref == self.revision:
+                    return "pull request", ref.target_commit
+            raise SourceError(
+                f"{self.where}: the repo has no pull request {self.revision} (pull requests: "
+                f"{_some(r.ref for r in listed.pull_requests or ())})"
+            )
+        for ref in listed.tags:
+            if ref.name == self.revision:
+                return "tag", ref.target_commit
+        for ref in listed.branches:
+            if ref.name == self.revision:
+                return "branch", ref.target_commit
+        raise SourceError(
+            f"{self.where}: the repo has no tag or branch {self.revision} (tags: "
+            f"{_some(r.name for r in listed.tags)}; branches: "
+            f"{_some(r.name for r in listed.branches)})"
+        )
 
     def _listing(self, commit: str) -> dict[str, dict[str, Any]]:
         if self.offline:
@@ -468,8 +481,23 @@ class HfSource(Fetched):
                 f"{what}: no such repo at {shown(self.endpoint)} (or it is private or gated and "
                 "HF_TOKEN, or the cached login, gives no access to it)"
             )
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if kind == "GatedRepoError" and status == 401:
+            # the Hub's 401: no token came with the request (`--sandbox` sends none: HF_TOKEN="")
+            how = (
+                "(HF_TOKEN is empty)"
+                if self.token is False
+                else "(set HF_TOKEN, or log in with `hf auth login`)"
+            )
+            return SourceError(
+                f"{what}: the repo is gated and no token was sent: its files are given only to "
+                f"a token with access {how}"
+            )
         if kind == "GatedRepoError":
-            return SourceError(f"{what}: the repo is gated: ask for access on the Hub")
+            return SourceError(
+                f"{what}: the repo is gated and the token sent (HF_TOKEN, or the saved login) "
+                f"has no access to its files: ask for access on its page at {shown(self.endpoint)}"
+            )
         if kind == "RevisionNotFoundError":
             return SourceError(f"{what}: the repo has no revision {self.revision}")
         if kind in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
@@ -479,7 +507,13 @@ class HfSource(Fetched):
                 f"{what}: HF_HUB_OFFLINE is set and the file is not in the Hugging Face cache: "
                 "run once online, or unset HF_HUB_OFFLINE"
             )
-        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 401:
+            # not a repo's answer (those carry RepoNotFound or GatedRepo): the Hub's answer to a
+            # token it does not know, "Invalid credentials in Authorization header"
+            return SourceError(
+                f"{what}: the Hub at {shown(self.endpoint)} refused the token as invalid (HTTP "
+                "401): check HF_TOKEN, or the login saved by `hf auth login`"
+            )
         if status is not None:
             return SourceError(f"{what}: the Hub at {shown(self.endpoint)} answered HTTP {status}")
         if isinstance(exc, (TypeError, KeyError, ValueError, AttributeError, IndexError)):
