@@ -3,6 +3,8 @@ the spec grammar."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import threading
@@ -18,6 +20,7 @@ from sandbox_clients import serve_process
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.common.clock import ManualClock
 from reconciler.sandbox.common.faults import FaultRule, FaultSpec, InjectedFault, RateLimit, Route
+from reconciler.sandbox.common.throttle import Pace, SlowInput, slow_answer
 from reconciler.sandbox.server import SandboxServer
 
 FINETUNES = f"/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/ai/finetunes"
@@ -123,6 +126,39 @@ def test_latency_delays_only_matching_requests(tmp_path: Path, raw: httpx.Client
     assert slow.status_code == fast.status_code == 200  # delayed, then answered normally
     assert slow_seconds >= 0.4 > fast_seconds
     assert sb.fault_log == [InjectedFault("GET", "/v1/datasets", "latency", latency=0.4, rule=0)]
+
+
+def test_bandwidth_paces_an_upload_and_stores_every_byte(tmp_path: Path, raw: httpx.Client) -> None:
+    body = bytes(range(256)) * 2048  # 512 KiB
+    route = "POST /client/v4/accounts/*/ai/finetunes/*/finetune-assets"
+    with serve(tmp_path, f"bandwidth=1MiB/s; route={route}") as sb:
+        finetune = create(raw, sb, "slow-link").json()["result"]
+        started = time.perf_counter()
+        answer = raw.post(
+            f"{sb.url}{FINETUNES}/{finetune['id']}/finetune-assets",
+            data={"file_name": "adapter_model.safetensors"},
+            files={"file": ("blob", body, "application/octet-stream")},
+        )
+        seconds = time.perf_counter() - started
+        (asset,) = sb.store.list_assets(finetune["id"])
+    assert answer.status_code == 200, answer.text
+    assert asset.sha256 == hashlib.sha256(body).hexdigest()  # paced, not cut
+    assert seconds >= 0.45  # 512 KiB at 1 MiB/s: the pace sleeps at least this long
+    (fault,) = sb.fault_log
+    assert (fault.kind, fault.bandwidth, fault.method) == ("bandwidth", float(1 << 20), "POST")
+
+
+def test_the_pace_sleeps_by_the_bytes_carried_both_ways() -> None:
+    slept: list[float] = []
+    pace = Pace(100_000, slept.append)  # 100 KB/s, in pieces of 5,000 bytes
+    stream = SlowInput(io.BytesIO(b"x" * 50_000), pace)
+    assert stream.read(20_000) == b"x" * 20_000  # a read gets what it asked for
+    assert len(stream.read()) == 30_000
+    # the sleep is stubbed, so time stands still: each wait is until its piece is due, and the
+    # last piece of 50 kB at 100 kB/s is due 0.5 s after the first byte
+    assert len(slept) == 10 and slept == sorted(slept) and 0.45 <= slept[-1] <= 0.5
+    answer = list(slow_answer([b"y" * 12_000], Pace(100_000, slept.append)))
+    assert [len(p) for p in answer] == [5000, 5000, 2000]
 
 
 def test_latency_combines_with_an_error(tmp_path: Path, raw: httpx.Client) -> None:
@@ -288,6 +324,8 @@ def test_parse_accepts_the_compact_form() -> None:
         FaultRule(route=Route("GET", "/v1/datasets/*"), rate=0.5, reset=True),
         FaultRule(route=Route("*", "/v1/datasets"), drop=True),
     )
+    slow = FaultSpec.parse("bandwidth=15MB/s | bandwidth=512KiB; route=PUT /**; latency=1s")
+    assert [r.bandwidth for r in slow.rules] == [15e6, 512 * 1024]
 
 
 def test_route_globs_match_one_segment_or_many() -> None:
@@ -347,6 +385,10 @@ def test_parse_accepts_json_yaml_and_files(tmp_path: Path) -> None:
         ("seed=1; status=503 | seed=2; reset", "seed given twice"),
         ("status=503; status=502", "status given twice"),
         ("latency=fast", "latency must be a duration like 250ms, 1.5s or 2m, got 'fast'"),
+        ("bandwidth=fast", "bandwidth must be a rate like 15MB/s or 512KiB/s, got 'fast'"),
+        ("bandwidth=15Mbit/s", "bandwidth must be a rate like 15MB/s"),
+        ("bandwidth=10B/s", "bandwidth must be a finite rate of at least 1KB/s, got '10B/s'"),
+        ("bandwidth=" + "9" * 400 + "GB/s", "bandwidth must be a finite rate"),
         ("route=finetunes; reset", "route path must start with '/', got 'finetunes'"),
         ("route=FETCH /v1; reset", "unknown method 'FETCH' in route 'FETCH /v1'"),
         ("route=; reset", "route must be '[METHOD] PATH'"),

@@ -19,13 +19,17 @@ Compact form (for `reconciler sandbox --faults SPEC`)::
                           error shape; 429 carries Retry-After
     retry_after=SECONDS   the Retry-After of that answer (default 1 for 429, none otherwise)
     latency=DUR           delay the request, e.g. 250ms, 1.5s (combines with the others)
+    bandwidth=RATE        carry the request's body and the answer's at most RATE, e.g.
+                          15MB/s, 512KiB/s (B, KB, MB, GB are powers of 1000; KiB, MiB,
+                          GiB of 1024): uploads and downloads take the time they would on
+                          a slow link, so progress can be watched (combines with the others)
     reset                 cut the TCP connection (RST) before the API sees the request
     drop                  let the API handle the request, so its change is stored, then
                           close the connection without answering ("commit then drop")
 
 `seed` and `rate_limit` apply to the whole spec and may sit in any rule (once each); every
-other group of settings is one rule and needs a fault (status, latency, reset or drop), at
-most one of status/reset/drop. DUR is a number with `ms`, `s` or `m` (bare: seconds).
+other group of settings is one rule and needs a fault (status, latency, bandwidth, reset or
+drop), at most one of status/reset/drop. DUR is a number with `ms`, `s` or `m` (bare: seconds).
 Example::
 
     seed=7; rate=0.2; status=503; route=POST /client/v4/accounts/*/ai/finetunes
@@ -58,7 +62,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Cloudflare's published API rate limit: 1,200 requests per five minutes per token.
 CLOUDFLARE_RATE_LIMIT = (1200, 300.0)
 _GLOBAL_KEYS = ("seed", "rate_limit")
-_RULE_KEYS = ("route", "rate", "status", "retry_after", "latency", "reset", "drop")
+_RULE_KEYS = ("route", "rate", "status", "retry_after", "latency", "bandwidth", "reset", "drop")
 # `key:` / `- ` / `---` at the start is YAML; compact settings are `key=...`.
 _YAML_START = re.compile(r"\s*(---|-\s|[A-Za-z_][\w-]*\s*:)")
 # Sandbox choice: the longest latency or rate-limit window a spec may ask for. Longer than any
@@ -67,6 +71,11 @@ MAX_DURATION = 86400.0
 # Sandbox choice: a spec is a few lines; a file of more than this is not one.
 MAX_SPEC_BYTES = 1 << 20
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?")
+_RATE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([KMG]i?B|B)(?:/s)?", re.IGNORECASE)
+_RATE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+_RATE_UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+# Sandbox choice: the slowest link a spec may ask for (1 KB/s: a 1 MiB upload takes 17 minutes).
+MIN_BANDWIDTH = 1000.0
 
 
 def _yaml(text: str) -> Any:
@@ -95,6 +104,17 @@ def parse_duration(text: str, key: str) -> float:
     if not seconds <= MAX_DURATION:  # also inf: 400 digits are a float, and sleep(inf) fails
         raise _fail(f"{key} must be at most 1 day ({MAX_DURATION:g} s), got {text!r}")
     return seconds
+
+
+def parse_bandwidth(text: str) -> float:
+    """Bytes per second from `15MB/s`, `512KiB/s`, `1GB`."""
+    match = _RATE_RE.fullmatch(str(text).strip())
+    if not match:
+        raise _fail(f"bandwidth must be a rate like 15MB/s or 512KiB/s, got {text!r}")
+    rate = float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+    if not MIN_BANDWIDTH <= rate < float("inf"):
+        raise _fail(f"bandwidth must be a finite rate of at least 1KB/s, got {text!r}")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,7 @@ class FaultRule:
     latency: float = 0.0
     reset: bool = False
     drop: bool = False
+    bandwidth: float | None = None  # bytes per second, both ways
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -157,8 +178,11 @@ class FaultRule:
         terminal = [k for k in ("status", "reset", "drop") if getattr(self, k) not in (None, False)]
         if len(terminal) > 1:
             raise _fail(f"a rule can have only one of status, reset, drop; got {terminal}")
-        if not terminal and not self.latency:
-            raise _fail(f"rule for {self.route} has no fault: add status=, latency=, reset or drop")
+        if not terminal and not self.latency and self.bandwidth is None:
+            raise _fail(
+                f"rule for {self.route} has no fault: add status=, latency=, bandwidth=, reset "
+                "or drop"
+            )
 
     @property
     def kind(self) -> str | None:
@@ -243,6 +267,7 @@ def _rule(settings: dict[str, Any]) -> FaultRule:
         else 0.0,
         reset=_flag(settings.get("reset", False), "reset"),
         drop=_flag(settings.get("drop", False), "drop"),
+        bandwidth=parse_bandwidth(settings["bandwidth"]) if "bandwidth" in settings else None,
     )
 
 

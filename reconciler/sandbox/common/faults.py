@@ -10,7 +10,8 @@ request, in this order:
 2. Every rule whose route matches rolls its own die: the n-th request a rule sees is hit iff
    Random(f"{seed}:{rule}:{n}") < rate. Each rule's sequence depends only on the seed and
    its own count, so the same seed and the same requests give the same faults.
-3. The latencies of all hit rules are slept, in the handler thread; then the first hit rule
+3. The latencies of all hit rules are slept, in the handler thread; the lowest `bandwidth` of
+   the hit rules paces the request's body and the answer's (throttle.py); then the first hit rule
    with status/reset/drop acts: an error answer in the shape of the API that owns the path
    (its mount's `fault_body`; the sandbox's neutral shape where no mount owns it), a TCP reset
    once the request is read but before the API sees it, or the request handled (and stored)
@@ -37,6 +38,7 @@ from reconciler.sandbox.common.clock import Clock, SystemClock
 from reconciler.sandbox.common.fault_spec import FaultRule, FaultSpec, RateLimit, Route
 from reconciler.sandbox.common.mount import Mounted, fault_body_of, is_rate_limited, owner
 from reconciler.sandbox.common.responses import send_json
+from reconciler.sandbox.common.throttle import Pace, Sleep, SlowInput, slow_answer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -67,10 +69,11 @@ class ResetConnection(ConnectionError):
 class InjectedFault:
     method: str
     path: str
-    kind: str  # "status", "latency", "reset", "drop" or "rate_limit"
+    kind: str  # "status", "latency", "bandwidth", "reset", "drop" or "rate_limit"
     status: int | None = None
     latency: float = 0.0
     rule: int | None = None  # index in spec.rules; None for the rate limit
+    bandwidth: float | None = None  # bytes per second
 
 
 class RateLimiter:
@@ -125,8 +128,10 @@ class FaultInjector:
         clock: Clock | None = None,
         *,
         mounts: Sequence[Mounted] = (),
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.app = app
+        self._sleep = sleep
         self.mounts = tuple(mounts)
         self.spec = spec
         self.log: list[InjectedFault] = [] if log is None else log
@@ -165,10 +170,12 @@ class FaultInjector:
                 self._record(
                     InjectedFault(method, path, "latency", latency=rule.latency, rule=index)
                 )
-                time.sleep(rule.latency)
+                self._sleep(rule.latency)
+        pace = self._slow_link(environ, method, path, hits)
         ending = [(i, r) for i, r in hits if r.kind is not None]
         if not ending:
-            return self.app(environ, start_response)
+            answer = self.app(environ, start_response)
+            return answer if pace is None else slow_answer(answer, pace)
         index, rule = ending[0]
         if rule.reset:
             _drain(environ)
@@ -186,6 +193,23 @@ class FaultInjector:
         headers = [] if retry_after is None else [("Retry-After", str(retry_after))]
         body = fault_body_of(mounted, rule.status)
         return send_json(start_response, rule.status, body, headers)
+
+    def _slow_link(
+        self,
+        environ: WSGIEnvironment,
+        method: str,
+        path: str,
+        hits: list[tuple[int, FaultRule]],
+    ) -> Pace | None:
+        """The slowest bandwidth of the hit rules, put on the request's body; None if none."""
+        slow = [(r.bandwidth, i) for i, r in hits if r.bandwidth is not None]
+        if not slow:
+            return None
+        rate, index = min(slow)
+        self._record(InjectedFault(method, path, "bandwidth", rule=index, bandwidth=rate))
+        pace = Pace(rate, self._sleep)
+        environ["wsgi.input"] = SlowInput(environ["wsgi.input"], pace)
+        return pace
 
     def _handle_and_discard(self, environ: WSGIEnvironment) -> None:
         """Run the request through the API for its effect; the answer goes nowhere."""
