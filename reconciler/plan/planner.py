@@ -29,6 +29,7 @@ from reconciler.plan.changes import (
     StepKind,
     select,
 )
+from reconciler.plan.quotas import within_quotas
 from reconciler.plan.removal import undeclared
 from reconciler.plan.single import plan_one
 from reconciler.plan.versioned import versioned
@@ -75,6 +76,7 @@ def build(
             _declared(d, desired, observed, recorded, digests, capabilities, today, catalogue)
         )
     changes.extend(undeclared(desired, recorded, capabilities, prune))
+    changes = within_quotas(changes, observed, capabilities)
     declared = {d.name for d in desired.finetunes}
     retired = sum(
         1

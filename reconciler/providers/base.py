@@ -16,6 +16,22 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class Quota:
+    """At most `most` finetunes per base model in an account whose compared field `field` is
+    `value` (Fireworks: three serverless adapters per base). The plan counts those the account
+    holds, adds those it makes, takes off those it unloads, and blocks each one beyond,
+    naming the others (plan/quotas.py)."""
+
+    field: str
+    value: str
+    most: int
+    what: str  # how messages name those counted: "serverless adapters"
+    who: str  # whose quota it is: "Fireworks"
+    refusal: str  # what the provider answers past it: "ResourceExhausted"
+    fix: str  # what to do instead
+
+
+@dataclass(frozen=True)
 class Capabilities:
     can_update: bool  # fields of an existing finetune can change in place
     can_delete: bool
@@ -31,6 +47,7 @@ class Capabilities:
     # serving is a step of its own after the files are in (Fireworks loads an adapter onto a
     # deployment): a SERVE step follows, before any check or promotion
     serves: bool = False
+    quotas: tuple[Quota, ...] = ()  # counted at plan time, per base model and account
 
 
 class Provider(Protocol):
