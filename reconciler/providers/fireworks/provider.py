@@ -33,13 +33,13 @@ from reconciler.adapters.catalogue import Catalogue, CatalogueModel
 from reconciler.adapters.preflight import CONFIG
 from reconciler.base.errors import ProviderError
 from reconciler.base.model import AssetDigest, AssetFile, DesiredFinetune, RemoteFinetune
-from reconciler.providers.base import Capabilities, History, Progress
+from reconciler.providers.base import Capabilities, History, Progress, Quota
 from reconciler.providers.fireworks import catalogue, checks
 from reconciler.providers.fireworks.api import FireworksApi
 from reconciler.providers.fireworks.marker import files_digest, with_marker
 from reconciler.providers.fireworks.records import FireworksModel, model_ref
 from reconciler.providers.fireworks.remote import remote_finetune
-from reconciler.providers.fireworks.serving_plan import ServingPlan
+from reconciler.providers.fireworks.serving_plan import SERVERLESS, SERVERLESS_PER_BASE, ServingPlan
 
 log = logging.getLogger("reconciler.fireworks")
 
@@ -58,6 +58,19 @@ class FireworksProvider:
         trains_async=False,
         validates_uploads=True,
         serves=True,
+        # docs: three serverless adapters per base model per account, the fourth refused
+        quotas=(
+            Quota(
+                field="serve",
+                value=SERVERLESS,
+                most=SERVERLESS_PER_BASE,
+                what="serverless adapters",
+                who="Fireworks",
+                refusal="ResourceExhausted",
+                fix="unload one (or remove it from the config and apply with --prune), or "
+                "serve this one on a deployment made with enableAddons",
+            ),
+        ),
     )
 
     def __init__(self, api: FireworksApi, limit: checks.FireworksLimits | None = None) -> None:

@@ -3,13 +3,21 @@
 The config's `serve` (items.py) is a deployment's resource name or `serverless`. Before the
 create: a deployment must exist, have addons enabled and serve the adapter's base; serverless
 LoRA is offered on some bases only (supportsLora and supportsServerless in the base
-catalogue), three adapters per base per account (docs: the fourth is ResourceExhausted), so a
-fourth is refused here, naming the three, before anything is made.
+catalogue).
+
+Three serverless adapters per base per account (docs: the fourth is ResourceExhausted) is a
+quota the plan counts (provider.py's Capabilities.quotas, plan/quotas.py): a fourth is
+blocked there, naming the three, before any request that writes. It is not counted again
+before the create: the plan took off the copies this apply unloads (a pruned finetune), which
+apply unloads side by side with this create, so the count here could refuse what the plan
+rightly allowed. Should the account change between plan and apply, the load itself is
+refused (ResourceExhausted, after the HTTP layer's retries): the model stays READY and
+unloaded, and the next plan counts it again.
 """
 
 from __future__ import annotations
 
-from reconciler.base.errors import ProviderError
+from reconciler.base.errors import ProviderError, ReconcilerError
 from reconciler.base.model import DesiredFinetune
 from reconciler.providers.fireworks.api import FireworksApi
 from reconciler.providers.fireworks.records import DeployedModel, model_ref
@@ -54,19 +62,6 @@ class ServingPlan:
                 "entry is not both supportsLora and supportsServerless); serve it on a "
                 "deployment made with enableAddons instead"
             )
-        bases = {m.id: m.base_model for m in self.api.list_models(desired.account)}
-        taken = sorted(
-            c.model
-            for c in self.api.serving.list_deployed(desired.account)
-            if c.serverless and bases.get(c.model) == desired.model and c.model != desired.name
-        )
-        if len(taken) >= SERVERLESS_PER_BASE:
-            raise ProviderError(
-                f"serve: Fireworks serves at most {SERVERLESS_PER_BASE} serverless adapters per "
-                f"base model in an account, and {desired.model} has {len(taken)} in "
-                f"{desired.account} ({', '.join(taken)}); a fourth would be refused "
-                "(ResourceExhausted): unload one, or serve this one on a deployment"
-            )
 
     def ensure(self, desired: DesiredFinetune, model_id: str) -> str:
         """A copy where the config says, DEPLOYED (loaded if missing); with no serve, no copy."""
@@ -79,7 +74,17 @@ class ServingPlan:
         there = next((c for c in copies if _at(c, str(target))), None)
         if there is None:
             deployment = None if target == SERVERLESS else str(target)
-            there = self.api.serving.load(account, model_id, deployment)
+            try:
+                there = self.api.serving.load(account, model_id, deployment)
+            except ReconcilerError as exc:
+                if deployment is None and "RESOURCE_EXHAUSTED" in str(exc):
+                    raise ProviderError(
+                        f"{exc}: Fireworks serves at most {SERVERLESS_PER_BASE} serverless "
+                        f"adapters per base model in an account, and {desired.model} has them "
+                        f"(loaded since the plan was made); model {model_id} is READY, not "
+                        "loaded: unload one, and the next apply loads it"
+                    ) from None
+                raise
         copy = self.api.serving.wait_deployed(account, there.id)
         return f"DEPLOYED on {target} (deployed model {copy.id})"
 
