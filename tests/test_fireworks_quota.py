@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import test_fireworks_cli
 from conftest import Cli
 from fireworks import Fireworks
-from test_fireworks_cli import sandbox, sdk, write_adapter  # noqa: F401 (fixtures)
+from test_fireworks_cli import write_adapter
 
 from reconciler.sandbox.server import SandboxServer
+
+sandbox = test_fireworks_cli.sandbox  # the fixtures: the sandbox with loads that take no time
+sdk = test_fireworks_cli.sdk
 
 GLM = "accounts/fireworks/models/glm-5p3-flash"  # the base of serverless LoRA
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

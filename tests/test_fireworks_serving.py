@@ -201,3 +201,35 @@ def test_a_copy_that_is_not_one_is_refused(item: dict[str, Any], expected: str) 
 
 def origin_of(app: Double) -> str:
     return app.origin
+
+
+def test_a_fourth_serverless_load_refused_at_apply_says_the_model_is_left_ready(
+    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan counts the quota; should the account fill up between plan and apply, the load
+    is refused, and the SERVE step says what is left (serving_plan.py)."""
+    from reconciler.base.model import DesiredFinetune
+    from reconciler.providers.fireworks.serving_plan import ServingPlan
+
+    monkeypatch.setenv("RECONCILER_HTTP_ATTEMPTS", "1")
+    fw = client(emulator)
+    for i in range(4):
+        ready_model(fw, f"glm-{i}", SERVERLESS_BASE, tmp_path / str(i))
+    for i in range(3):
+        fw.serving.load(ACCOUNT, f"glm-{i}", None)
+    desired = DesiredFinetune(
+        name="glm-3",
+        provider="fireworks",
+        account=ACCOUNT,
+        model=SERVERLESS_BASE,
+        description=None,
+        public=False,
+        assets=(),
+        fields={"serve": "serverless"},
+    )
+    with pytest.raises(ProviderError) as caught:
+        ServingPlan(fw).ensure(desired, "glm-3")
+    said = str(caught.value)
+    assert "RESOURCE_EXHAUSTED" in said and "at most 3 serverless adapters" in said
+    assert "model glm-3 is READY, not loaded" in said
+    fw.close()
