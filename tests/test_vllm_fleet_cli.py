@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +15,13 @@ import pytest
 from conftest import Cli
 from test_vllm_client import MODEL, write_adapter
 
+from reconciler.base.model import AssetFile
+from reconciler.providers import registry
+from reconciler.providers.vllm.api import BLOBS
+from reconciler.providers.vllm.store import StoreError
 from reconciler.sandbox import DEFAULT_TOKEN
 from reconciler.sandbox.server import SandboxServer
+from reconciler.workflow.session import open_providers
 
 LOAD, UNLOAD = "/v1/load_lora_adapter", "/v1/unload_lora_adapter"
 
@@ -147,8 +154,34 @@ def test_a_rank_above_the_servers_max_is_refused_before_any_request(
     before = len(fleet.request_log)
     planned = cli("plan", "-c", config)
     assert planned.exit_code == 1
-    assert "16" in planned.output + planned.stderr
+    assert '"r" is 32, over the provider\'s rank limit of 16; retrain with r <= 16' in (
+        planned.stderr
+    )
     assert fleet.request_log[before:] == []
+
+
+def test_an_uploaded_file_gone_from_the_store_is_named_not_a_path_error(
+    fleet: SandboxServer, tmp_path: Path
+) -> None:
+    """Before: the create assembled the folder from a stand-in path, and said so
+    ("/nonexistent: No such file or directory")."""
+    config = project(tmp_path)
+    env = dict(os.environ)
+    desired = registry.load_config(config, env)
+    (d,) = desired.finetunes
+    with open_providers(config, env, None, desired) as providers:
+        api = providers["vllm"]
+        uploaded = {
+            a.name: api.upload_asset(d.account, None, AssetFile(a.name, a.path)) for a in d.assets
+        }
+        for blob in (config.parent / "store").glob(f"{BLOBS}-*"):
+            shutil.rmtree(blob)  # removed by hand since the upload
+        with pytest.raises(StoreError) as caught:
+            api.create_finetune(d, uploaded)
+    said = str(caught.value)
+    assert "lacks the uploaded adapter_config.json" in said
+    assert uploaded["adapter_config.json"].sha256 in said and "apply again" in said
+    assert "nonexistent" not in said
 
 
 def test_a_server_that_is_down_fails_alone_and_the_next_apply_heals_it(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from reconciler.providers.vllm.answers import Models
 from reconciler.providers.vllm.client import AlreadyLoaded, VllmClient
 from reconciler.providers.vllm.fanout import Fanned, fan_out
 from reconciler.providers.vllm.fleet import Server
-from reconciler.providers.vllm.store import StoreFile, place
+from reconciler.providers.vllm.store import StoreError, StoreFile, place, placed_already
 
 log = logging.getLogger("reconciler.vllm")
 
@@ -188,7 +189,15 @@ class VllmProvider:
         return placed.server_path(self.fleet.server_store)
 
     def _blob(self, digest: AssetDigest) -> Path:
-        placed = place(self.fleet.store, BLOBS, [_blob_file(digest)], recheck=False)
+        """An uploaded file's blob in the store: placed by its upload, never read again from
+        a source, so one that is missing (removed by hand since) is said as such."""
+        placed = placed_already(self.fleet.store, BLOBS, [_blob_file(digest)])
+        if placed is None:
+            raise StoreError(
+                f"the store {self.fleet.store} lacks the uploaded {digest.name} "
+                f"({digest.sha256}): it was removed since it was uploaded; apply again to "
+                "upload it"
+            )
         return placed.folder / digest.name
 
     def _check_bases(self, model: str) -> None:
@@ -221,5 +230,5 @@ class VllmProvider:
 
 
 def _blob_file(digest: AssetDigest) -> StoreFile:
-    # the blob folder is reused when complete: no source is read again
-    return StoreFile(digest.name, Path("/nonexistent"), digest.sha256, digest.size)
+    # names the blob folder only: it is found complete (placed_already), never copied again
+    return StoreFile(digest.name, Path(os.devnull), digest.sha256, digest.size)

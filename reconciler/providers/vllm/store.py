@@ -163,6 +163,18 @@ def place(
         os.close(store_fd)
 
 
+def placed_already(store: Path, name: str, files: Sequence[StoreFile]) -> Placed | None:
+    """The folder `place` would make for `files`, if it is there complete; else None."""
+    final = folder_name(name, files)
+    store_fd = _open_store(store)
+    try:
+        if _complete(store_fd, store / final, files, False):
+            return Placed(store / final, folder_digest((f.name, f.hex) for f in files), True)
+        return None
+    finally:
+        os.close(store_fd)
+
+
 def _open_store(store: Path) -> int:
     try:
         return os.open(store, _DIR)
