@@ -143,18 +143,24 @@ def cohere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxS
         yield server
 
 
-def test_a_new_cohere_version_shows_no_unset_hyperparameter(
-    cli: Cli, cohere: SandboxServer, tmp_path: Path
-) -> None:
+def _versioned_cohere(tmp_path: Path, more: str = "") -> Path:
+    """The Cohere example, its chat finetune versioned by content (and `more` settings)."""
     shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
     config = tmp_path / "c" / "finetunes.yaml"
     config.write_text(
         config.read_text().replace(
             "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
             "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
-            "    versioning: content\n",
+            "    versioning: content\n" + more,
         )
     )
+    return config
+
+
+def test_a_new_cohere_version_shows_no_unset_hyperparameter(
+    cli: Cli, cohere: SandboxServer, tmp_path: Path
+) -> None:
+    config = _versioned_cohere(tmp_path)
     assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
     config.write_text(config.read_text().replace("train_epochs: 1,", "train_epochs: 2,"))
     planned = cli("plan", "-c", config)
@@ -288,15 +294,7 @@ def test_forget_of_a_name_the_config_declares_warns_without_the_account_variable
 def test_the_keep_delete_plan_names_the_version_it_deletes(
     cli: Cli, cohere: SandboxServer, tmp_path: Path
 ) -> None:
-    shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
-    config = tmp_path / "c" / "finetunes.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
-            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
-            "    versioning: content\n    keep: 1\n",
-        )
-    )
+    config = _versioned_cohere(tmp_path, "    keep: 1\n")
     assert cli("apply", "-c", config, "--auto-approve", "--wait").exit_code == 0
     first = json.loads(cli("output", "-c", config).stdout)["support-chat"]["name"]
     config.write_text(config.read_text().replace("train_epochs: 1,", "train_epochs: 2,"))
@@ -304,19 +302,6 @@ def test_the_keep_delete_plan_names_the_version_it_deletes(
     cleanup = cli("plan", "-c", config)
     assert f"# support-chat will be deleted: {first}: a version of support-chat" in cleanup.stdout
     assert re.search(rf'- version +\= "{first}"', cleanup.stdout), cleanup.stdout
-
-
-def _versioned_cohere(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "examples" / "cohere", tmp_path / "c")
-    config = tmp_path / "c" / "finetunes.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n",
-            "    hyperparameters: {train_epochs: 1, learning_rate: 0.01}\n"
-            "    versioning: content\n",
-        )
-    )
-    return config
 
 
 def test_a_cohere_version_becomes_current_only_once_trained(
