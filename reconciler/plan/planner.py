@@ -18,7 +18,14 @@ from fnmatch import fnmatchcase
 from reconciler.adapters.catalogue import Catalogue, base_problem, deprecation_note
 from reconciler.adapters.preflight import Limits, quantized_hint
 from reconciler.base.errors import PlanError
-from reconciler.base.model import Desired, DesiredFinetune, Digests, Observed, Recorded
+from reconciler.base.model import (
+    Desired,
+    DesiredFinetune,
+    Digests,
+    LockedFinetune,
+    Observed,
+    Recorded,
+)
 from reconciler.plan.changes import (
     SYMBOLS,
     Action,
@@ -33,7 +40,7 @@ from reconciler.plan.quotas import within_quotas
 from reconciler.plan.removal import undeclared
 from reconciler.plan.single import plan_one
 from reconciler.plan.versioned import versioned
-from reconciler.plan.versions import content_version, remote_name
+from reconciler.plan.versions import FIRST_BY_NAME, content_version, remote_name
 from reconciler.providers.base import Capabilities
 
 __all__ = [
@@ -116,7 +123,7 @@ def _name_clashes(desired: Desired, recorded: Recorded, digests: Digests) -> dic
 def _remote_names(d: DesiredFinetune, recorded: Recorded, digests: Digests) -> dict[str, str]:
     """The names `d` bears or will bear in its account, each with how it comes by it: its own;
     versioned, its content's version name and those of its recorded versions."""
-    if not d.versioning:
+    if not d.versioning or _first_by_name(d, recorded.finetunes.get(d.name), recorded):
         return {d.name: f"{d.name} is declared so"}
     names: dict[str, str] = {}
     local = {a.name: digests[a.path] for a in d.assets if a.path in digests}
@@ -150,7 +157,10 @@ def _declared(
         locked = None  # moved: the old one stays where it is, a new one is made
     pending = recorded.pending.get(d.name)
     caps = capabilities[d.provider]
-    if d.versioning:
+    if _first_by_name(d, locked, recorded):
+        # its first version bears its own name, planned as an unversioned finetune is
+        one, more = plan_one(d, None, observed, digests, caps, pending), []
+    elif d.versioning:
         found = versioned(
             d, locked, recorded.versions.get(d.name, {}), observed, digests, caps, pending
         )
@@ -160,6 +170,11 @@ def _declared(
     if catalogue is not None:
         one = _base_model(one, d, catalogue, desired.limits.get(d.provider), today)
     return [one, *more]
+
+
+def _first_by_name(d: DesiredFinetune, locked: LockedFinetune | None, recorded: Recorded) -> bool:
+    """Whether `d` is versioned FIRST_BY_NAME and has no version yet: its first is NAME."""
+    return d.versioning == FIRST_BY_NAME and locked is None and not recorded.versions.get(d.name)
 
 
 def _unmanaged(

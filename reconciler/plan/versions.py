@@ -22,6 +22,11 @@ from typing import Any
 from reconciler.base.model import AssetDigest, LockedFinetune
 
 CONTENT = "content"  # the only versioning scheme so far
+# Versioned by content, the first version bearing the finetune's own name: a provider whose
+# ids are unique and that deletes (Fireworks without `versioning: content`) makes NAME, and a
+# changed adapter as NAME-<8 hex>, create before destroy (planner._declared). Once NAME is
+# recorded it is a finetune "made before versioning was turned on" (names_version, version_of).
+FIRST_BY_NAME = "first-by-name"
 HEX = 8  # 32 bits: a collision needs some 65,000 versions of one finetune
 
 
