@@ -34,7 +34,7 @@ from reconciler.base.model import (
 from reconciler.base.untrusted import visible
 from reconciler.plan import drift
 from reconciler.plan import planner as plan_mod
-from reconciler.plan.versions import content_version, remote_name
+from reconciler.plan.versions import FIRST_BY_NAME, content_version, remote_name
 from reconciler.project import Project
 from reconciler.providers import catalogues, registry
 from reconciler.providers.base import History, Provider
@@ -385,7 +385,8 @@ def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
     digests = {**assets.digest_all(declared.assets, s.cache), **_remote_digests(s, declared)}
     local = {a.name: digests[a.path] for a in declared.assets}
     wanted = name
-    if declared.versioning:  # the version the local files make, by its content-addressed name
+    versioned = bool(declared.versioning) and not _first_named(declared, existing, provider, local)
+    if versioned:  # the version the local files make, by its content-addressed name
         version = content_version(declared.fields, local)
         wanted = remote_name(name, version)
         if existing is not None and existing.remote_name != wanted:
@@ -419,12 +420,28 @@ def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
         fields=dict(remote.fields),
         prevent_destroy=declared.prevent_destroy,
         unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
-        remote_name=wanted if declared.versioning else None,
-        version=content_version(declared.fields, local) if declared.versioning else None,
+        remote_name=wanted if versioned else None,
+        version=content_version(declared.fields, local) if versioned else None,
     )
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.put(entry, provider.endpoint)
     return entry
+
+
+def _first_named(
+    declared: DesiredFinetune,
+    existing: LockedFinetune | None,
+    provider: Provider,
+    local: Mapping[str, AssetDigest],
+) -> bool:
+    """A finetune versioned FIRST_BY_NAME, not recorded, whose first model (its bare name) is
+    in the account and no model of its local content's version name is: imported under its
+    own name, as an unversioned record (the plan reckons its version from what is recorded)."""
+    if declared.versioning != FIRST_BY_NAME or existing is not None:
+        return False
+    names = {r.name for r in provider.list_finetunes(declared.account)}
+    version = remote_name(declared.name, content_version(declared.fields, local))
+    return declared.name in names and version not in names
 
 
 def _import_version(
