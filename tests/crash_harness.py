@@ -345,7 +345,8 @@ def _check_fireworks(config: Path, sandbox: Any, count: int, figures: Figures) -
         return [f"lockfile unreadable: {exc}"]
     for i in range(count):
         name = f"crash-{i}"
-        mine = [m for m in models if m["name"].rsplit("/", 1)[-1].startswith(f"{name}-")]
+        # a first model bears the bare name, a later one (or any, versioned) NAME-<8 hex>
+        mine = [m for m in models if _named(m["name"].rsplit("/", 1)[-1], name)]
         if len(mine) != 1:
             figures.duplicates += max(0, len(mine) - 1)
             problems.append(f"{name}: {len(mine)} models ({[m['name'] for m in mine]})")
@@ -372,6 +373,12 @@ def _check_fireworks(config: Path, sandbox: Any, count: int, figures: Figures) -
     if lock.get("pending"):
         problems.append(f"journal not settled: {lock['pending']}")
     return problems
+
+
+def _named(model_id: str, name: str) -> bool:
+    version = model_id.removeprefix(f"{name}-")
+    hexes = len(version) == 8 and all(c in "0123456789abcdef" for c in version)
+    return model_id == name or (model_id.startswith(f"{name}-") and hexes)
 
 
 class _FireworksReader:
