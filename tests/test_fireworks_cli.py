@@ -66,6 +66,7 @@ def project(
     *,
     serve: str | None = "{deployment: prod}",
     model: str = BASE,
+    versioning: str | None = None,
     **adapter: Any,
 ) -> Path:
     folder = tmp_path / "project"
@@ -75,7 +76,9 @@ def project(
         "version: 1\nproviders:\n  fireworks:\n    account_id: ${FIREWORKS_ACCOUNT_ID}\n"
         "finetunes:\n  - name: support-lora\n    provider: fireworks\n"
         f"    model: {model}\n    adapter: adapters/support/\n"
-        "    description: Support tone adapter\n" + (f"    serve: {serve}\n" if serve else "")
+        "    description: Support tone adapter\n"
+        + (f"    serve: {serve}\n" if serve else "")
+        + (f"    versioning: {versioning}\n" if versioning else "")
     )
     return config
 
@@ -90,8 +93,15 @@ def lock_of(config: Path) -> dict[str, Any]:
 
 
 def current(config: Path) -> tuple[str, dict[str, Any]]:
+    """The current model's id and its lock entry: a first model bears the bare name (no
+    remote_name recorded), a later one, or any with versioning: content, NAME-<8 hex>."""
     entry = lock_of(config)["finetunes"]["support-lora"]
-    return str(entry["remote_name"]), entry
+    return str(entry.get("remote_name") or "support-lora"), entry
+
+
+def hashed(name: str) -> bool:
+    head, _, tail = name.rpartition("-")
+    return head == "support-lora" and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)
 
 
 def downloaded(sdk: Fireworks, model_id: str) -> dict[str, str]:
@@ -106,15 +116,17 @@ def loaded(sdk: Fireworks) -> list[tuple[str, str | None, str | None]]:
     return [(c.model or "", c.deployment, c.state) for c in sdk.lora.list()]
 
 
+@pytest.mark.parametrize("versioning", [None, "content"])
 def test_an_adapter_applies_validated_and_deployed_where_serve_says(
-    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path, versioning: str | None
 ) -> None:
     make_deployment(sdk)
-    config = project(tmp_path, rank=16)
+    config = project(tmp_path, rank=16, versioning=versioning)
     applied = cli("apply", "-c", config, "--auto-approve")
     assert applied.exit_code == 0, applied.output
     name, entry = current(config)
-    assert name.startswith("support-lora-") and len(name) == len("support-lora-") + 8
+    # the model id: the finetune's name, or NAME-<8 hex> with versioning: content
+    assert hashed(name) if versioning else name == "support-lora"
     model = sdk.models.get(name)
     assert (model.state, model.kind) == ("READY", "HF_PEFT_ADDON")
     assert model.peft_details is not None and model.peft_details.r == 16
@@ -127,19 +139,23 @@ def test_an_adapter_applies_validated_and_deployed_where_serve_says(
     assert again.exit_code == 0, again.output
 
 
+@pytest.mark.parametrize("versioning", [None, "content"])
 def test_new_weights_are_loaded_before_the_old_model_is_unloaded_and_deleted(
-    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path, versioning: str | None
 ) -> None:
+    """Without versioning the first model bears the bare name; the new one, made while the
+    old one still holds it, is NAME-<8 hex> (create before destroy)."""
     make_deployment(sdk)
-    config = project(tmp_path)
+    config = project(tmp_path, versioning=versioning)
     assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
     old, _ = current(config)
+    assert hashed(old) if versioning else old == "support-lora"
     write_adapter(config.parent / "adapters" / "support", fill=7)
     before = len(sandbox.request_log)
     applied = cli("apply", "-c", config, "--auto-approve")
     assert applied.exit_code == 0, applied.output
     new, entry = current(config)
-    assert new != old
+    assert new != old and hashed(new)
     weights = config.parent / "adapters" / "support" / "adapter_model.safetensors"
     sha = "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
     assert downloaded(sdk, new)["adapter_model.safetensors"] == sha
@@ -281,7 +297,7 @@ def test_sandbox_flag_points_fireworks_at_the_embedded_sandbox(
     applied = cli("apply", "-c", config, "--sandbox", "--auto-approve")
     assert applied.exit_code == 0, applied.output
     name, entry = current(config)
-    assert entry["account"] == ACCOUNT and name.startswith("support-lora-")
+    assert entry["account"] == ACCOUNT and name == "support-lora"
     again = cli("plan", "-c", config, "--sandbox", "--detailed-exitcode")
     assert again.exit_code == 0, again.output
 
@@ -289,8 +305,10 @@ def test_sandbox_flag_points_fireworks_at_the_embedded_sandbox(
 def test_checks_ask_the_deployed_adapter_before_it_becomes_current_and_test_asks_again(
     cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
 ) -> None:
+    """With versioning: content every model passes the promotion gate (a first model with
+    the bare name has no version before it to keep current: `reconciler test` asks it)."""
     make_deployment(sdk)
-    config = project(tmp_path)
+    config = project(tmp_path, versioning="content")
     config.write_text(
         config.read_text()
         + "    checks:\n      - name: thanks\n        prompt: My order is late\n"
@@ -305,3 +323,36 @@ def test_checks_ask_the_deployed_adapter_before_it_becomes_current_and_test_asks
     tested = cli("test", "-c", config)
     assert tested.exit_code == 0, tested.output
     assert "thanks" in tested.output
+
+
+def test_a_bare_named_model_is_what_drift_list_output_test_and_import_name(
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+) -> None:
+    make_deployment(sdk)
+    config = project(tmp_path)
+    config.write_text(
+        config.read_text()
+        + "    checks:\n      - name: thanks\n        prompt: My order is late\n"
+        + "        expect: {contains: Thanks for asking}\n"
+        + "outputs:\n  - path: models.json\n"
+    )
+    applied = cli("apply", "-c", config, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert sdk.models.get("support-lora").state == "READY"
+    assert cli("drift", "-c", config).exit_code == 0
+    listed = cli("list", "-c", config)
+    assert listed.exit_code == 0 and "support-lora" in listed.output, listed.output
+    out = json.loads(cli("output", "-c", config, "--format", "json").stdout)
+    assert out["support-lora"]["name"] == "support-lora"
+    assert json.loads((config.parent / "models.json").read_text()) == out
+    before = len(sandbox.request_log)
+    tested = cli("test", "-c", config)
+    assert tested.exit_code == 0, tested.output
+    asked = [p for m, p in sandbox.request_log[before:] if p.endswith("/chat/completions")]
+    assert asked == ["/fireworks/inference/v1/chat/completions"]
+    assert cli("forget", "support-lora", "-c", config).exit_code == 0
+    imported = cli("import", "support-lora", "-c", config)
+    assert imported.exit_code == 0, imported.output
+    name, entry = current(config)
+    assert name == "support-lora" and entry["id"] == "support-lora"
+    assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0

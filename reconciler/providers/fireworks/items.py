@@ -9,9 +9,12 @@ serve.
       description: Answers support tickets
       serve: {deployment: prod}    # or {serverless: true}; absent or false: not served
 
-It is always versioned by content (model id NAME-<8 hex>, keep: 1 unless the config says):
-Fireworks model ids are unique and a model has no revisions, so new weights are a new model,
-made, validated and loaded before the one it supersedes is unloaded and deleted.
+Its model id is its name, or NAME-<8 hex> with `versioning: content` (its own, or the
+settings'). Either way it is versioned by content (keep: 1 unless the config says): Fireworks
+model ids are unique and a model has no revisions, so new weights are a new model, made,
+validated and loaded before the one it supersedes is unloaded and deleted; and since the
+superseded one still holds the name while the new one is made, the new one's id is
+NAME-<8 hex> (plan/versions.FIRST_BY_NAME: only the first model bears the bare name).
 
 Fireworks' limits are not the shared `Limits` (that is shaped by Cloudflare's: model_type
 families, a model list, a per-account cap): `limits()` answers None, and `build` runs
@@ -33,6 +36,7 @@ from reconciler.config.items import (
     adapter_assets,
     check_patterns,
 )
+from reconciler.plan.versions import FIRST_BY_NAME
 from reconciler.providers.fireworks.env import ACCOUNT_ENV
 from reconciler.providers.spec import shipped_json
 
@@ -94,7 +98,8 @@ class FireworksItems:
             fields={"model": item["model"], "description": description, "serve": serve},
             prevent_destroy=bool(item.get("prevent_destroy", False)),
             checks=tuple(item.get("checks") or ()),
-            versioning=CONTENT,  # always: see the module docstring
+            # content: every model NAME-<8 hex>; else the first one NAME (module docstring)
+            versioning=CONTENT if context.versioning() == CONTENT else FIRST_BY_NAME,
             keep=item.get("keep", 1),
         )
         check_patterns(context)

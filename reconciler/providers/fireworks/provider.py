@@ -1,7 +1,8 @@
 """Fireworks AI as a provider of the seam: a finetune is a LoRA model (HF_PEFT_ADDON), made in
 the steps of a create (plan/steps.py):
 
-    CREATE    the model, UPLOADING, named NAME-<8 hex> (always versioned by content), its
+    CREATE    the model, UPLOADING, its id the finetune's name (its first model) or
+              NAME-<8 hex> (a later one, or any with versioning: content: items.py), its
               description carrying the digest marker (marker.py) and its display name saying
               that reconciler is still making it (APPLYING)
     UPLOAD    each file: getUploadEndpoint naming every file of the model with its size, then a
@@ -164,7 +165,7 @@ class FireworksProvider:
         )
         with self._mutex:
             self._declared[(account, model.id)] = {n: d.size for n, d in files.items()}
-        return _made(model)
+        return _made(model, desired.fields.get("serve"))
 
     def upload_asset(
         self,
@@ -270,11 +271,15 @@ def done(model: FireworksModel) -> bool:
     return model.display_name != APPLYING
 
 
-def _made(model: FireworksModel) -> RemoteFinetune:
-    """What a create made, with the fields it settles (where it serves is SERVE's)."""
+def _made(model: FireworksModel, serve: Any) -> RemoteFinetune:
+    """What a create made, with where it is to serve: the SERVE step that follows in the same
+    change loads it there. Recorded so, the record holds every compared field: a finetune
+    whose first model bears its bare name has no content version recorded, and its version
+    is reckoned from them (plan/versions.version_of). (A SERVE cut short leaves the model
+    marked APPLYING: the next apply's create takes it over.)"""
     found = remote_finetune(model)
     assert found is not None and model_ref(model.name) is not None
-    fields = {k: v for k, v in found.fields.items() if k != "serve"}
+    fields = {**found.fields, "serve": serve}
     return RemoteFinetune(
         provider=found.provider,
         account=found.account,
