@@ -193,7 +193,7 @@ def test_a_name_that_cannot_be_a_model_id_is_refused_with_a_suggestion(
 
 def test_names_that_fit_pass_even_at_the_bounds(tmp_path: Path) -> None:
     write_adapter(tmp_path / "adapters/support")
-    # always versioned by content: the model id is NAME-<8 hex>, so 54 is the most
+    # a later model's id is NAME-<8 hex> whatever the versioning, so 54 is the most
     assert build(tmp_path, name="a" * 54)[1] == []
     assert build(tmp_path, name="a" * 54, versioning="content")[1] == []
     assert "leaves 54 for the name" in said(build(tmp_path, name="a" * 55)[1])
@@ -273,3 +273,16 @@ def test_the_published_limits_are_the_documented_ones() -> None:
         "w3",
         "block_sparse_moe.gate",
     }
+
+
+@pytest.mark.parametrize(
+    ("versioning", "expected"),
+    [(None, "first-by-name"), ("none", "first-by-name"), ("content", "content")],
+)
+def test_a_first_model_bears_the_name_unless_versioning_is_content(
+    tmp_path: Path, versioning: str | None, expected: str
+) -> None:
+    write_adapter(tmp_path / "adapters/support")
+    desired, problems = build(tmp_path, versioning=versioning)
+    assert problems == []
+    assert (desired.versioning, desired.keep) == (expected, 1)
