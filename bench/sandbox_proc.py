@@ -9,17 +9,25 @@ Latency: the sandbox's own fault injection (`faults=FaultSpec.parse("latency=50m
 has it. Otherwise (older trees) a WSGI wrapper here sleeps before each request is handled, put
 in where SandboxServer hands its app to werkzeug's make_server. Either way the delay comes
 before the API handles the request, as a network round trip would.
+
+Accounts: the sandbox serves the Cloudflare accounts it is told (any other answers 403); here,
+the first 100 of bench/data.account, which the benchmarks' configs use (older trees serve any).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from bench.data import account
+
+SERVED_ACCOUNTS = 100
 
 
 class Latency:
@@ -62,6 +70,8 @@ def main() -> None:
         else:
             options["faults"] = FaultSpec.parse(f"latency={args.latency * 1000:g}ms")
             latency_by = "the sandbox's fault injection (latency=...)"
+    if "accounts" in inspect.signature(SandboxServer).parameters:
+        options["accounts"] = [account(i) for i in range(SERVED_ACCOUNTS)]
     with SandboxServer(args.data_dir, tokens=(DEFAULT_TOKEN,), **options) as server:
         print(json.dumps({"url": server.cloudflare_base_url, "latency_by": latency_by}), flush=True)
         for line in sys.stdin:

@@ -23,19 +23,25 @@ from reconciler.sandbox.server import SandboxServer
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
 ACCOUNT = DEFAULT_ACCOUNT_ID
+# A second account the fixtures' sandboxes serve, for tests that show one account's finetunes
+# are not another's (any account a sandbox does not serve answers 403, as on the real API).
+OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
+ACCOUNTS = (ACCOUNT, OTHER_ACCOUNT)
 CANARY_TOKEN = "canary-token-6b1f0c9e-must-never-be-printed"
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
-    with SandboxServer(tmp_path / "sandbox-data", tokens=(DEFAULT_TOKEN, CANARY_TOKEN)) as server:
+    with SandboxServer(
+        tmp_path / "sandbox-data", tokens=(DEFAULT_TOKEN, CANARY_TOKEN), accounts=ACCOUNTS
+    ) as server:
         yield server
 
 
 @pytest.fixture
 def sb(tmp_path: Path) -> Iterator[SandboxServer]:
-    """A sandbox accepting only the default token (the sandbox's own tests)."""
-    with SandboxServer(tmp_path / "data") as server:
+    """A sandbox accepting only the default token (the sandbox's own tests), serving ACCOUNTS."""
+    with SandboxServer(tmp_path / "data", accounts=ACCOUNTS) as server:
         yield server
 
 

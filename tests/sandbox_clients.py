@@ -8,12 +8,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 
 import httpx
 
 from reconciler.sandbox import DEFAULT_TOKEN
+from reconciler.sandbox.common.clock import ManualClock
 from reconciler.sandbox.server import SandboxServer
+
+
+def clock_on(day: str) -> ManualClock:
+    """A sandbox clock at noon (UTC) of an ISO day: what the Cloudflare API takes as today
+    (a model is retired from its planned_deprecation_date on), so a test of which models are
+    served does not change with the date it runs on."""
+    noon = datetime.combine(date.fromisoformat(day), time(12), tzinfo=timezone.utc)
+    return ManualClock(start=noon.timestamp())
 
 
 def client_for(

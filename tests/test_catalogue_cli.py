@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import runpy
+import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import CANARY_TOKEN, ROOT, Cli
 
 from reconciler.sandbox import DEFAULT_TOKEN
+from reconciler.sandbox.common.clock import ManualClock
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
 
@@ -24,6 +27,20 @@ OLD = "@hf/mistral/mistral-7b-instruct-v0.2"
 PLAIN = "@cf/meta/llama-3.1-8b-instruct-fast"
 # in the sandbox's catalogue (added below), not in the snapshot
 NEWER = "@cf/meta/llama-4-lora-preview"
+# also added below, with deprecation dates relative to the day the tests run (reconciler's
+# plan dates its notes by today; the sandbox retires a model by its own clock): one still to
+# come, one a month past (the search lists it only with include_deprecated, for three
+# months), one half a year past (the search lists it no more)
+SOON = "@cf/acme/dusk-7b-lora"
+RECENT = "@cf/acme/sunset-7b-lora"
+GONE = "@cf/acme/vanished-7b-lora"
+DAY = 24 * 3600
+
+
+def days_from_today(days: int) -> str:
+    return (date.today() + timedelta(days=days)).isoformat()
+
+
 make_adapter = runpy.run_path(str(ROOT / "examples" / "make_adapter.py"))["make_adapter"]
 
 
@@ -62,7 +79,17 @@ def newer_catalogue(tmp_path: Path) -> Path:
                     "task": {"id": "t", "name": "Text Generation", "description": ""},
                     "tags": [],
                     "properties": [{"property_id": "lora", "value": "true"}],
-                }
+                },
+                *(
+                    {
+                        "name": name,
+                        "properties": {
+                            "lora": "true",
+                            "planned_deprecation_date": days_from_today(days),
+                        },
+                    }
+                    for name, days in ((SOON, 60), (RECENT, -30), (GONE, -200))
+                ),
             ]
         )
     )
@@ -74,7 +101,10 @@ def server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newer_catalogue: Path
 ) -> Iterator[SandboxServer]:
     with SandboxServer(
-        tmp_path / "sandbox-data", tokens=(DEFAULT_TOKEN, CANARY_TOKEN), catalogue=newer_catalogue
+        tmp_path / "sandbox-data",
+        tokens=(DEFAULT_TOKEN, CANARY_TOKEN),
+        catalogue=newer_catalogue,
+        accounts=(ACCOUNT, OTHER_ACCOUNT),
     ) as sandbox:
         point_at(monkeypatch, sandbox)
         yield sandbox
@@ -189,8 +219,10 @@ def test_a_public_finetune_applies_once_and_then_plans_clean(
 def test_a_deprecated_base_warns_in_every_format(
     cli: Cli, server: SandboxServer, tmp_path: Path
 ) -> None:
-    config = write_project(tmp_path, [("old-base", OLD, "mistral", 8)])
-    warning = f"base model {OLD} is deprecated since 2026-05-30"
+    # deprecated a month ago: the search lists it only with include_deprecated, which
+    # reconciler sends, so the plan sees its date and warns
+    config = write_project(tmp_path, [("old-base", RECENT, "mistral", 8)])
+    warning = f"base model {RECENT} is deprecated since {days_from_today(-30)}"
     text = cli("plan", "-c", config)
     assert text.exit_code == 0 and warning in text.stdout
     document = json.loads(cli("plan", "-c", config, "--format", "json").stdout)
@@ -198,8 +230,8 @@ def test_a_deprecated_base_warns_in_every_format(
     assert any(warning in w for w in entry["warnings"])
     markdown = cli("plan", "-c", config, "--format", "markdown").stdout
     head = markdown.split("<details>")[0]  # the warning block, before the folded plan
-    # in the comment the model name is code, so '@hf/...' mentions no one
-    assert f"base model `{OLD}` is deprecated since 2026-05-30" in head
+    # in the comment the model name is code, so '@cf/...' mentions no one
+    assert f"base model `{RECENT}` is deprecated since {days_from_today(-30)}" in head
 
 
 def test_a_warm_plan_reads_no_catalogue_and_a_cold_one_one_series_per_account(
@@ -258,7 +290,9 @@ def test_an_unreadable_catalogue_falls_back_to_the_snapshot_with_one_warning(
 def test_test_and_import_read_the_catalogue_too(
     cli: Cli, server: SandboxServer, tmp_path: Path
 ) -> None:
-    config = write_project(tmp_path, [("old-base", OLD, "mistral", 8)])
+    # a base still served (create and run work), with a deprecation date to come that only
+    # the live catalogue knows
+    config = write_project(tmp_path, [("old-base", SOON, "mistral", 8)])
     config.write_text(
         config.read_text()
         + "    checks:\n      - prompt: Hello there\n        expect: {not_contains: zzzz}\n"
@@ -267,10 +301,47 @@ def test_test_and_import_read_the_catalogue_too(
     reads = len(catalogue_reads(server))
     tested = cli("test", "-c", config)
     assert tested.exit_code == 0, tested.output
-    assert f"Warning: old-base: base model {OLD} is deprecated since 2026-05-30" in tested.stderr
+    soon = f"base model {SOON} will be deprecated on {days_from_today(60)}"
+    assert f"Warning: old-base: {soon}" in tested.stderr
     assert len(catalogue_reads(server)) == reads  # the cached copy: fresh
     config.with_suffix(".lock").unlink()
     imported = cli("import", "old-base", "-c", config, "--refresh-catalogue")
     assert imported.exit_code == 0, imported.output
-    assert f"base model {OLD} is deprecated since 2026-05-30" in imported.stderr
+    assert soon in imported.stderr
     assert len(catalogue_reads(server)) > reads  # --refresh-catalogue read it again
+
+
+def test_finetunes_whose_bases_retired_warn_while_listed_and_say_gone_after(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newer_catalogue: Path
+) -> None:
+    # made more than a year ago, before any of the three bases' dates
+    clock = ManualClock(start=time.time() - 400 * DAY)
+    with SandboxServer(
+        tmp_path / "data", tokens=(CANARY_TOKEN,), catalogue=newer_catalogue, clock=clock
+    ) as sandbox:
+        point_at(monkeypatch, sandbox)
+        config = write_project(
+            tmp_path,
+            [
+                ("recent", RECENT, "mistral", 8),
+                ("gone", GONE, "mistral", 8),
+                ("old", OLD, "mistral", 8),
+            ],
+        )
+        applied = cli("apply", "-c", config, "--auto-approve")
+        assert applied.exit_code == 0, applied.output
+        clock.advance(400 * DAY)  # today
+        planned = cli("plan", "-c", config, "--refresh-catalogue", "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output  # nothing to change: retired bases remove nothing
+    # a month past its date: listed with include_deprecated, so the date is the catalogue's
+    assert (
+        f"base model {RECENT} is deprecated since {days_from_today(-30)} "
+        "(planned_deprecation_date in the account's model catalogue"
+    ) in planned.stdout
+    # half a year past: the search lists it no more, and the snapshot does not know it
+    assert f"base model {GONE} is no longer in the account's model catalogue" in planned.stdout
+    # the snapshot's own retired model: gone from the search too, dated by the snapshot
+    assert (
+        f"base model {OLD} is deprecated since 2026-05-30 (the bundled snapshot's "
+        "planned_deprecation_date)"
+    ) in planned.stdout

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,16 @@ import httpx
 import pytest
 import tomllib
 from conftest import ACCOUNT, Cli
-from sandbox_clients import client_for
+from sandbox_clients import client_for, clock_on
 
 from reconciler.base.errors import ReconcilerError
 from reconciler.sandbox import DEFAULT_TOKEN
-from reconciler.sandbox.cloudflare.catalogue import ENV_VAR, Catalogue, CatalogueError
+from reconciler.sandbox.cloudflare.catalogue import (
+    ENV_VAR,
+    Catalogue,
+    CatalogueError,
+    months_after,
+)
 from reconciler.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +48,11 @@ LORA_MODELS = [
     "@cf/qwen/qwen2.5-coder-32b-instruct",
     "@cf/qwen/qwq-32b",
 ]
+# The one model of the bundled catalogue whose planned_deprecation_date (2026-05-30) is past.
+RETIRED = "@hf/mistral/mistral-7b-instruct-v0.2"
+# A day before any model's deprecation date: the catalogue as 2026's records show it. The
+# sandboxes here run on it, so what the search lists does not change with the day tests run.
+BEFORE = "2026-05-01"
 # Named by the LoRA page, but their records carry no `lora` property.
 NOT_LORA = [
     "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
@@ -48,6 +60,13 @@ NOT_LORA = [
     "@cf/deepseek-ai/deepseek-r1-distill-qwen-32b",
     "@cf/meta/llama-3.1-8b-instruct-fast",
 ]
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Iterator[SandboxServer]:
+    """The sandbox on BEFORE (conftest's `api` is a client of it)."""
+    with SandboxServer(tmp_path / "data", clock=clock_on(BEFORE)) as server:
+        yield server
 
 
 def search(api: httpx.Client, **query: Any) -> dict[str, Any]:
@@ -108,13 +127,72 @@ def test_records_are_shaped_like_cloudflare_s(api: httpx.Client) -> None:
 
 def test_deprecation_dates_past_and_future(api: httpx.Client) -> None:
     records = {r["name"]: r for r in everything(api)}
-    assert prop(records["@hf/mistral/mistral-7b-instruct-v0.2"], "planned_deprecation_date") == (
-        "2026-05-30"
-    )
+    assert prop(records[RETIRED], "planned_deprecation_date") == "2026-05-30"
     dates = [prop(r, "planned_deprecation_date") for r in records.values()]
     assert any(d is not None and d > "2026-12-01" for d in dates)  # one still to come
-    # Listed whatever the date, include_deprecated or not (see search_models).
-    assert search(api, search="mistral-7b-instruct-v0.2", include_deprecated="false")["result"]
+
+
+# --- deprecation: the search, create and run by the sandbox's clock ------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "listed", "listed_if_asked"),
+    [
+        ("2026-05-29", True, True),  # the day before its date
+        ("2026-05-30", False, True),  # its date: deprecated, listed only if asked
+        ("2026-08-30", False, True),  # three months on: the last day it is listed
+        ("2026-08-31", False, False),  # then gone, asked or not
+    ],
+)
+def test_a_deprecated_model_leaves_the_search_on_its_date_and_for_good_three_months_on(
+    tmp_path: Path, day: str, listed: bool, listed_if_asked: bool
+) -> None:
+    with SandboxServer(tmp_path / "data", clock=clock_on(day)) as sb, client_for(sb) as api:
+
+        def names(**query: Any) -> set[str]:
+            return {r["name"] for r in everything(api, **query)}
+
+        every = names(include_deprecated="true")
+        assert (RETIRED in names()) is listed
+        assert names(include_deprecated="false") == names()
+        assert (RETIRED in every) is listed_if_asked
+        assert every - names() == ({RETIRED} if listed_if_asked and not listed else set())
+        # the paging counts what is listed
+        total = search(api, per_page=5)["result_info"]["total_count"]
+        assert total == len(names())
+
+
+def test_three_months_end_on_the_same_day_or_the_month_s_last() -> None:
+    assert months_after(date(2026, 5, 30), 3) == date(2026, 8, 30)
+    assert months_after(date(2026, 11, 30), 3) == date(2027, 2, 28)
+    assert months_after(date(2027, 11, 30), 3) == date(2028, 2, 29)
+    assert months_after(date(2026, 10, 31), 3) == date(2027, 1, 31)
+
+
+def test_create_and_run_refuse_a_model_from_its_deprecation_date(tmp_path: Path) -> None:
+    clock = clock_on("2026-05-29")
+    finetunes = f"/accounts/{ACCOUNT}/ai/finetunes"
+    run = f"/accounts/{ACCOUNT}/ai/run/{RETIRED}"
+    with SandboxServer(tmp_path / "data", clock=clock) as sb, client_for(sb) as api:
+        made = api.post(finetunes, json={"model": RETIRED, "name": "made-in-time"})
+        assert made.status_code == 200, made.text
+        assert api.post(run, json={"prompt": "hi"}).status_code == 200
+        clock.advance(24 * 3600)  # 2026-05-30
+        message = "This model was deprecated on 2026-05-30. Please use an alternative model"
+        late = api.post(finetunes, json={"model": RETIRED, "name": "too-late"})
+        assert refused(late, 400, 5028) == message
+        assert late.json()["result"] is None
+        ran = api.post(run, json={"prompt": "hi"})
+        assert refused(ran, 400, 5028) == f"AiError: AiError: {message}"
+        assert ran.json()["result"] == {}
+        # the adapter made in time runs no more than its base, nor do the public ones
+        for lora in ("made-in-time", "cf-public-cnn-summarization"):
+            refused(api.post(run, json={"prompt": "hi", "lora": lora}), 400, 5028)
+        # the finetune made in time is still listed: a retired base removes nothing
+        assert [f["name"] for f in api.get(finetunes).json()["result"]] == ["made-in-time"]
+        # other models are not touched
+        other = api.post(finetunes, json={"model": LORA_MODELS[0], "name": "elsewhere"})
+        assert other.status_code == 200, other.text
 
 
 # --- paging --------------------------------------------------------------------------------
@@ -240,7 +318,10 @@ def test_a_file_extends_the_catalogue_and_overrides_by_name(tmp_path: Path) -> N
             },
         ],
     )
-    with SandboxServer(tmp_path / "data", catalogue=extra) as sb, client_for(sb) as api:
+    with (
+        SandboxServer(tmp_path / "data", catalogue=extra, clock=clock_on(BEFORE)) as sb,
+        client_for(sb) as api,
+    ):
         records = {r["name"]: r for r in everything(api)}
         rocket = records["@cf/acme/rocket-8b-instruct"]
         assert rocket["properties"] == [LORA]  # a JSON true is spelled "true", as Cloudflare does

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_clients import client_for, serve_process
+from sandbox_clients import client_for, clock_on, serve_process
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.cloudflare.store import SandboxLimits
@@ -169,8 +169,11 @@ def test_create_on_a_model_without_lora_is_400_5005(api: httpx.Client, model: st
         "@hf/mistral/mistral-7b-instruct-v0.2",
     ],
 )
-def test_create_on_any_lora_model_of_the_catalogue(api: httpx.Client, model: str) -> None:
-    result = envelope(api.post(FINETUNES, json={"model": model, "name": "x"}), 200)["result"]
+def test_create_on_any_lora_model_of_the_catalogue(tmp_path: Path, model: str) -> None:
+    # on a day before any of their deprecation dates (test_sandbox_catalogue.py: after)
+    clock = clock_on("2026-05-01")
+    with SandboxServer(tmp_path / "data", clock=clock) as sb, client_for(sb) as api:
+        result = envelope(api.post(FINETUNES, json={"model": model, "name": "x"}), 200)["result"]
     assert result["model"] == model
 
 
@@ -253,7 +256,11 @@ def test_reserved_name_prefix_is_refused(api: httpx.Client, name: str) -> None:
 
 def test_per_account_finetune_limit(tmp_path: Path) -> None:
     limits = SandboxLimits(max_finetunes_per_account=2)
-    with SandboxServer(tmp_path / "data", limits=limits) as sb, client_for(sb) as api:
+    accounts = (ACCOUNT, OTHER_ACCOUNT)
+    with (
+        SandboxServer(tmp_path / "data", limits=limits, accounts=accounts) as sb,
+        client_for(sb) as api,
+    ):
         created(api, "one")
         created(api, "two")
         body = envelope(create(api, "three"), 400)
@@ -290,12 +297,14 @@ def test_default_limits_are_the_published_ones() -> None:
     data = json.loads(limits_file.read_text())
     assert limits.max_asset_bytes == data["max_asset_bytes"]
     assert limits.max_finetunes_per_account == data["max_finetunes_per_account"]
-    assert limits.allowed_accounts is None
 
 
-def test_limits_refuse_malformed_account_ids() -> None:
-    with pytest.raises(ValueError, match="32 lowercase hex"):
-        SandboxLimits(allowed_accounts=["not-an-account"])
+@pytest.mark.parametrize(
+    "accounts", [["not-an-account"], [ACCOUNT.upper()], [], "0123456789abcdef0123456789abcdef"]
+)
+def test_the_server_refuses_malformed_accounts(tmp_path: Path, accounts: Any) -> None:
+    with pytest.raises((ValueError, TypeError), match=r"32 lowercase hex|at least one|one string"):
+        SandboxServer(tmp_path / "data", accounts=accounts)
 
 
 # --- assets -----------------------------------------------------------------------------
@@ -681,12 +690,23 @@ def test_malformed_account_id_is_7003_then_7000(api: httpx.Client, account: str)
     )
 
 
-def test_account_outside_allowed_accounts_is_403(tmp_path: Path) -> None:
-    limits = SandboxLimits(allowed_accounts={ACCOUNT})
-    with SandboxServer(tmp_path / "data", limits=limits) as sb, client_for(sb) as api:
+def test_an_account_the_sandbox_does_not_serve_is_403_on_every_route(tmp_path: Path) -> None:
+    with SandboxServer(tmp_path / "data") as sb, client_for(sb) as api:  # the default account
         envelope(api.get(FINETUNES), 200)
-        body = envelope(api.get(f"/accounts/{OTHER_ACCOUNT}/ai/finetunes"), 403)
-        assert codes(body) == [10000]
+        other = f"/accounts/{OTHER_ACCOUNT}"
+        for method, path in (
+            ("GET", "/ai/finetunes"),
+            ("POST", "/ai/finetunes"),
+            ("GET", "/ai/finetunes/public"),
+            ("GET", "/ai/models/search"),
+            ("POST", "/ai/finetunes/x/finetune-assets"),
+            ("POST", "/ai/run/@cf/mistral/mistral-7b-instruct-v0.2-lora"),
+        ):
+            body = envelope(api.request(method, other + path, json={}), 403)
+            assert body["errors"] == [{"code": 10000, "message": "Authentication error"}]
+        # served later (as --sandbox serves the config's accounts once it has read it)
+        sb.accounts.add([OTHER_ACCOUNT])
+        assert envelope(api.get(other + "/ai/finetunes"), 200)["result"] == []
 
 
 # Paths outside /client/v4 belong to no API here: test_sandbox_mounts.py checks their 404.

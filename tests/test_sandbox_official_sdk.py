@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import Cli
+from sandbox_clients import clock_on
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 from reconciler.sandbox.cloudflare.store import SandboxLimits
@@ -19,7 +25,13 @@ from reconciler.sandbox.server import SandboxServer
 cloudflare = pytest.importorskip("cloudflare")
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
+OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
 MODEL = "@cf/mistral/mistral-7b-instruct-v0.2-lora"
+# The bundled catalogue's model with a past planned_deprecation_date (2026-05-30).
+RETIRED = "@hf/mistral/mistral-7b-instruct-v0.2"
+# The sandboxes here run on a day before any model's deprecation date, so what they serve does
+# not change with the day the tests run; the deprecation tests move their own clocks.
+BEFORE = "2026-05-01"
 FINETUNES_PATH = f"/client/v4/accounts/{ACCOUNT}/ai/finetunes"
 
 
@@ -40,7 +52,7 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def sb(tmp_path: Path) -> Iterator[SandboxServer]:
     limits = SandboxLimits(max_asset_bytes=10_000)
-    with SandboxServer(tmp_path / "data", limits=limits) as server:
+    with SandboxServer(tmp_path / "data", limits=limits, clock=clock_on(BEFORE)) as server:
         yield server
 
 
@@ -322,3 +334,173 @@ def test_models_list_filters_through_the_sdk(client: Any) -> None:
     stable = list(client.ai.models.list(account_id=ACCOUNT, hide_experimental=True))
     assert all({"property_id": "beta", "value": "true"} not in r["properties"] for r in stable)
     assert len(stable) < len(list(client.ai.models.list(account_id=ACCOUNT)))
+
+
+# --- accounts: only those the sandbox serves ----------------------------------------------
+
+
+def error_codes(exc: Any) -> list[int]:
+    """The codes of the envelope an SDK exception carries as its body (the `errors` list)."""
+    body = exc.body
+    errors = body.get("errors") if isinstance(body, dict) else body
+    return [e["code"] for e in errors]
+
+
+def test_an_account_the_sandbox_does_not_serve_is_permission_denied(
+    client: Any, sb: SandboxServer
+) -> None:
+    client.ai.finetunes.create(account_id=ACCOUNT, model=MODEL, name="mine")
+    calls = (
+        lambda: client.ai.finetunes.list(account_id=OTHER_ACCOUNT),
+        lambda: client.ai.finetunes.create(account_id=OTHER_ACCOUNT, model=MODEL, name="theirs"),
+        lambda: list(client.ai.models.list(account_id=OTHER_ACCOUNT)),
+        lambda: client.ai.run(MODEL, account_id=OTHER_ACCOUNT, prompt="hi"),
+        lambda: client.ai.finetunes.public.list(account_id=OTHER_ACCOUNT),
+    )
+    for call in calls:
+        with pytest.raises(cloudflare.PermissionDeniedError) as excinfo:
+            call()
+        assert excinfo.value.status_code == 403
+        assert error_codes(excinfo.value) == [10000]
+        assert "Authentication error" in str(excinfo.value)
+    # 403 is not retried: one request each, after the create on the served account
+    assert len(sb.request_log) == 1 + len(calls)
+    assert [f.name for f in client.ai.finetunes.list(account_id=ACCOUNT)] == ["mine"]
+
+
+def test_a_sandbox_serving_two_accounts_keeps_them_apart(tmp_path: Path) -> None:
+    with (
+        SandboxServer(tmp_path / "data", accounts=[ACCOUNT, OTHER_ACCOUNT]) as sb,
+        cloudflare.Cloudflare(api_token=DEFAULT_TOKEN, base_url=sb.cloudflare_base_url) as c,
+    ):
+        c.ai.finetunes.create(account_id=ACCOUNT, model=MODEL, name="bot")
+        c.ai.finetunes.create(account_id=OTHER_ACCOUNT, model=MODEL, name="bot")
+        for account in (ACCOUNT, OTHER_ACCOUNT):
+            assert [f.name for f in c.ai.finetunes.list(account_id=account)] == ["bot"]
+        with pytest.raises(cloudflare.PermissionDeniedError):
+            c.ai.finetunes.list(account_id="0" * 32)
+
+
+def start_sandbox_command(data: Path, *arguments: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`reconciler sandbox --port 0 --data DATA ARGUMENTS...` in a new process; returns it and
+    the lines it printed up to the one saying where it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "--port", "0", "--data", str(data),
+         *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while not lines or "Cloudflare API at " not in lines[-1]:
+        line = proc.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"the sandbox did not start: {lines}")
+        lines.append(line)
+    return proc, lines
+
+
+def test_the_sandbox_command_serves_the_accounts_given_with_account(tmp_path: Path) -> None:
+    proc, lines = start_sandbox_command(
+        tmp_path / "d", "--account", OTHER_ACCOUNT, "--account", "a" * 32
+    )
+    try:
+        assert (
+            f"Serving Cloudflare accounts {OTHER_ACCOUNT}, {'a' * 32} (any other gets 403): "
+            f"export CLOUDFLARE_ACCOUNT_ID={OTHER_ACCOUNT}\n"
+        ) in lines
+        base = lines[-1].split("Cloudflare API at ")[1].split(",")[0]
+        with cloudflare.Cloudflare(api_token=DEFAULT_TOKEN, base_url=base) as c:
+            for account in (OTHER_ACCOUNT, "a" * 32):
+                assert c.ai.finetunes.list(account_id=account) == []
+            # the documented default is not served when --account names others
+            with pytest.raises(cloudflare.PermissionDeniedError) as excinfo:
+                c.ai.finetunes.list(account_id=ACCOUNT)
+            assert error_codes(excinfo.value) == [10000]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def test_the_sandbox_command_serves_the_documented_account_by_default(tmp_path: Path) -> None:
+    proc, lines = start_sandbox_command(tmp_path / "d")
+    try:
+        assert f"export CLOUDFLARE_ACCOUNT_ID={ACCOUNT}\n" in lines[-2]
+        base = lines[-1].split("Cloudflare API at ")[1].split(",")[0]
+        with cloudflare.Cloudflare(api_token=DEFAULT_TOKEN, base_url=base) as c:
+            assert c.ai.finetunes.list(account_id=ACCOUNT) == []
+            with pytest.raises(cloudflare.PermissionDeniedError):
+                c.ai.finetunes.list(account_id=OTHER_ACCOUNT)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("account", ["0123", ACCOUNT.upper(), "g" * 32])
+def test_the_sandbox_command_refuses_a_malformed_account(
+    cli: Cli, tmp_path: Path, account: str
+) -> None:
+    result = cli("sandbox", "--account", account, "--data", tmp_path / "d")
+    assert result.exit_code == 1
+    assert "Invalid value for --account" in result.stderr
+    assert "32 lowercase hex characters" in result.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything is made
+
+
+# --- deprecated models, by the sandbox's clock --------------------------------------------
+
+
+def test_a_deprecated_model_in_models_list_with_and_without_include_deprecated(
+    tmp_path: Path,
+) -> None:
+    clock = clock_on("2026-05-29")
+    day = 24 * 3600
+    with (
+        SandboxServer(tmp_path / "data", clock=clock) as sb,
+        cloudflare.Cloudflare(api_token=DEFAULT_TOKEN, base_url=sb.cloudflare_base_url) as c,
+    ):
+
+        def names(**query: Any) -> set[str]:
+            return {r["name"] for r in c.ai.models.list(account_id=ACCOUNT, **query)}
+
+        every_day = names()
+        assert RETIRED in every_day  # the day before its date
+        clock.advance(day)  # 2026-05-30, its date
+        assert names() == every_day - {RETIRED}
+        assert names(include_deprecated=False) == every_day - {RETIRED}
+        assert names(include_deprecated=True) == every_day
+        clock.advance(92 * day)  # 2026-08-30: three months on, the last day it is listed
+        assert names(include_deprecated=True) == every_day
+        clock.advance(day)  # 2026-08-31
+        assert names(include_deprecated=True) == every_day - {RETIRED}
+        assert names() == every_day - {RETIRED}
+
+
+def test_create_and_run_on_a_retired_model_raise(tmp_path: Path) -> None:
+    clock = clock_on("2026-05-29")
+    with (
+        SandboxServer(tmp_path / "data", clock=clock) as sb,
+        cloudflare.Cloudflare(api_token=DEFAULT_TOKEN, base_url=sb.cloudflare_base_url) as c,
+    ):
+        made = c.ai.finetunes.create(account_id=ACCOUNT, model=RETIRED, name="in-time")
+        assert made.model == RETIRED
+        assert c.ai.run(RETIRED, account_id=ACCOUNT, prompt="hi")["response"]
+        clock.advance(24 * 3600)  # 2026-05-30
+        sb.request_log.clear()
+        with pytest.raises(cloudflare.BadRequestError) as created:
+            c.ai.finetunes.create(account_id=ACCOUNT, model=RETIRED, name="too-late")
+        assert error_codes(created.value) == [5028]
+        assert "This model was deprecated on 2026-05-30" in str(created.value)
+        with pytest.raises(cloudflare.BadRequestError) as ran:
+            c.ai.run(RETIRED, account_id=ACCOUNT, prompt="hi")
+        assert error_codes(ran.value) == [5028]
+        assert "Please use an alternative model" in str(ran.value)
+        with pytest.raises(cloudflare.BadRequestError, match="5028"):
+            c.ai.run(RETIRED, account_id=ACCOUNT, prompt="hi", lora="cf-public-magicoder")
+        assert len(sb.request_log) == 3  # a 400: no retries
+        # other bases are untouched
+        assert c.ai.finetunes.create(account_id=ACCOUNT, model=MODEL, name="elsewhere")

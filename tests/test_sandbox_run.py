@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_clients import client_for
+from sandbox_clients import client_for, clock_on
 
 from reconciler.sandbox import DEFAULT_ACCOUNT_ID
-from reconciler.sandbox.cloudflare.store import SandboxLimits
 from reconciler.sandbox.common.answers import SENTENCES, keywords
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.server import SandboxServer
@@ -264,10 +263,16 @@ def test_public_finetunes_run_from_any_account_by_name_or_id(api: httpx.Client) 
 @pytest.mark.parametrize("name", ["cf-public-jigsaw-classification", "cf-public-cnn-summarization"])
 @pytest.mark.parametrize("model", [V01, HF_V02])
 def test_public_finetunes_run_on_both_bases_the_docs_name(
-    api: httpx.Client, name: str, model: str
+    tmp_path: Path, name: str, model: str
 ) -> None:
     # "Compatible with @cf/mistral/mistral-7b-instruct-v0.1 @hf/mistral/mistral-7b-instruct-v0.2"
-    assert answered(run(api, model=model, prompt="Summarize", lora=name)).startswith(f"[{name}] ")
+    # before the latter's deprecation date (2026-05-30), when both ran
+    with (
+        SandboxServer(tmp_path / "data", clock=clock_on("2026-05-01")) as sb,
+        client_for(sb) as api,
+    ):
+        text = answered(run(api, model=model, prompt="Summarize", lora=name))
+    assert text.startswith(f"[{name}] ")
 
 
 def test_quickstart_support_bot_answer_is_the_one_the_readme_quotes(api: httpx.Client) -> None:
@@ -450,8 +455,7 @@ def test_run_needs_a_valid_token_for_the_account(sb: SandboxServer, tmp_path: Pa
         refused(run(wrong, prompt="hi"), 401, 10000)
         # Authentication comes before the model is looked at.
         refused(run(wrong, model="@cf/meta/llama-9-1t-instruct", prompt="hi"), 401, 10000)
-    limits = SandboxLimits(allowed_accounts=[ACCOUNT])
-    with SandboxServer(tmp_path / "limited", limits=limits) as limited, client_for(limited) as api:
+    with SandboxServer(tmp_path / "limited") as limited, client_for(limited) as api:
         assert answered(run(api, prompt="hi"))
         refused(run(api, account=OTHER_ACCOUNT, prompt="hi"), 403, 10000)
 

@@ -112,6 +112,14 @@ def mount_options(command: C) -> C:
     help="An API token the sandbox accepts (repeatable). Default: the documented sandbox token.",
 )
 @click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ACCOUNT_ID",
+    help="A Cloudflare account id the tokens serve (repeatable); any other gets 403, code "
+    "10000. Default: the documented 0123456789abcdef0123456789abcdef.",
+)
+@click.option(
     "--clock-speed",
     type=ClockSpeed(),
     default=1.0,
@@ -144,6 +152,7 @@ def sandbox(
     port: int,
     data_dir: Path,
     tokens: tuple[str, ...],
+    accounts: tuple[str, ...],
     clock_speed: float,
     faults: str | None,
     catalogue_file: Path | None,
@@ -155,6 +164,7 @@ def sandbox(
     if ctx.invoked_subcommand is not None:
         return
     from reconciler.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
+    from reconciler.sandbox.cloudflare.accounts import checked
     from reconciler.sandbox.cloudflare.catalogue import Catalogue, CatalogueError
     from reconciler.sandbox.common.auth import validate_tokens
     from reconciler.sandbox.server import StateError, exposure_problem, serve
@@ -163,6 +173,10 @@ def sandbox(
         accepted = validate_tokens(tokens or (DEFAULT_TOKEN,))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token") from None
+    try:
+        served = checked(accounts or (DEFAULT_ACCOUNT_ID,))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--account") from None
     problem = exposure_problem(host, accepted)
     if problem is not None:
         raise ReconcilerError(problem)
@@ -174,8 +188,9 @@ def sandbox(
         click.echo(
             f"Accepting the default sandbox token: export CLOUDFLARE_API_TOKEN={DEFAULT_TOKEN}"
         )
+    which = f"account{'s' if len(served) > 1 else ''} {', '.join(served)}"
     click.echo(
-        f"Any 32-hex account id works, e.g. export CLOUDFLARE_ACCOUNT_ID={DEFAULT_ACCOUNT_ID}"
+        f"Serving Cloudflare {which} (any other gets 403): export CLOUDFLARE_ACCOUNT_ID={served[0]}"
     )
     spec = None
     if faults:
@@ -195,6 +210,7 @@ def sandbox(
             faults=spec,
             catalogue=catalogue,
             options={name: value for name, value in mount_flags.items() if value is not None},
+            accounts=served,
         )
     except StateError as exc:
         raise ReconcilerError(str(exc)) from None

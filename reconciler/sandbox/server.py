@@ -15,13 +15,19 @@ from typing import Any
 
 from reconciler.sandbox import mounts as registry
 from reconciler.sandbox.app import SandboxApp
+from reconciler.sandbox.cloudflare.accounts import Accounts
 from reconciler.sandbox.cloudflare.catalogue import Catalogue
 from reconciler.sandbox.cloudflare.store import SandboxStore
 from reconciler.sandbox.cohere.store import CohereStore
 from reconciler.sandbox.common.auth import Tokens, validate_tokens
 from reconciler.sandbox.common.clock import Clock, SystemClock
 from reconciler.sandbox.common.db import state_problem
-from reconciler.sandbox.common.defaults import CLOUDFLARE_PREFIX, DEFAULT_HOST, DEFAULT_TOKEN
+from reconciler.sandbox.common.defaults import (
+    CLOUDFLARE_PREFIX,
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_HOST,
+    DEFAULT_TOKEN,
+)
 from reconciler.sandbox.common.fault_spec import FaultSpec
 from reconciler.sandbox.common.faults import FaultInjector, InjectedFault, ResetConnection
 from reconciler.sandbox.common.limits import SandboxLimits
@@ -39,7 +45,14 @@ READ_TIMEOUT = 60.0
 
 # The options the server itself hands the built-in mounts (from its own arguments and state);
 # `options=` may not repeat them.
-SERVER_OPTIONS = ("limits", "catalogue", "cloudflare_store", "cohere_store", "hub_log")
+SERVER_OPTIONS = (
+    "limits",
+    "catalogue",
+    "cloudflare_store",
+    "cloudflare_accounts",
+    "cohere_store",
+    "hub_log",
+)
 
 
 def _handler(access_log: bool, idle_timeout: float, read_timeout: float) -> Any:
@@ -130,8 +143,12 @@ class SandboxServer:
     `cloudflare_base_url`, Cohere at `cohere_base_url` (the host root, as CO_API_URL wants it),
     the Hub at `hub_url`.
 
+    accounts: the Cloudflare account ids served (cloudflare/accounts.py); any other answers
+    403 with code 10000. Default: the documented DEFAULT_ACCOUNT_ID alone. `accounts.add()`
+    serves more while the server runs.
     clock_speed: how many simulated seconds pass per real second for Cohere's dataset
     validation and training (clock.py); or pass a `clock` (e.g. ManualClock) to drive time.
+    The clock is also the APIs' "today" (Cloudflare retires a model on its deprecation date).
     faults: what to inject (faults.py); what was injected is appended to `fault_log`.
     catalogue: the Workers AI model catalogue (catalogue.py), or a file that extends or
     replaces the bundled one; by default the bundled one, extended by the file
@@ -162,6 +179,7 @@ class SandboxServer:
         read_timeout: float = READ_TIMEOUT,
         options: Mapping[str, Any] | None = None,
         mounts: Sequence[str] = registry.MOUNTS,
+        accounts: Sequence[str] = (DEFAULT_ACCOUNT_ID,),
     ) -> None:
         if clock is not None and clock_speed != 1.0:
             raise ValueError("give the clock its speed, or pass clock_speed without a clock")
@@ -174,6 +192,9 @@ class SandboxServer:
             raise ValueError(f"options may not set {taken}: the server sets them itself")
         self.data_dir = Path(data_dir)
         self.tokens = validate_tokens(tokens)
+        if isinstance(accounts, str):  # one id, not its characters
+            raise TypeError("accounts is a sequence of account ids, not one string")
+        self.accounts = Accounts(accounts)
         problem = exposure_problem(host, self.tokens)
         if problem is not None:
             raise ValueError(problem)
@@ -301,6 +322,7 @@ class SandboxServer:
             "limits": self.limits,
             "catalogue": self.catalogue,
             "cloudflare_store": self.store,
+            "cloudflare_accounts": self.accounts,
             "cohere_store": self.cohere_store,
             "hub_log": self.hub_log,
         }
@@ -341,6 +363,7 @@ def serve(
     faults: FaultSpec | None = None,
     catalogue: Catalogue | Path | None = None,
     options: Mapping[str, Any] | None = None,
+    accounts: Sequence[str] = (DEFAULT_ACCOUNT_ID,),
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
 
@@ -366,6 +389,7 @@ def serve(
         faults=faults,
         catalogue=catalogue,
         options=options,
+        accounts=accounts,
     )
     try:
         sandbox.start()

@@ -4,7 +4,9 @@ The sandbox listens on an ephemeral port on 127.0.0.1 for as long as the command
 data lives in the project's sandbox folder (project.py), so successive commands see the same remote
 state. The environment is overlaid so that no real credential is used, or needed.
 RECONCILER_SANDBOX_CATALOGUE names a file that extends (or replaces) the sandbox's Workers AI
-model catalogue (reconciler/sandbox/catalogue.py documents its format).
+model catalogue (reconciler/sandbox/catalogue.py documents its format). The sandbox serves the
+accounts the config, the environment and the lockfile name (`named_accounts`) besides its
+default one: any other answers 403, as the real API answers an account the token cannot use.
 """
 
 from __future__ import annotations
@@ -41,6 +43,33 @@ def clock_speed(env: Mapping[str, str]) -> float:
         raise ReconcilerError(f"{CLOCK_SPEED_VAR} {exc}") from None
 
 
+def named_accounts(config_path: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The account ids of the sandbox's shape (Cloudflare's 32 lowercase hex) that the
+    environment's account variables hold, the config names (read with `env` as the command
+    will read it) and the lockfile records (what drift and list read besides the config's).
+    No network. A config or lockfile that does not load names none here: the command reads it
+    again and says why."""
+    from reconciler.base.errors import ReconcilerError
+    from reconciler.providers.registry import account_variables, load_config
+    from reconciler.sandbox.common.defaults import ACCOUNT_ID_RE
+    from reconciler.state.lockfile import read_lock
+
+    named = [env.get(variable, "") for variable in account_variables()]
+    try:
+        desired = load_config(config_path, env)
+    except ReconcilerError:
+        pass
+    else:
+        named.extend(account for ids in desired.accounts.values() for account in ids)
+    try:
+        recorded = read_lock(Project.at(config_path.resolve()).lockfile)
+    except ReconcilerError:
+        pass
+    else:
+        named.extend(f.account for f in recorded.finetunes.values())
+    return tuple(a for a in dict.fromkeys(named) if ACCOUNT_ID_RE.fullmatch(a))
+
+
 @contextmanager
 def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     from reconciler.base.errors import ReconcilerError
@@ -74,6 +103,8 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
         # real one, and no real HF token is sent to it
         overlay["HF_ENDPOINT"] = server.hub_url
         overlay["HF_TOKEN"] = ""
+        # before the command's first request: the config's accounts are served, not others
+        server.accounts.add(named_accounts(config_path, overlay))
         yield overlay
     finally:
         server.stop()

@@ -11,11 +11,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from reconciler.sandbox.cloudflare import inference
-from reconciler.sandbox.cloudflare.catalogue import MODEL_NAME_RE, TEXT_GENERATION, Catalogue
+from reconciler.sandbox.cloudflare.catalogue import (
+    MODEL_NAME_RE,
+    TEXT_GENERATION,
+    Catalogue,
+    Model,
+)
 from reconciler.sandbox.cloudflare.store import (
     PUBLIC_ADAPTER_BASES,
     PUBLIC_ORDER_COLUMNS,
@@ -26,6 +32,7 @@ from reconciler.sandbox.cloudflare.store import (
     SandboxStore,
 )
 from reconciler.sandbox.common.bodies import BodyRefused, BodyTooLarge, TooDeep, read_json
+from reconciler.sandbox.common.clock import Clock, SystemClock
 from reconciler.sandbox.common.defaults import REQUIRED_FILES, RESERVED_NAME_PREFIX
 from reconciler.sandbox.common.names import name_problem
 from reconciler.sandbox.common.paging import MAX_INT64, whole_number
@@ -63,6 +70,10 @@ FINETUNE_INCOMPLETE = 3039  # "Finetune is missing required files ...", HTTP 400
 INVALID_MODEL_NAME = 3042  # "The model name is invalid", HTTP 404
 LORA_UNSUPPORTED = 5005  # "The model <m> does not support LoRa inference", HTTP 405
 BAD_INPUT = 5006  # "AiError: Bad input: Error: oneOf at '/' not met, ...", HTTP 400 (observed)
+# "AiError: 5028: This model was deprecated on 2026-05-30. Please use an alternative model", a
+# run of @cf/meta/llama-3.1-8b-instruct two months after its date (cloudflare-docs #32501,
+# 2026-08); its HTTP status is not shown (see _retired).
+MODEL_DEPRECATED = 5028
 INVALID_INPUT = 3010  # sandbox choice for every other 400, see the module docstring
 INTERNAL_ERROR = 10001  # sandbox choice for an unexpected failure, HTTP 500
 
@@ -171,13 +182,23 @@ def _required_text(body: dict[str, Any], key: str) -> str:
 
 class CloudflareApi:
     def __init__(
-        self, store: SandboxStore, limits: SandboxLimits, catalogue: Catalogue | None = None
+        self,
+        store: SandboxStore,
+        limits: SandboxLimits,
+        catalogue: Catalogue | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self.catalogue = catalogue if catalogue is not None else Catalogue.bundled()
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.reserved_prefix = RESERVED_NAME_PREFIX
         self.asset_names = REQUIRED_FILES
+
+    def today(self) -> date:
+        """The day by the sandbox's clock, in UTC: what retires a deprecated model."""
+        return datetime.fromtimestamp(self.clock.now(), timezone.utc).date()
 
     # GET /accounts/{account_id}/ai/finetunes
     def list_finetunes(self, call: Call) -> Reply:
@@ -206,6 +227,10 @@ class CloudflareApi:
             raise fail(400, NO_SUCH_MODEL, f"No such model {model}")
         if not known.lora:
             raise fail(400, LORA_UNSUPPORTED, f"The model {model} does not support LoRA")
+        if known.retired(self.today()):
+            # Sandbox choice: no public source shows create on a retired model; the sandbox
+            # refuses it as the run does (5028, HTTP 400), in create's plain message.
+            raise fail(400, MODEL_DEPRECATED, _retired(known))
         if name.lower().startswith(self.reserved_prefix):
             raise invalid(
                 f"Finetune names starting with '{self.reserved_prefix}' are reserved for"
@@ -327,11 +352,10 @@ class CloudflareApi:
         source = _count(query.get("source"), "source")
         hide_experimental = _flag(query.get("hide_experimental"), "hide_experimental")
         # `include_deprecated` (SDK 5.x: "If true, include models for up to three months after
-        # their deprecation date. Defaults to false") is accepted and changes nothing: the
-        # sandbox lists a model whatever its planned_deprecation_date, since api-notes.md
-        # lists @hf/mistral/mistral-7b-instruct-v0.2 (2026-05-30) among 2026's records. A
-        # client must not rely on that: the real search may leave such a model out.
-        _flag(query.get("include_deprecated"), "include_deprecated")
+        # their deprecation date. Defaults to false"): a model whose planned_deprecation_date
+        # has come, by the sandbox's clock, is left out without it, and with it is listed
+        # until three months after that date (catalogue.Model.listed has the day rules).
+        include_deprecated = _flag(query.get("include_deprecated"), "include_deprecated")
         if query.get("format"):
             # Sandbox choice: SDK 5.x offers `format=openrouter` ("return models in the
             # requested marketplace format"), a shape no public source shows.
@@ -342,6 +366,8 @@ class CloudflareApi:
             author=query.get("author"),
             source=source,
             hide_experimental=hide_experimental,
+            today=self.today(),
+            include_deprecated=include_deprecated,
         )
         start = (page - 1) * per_page
         served = [m.record for m in found[start : start + per_page]]
@@ -353,9 +379,9 @@ class CloudflareApi:
         """Text generation, optionally through a LoRA finetune (`lora`: its name or id).
 
         The answer is deterministic: inference.py documents the rule. Checks, in order: the
-        model name's shape (3042), the model, in the catalogue (5007), the body (6007, 5006),
-        LoRA support, in the catalogue (5005), the finetune (5033), its base model (3030),
-        its files (3039).
+        model name's shape (3042), the model, in the catalogue (5007), its deprecation date
+        (5028), the body (6007, 5006), LoRA support, in the catalogue (5005), the finetune
+        (5033), its base model (3030), its files (3039).
         """
         model = _wsgi_text(call.params["model_name"])
         if not MODEL_NAME_RE.fullmatch(model):
@@ -363,6 +389,11 @@ class CloudflareApi:
         known = self.catalogue.get(model)
         if known is None:
             raise _ai_error(400, NO_SUCH_MODEL, f"No such model {model} or task")
+        if known.retired(self.today()):
+            # Observed code and message (MODEL_DEPRECATED), from its date on, whether the
+            # search still lists the model or not. Sandbox choice: HTTP 400, as for 5007, the
+            # other "this model cannot be used" answer; no report shows the status.
+            raise _ai_error(400, MODEL_DEPRECATED, _retired(known))
         body = read_json_object(call.environ)
         try:
             run = inference.parse_input(body)
@@ -428,6 +459,10 @@ def _ai_error(status: int, code: int, message: str) -> ApiError:
     `AiError: ` and sends `result: {}` (observed on 3037, cloudflare-docs issues #14757 and
     #23272; assumed for 3030, 3039, 3042, 5005, 5007 and 5033, from the same layer)."""
     return fail(status, code, f"AiError: AiError: {message}", result={})
+
+
+def _retired(model: Model) -> str:
+    return f"This model was deprecated on {model.deprecation}. Please use an alternative model"
 
 
 def _not_found(ref: str) -> str:

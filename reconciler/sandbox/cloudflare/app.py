@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from reconciler.sandbox.cloudflare.accounts import Accounts
 from reconciler.sandbox.cloudflare.api import (
     AUTH_ERROR,
     BAD_AUTH_EMAIL,
@@ -50,9 +51,12 @@ class CloudflareApp:
     base_path = CLOUDFLARE_PREFIX
     rate_limited = True  # Cloudflare publishes a per-token limit (fault_spec: rate_limit)
 
-    def __init__(self, api: CloudflareApi, tokens: Tokens) -> None:
+    def __init__(
+        self, api: CloudflareApi, tokens: Tokens, accounts: Accounts | None = None
+    ) -> None:
         self.api = api
         self._tokens = tokens
+        self.accounts = accounts if accounts is not None else Accounts()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
@@ -117,8 +121,9 @@ class CloudflareApp:
                 ],
             )
         caller = self._authenticate(environ, verifying=route.verifies_token)
-        if account_id is not None and not self.api.limits.allows(account_id):
-            # A valid token without rights on the account: 403 with 10000 on the real API.
+        if account_id is not None and account_id not in self.accounts:
+            # A valid token without rights on the account: 403 with 10000 on the real API
+            # (api-notes.md), whatever the route under /accounts/{id}.
             raise fail(403, AUTH_ERROR, "Authentication error")
         return handler(self.api, Call(environ, params, caller))
 

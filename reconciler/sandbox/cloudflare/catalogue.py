@@ -15,7 +15,10 @@ booleans become "true"/"false", as the real records spell them). In
 take `lora` away from a model, or give it a deprecation date); new names are appended.
 
 A model takes LoRA adapters when its record has `{"property_id": "lora", "value": "true"}`,
-as on the real API.
+as on the real API. A model whose `planned_deprecation_date` (an ISO date) has come is retired:
+the search leaves it out unless `include_deprecated`, and then lists it for three months after
+that date (SDK 5.x: "If true, include models for up to three months after their deprecation
+date. Defaults to false"); create and run refuse it (api.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ ENV_VAR = "RECONCILER_SANDBOX_CATALOGUE"
 # Sandbox choice: the bundled catalogue is 26 KB; a file 300 times that is no catalogue.
 MAX_CATALOGUE_BYTES = 8 << 20
 TEXT_GENERATION = "Text Generation"
+# How long after its deprecation date `include_deprecated` still lists a model (SDK 5.x).
+DEPRECATED_LISTED_MONTHS = 3
 
 # `@<namespace>/<author>/<model>`: the shape of every Workers AI model name. No whitespace and
 # no control character (C0, DEL, C1): a catalogue file cannot make the sandbox serve a name
@@ -86,6 +92,32 @@ class Model:
         return _truthy(self.prop("lora"))
 
     @property
+    def deprecation(self) -> date | None:
+        """The planned deprecation date; None without one, or if it is not an ISO date (a
+        record the sandbox cannot date is served, never retired)."""
+        value = self.prop("planned_deprecation_date")
+        try:
+            return date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+    def retired(self, today: date) -> bool:
+        """Whether the model is deprecated by `today`. Sandbox choice: from its date on, the
+        date itself included (the real run says "This model was deprecated on <date>", and
+        reconciler's client calls a model deprecated on its date too)."""
+        when = self.deprecation
+        return when is not None and when <= today
+
+    def listed(self, today: date, include_deprecated: bool) -> bool:
+        """Whether the search lists it on `today`. Sandbox choice: "up to three months after"
+        is up to the same day three calendar months on, that day included (the last day of a
+        shorter month when it has no such day: 2026-11-30 is listed until 2027-02-28)."""
+        when = self.deprecation
+        if when is None or when > today:
+            return True
+        return include_deprecated and today <= months_after(when, DEPRECATED_LISTED_MONTHS)
+
+    @property
     def experimental(self) -> bool:
         # Sandbox choice: `hide_experimental` is documented only as "Filter to hide
         # experimental models"; the records' only such marker is the `beta` property.
@@ -94,6 +126,15 @@ class Model:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def months_after(day: date, months: int) -> date:
+    """The same day `months` calendar months later, or the last day of that month."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    following = date(year + (month == 12), month % 12 + 1, 1)
+    last = (following - date.resolution).day
+    return date(year, month, min(day.day, last))
 
 
 class Catalogue:
@@ -152,8 +193,11 @@ class Catalogue:
         author: str | None = None,
         source: int | None = None,
         hide_experimental: bool = False,
+        today: date | None = None,
+        include_deprecated: bool = False,
     ) -> list[Model]:
-        """The models that pass every filter given, in catalogue order.
+        """The models that pass every filter given, in catalogue order; with `today`, those
+        retired by then only with `include_deprecated`, for three months (Model.listed).
 
         Sandbox choices (no public source says how the real API matches): `search` is a
         case-insensitive substring of the name or the description; `task` is the task's name
@@ -172,6 +216,8 @@ class Catalogue:
             if source is not None and model.source != source:
                 continue
             if hide_experimental and model.experimental:
+                continue
+            if today is not None and not model.listed(today, include_deprecated):
                 continue
             found.append(model)
         return found
