@@ -209,7 +209,7 @@ def create(run: Run, at: At) -> bool:
         run.writer.intend(change.name, create_intent(change, run.held))
     crashpoints.hit("create.before")
     try:
-        remote = provider.create_finetune(d, run.held)
+        remote = provider.create_finetune(_fetched(run), run.held)
         partial = None
     except PartialApply as exc:
         remote, partial = exc.made, str(exc)
@@ -235,6 +235,15 @@ def create(run: Run, at: At) -> bool:
     if partial:
         return run.partly(at, f"created (id {remote.id}) in part: {partial}")
     return run.tell(at, True, f"created (id {remote.id})")
+
+
+def _fetched(run: Run) -> DesiredFinetune:
+    """The finetune with its remote sources' files as fetched (and verified) before the first
+    step: local files a create may read (Fireworks names the adapter's rank in it)."""
+    d = run.desired
+    if not run.fetched:
+        return d
+    return replace(d, assets=tuple(run.fetched.get(a.name, a) for a in d.assets))
 
 
 def adopt(run: Run, at: At) -> bool:
