@@ -1,6 +1,7 @@
 """A Fireworks finetune in the config: a LoRA adapter (a folder, a Hub repo or URLs) for a base
 model of Fireworks, in one account; the fields a plan compares are model, description and
-serve.
+serve. A folder's files are checked here, at load; a Hub repo's or URLs' are fetched by apply
+before the create, which reads their adapter_config.json (provider.py) for peftDetails.
 
     - name: support-bot            # the model id at Fireworks (checks.py: the id rule)
       provider: fireworks
@@ -77,13 +78,6 @@ class FireworksItems:
         limit = _limits(context.settings.get("limits"))
         account = account_id(context, ACCOUNT)
         folder, assets = adapter_assets(context, limit.required_files)
-        if isinstance(item.get("adapter"), dict):
-            context.problem(
-                (*context.where, "adapter"),
-                f"finetune '{context.name}': a Fireworks adapter is read from a local folder "
-                "for now: its create names the adapter's rank and target modules "
-                "(peftDetails), read from adapter_config.json before anything is uploaded",
-            )
         description = item.get("description") or None
         serve = _serve(context, account)
         desired = DesiredFinetune(

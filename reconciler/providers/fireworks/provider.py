@@ -138,9 +138,9 @@ class FireworksProvider:
     ) -> RemoteFinetune:
         """The model, UPLOADING and marked APPLYING; where it is to serve is checked first,
         so that a deployment that cannot take it makes nothing."""
+        rank, modules = self._peft(desired)  # before any request: a local read
         self.serving.check(desired)
         files = {a.name: file_digest(a) for a in desired.assets}
-        rank, modules = self._peft(desired)
         digest = files_digest(files.values())
         account = desired.account
 
@@ -231,11 +231,24 @@ class FireworksProvider:
     # --- helpers ---
 
     def _peft(self, desired: DesiredFinetune) -> tuple[int, tuple[str, ...]]:
+        """peftDetails' rank and target modules, from adapter_config.json: the local folder's,
+        or, for an adapter from a Hub repo or URLs, the file apply fetched (and verified
+        against the plan's digest) before the create; checked against Fireworks' limits."""
         config = next((a for a in desired.assets if a.name == CONFIG), None)
         if config is None:
             raise ProviderError(f"create {desired.name}: the adapter has no {CONFIG}")
-        with config.path.open("rb") as f:
-            raw = f.read(checks.MAX_CONFIG_BYTES + 1)
+        if config.source is not None:  # apply hands the create the fetched files
+            raise ProviderError(
+                f"create {desired.name}: {CONFIG} of {config.source.location} was not fetched "
+                "before the create, and its rank and target modules are part of it"
+            )
+        try:
+            with config.path.open("rb") as f:
+                raw = f.read(checks.MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ProviderError(
+                f"create {desired.name}: {CONFIG} cannot be read ({exc.strerror or exc})"
+            ) from None
         try:
             return checks.peft_details(raw, self.limit)
         except ValueError as exc:
