@@ -355,9 +355,15 @@ def test_sandbox_flag_meets_a_gated_repo_with_the_gated_message(
     data = config.parent / ".reconciler" / "sandbox"
     result = cli("sandbox", "hf-push", REPO, ADAPTER, "--data", data, "--tag", "v1", "--gated")
     assert result.exit_code == 0, result.output
-    planned = cli("plan", "-c", config, "--sandbox")  # --sandbox sends its Hub no token
+    monkeypatch.setenv("HF_TOKEN", "hf_real_token_that_must_never_reach_the_sandbox")
+    planned = cli("plan", "-c", config, "--sandbox")  # --sandbox sends its own token
     assert planned.exit_code == 1
     assert f"hf://{REPO}@" in planned.stderr
-    assert "the repo is gated and no token was sent" in planned.stderr
-    assert "(HF_TOKEN is empty)" in planned.stderr  # --sandbox's own; not "set HF_TOKEN"
+    assert "gated" in planned.stderr and "no access" in planned.stderr
+    assert "hf_real_token" not in planned.output
     assert "Traceback" not in planned.output
+    granted = cli(
+        "sandbox", "hf-push", REPO, ADAPTER, "--data", data, "--tag", "v1", "--grant", DEFAULT_TOKEN
+    )
+    assert granted.exit_code == 0, granted.output
+    assert cli("plan", "-c", config, "--sandbox").exit_code == 0  # the sandbox's user has access

@@ -100,9 +100,10 @@ def sandbox_env(config_path: Path, env: Mapping[str, str]) -> Iterator[dict[str,
         for spec in specs():  # each provider points itself at the sandbox, with its token
             overlay.update(spec.sandbox_env(site, env))
         # hf: adapters come from the sandbox's Hub (filled by `sandbox hf-push`), never the
-        # real one, and no real HF token is sent to it
+        # real one, and no real HF token is sent to it: the sandbox's own token stands in, so
+        # a repo pushed with `--grant reconciler-sandbox-token` reads as the user's own
         overlay["HF_ENDPOINT"] = server.hub_url
-        overlay["HF_TOKEN"] = ""
+        overlay["HF_TOKEN"] = DEFAULT_TOKEN
         # before the command's first request: the config's accounts are served, not others
         server.accounts.add(named_accounts(config_path, overlay))
         yield overlay
