@@ -54,12 +54,12 @@ def import_(
         exclusive(project.lockfile, lock_timeout, project.apply_lock),
         opened(project, sandbox) as s,
     ):
-        entry = import_finetune(s, name, confirm)
+        imported = import_finetune(s, name, confirm)
         for note in base_model_notes(s, (name,), refresh_catalogue):
             click.echo(f"Warning: {visible(note)}", err=True)  # quotes the catalogue
-    state = "verified" if confirm else "unverified: confirm with `reconciler import NAME --confirm`"
     click.echo(
-        f"Imported {name} (id {entry.id}) into the lockfile; assets {state}.".replace("NAME", name)
+        f"Imported {name} (id {imported.entry.id}) into the lockfile; "
+        f"assets {imported.assets_state}."
     )
 
 

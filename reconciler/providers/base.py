@@ -89,6 +89,18 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class KnowsContent(Protocol):
+    """A provider that can say what files a finetune was made of (Fireworks: the digest marker
+    in a model's description): `import` compares them with the local ones."""
+
+    def stated_content(
+        self, account: str, remote_id: str, assets: Mapping[str, AssetDigest]
+    ) -> tuple[str, str] | None:
+        """(the digest the finetune states for its files, the same digest of `assets`), to
+        compare; None when the finetune states none (made elsewhere) or is gone."""
+
+
+@runtime_checkable
 class ServesCatalogue(Protocol):
     """A provider that serves its model catalogue as data (Cloudflare): the plan checks base
     models against it rather than against a bundled list."""

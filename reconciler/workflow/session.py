@@ -37,7 +37,7 @@ from reconciler.plan import planner as plan_mod
 from reconciler.plan.versions import FIRST_BY_NAME, content_version, remote_name
 from reconciler.project import Project
 from reconciler.providers import catalogues, registry
-from reconciler.providers.base import History, Provider
+from reconciler.providers.base import History, KnowsContent, Provider
 from reconciler.providers.spec import Setting
 from reconciler.state import lockfile, outputs, planfile
 from reconciler.state.statcache import StatCache
@@ -363,11 +363,31 @@ def detect_drift(
     return drift.detect(recorded, observed, desired.accounts, desired.ignore, names)
 
 
-def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
+@dataclass(frozen=True)
+class Imported:
+    """What `import` recorded, and whether its assets were recorded as verified."""
+
+    entry: LockedFinetune
+    verified: bool  # --confirm, or the provider states the local files' digest (KnowsContent)
+    note: str | None = None  # what the provider said of the finetune's content, if anything
+
+    @property
+    def assets_state(self) -> str:
+        """How the assets were recorded, for `Imported NAME ...; assets <this>.`"""
+        said = f": {self.note}" if self.note else ""
+        if self.verified:
+            return f"verified{said}"
+        confirm = f"confirm with `reconciler import {self.entry.name} --confirm`"
+        return f"unverified{said}; {confirm}" if said else f"unverified: {confirm}"
+
+
+def import_finetune(s: Opened, name: str, confirm: bool) -> Imported:
     """Adopt a finetune that exists remotely into the lockfile.
 
     Cloudflare cannot say what was uploaded, so the local files' digests are recorded as
-    unverified, unless the user confirms (`--confirm`) that they are what was uploaded.
+    unverified, unless the user confirms (`--confirm`) that they are what was uploaded. A
+    provider that states the digest of a finetune's files (KnowsContent: Fireworks' digest
+    marker) settles it: the same digest as the local files' is verified, another is refused.
     """
     declared = next((d for d in s.desired.finetunes if d.name == name), None)
     if declared is None:
@@ -390,7 +410,8 @@ def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
         version = content_version(declared.fields, local)
         wanted = remote_name(name, version)
         if existing is not None and existing.remote_name != wanted:
-            return _import_version(lock_path, recorded, provider, declared, wanted, version, local)
+            entry = _import_version(lock_path, recorded, provider, declared, wanted, version, local)
+            return Imported(entry, *_content(provider, declared, entry.id, local, confirm=False))
     if existing is not None and not (confirm and existing.unverified):
         raise PlanError(
             f"{name} is already in the lockfile (id {existing.id}); to record it again, "
@@ -410,6 +431,7 @@ def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
             "means, so none was imported: remove or rename the others in the account first"
         )
     remote = named[0]
+    verified, note = _content(provider, declared, remote.id, local, confirm)
     entry = LockedFinetune(
         name=name,
         provider=declared.provider,
@@ -419,13 +441,43 @@ def import_finetune(s: Opened, name: str, confirm: bool) -> LockedFinetune:
         assets={a.name: digests[a.path] for a in declared.assets},
         fields=dict(remote.fields),
         prevent_destroy=declared.prevent_destroy,
-        unverified=frozenset() if confirm else frozenset(a.name for a in declared.assets),
+        unverified=frozenset() if verified else frozenset(a.name for a in declared.assets),
         remote_name=wanted if versioned else None,
         version=content_version(declared.fields, local) if versioned else None,
     )
     writer = lockfile.LockWriter(lock_path, recorded)
     writer.put(entry, provider.endpoint)
-    return entry
+    return Imported(entry, verified, note)
+
+
+def _content(
+    provider: Provider,
+    declared: DesiredFinetune,
+    remote_id: str,
+    local: Mapping[str, AssetDigest],
+    confirm: bool,
+) -> tuple[bool, str | None]:
+    """Whether the local files are recorded as verified, and what the provider said of the
+    finetune's content. One that states other content than the local files' is refused
+    (PlanError), --confirm or not: the provider's own record says they differ."""
+    if not isinstance(provider, KnowsContent):
+        return confirm, None
+    stated = provider.stated_content(declared.account, remote_id, local)
+    where = f"{declared.provider} finetune {visible(remote_id)}"
+    if stated is None:
+        return confirm, (
+            f"{where} states no digest of its files (made outside reconciler?), so they "
+            "could not be compared with the local ones"
+        )
+    theirs, ours = (visible(d) for d in stated)
+    if stated[0] != stated[1]:
+        raise PlanError(
+            f"{where} was made of other files than {declared.name}'s local ones: it states "
+            f"the digest {theirs}, the local files make {ours}. Nothing was imported: point "
+            "the adapter at the files it was made of, or give this finetune another name "
+            "(apply then makes a model of its own)"
+        )
+    return True, f"{where} states the local files' digest ({ours})"
 
 
 def _first_named(
@@ -434,11 +486,14 @@ def _first_named(
     provider: Provider,
     local: Mapping[str, AssetDigest],
 ) -> bool:
-    """A finetune versioned FIRST_BY_NAME, not recorded, whose first model (its bare name) is
-    in the account and no model of its local content's version name is: imported under its
-    own name, as an unversioned record (the plan reckons its version from what is recorded)."""
-    if declared.versioning != FIRST_BY_NAME or existing is not None:
+    """A finetune versioned FIRST_BY_NAME whose first model (its bare name) is in the account
+    and no model of its local content's version name is, or whose record is that model's
+    (imported again with --confirm): imported under its own name, as an unversioned record
+    (the plan reckons its version from what is recorded)."""
+    if declared.versioning != FIRST_BY_NAME:
         return False
+    if existing is not None:
+        return not existing.version
     names = {r.name for r in provider.list_finetunes(declared.account)}
     version = remote_name(declared.name, content_version(declared.fields, local))
     return declared.name in names and version not in names
