@@ -105,6 +105,16 @@ class FireworksProvider:
     def history(self, account: str, remote_id: str) -> History:
         return History()
 
+    def stated_content(
+        self, account: str, remote_id: str, assets: Mapping[str, AssetDigest]
+    ) -> tuple[str, str] | None:
+        """(the digest marker of the model's description, the marker `assets` would make):
+        providers/base.KnowsContent, for `import`; None for a model without a marker."""
+        model = self.api.get_model(account, remote_id)
+        if model is None or model.digest is None or not assets:
+            return None
+        return model.digest, files_digest(assets.values())
+
     def run(self, account: str, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """A check's request (apply/checks.request) as a chat completion with the adapter,
         accounts/<account>/models/<lora>: inference goes to its default loaded copy."""
