@@ -88,6 +88,18 @@ def mount_options(command: C) -> C:
     return cast(C, decorated)
 
 
+def data_option(help_text: str) -> Callable[[C], C]:
+    """`--data`: the sandbox's state folder, for the server and for hf-push alike."""
+    return click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=DEFAULT_DATA,
+        show_default=True,
+        help=help_text,
+    )
+
+
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -97,14 +109,7 @@ def mount_options(command: C) -> C:
     show_default=True,
     help="Port (0 picks a free one).",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_DATA,
-    show_default=True,
-    help="Where the sandbox keeps its state (SQLite and uploaded assets); survives restarts.",
-)
+@data_option("Where the sandbox keeps its state (SQLite and uploaded assets); survives restarts.")
 @click.option(
     "--token",
     "tokens",
@@ -130,7 +135,7 @@ def mount_options(command: C) -> C:
     "--faults",
     metavar="SPEC|@FILE",
     help="Inject faults, reproducibly under a seed: error statuses, latency, resets, "
-    "'commit then drop', the real rate limit. See README (Fault injection).",
+    "'commit then drop', bandwidth, the real rate limit. See the sandbox docs (Fault injection).",
 )
 @click.option(
     "--catalogue",
@@ -226,14 +231,8 @@ def sandbox(
 @sandbox.command("hf-push")
 @click.argument("repo_id")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_DATA,
-    show_default=True,
-    help=f"The sandbox's state folder (the one `--sandbox` uses is {DEFAULT_DATA} beside the"
-    " config).",
+@data_option(
+    f"The sandbox's state folder (the one `--sandbox` uses is {DEFAULT_DATA} beside the config)."
 )
 @click.option("--tag", help="Point this tag at the new commit (made, or moved from where it was).")
 @click.option(
