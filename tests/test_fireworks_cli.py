@@ -287,8 +287,9 @@ def test_serverless_on_a_base_that_offers_none_makes_nothing(
 def test_sandbox_flag_points_fireworks_at_the_embedded_sandbox(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("FIREWORKS_API_KEY", "FIREWORKS_BASE_URL", "FIREWORKS_ACCOUNT_ID"):
+    for name in ("FIREWORKS_API_KEY", "FIREWORKS_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FIREWORKS_ACCOUNT_ID", "my-real-team")  # not the sandbox's: replaced
     config = project(tmp_path, serve=None)
     text = config.read_text().replace(
         "providers:\n  fireworks:\n    account_id: ${FIREWORKS_ACCOUNT_ID}\n", ""

@@ -51,7 +51,9 @@ def sandbox_env(site: SandboxSite, env: Mapping[str, str]) -> dict[str, str]:
     return {
         TOKEN_ENV: site.token,
         URL_ENV: site.url + SANDBOX_PREFIX,
-        ACCOUNT_ENV: env.get(ACCOUNT_ENV) or SANDBOX_ACCOUNT,
+        # the account the embedded emulator serves, whatever the environment names: a real
+        # account id would only be refused there (PERMISSION_DENIED), as the key has no access
+        ACCOUNT_ENV: SANDBOX_ACCOUNT,
     }
 
 
