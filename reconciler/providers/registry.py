@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.base.model import Desired
-from reconciler.config.items import ItemKind
-from reconciler.providers.base import Provider
 from reconciler.providers.cloudflare.spec import SPEC as CLOUDFLARE
 from reconciler.providers.cohere.spec import SPEC as COHERE
 from reconciler.providers.fireworks.spec import SPEC as FIREWORKS
 from reconciler.providers.spec import ProviderSpec, Setting
 from reconciler.providers.vllm.spec import SPEC as VLLM
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: none of them loads on the command line's start-up
+    from reconciler.base.model import Desired
+    from reconciler.config.items import ItemKind
+    from reconciler.providers.base import Provider
     from reconciler.state.statcache import StatCache
 
 SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE, VLLM, FIREWORKS)}

@@ -7,13 +7,16 @@ import: the client (httpx and the API shapes) is imported only when `connect` is
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from reconciler.config.items import ItemKind
-from reconciler.providers.base import Provider
+if TYPE_CHECKING:  # the items and the client load with a config, not on start-up
+    from reconciler.config.items import ItemKind
+    from reconciler.providers.base import Provider
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Setting:
 
 
 # (environment, lockfile label, the config's settings) -> a connected provider
-Connect = Callable[[Mapping[str, str], "str | None", Setting], Provider]
+Connect = Callable[[Mapping[str, str], "str | None", Setting], "Provider"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,9 @@ class ProviderSpec:
     name: str  # the config's `provider:` value and the lockfile's key
     title: str  # how messages name it: "Cloudflare Workers AI"
     connect: Connect
-    items: ItemKind  # how a config item becomes a Desired record; account rule; limits
+    # "module:NAME" of its ItemKind (how a config item becomes a Desired record; its account
+    # rule; its limits), imported at first use: `reconciler --help` needs none of it
+    items_at: str
     token_variable: str  # the credential: its value is a secret, never shown
     url_variable: str  # overrides the API's base URL
     sandbox_env: SandboxEnv
@@ -61,11 +66,26 @@ class ProviderSpec:
     published: Callable[[], Mapping[str, Any]] | None = None
 
     @property
+    def items(self) -> ItemKind:
+        return _imported(self.items_at)
+
+    @property
     def required_assets(self) -> tuple[str, ...]:
         if self.dataset_asset is not None:
             return (self.dataset_asset,)
         data = self.published() if self.published is not None else {}
         return tuple(data.get("required_files", ()))
+
+
+@cache
+def _imported(where: str) -> ItemKind:
+    module, _, name = where.partition(":")
+    return cast("ItemKind", getattr(importlib.import_module(module), name))
+
+
+def published_beside(package: str) -> Callable[[], Mapping[str, Any]]:
+    """The reader of a provider's published limits (limits.json in its package)."""
+    return lambda: shipped_json(package)
 
 
 def shipped_json(package: str, name: str = "limits.json") -> Mapping[str, Any]:

@@ -69,3 +69,23 @@ class CloudflareItems:
         check_patterns(context)
         adapter_checks(context, desired, folder)
         return desired
+
+
+class ConfigItems(CloudflareItems):
+    """Cloudflare's items, and what the config asks of it that it cannot do, said at the line
+    that asks it (validate included), not first at plan."""
+
+    def build(self, context: ItemContext) -> DesiredFinetune:
+        desired = super().build(context)
+        if desired.keep is not None:
+            # an error, not a warning: every plan of it is blocked, so validate says so first
+            context.problem(
+                (*context.where, "keep"),
+                f"finetune '{desired.name}': keep: {desired.keep} asks to delete old versions, "
+                "but cloudflare cannot delete a finetune: remove keep "
+                "(old versions are retired: counted, never reported as unmanaged)",
+            )
+        return desired
+
+
+ITEMS = ConfigItems()

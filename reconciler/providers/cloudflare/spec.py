@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from reconciler.providers.base import Provider
 from reconciler.providers.cloudflare.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV, found_instead
-from reconciler.providers.cloudflare.items import CloudflareItems, published
-from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting, published_beside
 
 if TYPE_CHECKING:
-    from reconciler.base.model import DesiredFinetune
-    from reconciler.config.items import ItemContext
+    from reconciler.providers.base import Provider
 
 SANDBOX_PREFIX = "/client/v4"  # the sandbox mounts Cloudflare's API where the real one is
 
@@ -35,31 +32,14 @@ def sandbox_env(site: SandboxSite, env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-class _Items(CloudflareItems):
-    """Cloudflare's items, and what the config asks of it that it cannot do, said at the line
-    that asks it (validate included), not first at plan."""
-
-    def build(self, context: ItemContext) -> DesiredFinetune:
-        desired = super().build(context)
-        if desired.keep is not None:
-            # an error, not a warning: every plan of it is blocked, so validate says so first
-            context.problem(
-                (*context.where, "keep"),
-                f"finetune '{desired.name}': keep: {desired.keep} asks to delete old versions, "
-                "but cloudflare cannot delete a finetune: remove keep "
-                "(old versions are retired: counted, never reported as unmanaged)",
-            )
-        return desired
-
-
 SPEC = ProviderSpec(
     name="cloudflare",
     title="Cloudflare Workers AI",
     connect=connect,
-    items=_Items(),
+    items_at="reconciler.providers.cloudflare.items:ITEMS",
     token_variable=TOKEN_ENV,
     url_variable=URL_ENV,
     sandbox_env=sandbox_env,
     commands="reconciler.providers.cloudflare.commands",
-    published=published,
+    published=published_beside("reconciler.providers.cloudflare"),
 )

@@ -70,3 +70,6 @@ def _dataset(context: ItemContext) -> tuple[AssetFile, ...]:
         context.problem(key, f"{label} is empty")
         return ()
     return (AssetFile(name=DATASET, path=path, kind=dataset["type"]),)
+
+
+ITEMS = CohereItems()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from reconciler.providers.base import Provider
 from reconciler.providers.cohere.env import TOKEN_ENV, URL_ENV
-from reconciler.providers.cohere.items import DATASET, CohereItems
 from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
+
+if TYPE_CHECKING:
+    from reconciler.providers.base import Provider
 
 
 def connect(env: Mapping[str, str], label: str | None, setting: Setting) -> Provider:
@@ -25,9 +27,9 @@ SPEC = ProviderSpec(
     name="cohere",
     title="Cohere",
     connect=connect,
-    items=CohereItems(),
+    items_at="reconciler.providers.cohere.items:ITEMS",
     token_variable=TOKEN_ENV,
     url_variable=URL_ENV,
     sandbox_env=sandbox_env,
-    dataset_asset=DATASET,
+    dataset_asset="dataset",  # items.DATASET: the one asset, the config's dataset
 )

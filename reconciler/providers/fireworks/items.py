@@ -226,3 +226,6 @@ def _config_problems(path: Path, limit: checks.FireworksLimits) -> tuple[list[st
     rank = config.get("r") if isinstance(config, dict) else None
     usable = isinstance(rank, int) and not isinstance(rank, bool) and rank > 0
     return problems, rank if usable else None
+
+
+ITEMS = FireworksItems()

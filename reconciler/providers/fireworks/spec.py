@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from reconciler.providers.base import Provider
 from reconciler.providers.fireworks.env import ACCOUNT_ENV, TOKEN_ENV, URL_ENV
-from reconciler.providers.fireworks.items import FireworksItems, published
-from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting, published_beside
+
+if TYPE_CHECKING:
+    from reconciler.providers.base import Provider
 
 SANDBOX_PREFIX = "/fireworks"  # where `reconciler sandbox` mounts the emulated API
 # the account the emulator's tokens own unless told otherwise (sandbox/fireworks/README.md)
@@ -61,9 +63,9 @@ SPEC = ProviderSpec(
     name="fireworks",
     title="Fireworks AI",
     connect=connect,
-    items=FireworksItems(),
+    items_at="reconciler.providers.fireworks.items:ITEMS",
     token_variable=TOKEN_ENV,
     url_variable=URL_ENV,
     sandbox_env=sandbox_env,
-    published=published,
+    published=published_beside("reconciler.providers.fireworks"),
 )

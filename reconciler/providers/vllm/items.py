@@ -62,3 +62,6 @@ class VllmItems:
         check_patterns(context)
         adapter_checks(context, desired, folder)
         return desired
+
+
+ITEMS = VllmItems()

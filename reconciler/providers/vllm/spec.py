@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.base.errors import CredentialsError
-from reconciler.providers.base import Provider
-from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting
+from reconciler.providers.spec import ProviderSpec, SandboxSite, Setting, published_beside
 from reconciler.providers.vllm.env import API_KEY_ENV, SERVERS_ENV, STORE_ENV
-from reconciler.providers.vllm.items import VllmItems, published
+
+if TYPE_CHECKING:
+    from reconciler.providers.base import Provider
 
 SANDBOX = "sandbox"  # the label --sandbox connects with: its servers and store, never the config's
 SANDBOX_REPLICAS = 2  # what `reconciler sandbox` serves at /vllm/<i> by default
@@ -45,9 +47,9 @@ SPEC = ProviderSpec(
     name="vllm",
     title="vLLM",
     connect=connect,
-    items=VllmItems(),
+    items_at="reconciler.providers.vllm.items:ITEMS",
     token_variable=API_KEY_ENV,
     url_variable=SERVERS_ENV,
     sandbox_env=sandbox_env,
-    published=published,
+    published=published_beside("reconciler.providers.vllm"),
 )
