@@ -478,3 +478,15 @@ def test_a_list_naming_one_finetune_id_twice_fails_the_read(
         assert result.exit_code == 1, (command, result.output)
         assert "the answer lists the finetune id " in result.stderr
     assert project.with_suffix(".lock").read_bytes() == lock
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["6f1c-a", "support-bot", "a b", "é", "x" * 1024, "", "a\n", "\nb", "a\rb", "a\x00", "a\x7f"],
+)
+def test_the_fast_identifier_rule_judges_as_the_lock_schema_does(value: str) -> None:
+    """The list of a thousand finetunes is checked with a compiled form of the lock's `token`
+    rule; it must refuse exactly what the schema's own validator refuses."""
+    from reconciler.providers import checked
+
+    assert checked._rule()(value) == checked._validator(checked.RULE).is_valid(value)

@@ -59,10 +59,16 @@ class ItemContext:
     cache: StatCache | None
     limits: Limits | None
     notes: list[str] = field(default_factory=list)
+    resolved: Path | None = None  # base, resolved once for the whole config (None: here)
 
     @property
     def name(self) -> str:
         return str(self.item["name"])
+
+    @property
+    def root(self) -> Path:
+        """The config's folder, resolved: what a path must stay within."""
+        return self.resolved if self.resolved is not None else self.base.resolve()
 
     def problem(self, key: Path_, message: str, *, key_mark: bool = False) -> None:
         self.problems.append(self.source.problem(key, message, key=key_mark))
@@ -137,10 +143,8 @@ def contained(context: ItemContext, key: Path_, label: str, target: Path) -> boo
     if _linked(target, context.base):
         context.problem(key, f"{label} is or passes through a symlink; {_ALLOW}")
         return False
-    if not target.resolve().is_relative_to(context.base.resolve()):
-        context.problem(
-            key, f"{label} is outside the project folder {context.base.resolve()}; {_ALLOW}"
-        )
+    if not target.resolve().is_relative_to(context.root):
+        context.problem(key, f"{label} is outside the project folder {context.root}; {_ALLOW}")
         return False
     return True
 

@@ -216,6 +216,7 @@ def _finetunes(
     allow_external = bool((data.get("settings") or {}).get("allow_external_assets", False))
     seen: dict[str, int] = {}
     finetunes: list[DesiredFinetune] = []
+    root = path.parent.resolve()  # once, not once per finetune (an lstat per component)
     for i, item in enumerate(data.get("finetunes") or []):
         where: Path_ = ("finetunes", i)
         if _duplicate(source, where, item["name"], seen, problems):
@@ -228,6 +229,7 @@ def _finetunes(
             where=where,
             item=item,
             base=path.parent,
+            resolved=root,
             env=env,
             settings=providers.get(provider) or {},
             allow_external=allow_external,

@@ -59,12 +59,15 @@ def _source_from_data(data: dict[str, Any]) -> AssetSource | None:
     )
 
 
-def relative(path: Path, base: Path, *, base_resolved: bool = False) -> str:
-    resolved = path.resolve()
+def relative(path: Path, base: Path, *, base_resolved: bool = False, resolved: bool = False) -> str:
+    """`path` relative to `base` (both resolved, unless the caller says it did), or absolute
+    where it is outside."""
+    if not resolved:
+        path = path.resolve()
     try:
-        return resolved.relative_to(base if base_resolved else base.resolve()).as_posix()
+        return path.relative_to(base if base_resolved else base.resolve()).as_posix()
     except ValueError:
-        return str(resolved)
+        return str(path)
 
 
 def plan_to_data(plan: Plan, base: Path) -> dict[str, Any]:

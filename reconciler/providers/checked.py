@@ -52,7 +52,10 @@ def _rule() -> Callable[[str], bool]:
     a `not` pattern. Should the definition say more than that, the schema's own validator
     judges (slower: a list of a thousand finetunes is checked in every plan)."""
     definition = schema.load(LOCK_SCHEMA)["$defs"][RULE]
-    plain = set(definition) <= {"description", "type", "minLength", "maxLength", "pattern", "not"}
+    plain = set(definition) <= {
+        *("description", "$comment"),  # words for people: no rule
+        *("type", "minLength", "maxLength", "pattern", "not"),
+    }
     refused = definition.get("not", {"pattern": "(?!)"})
     if definition.get("type") != "string" or not plain or set(refused) != {"pattern"}:
         validator = _validator(RULE)

@@ -70,11 +70,17 @@ def fingerprint(
     base = desired.config_path.resolve().parent
     named: dict[Path, str] = {}
 
+    folders: dict[Path, Path] = {}
+
     def relative(path: Path) -> str:
-        # each path resolved once, against a base resolved once: resolve() is an lstat per
-        # path component, and 1,000 finetunes ask for 4,000 of these
+        # each path resolved once, against a base resolved once, and each folder once:
+        # resolve() is an lstat per path component, and 1,000 finetunes ask for 4,000 of these
         if path not in named:
-            named[path] = codec.relative(path, base, base_resolved=True)
+            if path.parent not in folders:
+                folders[path.parent] = path.parent.resolve()
+            inside = folders[path.parent] / path.name
+            resolved = inside.resolve() if inside.is_symlink() else inside
+            named[path] = codec.relative(resolved, base, base_resolved=True, resolved=True)
         return named[path]
 
     declared = [
