@@ -128,3 +128,20 @@ def test_a_remote_adapter_outside_fireworks_limits_makes_nothing(
     assert "Fireworks takes a LoRA rank from 4 to 64" in said and '"r" is 128' in said
     assert model_writes(sandbox, before) == []  # refused before the create was sent
     assert list(sdk.models.list()) == []
+
+
+def test_a_remote_adapter_outside_fireworks_limits_is_blocked_by_the_plan_at_its_line(
+    cli: Cli, sandbox: SandboxServer, hub: str, tmp_path: Path
+) -> None:
+    """Before: a Hub adapter's rank and modules were first checked at apply; the plan now reads
+    its adapter_config.json through the source, as a local folder's is read at load."""
+    pushed(sandbox, tmp_path, rank=128)
+    config = config_with(tmp_path, f"      hf: {REPO}\n      revision: v1\n")
+    before = len(sandbox.request_log)
+    planned = cli("plan", "-c", config)
+    assert planned.exit_code == 1, planned.output
+    (said,) = [x for x in planned.stderr.splitlines() if '"r" is 128' in x]
+    assert said.startswith(f"{config}:"), said  # at the finetune's line
+    assert f"hf://{REPO}@" in said and "adapter_config.json" in said
+    assert "Fireworks takes a LoRA rank from 4 to 64" in said
+    assert model_writes(sandbox, before) == []

@@ -3,7 +3,8 @@ here (and its package: providers/<name>/, sandbox/<name>/, and its item in the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +15,10 @@ from reconciler.providers.spec import ProviderSpec, Setting
 from reconciler.providers.vllm.spec import SPEC as VLLM
 
 if TYPE_CHECKING:  # annotations only: none of them loads on the command line's start-up
-    from reconciler.base.model import Desired
+    from reconciler.base.model import Desired, DesiredFinetune
     from reconciler.config.items import ItemKind
     from reconciler.providers.base import Provider
+    from reconciler.sources.base import RemoteSource
     from reconciler.state.statcache import StatCache
 
 SPECS: dict[str, ProviderSpec] = {s.name: s for s in (CLOUDFLARE, COHERE, VLLM, FIREWORKS)}
@@ -41,6 +43,19 @@ def load_config(path: Path, env: Mapping[str, str], cache: StatCache | None = No
     from reconciler.config import loader  # jsonschema: not at the command line's start-up
 
     return loader.load(path, env, cache, kinds=item_kinds())
+
+
+def remote_checks(
+    settings: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Callable[[DesiredFinetune, RemoteSource], list[str]]]:
+    """provider -> its own check of an adapter read through a remote source (hf:, files:),
+    given the config's providers.<name> block, for the providers whose items have one."""
+    found: dict[str, Callable[[DesiredFinetune, RemoteSource], list[str]]] = {}
+    for name, kind in item_kinds().items():
+        check = getattr(kind, "check_remote", None)
+        if check is not None:
+            found[name] = partial(check, settings=settings.get(name) or {})
+    return found
 
 
 def account_variables() -> tuple[str, ...]:

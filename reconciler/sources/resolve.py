@@ -4,7 +4,7 @@ apply time (Fetcher: each file in a local file, verified against the planned sha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,6 +13,10 @@ from reconciler.base.errors import ConfigError, Problem
 from reconciler.base.model import AssetDigest, AssetFile, Desired, DesiredFinetune
 from reconciler.sources.base import Context, RemoteSource, Resolved, SourceError
 from reconciler.sources.registry import build
+
+# a provider's own pre-flight of an adapter read through its source (a finetune, the source)
+# -> its problems, each "FILE: what is wrong" (Fireworks: rank and target modules)
+RemoteCheck = Callable[[DesiredFinetune, RemoteSource], list[str]]
 
 CHUNK = 256 * 1024
 WORKERS = 4  # sources read at once: each is a few small requests, mostly waiting
@@ -38,15 +42,19 @@ def declared(d: DesiredFinetune) -> str | None:
     return f"hf://{s.location}@{s.revision or 'main'}" + (f"/{s.subfolder}" if s.subfolder else "")
 
 
-def resolve_all(desired: Desired, ctx: Context) -> Resolution:
+def resolve_all(
+    desired: Desired, ctx: Context, checks: Mapping[str, RemoteCheck] | None = None
+) -> Resolution:
     """Every remote asset's digest, from metadata only (no weight byte is read), with the
-    pre-flight checks of its adapter through the source. ConfigError names each finetune
-    whose source cannot be read or whose adapter fails a check, at its line."""
+    pre-flight checks of its adapter through the source: the shared `Limits` checks, and a
+    provider's own (`checks`: provider -> its check of an adapter's files, where it has
+    one). ConfigError names each finetune whose source cannot be read or whose adapter
+    fails a check, at its line."""
     remote = [d for d in desired.finetunes if any(a.source is not None for a in d.assets)]
     if not remote:
         return Resolution()
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(remote))) as pool:
-        results = list(pool.map(lambda d: _one(d, desired, ctx), remote))
+        results = list(pool.map(lambda d: _one(d, desired, ctx, checks or {}), remote))
     digests: dict[Path, AssetDigest] = {}
     warnings: list[str] = []
     pins: dict[str, str] = {}
@@ -67,7 +75,7 @@ def resolve_all(desired: Desired, ctx: Context) -> Resolution:
 
 
 def _one(
-    d: DesiredFinetune, desired: Desired, ctx: Context
+    d: DesiredFinetune, desired: Desired, ctx: Context, checks: Mapping[str, RemoteCheck]
 ) -> tuple[
     dict[Path, AssetDigest], tuple[str, ...], str | None, list[Problem], RemoteSource | None
 ]:
@@ -82,6 +90,9 @@ def _one(
             from reconciler.adapters.preflight import check_adapter
 
             problems += [_problem(d, _at(resolved, m)) for m in check_adapter(d, source, limits)]
+        own = checks.get(d.provider)
+        if own is not None:
+            problems += [_problem(d, _at(resolved, m)) for m in own(d, source)]
         for a in d.assets:
             if a.source is None:
                 continue

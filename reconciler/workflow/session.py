@@ -195,7 +195,9 @@ def make_plan(
         found, notes = _catalogues(project, env, desired, providers, refresh_catalogue)
         observed = read_observed(desired.accounts, providers)
         # remote adapters (hf:, files:): digests from metadata, checks from headers
-        resolution = sources.resolve_all(desired, sources.Context(env, project))
+        resolution = sources.resolve_all(
+            desired, sources.Context(env, project), registry.remote_checks(desired.settings)
+        )
     except BaseException:
         wait([hashing])  # no hashing thread outlives the plan; this error is the one to tell
         raise

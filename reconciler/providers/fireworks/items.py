@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the checks, safetensors and YAML load with a config, not at
     from reconciler.adapters.preflight import Limits
     from reconciler.config.yamlsource import Path_
     from reconciler.providers.fireworks import checks
+    from reconciler.sources.base import RemoteSource
 
 ACCOUNT = AccountRule(
     variable=ACCOUNT_ENV,
@@ -72,6 +73,13 @@ class FireworksItems:
 
         checks.limits((settings or {}).get("limits"))
         return None
+
+    def check_remote(
+        self, desired: DesiredFinetune, source: RemoteSource, settings: Mapping[str, Any]
+    ) -> list[str]:
+        """An adapter from hf: or files:, checked at plan time as a local folder is at load
+        (registry.remote_checks hands it to sources.resolve_all)."""
+        return _remote_problems(desired, source, _limits(settings.get("limits")))
 
     def build(self, context: ItemContext) -> DesiredFinetune:
         item = context.item
@@ -210,6 +218,29 @@ def _check_folder(context: ItemContext, folder: Path, limit: checks.FireworksLim
         )
     for message in checks.check_weight_ranks(rank, ranks):
         context.problem(key, f"{label}/{WEIGHTS}: {message}")
+
+
+def _remote_problems(
+    desired: DesiredFinetune, source: RemoteSource, limit: checks.FireworksLimits
+) -> list[str]:
+    """What _check_folder checks of a local folder, for an adapter read through a remote
+    source at plan time: its config's rank and modules, and its tensors' rank against it.
+    A file the source lacks is said by the source's own check (each "FILE: ...")."""
+    from reconciler.adapters.preflight import CONFIG, WEIGHTS
+    from reconciler.providers.fireworks import checks
+
+    names = set(source.names())
+    if CONFIG not in names:
+        return []
+    with source.open(CONFIG) as f:
+        raw = f.read(checks.MAX_CONFIG_BYTES + 1)
+    problems = [f"{CONFIG}: {m}" for m in checks.check_config(raw, limit)]
+    config = checks.parse_config(raw)
+    rank = config.get("r") if isinstance(config, dict) else None
+    if WEIGHTS in names and isinstance(rank, int) and not isinstance(rank, bool) and rank > 0:
+        ranks = dict(source.weights(WEIGHTS).get("ranks") or {})
+        problems += [f"{WEIGHTS}: {m}" for m in checks.check_weight_ranks(rank, ranks)]
+    return problems
 
 
 def _config_problems(path: Path, limit: checks.FireworksLimits) -> tuple[list[str], int | None]:
