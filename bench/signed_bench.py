@@ -12,8 +12,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -56,7 +62,10 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
     drop_into_page_cache([source])
     say(f"  one file of {size >> 20} MiB, {runs} uploads each way")
     peaks: list[float] = []
-    with SandboxProcess(tmp / "signed-sandbox") as sandbox:
+    with (
+        _storage_folder(tmp, (2 * runs + 1) * size) as folder,
+        SandboxProcess(folder) as sandbox,
+    ):
         root = sandbox.base_url.removesuffix("/client/v4") + "/fireworks"
         headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
         counter = itertools.count()
@@ -64,6 +73,7 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
 
             def ours() -> float:
                 url = _signed_url(api, f"ours-{next(counter)}", size)
+                os.sync()  # the last upload's bytes on disk first, not in this one's time
                 out = subprocess.run(
                     [sys.executable, "-m", "bench.signed_child", url, str(source)],
                     cwd=ROOT, check=True, capture_output=True, text=True,
@@ -75,6 +85,7 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
 
             def curl() -> float:
                 url = _signed_url(api, f"curl-{next(counter)}", size)
+                os.sync()
                 out = subprocess.run(
                     [CURL, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
                      "-T", str(source), "-H", "Content-Type: application/octet-stream",
@@ -100,6 +111,10 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
             ratio,
             ">= 0.80",
             ratio >= 0.80,
+            note=f"medians: {statistics.median(our_times):.2f} s against "
+            f"{statistics.median(curl_times):.2f} s, ratio "
+            f"{statistics.median(curl_times) / statistics.median(our_times):.2f} (the one "
+            "sandbox process receiving, hashing and storing both sets the pace, and varies)",
         ),
         Figure(
             "signed",
@@ -113,3 +128,23 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
             max(peaks) < MEMORY_GOAL_MB,
         ),
     ]
+
+
+@contextmanager
+def _storage_folder(tmp: Path, needed: int) -> Iterator[Path]:
+    """Where the sandbox keeps the uploaded objects: in memory (/dev/shm) when it has room,
+    removed after. Each PUT writes 256 MiB on the server's side; on a disk, when writeback of
+    the last one stalls the next is chance, and a best-of picks whichever client ran in a
+    clean window (curl's best was 0.8 s while both medians were 1.9 s). Both clients send to
+    the same server; what is compared is the sending, so the server's disk is taken out."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        free = os.statvfs(shm)
+        if free.f_bavail * free.f_frsize > needed + (1 << 30):
+            folder = Path(tempfile.mkdtemp(prefix="reconciler-bench-", dir=shm))
+            try:
+                yield folder / "signed-sandbox"
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            return
+    yield tmp / "signed-sandbox"
