@@ -357,3 +357,26 @@ def test_a_bare_named_model_is_what_drift_list_output_test_and_import_name(
     name, entry = current(config)
     assert name == "support-lora" and entry["id"] == "support-lora"
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
+
+
+def test_a_leftover_is_kept_without_pruning_and_deleted_with_it(
+    cli: Cli, sandbox: SandboxServer, sdk: Fireworks, tmp_path: Path
+) -> None:
+    """A rename without --prune forgets the old model and keeps it as a leftover (not drift);
+    `apply --prune` then deletes it, and the lockfile's leftover with it."""
+    config = project(tmp_path, serve=None)
+    assert cli("apply", "-c", config, "--auto-approve").exit_code == 0
+    config.write_text(config.read_text().replace("name: support-lora", "name: support-lora-2"))
+    renamed = cli("apply", "-c", config, "--auto-approve")
+    assert renamed.exit_code == 0, renamed.output
+    assert [x["name"] for x in lock_of(config)["leftovers"]] == ["support-lora"]
+    assert cli("drift", "-c", config).exit_code == 0
+    planned = cli("plan", "-c", config, "--prune")
+    assert "# support-lora will be deleted: a leftover of support-lora" in planned.stdout
+    pruned = cli("apply", "-c", config, "--auto-approve", "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert "support-lora: delete_leftover: deleted the leftover" in pruned.output
+    assert "Apply complete: 0 created, 1 deleted, 0 uploaded, 0 forgotten." in pruned.output
+    assert [m.name.rsplit("/", 1)[-1] for m in sdk.models.list()] == ["support-lora-2"]
+    assert "leftovers" not in lock_of(config)
+    assert cli("plan", "-c", config, "--prune", "--detailed-exitcode").exit_code == 0

@@ -133,6 +133,17 @@ def forget(run: Run, at: At) -> bool:
     return run.tell(at, True, "no longer managed; kept in the account as a leftover")
 
 
+def delete_leftover(run: Run, at: At) -> bool:
+    """A leftover deleted (pruning): its remote finetune, then its record among the lock's
+    leftovers. Cut off between the two, the next plan finds it gone and sends nothing."""
+    change = run.change
+    assert change.remote_id is not None
+    run.api.delete_finetune(change.account, change.remote_id)
+    run.writer.forget_leftover((change.provider, change.account, change.remote_id))
+    run.remote_id = None
+    return run.tell(at, True, f"deleted the leftover (id {change.remote_id})")
+
+
 def delete(run: Run, at: At) -> bool:
     change, provider = run.change, run.api
     assert run.remote_id is not None
@@ -371,6 +382,7 @@ def serve(run: Run, at: At) -> bool:
 HANDLERS: dict[StepKind, Handler] = {
     StepKind.FORGET: forget,
     StepKind.DELETE: delete,
+    StepKind.DELETE_LEFTOVER: delete_leftover,
     StepKind.PROMOTE: promote,
     StepKind.CHECK: check,
     StepKind.CREATE: create,

@@ -72,6 +72,9 @@ class StepKind(str, Enum):
         "validate"  # have the provider check the uploaded files (Capabilities.validates_uploads)
     )
     SERVE = "serve"  # load what was made where it serves, and wait for it (Capabilities.serves)
+    # delete a leftover (what an apply forgot and left in its account): pruning, where the
+    # provider can delete; the lockfile's leftover goes with it
+    DELETE_LEFTOVER = "delete_leftover"
 
 
 @dataclass(frozen=True)

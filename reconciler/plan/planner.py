@@ -37,7 +37,7 @@ from reconciler.plan.changes import (
     select,
 )
 from reconciler.plan.quotas import within_quotas
-from reconciler.plan.removal import undeclared
+from reconciler.plan.removal import pruned_leftovers, undeclared
 from reconciler.plan.single import plan_one
 from reconciler.plan.versioned import versioned
 from reconciler.plan.versions import FIRST_BY_NAME, content_version, remote_name
@@ -83,6 +83,7 @@ def build(
             _declared(d, desired, observed, recorded, digests, capabilities, today, catalogue)
         )
     changes.extend(undeclared(desired, recorded, capabilities, prune))
+    changes.extend(pruned_leftovers(desired, recorded, observed, capabilities, prune))
     changes = within_quotas(changes, observed, capabilities)
     declared = {d.name for d in desired.finetunes}
     retired = sum(
@@ -93,7 +94,8 @@ def build(
     )
     changes.extend(_unmanaged(desired, observed, recorded, changes))
     seen = {(p, a, r.id) for (p, a), remotes in observed.finetunes.items() for r in remotes}
-    leftovers = len(recorded.leftover_ids() & seen)
+    going = {(c.provider, c.account, c.remote_id) for c in changes if c.action is Action.DELETE}
+    leftovers = len((recorded.leftover_ids() & seen) - going)
     return Plan(
         changes=tuple(changes), endpoints=dict(endpoints), retired=retired, leftovers=leftovers
     )

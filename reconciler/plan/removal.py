@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.base.model import Desired, LockedFinetune, LockedVersion, Recorded
+from reconciler.base.model import Desired, LockedFinetune, LockedVersion, Observed, Recorded
 from reconciler.plan.changes import Action, Change, Step, StepKind
 from reconciler.providers.base import Capabilities
 
@@ -33,6 +33,41 @@ def undeclared(
             changes.append(_removed(locked, caps_of, pruning))
         changes.extend(_removed_versions(name, locked, versions, caps_of, pruning))
     return changes
+
+
+def pruned_leftovers(
+    desired: Desired,
+    recorded: Recorded,
+    observed: Observed,
+    capabilities: Mapping[str, Capabilities],
+    prune: bool,
+) -> list[Change]:
+    """With pruning on, each leftover still in an account the config manages is deleted, where
+    its provider can delete (Cloudflare's stay, counted as kept)."""
+    if not (prune or desired.prune):
+        return []
+    found: list[Change] = []
+    for left in recorded.leftovers:
+        caps = capabilities.get(left.provider)
+        if caps is None or not caps.can_delete:
+            continue
+        if left.account not in desired.accounts.get(left.provider, ()):
+            continue
+        if not any(r.id == left.id for r in observed.in_account(left.provider, left.account)):
+            continue  # gone already: nothing to send (the lock's leftover is harmless)
+        found.append(
+            Change(
+                left.remote_name,
+                left.provider,
+                left.account,
+                Action.DELETE,
+                f"a leftover of {left.name} (made by reconciler, forgotten without pruning), "
+                "and pruning is on",
+                remote_id=left.id,
+                steps=(Step(StepKind.DELETE_LEFTOVER),),
+            )
+        )
+    return found
 
 
 def _removed(locked: LockedFinetune, caps: Capabilities | None, prune: bool) -> Change:

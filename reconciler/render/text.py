@@ -208,7 +208,7 @@ def render_result(result: Result, color: bool = False, interrupted: bool = False
     counts = {
         "created": sum(1 for o in done if o.step == "create"),
         "updated": sum(1 for o in done if o.step == "update"),
-        "deleted": sum(1 for o in done if o.step == "delete"),
+        "deleted": sum(1 for o in done if o.step in ("delete", "delete_leftover")),
         "made current": sum(1 for o in done if o.step == "promote"),
         "uploaded": sum(1 for o in done if o.step.startswith("upload")),
         "forgotten": sum(1 for o in done if o.step == "forget"),

@@ -635,6 +635,13 @@ class LockWriter:
             mine = self._changed()
         self._commit(mine)
 
+    def forget_leftover(self, key: tuple[str, str, str]) -> None:
+        """Drop one leftover, by (provider, account, id): it was deleted."""
+        with self._mutex:
+            self._leftovers.pop(key, None)
+            mine = self._changed()
+        self._commit(mine)
+
     def forget_leftovers(self, name: str) -> tuple[Leftover, ...]:
         """Let go of the leftovers of the finetune once called `name`: they become unmanaged."""
         with self._mutex:
