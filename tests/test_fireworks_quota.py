@@ -97,9 +97,16 @@ def test_one_removed_with_prune_makes_room_for_another(
     planned = cli("plan", "-c", config, "--prune")
     assert planned.exit_code == 0, planned.output
     assert "serves at most" not in planned.output
+    before = len(sandbox.request_log)
     applied = cli("apply", "-c", config, "--prune", "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert len(served(sdk)) == 3 and not any(m.startswith("bot-2") for m in served(sdk))
+    # the removal first (apply/runner: finetunes going away, then the rest), so the slot it
+    # frees is free before bot-3 asks for one: no race for it
+    sent = writes(sandbox, before)
+    gone = max(i for i, (m, p) in enumerate(sent) if m == "DELETE" and "bot-2" in p)
+    made = min(i for i, (m, p) in enumerate(sent) if m == "POST" and p.endswith("/models"))
+    assert gone < made, sent
     assert cli("plan", "-c", config, "--detailed-exitcode").exit_code == 0
     # without --prune bot-2 is only forgotten, still loaded: no room
     refused = cli("plan", "-c", bots(tmp_path / "again", (0, 1, 4)))

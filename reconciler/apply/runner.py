@@ -17,7 +17,7 @@ from reconciler.apply.outcomes import Events, Gate, Outcome, Report, Result, Sta
 from reconciler.apply.steps import HANDLERS, At, Run
 from reconciler.base.errors import EndpointError, OutcomeUnknown, ProviderError, ReconcilerError
 from reconciler.base.model import AssetDigest, AssetFile
-from reconciler.plan.planner import Change, Plan
+from reconciler.plan.planner import Action, Change, Plan
 from reconciler.providers.base import Provider
 from reconciler.state.lockfile import LockWriter
 
@@ -58,10 +58,23 @@ def run(
                 return
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(groups)))) as pool:
-        futures = [pool.submit(in_order, changes) for changes in groups]
-        for future in futures:
-            future.result()
+        for phase in _phases(groups):
+            futures = [pool.submit(in_order, changes) for changes in phase]
+            for future in futures:
+                future.result()
     return result
+
+
+REMOVALS = frozenset({Action.DELETE, Action.FORGET})
+
+
+def _phases(groups: list[list[Change]]) -> list[list[list[Change]]]:
+    """The finetunes going away first, then the rest: what a removal frees (a serverless slot
+    per base on Fireworks, an account's count) is free before another finetune asks for it.
+    A finetune's own changes keep their order (a new version before the old one's delete)."""
+    going = [g for g in groups if all(c.action in REMOVALS for c in g)]
+    staying = [g for g in groups if not all(c.action in REMOVALS for c in g)]
+    return [phase for phase in (going, staying) if phase]
 
 
 def _by_finetune(changes: tuple[Change, ...]) -> list[list[Change]]:
