@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -302,18 +303,7 @@ def _made(model: FireworksModel, serve: Any) -> RemoteFinetune:
     marked APPLYING: the next apply's create takes it over.)"""
     found = remote_finetune(model)
     assert found is not None and model_ref(model.name) is not None
-    fields = {**found.fields, "serve": serve}
-    return RemoteFinetune(
-        provider=found.provider,
-        account=found.account,
-        id=found.id,
-        name=found.name,
-        model=found.model,
-        description=found.description,
-        public=False,
-        created_at=found.created_at,
-        modified_at=found.modified_at,
-        fields=fields,
-        status=found.status,
-        ready=True,  # nothing trains: the steps after the create finish it
+    # ready: nothing trains, the steps after the create finish it
+    return replace(
+        found, fields={**found.fields, "serve": serve}, public=False, ready=True, failed=False
     )
