@@ -10,7 +10,6 @@ pre-flight checks placed at the line they are about.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from reconciler.base.errors import Problem
 from reconciler.base.model import AssetFile, AssetSource, DesiredFinetune, SourceMark
+from reconciler.sources.checked import is_loopback
 
 if TYPE_CHECKING:  # the checks are imported where they run: a provider's spec, which the
     # command line reads at start-up, imports this module, and must stay light
@@ -247,15 +247,7 @@ def url_allowed(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return bool(parts.hostname)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "http" or not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and bool(parts.hostname) and is_loopback(parts.hostname or "")
 
 
 def adapter_checks(context: ItemContext, desired: DesiredFinetune, folder: Path | None) -> None:
