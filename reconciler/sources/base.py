@@ -4,6 +4,7 @@ __init__ says what a source does; sources.registry says which module serves whic
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -123,3 +124,14 @@ class HeadReader:
 
 def is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hashed(path: Path, chunk: int = 256 * 1024) -> tuple[int, str]:
+    """A file's size and sha256 (hex), streamed: what a source checks a file it keeps by."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while piece := f.read(chunk):
+            h.update(piece)
+            size += len(piece)
+    return size, h.hexdigest()

@@ -44,6 +44,7 @@ from reconciler.sources.base import (
     Resolved,
     SourceError,
     SourceFile,
+    hashed,
     is_true,
 )
 from reconciler.sources.bounded import JSON_LIMIT, bounded, install
@@ -89,15 +90,7 @@ def endpoint_key(endpoint: str) -> str:
 
 def _matches(path: Path, listed: tuple[str, str]) -> bool:
     kind, value = listed
-    return (git_blob_id(path) if kind == "git blob" else _sha256_of(path)) == value
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return (git_blob_id(path) if kind == "git blob" else hashed(path)[1]) == value
 
 
 def git_blob_id(path: Path) -> str:

@@ -3,7 +3,6 @@ apply time (Fetcher: each file in a local file, verified against the planned sha
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -11,14 +10,13 @@ from pathlib import Path
 
 from reconciler.base.errors import ConfigError, Problem
 from reconciler.base.model import AssetDigest, AssetFile, Desired, DesiredFinetune
-from reconciler.sources.base import Context, RemoteSource, Resolved, SourceError
+from reconciler.sources.base import Context, RemoteSource, Resolved, SourceError, hashed
 from reconciler.sources.registry import build
 
 # a provider's own pre-flight of an adapter read through its source (a finetune, the source)
 # -> its problems, each "FILE: what is wrong" (Fireworks: rank and target modules)
 RemoteCheck = Callable[[DesiredFinetune, RemoteSource], list[str]]
 
-CHUNK = 256 * 1024
 WORKERS = 4  # sources read at once: each is a few small requests, mostly waiting
 
 
@@ -164,10 +162,5 @@ class Fetcher:
 
 
 def _digest(path: Path) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return size, "sha256:" + h.hexdigest()
+    size, hex_ = hashed(path)
+    return size, "sha256:" + hex_

@@ -31,7 +31,15 @@ from reconciler.base.labels import shown
 from reconciler.base.model import AssetSource
 from reconciler.base.untrusted import visible
 from reconciler.sources import checked
-from reconciler.sources.base import Context, Fetched, HeadReader, Resolved, SourceError, SourceFile
+from reconciler.sources.base import (
+    Context,
+    Fetched,
+    HeadReader,
+    Resolved,
+    SourceError,
+    SourceFile,
+    hashed,
+)
 from reconciler.sources.facts import Facts
 from reconciler.state.atomic import atomic_file
 
@@ -118,7 +126,7 @@ class UrlSource(Fetched):
             lock = _FETCHING.setdefault(hex_, threading.Lock())
         with lock:
             target = self.ctx.project.downloads / hex_
-            if target.is_file() and _sha256_of(target) == hex_:
+            if target.is_file() and hashed(target)[1] == hex_:
                 return target
             _sweep(target)
             self._download(name, target)
@@ -326,11 +334,3 @@ class UrlSource(Fetched):
                 if len(got) >= end - start:
                     break
         return bytes(got)
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
