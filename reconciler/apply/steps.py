@@ -351,32 +351,29 @@ class Finishing(Protocol):
         create (a provider may mark the finetune finished here)."""
 
 
-def _finishing(run: Run, at: At) -> Finishing:
+def _finishing(run: Run, at: At, kind: str) -> bool:
+    """A step that finishes a create (no lock write: a create cut short before its finish is
+    made again, and the provider takes over what it left): `kind` is the crash points' name
+    and which Finishing method is called."""
     provider = run.api
     if not isinstance(provider, Finishing):
         raise ProviderError(f"{provider.name} has no {at.step.kind.value} step")
-    return provider
+    assert run.remote_id is not None
+    step = {"validate": provider.validate_finetune, "serve": provider.serve_finetune}[kind]
+    crashpoints.hit(f"{kind}.before")
+    said = step(run.desired, run.remote_id)
+    crashpoints.hit(f"{kind}.after")
+    return run.tell(at, True, said)
 
 
 def validate(run: Run, at: At) -> bool:
-    """The provider's check of what was uploaded (no lock write: a create cut short before its
-    finish is made again, and the provider takes over what it left)."""
-    assert run.remote_id is not None
-    provider = _finishing(run, at)
-    crashpoints.hit("validate.before")
-    said = provider.validate_finetune(run.desired, run.remote_id)
-    crashpoints.hit("validate.after")
-    return run.tell(at, True, said)
+    """The provider's check of what was uploaded."""
+    return _finishing(run, at, "validate")
 
 
 def serve(run: Run, at: At) -> bool:
     """Load what was made where the config says it serves, and wait until it does."""
-    assert run.remote_id is not None
-    provider = _finishing(run, at)
-    crashpoints.hit("serve.before")
-    said = provider.serve_finetune(run.desired, run.remote_id)
-    crashpoints.hit("serve.after")
-    return run.tell(at, True, said)
+    return _finishing(run, at, "serve")
 
 
 HANDLERS: dict[StepKind, Handler] = {
