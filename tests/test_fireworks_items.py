@@ -17,7 +17,8 @@ from reconciler.base.model import DesiredFinetune, SourceMark
 from reconciler.config.items import ItemContext
 from reconciler.config.yamlsource import parse
 from reconciler.providers.fireworks import checks
-from reconciler.providers.fireworks.items import FireworksItems, published
+from reconciler.providers.fireworks.checks import published
+from reconciler.providers.fireworks.items import FireworksItems
 
 BASE = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 ENV = {"FIREWORKS_ACCOUNT_ID": "acme"}

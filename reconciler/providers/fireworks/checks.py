@@ -17,12 +17,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from reconciler.adapters.preflight import LimitsError
 from reconciler.providers.fireworks.marker import MARKER_CHARS
 from reconciler.providers.fireworks.records import ID_RULE, ID_RULE_TEXT, model_ref
+from reconciler.providers.spec import shipped_json
 
 MAX_CONFIG_BYTES = 1_000_000  # an adapter_config.json is a few kB
 VERSION_SUFFIX = 9  # "-" and 8 hex: plan/versions.py
@@ -31,11 +31,9 @@ OVERRIDABLE = ("min_lora_rank", "max_lora_rank", "target_modules", "lora_models"
 
 @cache
 def published() -> Mapping[str, Any]:
-    """Fireworks' published limits, as shipped beside this module (limits.json; items.py
-    reads the same file without these checks, for the command line's start-up)."""
-    text = resources.files(__package__).joinpath("limits.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    """Fireworks' published limits, as shipped beside this module (limits.json; the spec
+    reads the same file for the core, without these checks)."""
+    return shipped_json(__package__)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ Fireworks' own checks (checks.py), with providers.fireworks.limits on top.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,6 @@ from reconciler.config.items import (
 )
 from reconciler.plan.versions import FIRST_BY_NAME
 from reconciler.providers.fireworks.env import ACCOUNT_ENV
-from reconciler.providers.spec import shipped_json
 
 if TYPE_CHECKING:  # the checks, safetensors and YAML load with a config, not at start-up
     from reconciler.adapters.preflight import Limits
@@ -55,12 +53,6 @@ ACCOUNT = AccountRule(
 )
 SERVERLESS = "serverless"
 CONTENT = "content"
-
-
-@cache
-def published() -> Mapping[str, Any]:
-    """Fireworks' published limits, as shipped beside this module (limits.json)."""
-    return shipped_json(__package__)
 
 
 class FireworksItems:
