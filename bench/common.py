@@ -46,6 +46,51 @@ class Figure:
         return text + (f"\n      {self.note}" if self.note else "")
 
 
+MEMORY_GOAL_MB = 64.0  # an upload's peak memory over its process's baseline
+
+
+def upload_figures(
+    bench: str,
+    what: str,
+    size: int,
+    ours: list[float],
+    theirs: tuple[str, list[float]],
+    peaks: list[float],
+    notes: tuple[str, str] = ("", ""),
+) -> list[Figure]:
+    """An upload against a baseline client to the same route: throughput (best of each, goal
+    0.8x) and peak memory over the uploading process's baseline (goal < 64 MB). `theirs`: the
+    baseline's name and times; `notes`: one for each figure."""
+    name, times = theirs
+    ratio = min(times) / min(ours)
+    return [
+        Figure(
+            bench,
+            f"{what}: throughput (MB/s)",
+            size / min(ours) / 1e6,
+            "MB/s",
+            size / min(times) / 1e6,
+            name,
+            ratio,
+            ">= 0.80",
+            ratio >= 0.80,
+            note=notes[0],
+        ),
+        Figure(
+            bench,
+            f"{what}: peak memory over baseline (MB)",
+            max(peaks),
+            "MB",
+            None,
+            "",
+            None,
+            f"< {MEMORY_GOAL_MB:.0f} MB",
+            max(peaks) < MEMORY_GOAL_MB,
+            note=notes[1],
+        ),
+    ]
+
+
 def say(*parts: object) -> None:
     print(*parts, flush=True)
 

@@ -15,7 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import ROOT, Figure, SandboxProcess, alternate, drop_into_page_cache, say, spread
+from bench.common import (
+    ROOT,
+    Figure,
+    SandboxProcess,
+    alternate,
+    drop_into_page_cache,
+    say,
+    spread,
+    upload_figures,
+)
 from bench.data import MODEL, account, write_safetensors
 from reconciler.base.model import DesiredFinetune
 from reconciler.providers.cloudflare.api import CloudflareProvider
@@ -23,7 +32,6 @@ from reconciler.providers.endpoint import Endpoint
 from reconciler.sandbox import DEFAULT_TOKEN
 
 CURL = "/usr/bin/curl"
-MEMORY_GOAL_MB = 64.0
 
 
 def _sha256(path: Path) -> str:
@@ -110,31 +118,16 @@ def run(tmp: Path, quick: bool) -> list[Figure]:
             provider.close()
     say(f"  curl: {spread(curl_times)}; reconciler: {spread(our_times)}")
     say(f"  peak above baseline per upload: {', '.join(f'{p:.1f} MB' for p in peaks)}")
-    ratio = min(curl_times) / min(our_times)
-    return [
-        Figure(
-            "upload",
-            f"upload {size / 1e6:.0f} MB: throughput (MB/s)",
-            size / min(our_times) / 1e6,
-            "MB/s",
-            size / min(curl_times) / 1e6,
-            "curl -F",
-            ratio,
-            ">= 0.80",
-            ratio >= 0.80,
-            note=f"reconciler's own CPU per upload: {min(cpus):.2f}s (sha256 of what it sends "
+    return upload_figures(
+        "upload",
+        f"upload {size / 1e6:.0f} MB",
+        size,
+        our_times,
+        ("curl -F", curl_times),
+        peaks,
+        (
+            f"reconciler's own CPU per upload: {min(cpus):.2f}s (sha256 of what it sends "
             "included); the sandbox's multipart parser, shared by both, sets the pace",
+            f"the process's resident set before the upload: {max(baselines):.0f} MB",
         ),
-        Figure(
-            "upload",
-            f"upload {size / 1e6:.0f} MB: peak memory over baseline (MB)",
-            max(peaks),
-            "MB",
-            None,
-            "",
-            None,
-            f"< {MEMORY_GOAL_MB:.0f} MB",
-            max(peaks) < MEMORY_GOAL_MB,
-            note=f"the process's resident set before the upload: {max(baselines):.0f} MB",
-        ),
-    ]
+    )
