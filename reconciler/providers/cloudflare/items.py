@@ -68,17 +68,9 @@ class CloudflareItems:
         )
         check_patterns(context)
         adapter_checks(context, desired, folder)
-        return desired
-
-
-class ConfigItems(CloudflareItems):
-    """Cloudflare's items, and what the config asks of it that it cannot do, said at the line
-    that asks it (validate included), not first at plan."""
-
-    def build(self, context: ItemContext) -> DesiredFinetune:
-        desired = super().build(context)
         if desired.keep is not None:
-            # an error, not a warning: every plan of it is blocked, so validate says so first
+            # an error at its line, not a warning: every plan of it is blocked, so validate
+            # says so first
             context.problem(
                 (*context.where, "keep"),
                 f"finetune '{desired.name}': keep: {desired.keep} asks to delete old versions, "
@@ -88,4 +80,4 @@ class ConfigItems(CloudflareItems):
         return desired
 
 
-ITEMS = ConfigItems()
+ITEMS = CloudflareItems()
